@@ -1,0 +1,39 @@
+# `make test` and `make demo` set everything up themselves: a .venv with the exact versions of
+# constraints.txt. The install step reruns only when setup.cfg, pyproject.toml or
+# constraints.txt change, so a second run installs nothing.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.zoo-installed
+PIP    := $(BIN)/python -m pip --disable-pip-version-check
+
+.PHONY: all install test demo lint bench clean
+
+all: test
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet -c constraints.txt pip
+	$(PIP) install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/zoo list
+	@echo
+	$(BIN)/zoo info lenet
+
+lint: $(STAMP)
+	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/ruff check zoo tests benchmarks
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json=benchmarks/results/latest.json $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks

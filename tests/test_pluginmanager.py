@@ -1,0 +1,199 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import zoo
+from tests.helpers import tiny_spec
+from zoo import _pluginmanager
+from zoo._pluginmanager import ZooPlugins
+
+
+class GoodPlugin:
+    @zoo.hookimpl
+    def zoo_register_models(self, registry):
+        registry.register(tiny_spec("good_a"))
+        registry.register(tiny_spec("good_b"))
+
+
+class RaisingPlugin:
+    """Registers one model, then raises: the model must not stay registered."""
+
+    @zoo.hookimpl
+    def zoo_register_models(self, registry):
+        registry.register(tiny_spec("half_done"))
+        raise RuntimeError("boom in the hook")
+
+
+class BadSpecPlugin:
+    @zoo.hookimpl
+    def zoo_register_models(self, registry):
+        registry.register({"name": "not-a-spec"})
+
+
+class MisspelledPlugin:
+    @zoo.hookimpl
+    def zoo_register_model(self, registry):  # missing the final "s"
+        registry.register(tiny_spec("never"))
+
+
+class WrongArgsPlugin:
+    @zoo.hookimpl
+    def zoo_register_models(self, registry, extra):
+        raise AssertionError("never called")
+
+
+def _plugins(*plugins: object, disabled: tuple[str, ...] = ()) -> ZooPlugins:
+    manager = ZooPlugins(strict=False, disabled=disabled)
+    for plugin in plugins:
+        manager.add_plugin(plugin, name=type(plugin).__name__)
+    return manager
+
+
+def test_good_plugin_registers_its_models_and_hooks() -> None:
+    manager = _plugins(GoodPlugin())
+    (record,) = manager.records
+    assert record.status == "loaded"
+    assert record.models == ["good_a", "good_b"]
+    assert record.hooks == ["zoo_register_models"]
+    assert manager.registry.get("good_a").plugin == "GoodPlugin"
+
+
+@pytest.mark.parametrize(
+    ("plugin", "error"),
+    [
+        (RaisingPlugin(), "RuntimeError: boom in the hook"),
+        (BadSpecPlugin(), "InvalidSpecError: expected a zoo.ModelSpec"),
+        (MisspelledPlugin(), "unknown hook 'zoo_register_model'"),
+        (WrongArgsPlugin(), "PluginValidationError"),
+    ],
+    ids=["raises", "bad-spec", "misspelled-hook", "wrong-arguments"],
+)
+def test_broken_plugin_is_recorded_skipped_whole_and_others_keep_working(
+    plugin: object, error: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    manager = _plugins(plugin, GoodPlugin())
+    broken, good = manager.records
+    assert broken.status == "failed"
+    assert error in (broken.error or "")
+    assert broken.models == []
+    assert good.status == "loaded"
+    assert manager.registry.list() == ["good_a", "good_b"]  # nothing of the broken one
+    assert manager.pm.get_plugin(broken.name) is None
+    assert f"plugin {broken.name!r}" in caplog.text and "ZOO_DISABLE_PLUGINS" in caplog.text
+
+
+def test_duplicate_of_another_plugin_is_refused_naming_both() -> None:
+    manager = _plugins(GoodPlugin())
+
+    class Copycat:
+        @zoo.hookimpl
+        def zoo_register_models(self, registry):
+            registry.register(tiny_spec("fresh"))
+            registry.register(tiny_spec("good_a"))
+
+    record = manager.add_plugin(Copycat(), name="copycat")
+    assert record.status == "failed"
+    assert "'good_a' from plugin 'copycat' is already registered by plugin 'GoodPlugin'" in (
+        record.error or ""
+    )
+    assert "fresh" not in manager.registry
+
+
+def test_strict_mode_raises_plugin_error() -> None:
+    manager = ZooPlugins(strict=True, disabled=())
+    with pytest.raises(zoo.PluginError, match="RaisingPlugin.*boom in the hook"):
+        manager.add_plugin(RaisingPlugin(), name="RaisingPlugin")
+
+
+def test_disabled_plugin_is_listed_but_not_loaded() -> None:
+    manager = _plugins(GoodPlugin(), disabled=("GoodPlugin",))
+    (record,) = manager.records
+    assert record.status == "disabled"
+    assert len(manager.registry) == 0
+
+
+def test_environment_controls_strict_and_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ZOO_STRICT_PLUGINS", "1")
+    monkeypatch.setenv("ZOO_DISABLE_PLUGINS", " vae , other")
+    manager = ZooPlugins()
+    assert manager.strict is True
+    assert manager.disabled == {"vae", "other"}
+
+
+def test_entry_points_load_builtins_first_and_record_distribution(
+    make_dist, on_path, fresh_plugins
+) -> None:
+    site = make_dist(
+        "aaa-early-plugin",
+        "2.0",
+        {
+            "zoo_test_shadow": """
+                import zoo
+                from torch import nn
+
+                @zoo.hookimpl
+                def zoo_register_models(registry):
+                    registry.register(zoo.ModelSpec(
+                        name="lenet", builder=lambda: nn.Identity(), task="block",
+                        input=zoo.InputSpec((3,)), outputs=(zoo.OutputSpec("out", (3,)),),
+                        summary="tries to take a built-in's name"))
+            """,
+            "zoo_test_missing": "import this_module_does_not_exist\n",
+        },
+        {"shadow": "zoo_test_shadow", "missing": "zoo_test_missing"},
+    )
+    on_path(site)
+    manager = ZooPlugins(strict=False, disabled=())
+    manager.load_entry_points()
+    records = {r.name: r for r in manager.records}
+    # Built-ins come first, so a third party cannot take their names.
+    assert manager.records[0].builtin and manager.records[0].distribution == "zoo"
+    assert manager.registry.get("lenet").plugin == "lenet"
+    shadow = records["shadow"]
+    assert (shadow.status, shadow.distribution, shadow.version) == ("failed", "aaa-early-plugin", "2.0")
+    assert "already registered by plugin 'lenet'" in (shadow.error or "")
+    missing = records["missing"]
+    assert missing.entry_point == "zoo_test_missing"
+    assert "import failed: ModuleNotFoundError" in (missing.error or "")
+
+
+def test_global_plugins_are_loaded_once_and_can_be_reset(fresh_plugins) -> None:
+    first = _pluginmanager.get_plugins()
+    assert _pluginmanager.get_plugins() is first
+    _pluginmanager.reset_plugins()
+    assert _pluginmanager.get_plugins() is not first
+
+
+def test_importing_zoo_and_cli_help_load_no_torch_and_no_plugin() -> None:
+    code = (
+        "import sys\n"
+        "import zoo, zoo.cli, zoo._pluginmanager\n"
+        "from click.testing import CliRunner\n"
+        "result = CliRunner().invoke(zoo.cli.cli, ['--help'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print('torch' in sys.modules, zoo._pluginmanager._plugins is None)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
+
+
+def test_listing_builds_no_model(fresh_plugins, monkeypatch: pytest.MonkeyPatch) -> None:
+    built = []
+
+    class Watched:
+        @zoo.hookimpl
+        def zoo_register_models(self, registry):
+            registry.register(tiny_spec("watched", builder=lambda: built.append(1)))
+
+    manager = _plugins(Watched())
+    monkeypatch.setattr(_pluginmanager, "_plugins", manager)
+    from click.testing import CliRunner
+
+    from zoo.cli import cli
+
+    for args in (["list"], ["list", "--json"], ["plugins"]):
+        assert CliRunner().invoke(cli, args).exit_code == 0
+    assert built == []

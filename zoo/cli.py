@@ -1,0 +1,213 @@
+"""The ``zoo`` command line.
+
+Kept cheap to import: ``zoo --help`` loads no plugin and no torch; subcommands import what
+they need. Errors zoo raises on purpose print one line to stderr and exit 2 (usage) or 1
+(runtime); ``zoo --debug ...`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from zoo import __version__
+from zoo.errors import UsageError, ZooError
+
+_YES_NO = {True: "y", False: "-"}
+
+
+class _EchoHandler(logging.Handler):
+    """Plugin warnings as ``zoo: warning: ...`` on whatever stderr is current."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"zoo: warning: {record.getMessage()}", err=True)
+
+
+class ZooGroup(click.Group):
+    """Turns ZooErrors (and unexpected errors) into one line on stderr and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except ZooError as exc:
+            if ctx.params.get("debug"):
+                raise
+            click.echo(f"zoo: error: {exc}", err=True)
+            ctx.exit(2 if isinstance(exc, UsageError) else 1)
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            click.echo(
+                f"zoo: error: {type(exc).__name__}: {exc} "
+                "(run `zoo --debug ...` to see the traceback)",
+                err=True,
+            )
+            ctx.exit(1)
+
+
+@click.group(cls=ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="zoo")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+def cli(debug: bool) -> None:
+    """zoo: register, train, export and benchmark PyTorch models through plugins.
+
+    Models come from plugins declared in the `zoo` entry-point group, zoo's built-ins
+    included. ZOO_DISABLE_PLUGINS=a,b skips plugins by name or distribution;
+    ZOO_STRICT_PLUGINS=1 makes a failing plugin an error instead of a warning.
+    """
+    logger = logging.getLogger("zoo")
+    if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
+        logger.addHandler(_EchoHandler())
+        logger.propagate = False
+
+
+def _parse_args(pairs: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; values are Python literals where they parse, else strings."""
+    kwargs: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--arg")
+        try:
+            value: Any = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+        kwargs[key.strip()] = value
+    return kwargs
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip()
+             for line in [headers, *rows]]
+    return "\n".join(lines)
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+@cli.command("list")
+@click.argument("pattern", required=False, default="*")
+@click.option("--task", type=click.Choice(
+    ["classification", "sequence_classification", "generative", "block"]),
+    help="Only models of this task.")
+@click.option("--tag", help="Only models with this tag.")
+@click.option("--exclude", multiple=True, metavar="PATTERN", help="Leave out matching names.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of specs).")
+def list_cmd(pattern: str, task: str | None, tag: str | None, exclude: tuple[str, ...],
+             as_json: bool) -> None:
+    """List registered models; PATTERN takes wildcards (`resnet*`).
+
+    Columns ts/onnx/pt2/dyn: TorchScript, ONNX and torch.export support, and a dynamic
+    batch in exported graphs. Nothing is built or measured.
+    """
+    from zoo.registry import default_registry, suggest
+
+    registry = default_registry()
+    names = registry.list(pattern, exclude=exclude, task=task, tag=tag)
+    specs = [registry.get(n) for n in names]
+    if as_json:
+        _echo_json([s.to_dict() for s in specs])
+        return
+    if not names:
+        hint = suggest(pattern, registry.list()) if not any(ch in pattern for ch in "*?[") else []
+        extra = f"; did you mean {', '.join(hint)}?" if hint else ""
+        click.echo(f"zoo: no model matches {pattern!r} with these filters{extra}", err=True)
+        sys.exit(1)
+    rows = []
+    for s in specs:
+        caps = s.capabilities
+        rows.append([
+            s.name, s.task.value, s.input.describe(), str(s.num_classes or ""),
+            _YES_NO[caps.scriptable], _YES_NO[caps.onnx], _YES_NO[caps.pt2],
+            _YES_NO[caps.dynamic_batch], s.plugin, s.summary,
+        ])
+    headers = ["NAME", "TASK", "INPUT", "CLASSES", "TS", "ONNX", "PT2", "DYN", "PLUGIN", "SUMMARY"]
+    click.echo(_table(headers, rows))
+
+
+def _format_count(n: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return str(n)
+
+
+@cli.command("info")
+@click.argument("name")
+@click.option("--arg", "args", multiple=True, metavar="KEY=VALUE",
+              help="Builder option, e.g. --arg num_classes=1000 (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the card as JSON.")
+def info_cmd(name: str, args: tuple[str, ...], as_json: bool) -> None:
+    """Show the card of model NAME: its spec, parameters and FLOPs (measured at batch 1)."""
+    from zoo.card import model_card
+    from zoo.registry import get_spec
+
+    card = model_card(get_spec(name), **_parse_args(args))
+    if as_json:
+        _echo_json(card)
+        return
+    m = card["measured"]
+    caps = card["capabilities"]
+    inp = card["input"]
+    spec = get_spec(name)
+    outputs = ", ".join(f"{o['name']} [B, {', '.join(map(str, o['shape']))}]"
+                        for o in card["outputs"])
+    options = ", ".join(f"{k}={v!r}" for k, v in {**card["options"], **card["options_used"]}.items())
+    lines = [
+        f"{card['name']}: {card['summary']}",
+        ("task", card["task"]),
+        ("plugin", card["plugin"]),
+        ("input", f"{inp['name']}: {spec.input.describe()}"),
+        ("outputs", outputs),
+        ("classes", str(card["num_classes"] or "-")),
+        ("tags", ", ".join(card["tags"]) or "-"),
+        ("source", card["source"] or "-"),
+        ("options", options or "-"),
+        ("exports", ", ".join(f"{k} {'yes' if caps[k] else 'no'}"
+                              for k in ("scriptable", "onnx", "pt2", "dynamic_batch"))),
+        ("parameters", f"{m['parameters']:,} ({m['trainable_parameters']:,} trainable)"),
+        ("FLOPs", f"{_format_count(m['flops'])}FLOPs per sample "
+                  f"({_format_count(m['flops'] // 2)}MACs)"),
+        ("module", m["class"]),
+    ]
+    if caps["notes"]:
+        lines.append(("notes", caps["notes"]))
+    click.echo(lines[0])
+    for key, value in lines[1:]:
+        click.echo(f"  {key:<11} {value}")
+
+
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of plugin records).")
+def plugins_cmd(as_json: bool) -> None:
+    """List plugins: name, distribution, version, hooks, models, and failures if any."""
+    from zoo._pluginmanager import get_plugins
+
+    records = get_plugins().records
+    if as_json:
+        _echo_json([r.to_dict() for r in records])
+        return
+    rows = [[r.name, r.status, r.distribution or "-", r.version or "-",
+             ",".join(r.hooks) or "-", ", ".join(r.models) or "-"] for r in records]
+    click.echo(_table(["PLUGIN", "STATUS", "DISTRIBUTION", "VERSION", "HOOKS", "MODELS"], rows))
+    for r in records:
+        if r.error:
+            click.echo(f"\n{r.name} ({r.entry_point}) failed: {r.error}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cli.main(args=list(argv) if argv is not None else None, prog_name="zoo")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,80 @@
+"""Exceptions raised by zoo.
+
+Every error zoo raises on purpose derives from :class:`ZooError`, so a caller can catch
+them all at once; the CLI prints their message as one line instead of a traceback.
+
+```
+ZooError
+├── UsageError                 the caller asked for something that does not exist / is malformed
+│   ├── UnknownModelError      no model of that name (suggests close matches)   also KeyError
+│   └── InvalidArgumentsError  a builder was given an argument it does not take  also TypeError
+├── RegistryError              a model spec could not be registered
+│   ├── InvalidSpecError       the spec itself is malformed
+│   └── DuplicateModelError    the name is taken (names both plugins)
+├── PluginError                a plugin failed to load (raised only with ZOO_STRICT_PLUGINS=1)
+└── WeightsError               pretrained weights could not be found, downloaded or loaded
+```
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DuplicateModelError",
+    "InvalidArgumentsError",
+    "InvalidSpecError",
+    "PluginError",
+    "RegistryError",
+    "UnknownModelError",
+    "UsageError",
+    "WeightsError",
+    "ZooError",
+]
+
+
+class ZooError(Exception):
+    """Base class of every error zoo raises deliberately."""
+
+
+class UsageError(ZooError):
+    """The caller asked for something that does not exist or is malformed (CLI exit code 2)."""
+
+
+class UnknownModelError(UsageError, KeyError):
+    """No model is registered under the requested name."""
+
+    def __init__(self, name: str, suggestions: list[str] | None = None) -> None:
+        self.name = name
+        self.suggestions = list(suggestions or [])
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        msg = f"unknown model {self.name!r}"
+        if self.suggestions:
+            msg += "; did you mean " + ", ".join(repr(s) for s in self.suggestions) + "?"
+        else:
+            msg += "; run `zoo list` to see the registered models"
+        return msg
+
+
+class InvalidArgumentsError(UsageError, TypeError):
+    """A model builder was called with arguments it does not accept."""
+
+
+class RegistryError(ZooError):
+    """A model spec could not be registered."""
+
+
+class InvalidSpecError(RegistryError, ValueError):
+    """A ModelSpec is malformed (bad name, task, input spec, builder...)."""
+
+
+class DuplicateModelError(RegistryError):
+    """A model name is already registered by another (or the same) plugin."""
+
+
+class PluginError(ZooError):
+    """A plugin failed to load; raised instead of recorded when ZOO_STRICT_PLUGINS=1."""
+
+
+class WeightsError(ZooError):
+    """Pretrained weights could not be found, downloaded or loaded."""

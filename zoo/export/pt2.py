@@ -1,0 +1,53 @@
+"""torch.export: an ExportedProgram with the spec's dynamic axes, saved as ``.pt2``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from zoo.export._shapes import dynamic_shapes
+from zoo.registry import InputSpec
+
+__all__ = ["export_program", "load", "save"]
+
+
+def export_program(
+    model: nn.Module, example: torch.Tensor, spec: InputSpec, *, dynamic: bool = True
+) -> torch.export.ExportedProgram:
+    """Export ``model`` (put in eval mode) with the dynamic axes ``spec`` declares."""
+    model.eval()
+    shapes = dynamic_shapes(spec, dynamic=dynamic)
+    with _rnn_loops(enabled=shapes is not None):
+        return torch.export.export(model, (example,), dynamic_shapes=shapes, strict=False)
+
+
+@contextlib.contextmanager
+def _rnn_loops(*, enabled: bool) -> Iterator[None]:
+    """Trace LSTM/GRU as a ``while_loop`` so the time axis stays dynamic.
+
+    By default ``aten.lstm``/``aten.gru`` decompose into one step per time step, which fixes
+    the sequence length of the example; the ONNX exporter applies the same patches.
+    """
+    if not enabled:
+        yield
+        return
+    from torch.export._patches import (
+        register_gru_while_loop_decomposition,
+        register_lstm_while_loop_decomposition,
+    )
+
+    with register_lstm_while_loop_decomposition(), register_gru_while_loop_decomposition():
+        yield
+
+
+def save(program: torch.export.ExportedProgram, path: str | Path) -> Path:
+    torch.export.save(program, str(path))
+    return Path(path)
+
+
+def load(path: str | Path) -> torch.export.ExportedProgram:
+    return torch.export.load(str(path))

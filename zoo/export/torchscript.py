@@ -1,0 +1,46 @@
+"""TorchScript: scripting (with a trace fallback) and loading, in one place.
+
+TorchScript is deprecated upstream and ``torch.jit.script/trace/load`` print a
+FutureWarning/DeprecationWarning saying so. zoo still ships it because many runtimes load it;
+the warning is silenced here, for these calls only, by message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["load", "script", "trace"]
+
+
+@contextlib.contextmanager
+def _quiet_deprecation() -> Iterator[None]:
+    with warnings.catch_warnings():
+        for category in (FutureWarning, DeprecationWarning):
+            warnings.filterwarnings(
+                "ignore", message=r".*(TorchScript|torch\.jit).*deprecated.*", category=category
+            )
+        yield
+
+
+def script(model: nn.Module) -> torch.jit.ScriptModule:
+    """``torch.jit.script(model)``; raises whatever TorchScript raises if it cannot."""
+    with _quiet_deprecation():
+        return torch.jit.script(model)
+
+
+def trace(model: nn.Module, *example: torch.Tensor) -> torch.jit.ScriptModule:
+    """``torch.jit.trace`` on ``example`` (fixed control flow; used when scripting fails)."""
+    with _quiet_deprecation():
+        return torch.jit.trace(model, example)
+
+
+def load(path: str | Path, map_location: str | torch.device | None = "cpu") -> torch.jit.ScriptModule:
+    """Load a saved TorchScript module."""
+    with _quiet_deprecation():
+        return torch.jit.load(str(path), map_location=map_location)

@@ -1,0 +1,64 @@
+"""VGG with a new head (notes 004 section 8, 000 'vgg16')."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from torch import nn
+
+from zoo.errors import InvalidArgumentsError
+from zoo.hookspecs import ModelRegistrar, hookimpl
+from zoo.plugins._common import check_positive, freeze_first, load_torchvision_weights, logits
+from zoo.plugins.resnet import IMAGENET_RANGE
+from zoo.registry import InputSpec, ModelSpec, Task
+
+ARCHS = ("vgg11", "vgg13", "vgg16", "vgg19")
+HEADS = ("replace", "append")
+
+
+def vgg_head(
+    num_classes: int = 10,
+    arch: str = "vgg16",
+    head: str = "replace",
+    weights: str | os.PathLike[str] | None = None,
+    freeze: int = 0,
+) -> nn.Module:
+    """torchvision VGG with a new classification head.
+
+    ``head="replace"`` sets ``classifier[6] = Linear(4096, num_classes)``; ``head="append"``
+    keeps the 1000-way layer and adds ``classifier.add_module("add_linear",
+    Linear(1000, num_classes))``. Inputs of 32x32 and up work (the adaptive pool).
+    """
+    import torchvision.models as tvm
+
+    check_positive(num_classes=num_classes)
+    if arch not in ARCHS:
+        raise InvalidArgumentsError(f"arch={arch!r} is not one of {', '.join(ARCHS)}")
+    if head not in HEADS:
+        raise InvalidArgumentsError(f"head={head!r} is not one of {', '.join(HEADS)}")
+    model: Any = getattr(tvm, arch)(weights=None)
+    if weights is not None:
+        load_torchvision_weights(model, weights, tvm.get_model_weights(arch))
+    if head == "replace":
+        model.classifier[6] = nn.Linear(4096, num_classes)
+    else:
+        model.classifier.add_module("add_linear", nn.Linear(1000, num_classes))
+    return freeze_first(model, freeze)
+
+
+@hookimpl
+def zoo_register_models(registry: ModelRegistrar) -> None:
+    registry.register(
+        ModelSpec(
+            name="vgg_head",
+            builder=vgg_head,
+            task=Task.CLASSIFICATION,
+            input=InputSpec((3, 224, 224), value_range=IMAGENET_RANGE),
+            outputs=logits(10),
+            num_classes=10,
+            summary="torchvision VGG16 (or 11/13/19) with classifier[6] replaced or a layer added",
+            tags=("vision", "torchvision", "finetune", "large"),
+            source="notes 004 section 8, 000 'vgg16'; Simonyan & Zisserman 2014",
+        )
+    )

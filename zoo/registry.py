@@ -1,0 +1,416 @@
+"""Model specs and the registry that maps names to them.
+
+A :class:`ModelSpec` says everything zoo needs to know about a model *without building it*:
+its builder, task, example input, outputs, class count, tags, source and what it can be
+exported to. Plugins register specs through the ``zoo_register_models`` hook; everything else
+(``zoo list``, the trainer, the exporters, the benchmarks) reads them from here.
+
+This module does not import torch at module level: listing models must stay cheap.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Final, final
+
+from zoo.errors import (
+    DuplicateModelError,
+    InvalidArgumentsError,
+    InvalidSpecError,
+    UnknownModelError,
+)
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = [
+    "Capabilities",
+    "InputSpec",
+    "ModelRegistry",
+    "ModelSpec",
+    "OutputSpec",
+    "Task",
+    "create_model",
+    "default_registry",
+    "get_spec",
+    "list_models",
+    "suggest",
+]
+
+_NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
+_DTYPES: Final = frozenset({"float32", "float16", "bfloat16", "float64", "int64", "int32", "uint8"})
+
+
+class Task(str, Enum):
+    """What a model does, which decides its loss, metrics and how its outputs are read."""
+
+    CLASSIFICATION = "classification"
+    SEQUENCE_CLASSIFICATION = "sequence_classification"
+    GENERATIVE = "generative"
+    BLOCK = "block"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@final
+@dataclass(frozen=True)
+class InputSpec:
+    """The tensor a model takes, per sample (the batch axis is implied as axis 0)."""
+
+    #: Per-sample shape, batch axis excluded: ``(1, 28, 28)`` for MNIST images.
+    shape: tuple[int, ...]
+    #: torch dtype name: ``float32``, ``int64``, ``uint8``...
+    dtype: str = "float32"
+    #: Inclusive range of meaningful values (token ids: ``(1, vocab_size - 1)``).
+    value_range: tuple[float, float] = (0.0, 1.0)
+    #: Axes of the *batched* tensor that may vary, with a name each (axis 0 is the batch).
+    dynamic_axes: Mapping[int, str] = field(default_factory=lambda: {0: "batch"})
+    #: Input name used in exported graphs.
+    name: str = "input"
+
+    def __post_init__(self) -> None:
+        if not self.shape or any(not isinstance(d, int) or d <= 0 for d in self.shape):
+            raise InvalidSpecError(f"input shape must be positive ints, got {self.shape!r}")
+        if self.dtype not in _DTYPES:
+            raise InvalidSpecError(
+                f"input dtype {self.dtype!r} is not one of {', '.join(sorted(_DTYPES))}"
+            )
+        low, high = self.value_range
+        if not low <= high:
+            raise InvalidSpecError(f"input value_range {self.value_range!r} has low > high")
+        rank = len(self.shape) + 1
+        bad = [axis for axis in self.dynamic_axes if not 0 <= axis < rank]
+        if bad:
+            raise InvalidSpecError(f"dynamic axes {bad} are outside a rank-{rank} input")
+
+    @property
+    def is_integer(self) -> bool:
+        return self.dtype in ("int64", "int32", "uint8")
+
+    def batched_shape(self, batch_size: int) -> tuple[int, ...]:
+        return (batch_size, *self.shape)
+
+    def example(self, batch_size: int = 2, *, seed: int = 0) -> torch.Tensor:
+        """A reproducible random tensor that satisfies this spec.
+
+        The default batch of 2 is deliberate: exporters specialise a batch of 1 into a constant.
+        """
+        import torch
+
+        gen = torch.Generator().manual_seed(seed)
+        shape = self.batched_shape(batch_size)
+        dtype = getattr(torch, self.dtype)
+        low, high = self.value_range
+        if self.is_integer:
+            return torch.randint(int(low), int(high) + 1, shape, generator=gen, dtype=dtype)
+        x = torch.rand(shape, generator=gen, dtype=torch.float32) * (high - low) + low
+        return x.to(dtype)
+
+    def describe(self) -> str:
+        """A compact form such as ``float32[B,1,28,28] in [0, 1]``."""
+        dims = ["B"] + [str(d) for d in self.shape]
+        for axis, label in self.dynamic_axes.items():
+            if axis > 0:
+                dims[axis] = label[0].upper() if label else "?"
+        low, high = self.value_range
+        return f"{self.dtype}[{','.join(dims)}] in [{low:g}, {high:g}]"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "value_range": list(self.value_range),
+            "dynamic_axes": {str(k): v for k, v in sorted(self.dynamic_axes.items())},
+        }
+
+
+@final
+@dataclass(frozen=True)
+class OutputSpec:
+    """One output of a model, per sample (batch axis implied as axis 0)."""
+
+    name: str
+    #: Per-sample shape for the builder's default arguments, batch axis excluded.
+    shape: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape)}
+
+
+@final
+@dataclass(frozen=True)
+class Capabilities:
+    """What the model (built with default arguments) is known to support.
+
+    These are claims; ``tests/test_capabilities.py`` verifies every one for every registered
+    model, in both directions, so the record never goes stale.
+    """
+
+    #: ``torch.jit.script`` works and matches eager.
+    scriptable: bool = True
+    #: The torch.export-based ONNX exporter works and onnxruntime matches eager.
+    onnx: bool = True
+    #: ``torch.export.export`` works and matches eager.
+    pt2: bool = True
+    #: Exported graphs accept any batch size (and any length on other dynamic axes).
+    dynamic_batch: bool = True
+    #: Why a capability is missing, for users reading ``zoo info``.
+    notes: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scriptable": self.scriptable,
+            "onnx": self.onnx,
+            "pt2": self.pt2,
+            "dynamic_batch": self.dynamic_batch,
+            "notes": self.notes,
+        }
+
+
+@final
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything zoo knows about one model, without building it."""
+
+    #: Unique, lowercase: ``[a-z0-9][a-z0-9_.-]*``.
+    name: str
+    #: Returns a fresh ``nn.Module``; its keyword arguments are the model's options.
+    builder: Callable[..., nn.Module]
+    task: Task
+    input: InputSpec
+    #: The outputs of ``forward`` in order, for the builder's default arguments.
+    outputs: tuple[OutputSpec, ...]
+    #: One line for ``zoo list`` and the card.
+    summary: str
+    #: Number of classes for classifiers with default arguments; ``None`` otherwise.
+    num_classes: int | None = None
+    tags: tuple[str, ...] = ()
+    #: Where the architecture comes from (paper, notes section, URL).
+    source: str = ""
+    #: Builds the default preprocessing module (filled in by the export work; may be None).
+    transform: Callable[[], nn.Module] | None = None
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    #: Set by the registry: the plugin that registered this spec.
+    plugin: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
+            raise InvalidSpecError(
+                f"model name {self.name!r} is invalid: use lowercase letters, digits, '_', '.', '-'"
+            )
+        if not callable(self.builder):
+            raise InvalidSpecError(f"model {self.name!r}: builder {self.builder!r} is not callable")
+        try:
+            object.__setattr__(self, "task", Task(self.task))
+        except ValueError:
+            choices = ", ".join(t.value for t in Task)
+            raise InvalidSpecError(
+                f"model {self.name!r}: task {self.task!r} is not one of {choices}"
+            ) from None
+        if not isinstance(self.input, InputSpec):
+            raise InvalidSpecError(f"model {self.name!r}: input must be an InputSpec")
+        object.__setattr__(self, "outputs", tuple(self.outputs))
+        object.__setattr__(self, "tags", tuple(self.tags))
+        if not self.outputs or not all(isinstance(o, OutputSpec) for o in self.outputs):
+            raise InvalidSpecError(f"model {self.name!r}: outputs must be OutputSpecs (at least 1)")
+        names = [self.input.name, *(o.name for o in self.outputs)]
+        if len(set(names)) != len(names):
+            raise InvalidSpecError(
+                f"model {self.name!r}: input and output names must be distinct, got {names}"
+            )
+        if self.num_classes is not None and self.num_classes < 1:
+            raise InvalidSpecError(f"model {self.name!r}: num_classes must be positive")
+        if not isinstance(self.capabilities, Capabilities):
+            raise InvalidSpecError(f"model {self.name!r}: capabilities must be a Capabilities")
+
+    def builder_parameters(self) -> dict[str, Any]:
+        """The builder's keyword options and their defaults (``inspect.Parameter.empty`` if none)."""
+        sig = inspect.signature(self.builder)
+        return {
+            p.name: p.default
+            for p in sig.parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        }
+
+    def check_kwargs(self, kwargs: Mapping[str, Any]) -> None:
+        """Raise InvalidArgumentsError naming the valid options if ``kwargs`` don't fit."""
+        sig = inspect.signature(self.builder)
+        if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+            return
+        valid = self.builder_parameters()
+        unknown = [k for k in kwargs if k not in valid]
+        if unknown:
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(key, list(valid), n=1)
+                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise InvalidArgumentsError(
+                f"model {self.name!r} does not take {', '.join(hints)}; "
+                f"valid arguments: {', '.join(valid) or '(none)'}"
+            )
+        missing = [k for k, d in valid.items() if d is inspect.Parameter.empty and k not in kwargs]
+        if missing:
+            raise InvalidArgumentsError(
+                f"model {self.name!r} needs argument(s) {', '.join(missing)}"
+            )
+
+    def build(self, **kwargs: Any) -> nn.Module:
+        """Validate ``kwargs`` against the builder, then build a fresh model."""
+        from torch import nn
+
+        self.check_kwargs(kwargs)
+        model = self.builder(**kwargs)
+        if not isinstance(model, nn.Module):
+            raise InvalidSpecError(
+                f"model {self.name!r}: builder returned {type(model).__name__}, not an nn.Module"
+            )
+        return model
+
+    def example_input(self, batch_size: int = 2, *, seed: int = 0) -> torch.Tensor:
+        return self.input.example(batch_size, seed=seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description (no model is built)."""
+        options = {
+            k: (None if v is inspect.Parameter.empty else v)
+            for k, v in self.builder_parameters().items()
+        }
+        return {
+            "name": self.name,
+            "task": self.task.value,
+            "summary": self.summary,
+            "plugin": self.plugin,
+            "input": self.input.to_dict(),
+            "outputs": [o.to_dict() for o in self.outputs],
+            "num_classes": self.num_classes,
+            "tags": list(self.tags),
+            "source": self.source,
+            "has_transform": self.transform is not None,
+            "capabilities": self.capabilities.to_dict(),
+            "options": {k: v if _jsonable(v) else repr(v) for k, v in options.items()},
+        }
+
+
+def _jsonable(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def suggest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
+    """Names close to ``name``: fuzzy matches first, then names that contain it."""
+    pool = sorted(candidates)
+    close = difflib.get_close_matches(name.lower(), pool, n=n, cutoff=0.6)
+    contains = [c for c in pool if name.lower() in c and c not in close]
+    return (close + contains)[:n]
+
+
+class ModelRegistry:
+    """Maps model names to specs. Duplicate names are refused, naming both plugins."""
+
+    def __init__(self) -> None:
+        #: model name -> its spec (``spec.plugin`` names the plugin that registered it)
+        self._specs: dict[str, ModelSpec] = {}
+
+    def register(self, spec: ModelSpec, *, plugin: str = "") -> ModelSpec:
+        """Add ``spec``; raises DuplicateModelError if the name is taken."""
+        if not isinstance(spec, ModelSpec):
+            raise InvalidSpecError(
+                f"expected a zoo.ModelSpec, got {type(spec).__name__}: {spec!r:.80}"
+            )
+        if plugin:
+            spec = replace(spec, plugin=plugin)
+        self.check_free(spec)
+        self._specs[spec.name] = spec
+        return spec
+
+    def check_free(self, spec: ModelSpec, *, plugin: str = "") -> None:
+        """Raise DuplicateModelError, naming both plugins, if ``spec.name`` is taken."""
+        if not isinstance(spec, ModelSpec):
+            raise InvalidSpecError(
+                f"expected a zoo.ModelSpec, got {type(spec).__name__}: {spec!r:.80}"
+            )
+        taken = self._specs.get(spec.name)
+        if taken is not None:
+            newcomer = plugin or spec.plugin or "?"
+            raise DuplicateModelError(
+                f"model {spec.name!r} from plugin {newcomer!r} is already registered "
+                f"by plugin {taken.plugin or '?'!r}; rename one of them"
+            )
+
+    def get(self, name: str) -> ModelSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise UnknownModelError(name, suggest(name, self._specs)) from None
+
+    def list(
+        self,
+        pattern: str | Iterable[str] = "*",
+        *,
+        exclude: str | Iterable[str] = (),
+        task: Task | str | None = None,
+        tag: str | None = None,
+    ) -> list[str]:
+        """Sorted names matching any of the wildcard ``pattern``s and none of ``exclude``."""
+        include = [pattern] if isinstance(pattern, str) else list(pattern)
+        excluded = [exclude] if isinstance(exclude, str) else list(exclude)
+        wanted_task = Task(task) if task is not None else None
+        names = []
+        for name, spec in self._specs.items():
+            if not any(fnmatch.fnmatchcase(name, p) for p in include):
+                continue
+            if any(fnmatch.fnmatchcase(name, p) for p in excluded):
+                continue
+            if wanted_task is not None and spec.task is not wanted_task:
+                continue
+            if tag is not None and tag not in spec.tags:
+                continue
+            names.append(name)
+        return sorted(names)
+
+    def create(self, name: str, **kwargs: Any) -> nn.Module:
+        return self.get(name).build(**kwargs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+    def __iter__(self) -> Iterator[ModelSpec]:
+        return iter(sorted(self._specs.values(), key=lambda s: s.name))
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+
+def default_registry() -> ModelRegistry:
+    from zoo._pluginmanager import get_plugins
+
+    return get_plugins().registry
+
+
+def list_models(
+    pattern: str | Iterable[str] = "*",
+    *,
+    exclude: str | Iterable[str] = (),
+    task: Task | str | None = None,
+    tag: str | None = None,
+) -> list[str]:
+    """Names of registered models, with wildcard include/exclude and task/tag filters."""
+    return default_registry().list(pattern, exclude=exclude, task=task, tag=tag)
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec registered as ``name``; UnknownModelError suggests close names."""
+    return default_registry().get(name)
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build model ``name``; ``kwargs`` are checked against its builder's options."""
+    return default_registry().create(name, **kwargs)
