@@ -12,6 +12,7 @@ import torch
 
 from zoo import _pluginmanager
 
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
@@ -40,14 +41,14 @@ def make_dist(tmp_path: Path) -> MakeDist:
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
 
-    def make(dist: str, version: str, modules: dict[str, str], entry_points: dict[str, str]) -> Path:
+    def make(
+        dist: str, version: str, modules: dict[str, str], entry_points: dict[str, str]
+    ) -> Path:
         for module, source in modules.items():
             (site / f"{module}.py").write_text(textwrap.dedent(source))
         info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
         info.mkdir()
-        (info / "METADATA").write_text(
-            f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n"
-        )
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
         lines = "\n".join(f"{name} = {target}" for name, target in entry_points.items())
         (info / "entry_points.txt").write_text(f"[zoo]\n{lines}\n")
         return site

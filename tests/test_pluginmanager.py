@@ -104,7 +104,7 @@ def test_duplicate_of_another_plugin_is_refused_naming_both() -> None:
 
 def test_strict_mode_raises_plugin_error() -> None:
     manager = ZooPlugins(strict=True, disabled=())
-    with pytest.raises(zoo.PluginError, match="RaisingPlugin.*boom in the hook"):
+    with pytest.raises(zoo.PluginError, match=r"RaisingPlugin.*boom in the hook"):
         manager.add_plugin(RaisingPlugin(), name="RaisingPlugin")
 
 
@@ -153,7 +153,11 @@ def test_entry_points_load_builtins_first_and_record_distribution(
     assert manager.records[0].builtin and manager.records[0].distribution == "zoo"
     assert manager.registry.get("lenet").plugin == "lenet"
     shadow = records["shadow"]
-    assert (shadow.status, shadow.distribution, shadow.version) == ("failed", "aaa-early-plugin", "2.0")
+    assert (shadow.status, shadow.distribution, shadow.version) == (
+        "failed",
+        "aaa-early-plugin",
+        "2.0",
+    )
     assert "already registered by plugin 'lenet'" in (shadow.error or "")
     missing = records["missing"]
     assert missing.entry_point == "zoo_test_missing"

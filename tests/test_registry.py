@@ -64,7 +64,9 @@ def test_example_input_is_reproducible_and_within_range() -> None:
 
 
 def test_integer_example_input_covers_inclusive_range() -> None:
-    spec = InputSpec((1000,), dtype="int64", value_range=(1, 3), dynamic_axes={0: "batch", 1: "time"})
+    spec = InputSpec(
+        (1000,), dtype="int64", value_range=(1, 3), dynamic_axes={0: "batch", 1: "time"}
+    )
     x = spec.example(2)
     assert x.dtype == torch.int64
     assert set(x.unique().tolist()) == {1, 2, 3}
@@ -76,13 +78,15 @@ def test_integer_example_input_covers_inclusive_range() -> None:
 
 def test_duplicate_name_names_both_plugins() -> None:
     registry = _registry("alpha")
-    with pytest.raises(zoo.DuplicateModelError, match="'alpha' from plugin 'late'.*by plugin 'plugin-alpha'"):
+    with pytest.raises(
+        zoo.DuplicateModelError, match=r"'alpha' from plugin 'late'.*by plugin 'plugin-alpha'"
+    ):
         registry.register(tiny_spec("alpha"), plugin="late")
     assert registry.get("alpha").plugin == "plugin-alpha"
 
 
 def test_register_refuses_non_specs() -> None:
-    with pytest.raises(zoo.InvalidSpecError, match="expected a zoo.ModelSpec, got dict"):
+    with pytest.raises(zoo.InvalidSpecError, match=r"expected a zoo\.ModelSpec, got dict"):
         ModelRegistry().register({"name": "x"})  # type: ignore[arg-type]
 
 
@@ -137,7 +141,7 @@ def test_required_builder_arguments_are_reported() -> None:
 def test_builder_must_return_a_module() -> None:
     registry = ModelRegistry()
     registry.register(tiny_spec("bad", builder=lambda: "not a module"))
-    with pytest.raises(zoo.InvalidSpecError, match="returned str, not an nn.Module"):
+    with pytest.raises(zoo.InvalidSpecError, match=r"returned str, not an nn\.Module"):
         registry.create("bad")
 
 
@@ -157,7 +161,19 @@ def test_spec_to_dict_describes_options_without_building() -> None:
 
 def test_default_registry_holds_the_seven_families() -> None:
     names = set(zoo.list_models())
-    assert {"lenet", "googlenet", "resnet", "resnet18", "resnet34", "resnet50", "vgg_head",
-            "lstm", "gru", "vae", "bam", "bam_resnet"} <= names
+    assert {
+        "lenet",
+        "googlenet",
+        "resnet",
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "vgg_head",
+        "lstm",
+        "gru",
+        "vae",
+        "bam",
+        "bam_resnet",
+    } <= names
     assert zoo.get_spec("lenet").plugin == "lenet"
     assert zoo.list_models(task="generative") == ["vae"]

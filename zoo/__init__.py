@@ -5,8 +5,6 @@ Models, ours and third parties', register through the ``zoo`` entry-point group 
 Importing zoo is cheap: torch is imported only when a model is built or a plugin is loaded.
 """
 
-from __future__ import annotations
-
 from zoo.errors import (
     DuplicateModelError,
     InvalidArgumentsError,

@@ -192,6 +192,10 @@ class ZooPlugins:
 
     # -- reading ---------------------------------------------------------------------------
 
+    def record(self, name: str) -> PluginRecord | None:
+        """The record of the plugin registered as ``name``, if any."""
+        return next((r for r in self.records if r.name == name), None)
+
     @property
     def failures(self) -> list[PluginRecord]:
         return [r for r in self.records if r.status == "failed"]

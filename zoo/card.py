@@ -2,7 +2,8 @@
 
 Parameters are counted exactly; FLOPs are counted on the spec's example input with
 ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add counts as 2 FLOPs). That mode
-does not see inside ``nn.LSTM``/``nn.GRU``/``nn.RNN``, so their FLOPs are added analytically.
+does not see inside fused recurrent kernels (``nn.LSTM`` on the CPU), so those are added
+analytically.
 """
 
 from __future__ import annotations
@@ -44,23 +45,33 @@ def _rnn_flops(module: nn.RNNBase, inputs: tuple[Any, ...], out: Any) -> int:
 
 
 def count_flops(model: nn.Module, *inputs: torch.Tensor) -> int:
-    """FLOPs of one forward pass of ``model`` on ``inputs`` (no gradients, eval mode assumed)."""
-    rnn_flops = 0
+    """FLOPs of one forward pass of ``model`` on ``inputs`` (no gradients, eval mode assumed).
 
-    def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
-        nonlocal rnn_flops
-        if isinstance(module, nn.RNNBase):
-            rnn_flops += _rnn_flops(module, args, out)
+    A recurrent module whose kernel the counter did not see (the fused CPU LSTM) gets its
+    FLOPs computed analytically; one it did see (GRU/RNN run as matmuls) is not counted twice.
+    """
+    counter = FlopCounterMode(display=False)
+    missed = 0
+    seen_before: dict[int, int] = {}
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if type(m) in _GATES]
+    def before(module: nn.Module, args: tuple[Any, ...]) -> None:
+        seen_before[id(module)] = counter.get_total_flops()
+
+    def after(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+        nonlocal missed
+        if counter.get_total_flops() == seen_before.pop(id(module)):
+            missed += _rnn_flops(module, args, out)  # type: ignore[arg-type]
+
+    rnns = [m for m in model.modules() if type(m) in _GATES]
+    handles = [m.register_forward_pre_hook(before) for m in rnns]
+    handles += [m.register_forward_hook(after) for m in rnns]
     try:
-        counter = FlopCounterMode(display=False)
         with counter, torch.no_grad():
             model(*inputs)
     finally:
         for handle in handles:
             handle.remove()
-    return int(counter.get_total_flops()) + rnn_flops
+    return int(counter.get_total_flops()) + missed
 
 
 def model_card(spec: ModelSpec, batch_size: int = 1, **kwargs: Any) -> dict[str, Any]:
@@ -70,8 +81,9 @@ def model_card(spec: ModelSpec, batch_size: int = 1, **kwargs: Any) -> dict[str,
     example = spec.example_input(batch_size)
     flops = count_flops(model, example)
     card = spec.to_dict()
-    card["options_used"] = {k: v if isinstance(v, (bool, int, float, str)) else repr(v)
-                            for k, v in kwargs.items()}
+    card["options_used"] = {
+        k: v if isinstance(v, (bool, int, float, str)) else repr(v) for k, v in kwargs.items()
+    }
     card["measured"] = {
         "parameters": total,
         "trainable_parameters": trainable,

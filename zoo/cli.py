@@ -85,9 +85,11 @@ def _parse_args(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows)]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip()
-             for line in [headers, *rows]]
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+        for line in [headers, *rows]
+    ]
     return "\n".join(lines)
 
 
@@ -97,14 +99,17 @@ def _echo_json(data: Any) -> None:
 
 @cli.command("list")
 @click.argument("pattern", required=False, default="*")
-@click.option("--task", type=click.Choice(
-    ["classification", "sequence_classification", "generative", "block"]),
-    help="Only models of this task.")
+@click.option(
+    "--task",
+    type=click.Choice(["classification", "sequence_classification", "generative", "block"]),
+    help="Only models of this task.",
+)
 @click.option("--tag", help="Only models with this tag.")
 @click.option("--exclude", multiple=True, metavar="PATTERN", help="Leave out matching names.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of specs).")
-def list_cmd(pattern: str, task: str | None, tag: str | None, exclude: tuple[str, ...],
-             as_json: bool) -> None:
+def list_cmd(
+    pattern: str, task: str | None, tag: str | None, exclude: tuple[str, ...], as_json: bool
+) -> None:
     """List registered models; PATTERN takes wildcards (`resnet*`).
 
     Columns ts/onnx/pt2/dyn: TorchScript, ONNX and torch.export support, and a dynamic
@@ -126,11 +131,20 @@ def list_cmd(pattern: str, task: str | None, tag: str | None, exclude: tuple[str
     rows = []
     for s in specs:
         caps = s.capabilities
-        rows.append([
-            s.name, s.task.value, s.input.describe(), str(s.num_classes or ""),
-            _YES_NO[caps.scriptable], _YES_NO[caps.onnx], _YES_NO[caps.pt2],
-            _YES_NO[caps.dynamic_batch], s.plugin, s.summary,
-        ])
+        rows.append(
+            [
+                s.name,
+                s.task.value,
+                s.input.describe(),
+                str(s.num_classes or ""),
+                _YES_NO[caps.scriptable],
+                _YES_NO[caps.onnx],
+                _YES_NO[caps.pt2],
+                _YES_NO[caps.dynamic_batch],
+                s.plugin,
+                s.summary,
+            ]
+        )
     headers = ["NAME", "TASK", "INPUT", "CLASSES", "TS", "ONNX", "PT2", "DYN", "PLUGIN", "SUMMARY"]
     click.echo(_table(headers, rows))
 
@@ -144,15 +158,24 @@ def _format_count(n: int) -> str:
 
 @cli.command("info")
 @click.argument("name")
-@click.option("--arg", "args", multiple=True, metavar="KEY=VALUE",
-              help="Builder option, e.g. --arg num_classes=1000 (repeatable).")
+@click.option(
+    "--arg",
+    "args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Builder option, e.g. --arg num_classes=1000 (repeatable).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the card as JSON.")
 def info_cmd(name: str, args: tuple[str, ...], as_json: bool) -> None:
     """Show the card of model NAME: its spec, parameters and FLOPs (measured at batch 1)."""
+    from zoo._pluginmanager import get_plugins
     from zoo.card import model_card
     from zoo.registry import get_spec
 
     card = model_card(get_spec(name), **_parse_args(args))
+    record = get_plugins().record(card["plugin"])
+    if record is not None and record.distribution:
+        card["distribution"] = {"name": record.distribution, "version": record.version}
     if as_json:
         _echo_json(card)
         return
@@ -160,24 +183,42 @@ def info_cmd(name: str, args: tuple[str, ...], as_json: bool) -> None:
     caps = card["capabilities"]
     inp = card["input"]
     spec = get_spec(name)
-    outputs = ", ".join(f"{o['name']} [B, {', '.join(map(str, o['shape']))}]"
-                        for o in card["outputs"])
-    options = ", ".join(f"{k}={v!r}" for k, v in {**card["options"], **card["options_used"]}.items())
+    outputs = ", ".join(
+        f"{o['name']} [B, {', '.join(map(str, o['shape']))}]" for o in card["outputs"]
+    )
+    options = ", ".join(
+        f"{k}={v!r}" for k, v in {**card["options"], **card["options_used"]}.items()
+    )
     lines = [
         f"{card['name']}: {card['summary']}",
         ("task", card["task"]),
-        ("plugin", card["plugin"]),
+        (
+            "plugin",
+            card["plugin"]
+            + (
+                " ({name} {version})".format(**card["distribution"])
+                if "distribution" in card
+                else ""
+            ),
+        ),
         ("input", f"{inp['name']}: {spec.input.describe()}"),
         ("outputs", outputs),
         ("classes", str(card["num_classes"] or "-")),
         ("tags", ", ".join(card["tags"]) or "-"),
         ("source", card["source"] or "-"),
         ("options", options or "-"),
-        ("exports", ", ".join(f"{k} {'yes' if caps[k] else 'no'}"
-                              for k in ("scriptable", "onnx", "pt2", "dynamic_batch"))),
+        (
+            "exports",
+            ", ".join(
+                f"{k} {'yes' if caps[k] else 'no'}"
+                for k in ("scriptable", "onnx", "pt2", "dynamic_batch")
+            ),
+        ),
         ("parameters", f"{m['parameters']:,} ({m['trainable_parameters']:,} trainable)"),
-        ("FLOPs", f"{_format_count(m['flops'])}FLOPs per sample "
-                  f"({_format_count(m['flops'] // 2)}MACs)"),
+        (
+            "FLOPs",
+            f"{_format_count(m['flops'])}FLOPs per sample ({_format_count(m['flops'] // 2)}MACs)",
+        ),
         ("module", m["class"]),
     ]
     if caps["notes"]:
@@ -197,8 +238,17 @@ def plugins_cmd(as_json: bool) -> None:
     if as_json:
         _echo_json([r.to_dict() for r in records])
         return
-    rows = [[r.name, r.status, r.distribution or "-", r.version or "-",
-             ",".join(r.hooks) or "-", ", ".join(r.models) or "-"] for r in records]
+    rows = [
+        [
+            r.name,
+            r.status,
+            r.distribution or "-",
+            r.version or "-",
+            ",".join(r.hooks) or "-",
+            ", ".join(r.models) or "-",
+        ]
+        for r in records
+    ]
     click.echo(_table(["PLUGIN", "STATUS", "DISTRIBUTION", "VERSION", "HOOKS", "MODELS"], rows))
     for r in records:
         if r.error:

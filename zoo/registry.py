@@ -233,7 +233,7 @@ class ModelSpec:
             raise InvalidSpecError(f"model {self.name!r}: capabilities must be a Capabilities")
 
     def builder_parameters(self) -> dict[str, Any]:
-        """The builder's keyword options and their defaults (``inspect.Parameter.empty`` if none)."""
+        """The builder's keyword options and defaults (``inspect.Parameter.empty``: required)."""
         sig = inspect.signature(self.builder)
         return {
             p.name: p.default

@@ -8,10 +8,12 @@ def test_inception_concatenates_four_branches_to_88_channels() -> None:
     block = InceptionA(10).eval()
     out = block(torch.zeros(2, 10, 12, 12))
     assert out.shape == (2, 88, 12, 12)
-    widths = [block.branch1x1(torch.zeros(1, 10, 4, 4)).shape[1],
-              block.branch5x5(torch.zeros(1, 10, 4, 4)).shape[1],
-              block.branch3x3(torch.zeros(1, 10, 4, 4)).shape[1],
-              block.branch_pool(torch.zeros(1, 10, 4, 4)).shape[1]]
+    widths = [
+        block.branch1x1(torch.zeros(1, 10, 4, 4)).shape[1],
+        block.branch5x5(torch.zeros(1, 10, 4, 4)).shape[1],
+        block.branch3x3(torch.zeros(1, 10, 4, 4)).shape[1],
+        block.branch_pool(torch.zeros(1, 10, 4, 4)).shape[1],
+    ]
     assert widths == [16, 24, 24, 24]
 
 

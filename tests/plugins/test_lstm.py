@@ -57,5 +57,7 @@ def test_gru_name_is_the_notes_gru_classifier() -> None:
 
 
 def test_unknown_cell_is_refused() -> None:
-    with pytest.raises(zoo.InvalidArgumentsError, match="cell='transformer' is not one of lstm, gru, rnn"):
+    with pytest.raises(
+        zoo.InvalidArgumentsError, match="cell='transformer' is not one of lstm, gru, rnn"
+    ):
         zoo.create_model("lstm", cell="transformer")

@@ -16,7 +16,7 @@ def test_forward_gives_the_declared_output_shapes(spec: ModelSpec, batch: int) -
     with torch.no_grad():
         outputs = as_tuple(model(spec.example_input(batch)))
     assert len(outputs) == len(spec.outputs)
-    for out, declared in zip(outputs, spec.outputs):
+    for out, declared in zip(outputs, spec.outputs, strict=True):
         assert tuple(out.shape) == (batch, *declared.shape), declared.name
         assert torch.isfinite(out).all(), declared.name
     if spec.num_classes is not None:
@@ -39,7 +39,7 @@ def test_eval_mode_is_deterministic(spec: ModelSpec) -> None:
     x = spec.example_input(2)
     with torch.no_grad():
         first, second = as_tuple(model(x)), as_tuple(model(x))
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         assert torch.equal(a, b)
 
 

@@ -25,7 +25,9 @@ def test_loss_matches_the_formula_and_the_notes() -> None:
     torch.testing.assert_close(loss.kld, kld)
     torch.testing.assert_close(loss.total, mse + kld)
     torch.testing.assert_close(loss.total, _notes_loss(recon, x, mu.clone(), logvar.clone()))
-    torch.testing.assert_close(vae_loss(recon, x, mu, logvar, kld_weight=0.5).total, mse + 0.5 * kld)
+    torch.testing.assert_close(
+        vae_loss(recon, x, mu, logvar, kld_weight=0.5).total, mse + 0.5 * kld
+    )
 
 
 def test_kld_is_zero_for_the_prior() -> None:
@@ -37,7 +39,7 @@ def test_eval_uses_mu_and_train_samples() -> None:
     model = zoo.create_model("vae")
     x = zoo.get_spec("vae").example_input(2)
     model.eval()
-    recon, mu, logvar = model(x)
+    recon, mu, _ = model(x)
     torch.testing.assert_close(recon, model.decode(mu))
     model.train()
     torch.manual_seed(1)
@@ -51,6 +53,12 @@ def test_encoder_layout_matches_the_notes() -> None:
     model = zoo.create_model("vae")
     convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
     assert [(c.in_channels, c.out_channels) for c in convs] == [
-        (3, 12), (12, 24), (24, 48), (24, 48), (48, 24), (24, 12), (12, 3)
+        (3, 12),
+        (12, 24),
+        (24, 48),
+        (24, 48),
+        (48, 24),
+        (24, 12),
+        (12, 3),
     ]
     assert all(c.kernel_size == (4, 4) and c.stride == (2, 2) for c in convs)

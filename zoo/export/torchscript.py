@@ -23,7 +23,7 @@ def _quiet_deprecation() -> Iterator[None]:
     with warnings.catch_warnings():
         for category in (FutureWarning, DeprecationWarning):
             warnings.filterwarnings(
-                "ignore", message=r".*(TorchScript|torch\.jit).*deprecated.*", category=category
+                "ignore", message=r"`torch\.jit\.\w+` is deprecated", category=category
             )
         yield
 
@@ -40,7 +40,9 @@ def trace(model: nn.Module, *example: torch.Tensor) -> torch.jit.ScriptModule:
         return torch.jit.trace(model, example)
 
 
-def load(path: str | Path, map_location: str | torch.device | None = "cpu") -> torch.jit.ScriptModule:
+def load(
+    path: str | Path, map_location: str | torch.device | None = "cpu"
+) -> torch.jit.ScriptModule:
     """Load a saved TorchScript module."""
     with _quiet_deprecation():
         return torch.jit.load(str(path), map_location=map_location)

@@ -38,7 +38,9 @@ class BAM(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         height, width = x.shape[2], x.shape[3]
         if height % self.ds != 0 or width % self.ds != 0:
-            raise ValueError(f"BAM with ds={self.ds} needs H and W divisible by it, got {height}x{width}")
+            raise ValueError(
+                f"BAM with ds={self.ds} needs H and W divisible by it, got {height}x{width}"
+            )
         pooled = self.pool(x)
         b, c, h, w = pooled.shape
         query = self.query_conv(pooled).view(b, -1, h * w).permute(0, 2, 1)
@@ -61,11 +63,17 @@ class BAMResNet(nn.Module):
         check_positive(num_classes=num_classes, in_channels=in_channels)
         # 28 -> conv5 24 -> pool 12 (BAM ds 4: 3x3 tokens) -> conv5 8 -> pool 4 (BAM ds 2: 2x2)
         self.stage1 = nn.Sequential(
-            nn.Conv2d(in_channels, 16, 5), nn.MaxPool2d(2), nn.ReLU(), ResidualBlock(16),
+            nn.Conv2d(in_channels, 16, 5),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            ResidualBlock(16),
             BAM(16, ds=4, gamma=gamma),
         )
         self.stage2 = nn.Sequential(
-            nn.Conv2d(16, 32, 5), nn.MaxPool2d(2), nn.ReLU(), ResidualBlock(32),
+            nn.Conv2d(16, 32, 5),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            ResidualBlock(32),
             BAM(32, ds=2, gamma=gamma),
         )
         self.fc = nn.Linear(32 * 4 * 4, num_classes)

@@ -1,7 +1,5 @@
 """Recurrent sequence classifiers: the notes' name classifier (001 'RNN / Embedding / LSTM')."""
 
-from typing import Optional
-
 import torch
 from torch import Tensor, nn
 
@@ -55,7 +53,9 @@ class RNNClassifier(nn.Module):
         inner_dropout = dropout if num_layers > 1 else 0.0
         self.padding_idx = padding_idx
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
-        self.rnn = rnn_type(embed_dim, hidden_size, num_layers, batch_first=True, dropout=inner_dropout)
+        self.rnn = rnn_type(
+            embed_dim, hidden_size, num_layers, batch_first=True, dropout=inner_dropout
+        )
         self.rnn_reverse = None
         if bidirectional:
             self.rnn_reverse = rnn_type(
@@ -64,7 +64,7 @@ class RNNClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
 
-    def forward(self, tokens: Tensor, lengths: Optional[Tensor] = None) -> Tensor:
+    def forward(self, tokens: Tensor, lengths: Tensor | None = None) -> Tensor:
         if lengths is None:
             lengths = (tokens != self.padding_idx).sum(dim=1)
         # An all-padding row reads step 0 instead of indexing out of range.
@@ -94,8 +94,15 @@ def lstm(
     padding_idx: int = 0,
 ) -> RNNClassifier:
     return RNNClassifier(
-        vocab_size, num_classes, embed_dim, hidden_size, num_layers, cell, bidirectional,
-        dropout, padding_idx,
+        vocab_size,
+        num_classes,
+        embed_dim,
+        hidden_size,
+        num_layers,
+        cell,
+        bidirectional,
+        dropout,
+        padding_idx,
     )
 
 
@@ -110,8 +117,15 @@ def gru(
     padding_idx: int = 0,
 ) -> RNNClassifier:
     return RNNClassifier(
-        vocab_size, num_classes, embed_dim, hidden_size, num_layers, "gru", bidirectional,
-        dropout, padding_idx,
+        vocab_size,
+        num_classes,
+        embed_dim,
+        hidden_size,
+        num_layers,
+        "gru",
+        bidirectional,
+        dropout,
+        padding_idx,
     )
 
 
@@ -122,7 +136,10 @@ def _spec(name: str, builder, cell: str) -> ModelSpec:  # type: ignore[no-untype
         task=Task.SEQUENCE_CLASSIFICATION,
         # Token ids; 0 is padding. Axis 1 (time) is dynamic as well as the batch.
         input=InputSpec(
-            (16,), dtype="int64", value_range=(1, 127), dynamic_axes={0: "batch", 1: "time"},
+            (16,),
+            dtype="int64",
+            value_range=(1, 127),
+            dynamic_axes={0: "batch", 1: "time"},
             name="tokens",
         ),
         outputs=logits(18),

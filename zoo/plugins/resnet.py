@@ -43,7 +43,9 @@ class CourseResNet(nn.Module):
         self.stage1 = nn.Sequential(
             nn.Conv2d(in_channels, 16, 5), nn.MaxPool2d(2), nn.ReLU(), ResidualBlock(16)
         )
-        self.stage2 = nn.Sequential(nn.Conv2d(16, 32, 5), nn.MaxPool2d(2), nn.ReLU(), ResidualBlock(32))
+        self.stage2 = nn.Sequential(
+            nn.Conv2d(16, 32, 5), nn.MaxPool2d(2), nn.ReLU(), ResidualBlock(32)
+        )
         self.fc = nn.Linear(32 * side * side, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -63,8 +63,13 @@ class VAELoss(NamedTuple):
     kld: Tensor
 
 
-def vae_loss(recon: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, kld_weight: float = 1.0) -> VAELoss:
-    """The notes' loss: MSE(recon, x) (mean) + KLD, KLD = -0.5 * sum(1 + logvar - mu^2 - e^logvar)."""
+def vae_loss(
+    recon: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, kld_weight: float = 1.0
+) -> VAELoss:
+    """The notes' loss: MSE(recon, x) (mean) + KLD.
+
+    KLD = -0.5 * sum(1 + logvar - mu^2 - exp(logvar)), summed over batch and latent units.
+    """
     reconstruction = F.mse_loss(recon, x)
     kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
     return VAELoss(reconstruction + kld_weight * kld, reconstruction, kld)

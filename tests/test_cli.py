@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import zoo
+from tests.helpers import ALL_MODELS
+from zoo.cli import cli
+
+
+def run(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(cli, list(args), env=env)
+
+
+def test_list_shows_every_model_with_capability_columns() -> None:
+    result = run("list")
+    assert result.exit_code == 0, result.output
+    header, *rows = result.output.strip().splitlines()
+    assert header.split()[:8] == ["NAME", "TASK", "INPUT", "CLASSES", "TS", "ONNX", "PT2", "DYN"]
+    assert [row.split()[0] for row in rows] == ALL_MODELS
+
+
+def test_list_pattern_and_task_filters() -> None:
+    result = run("list", "resnet*", "--exclude", "resnet5?")
+    assert [r.split()[0] for r in result.output.splitlines()[1:]] == [
+        "resnet",
+        "resnet18",
+        "resnet34",
+    ]
+    result = run("list", "--task", "generative")
+    assert [r.split()[0] for r in result.output.splitlines()[1:]] == ["vae"]
+
+
+def test_list_json_is_the_spec_description() -> None:
+    result = run("list", "--json", "--tag", "rnn")
+    data = json.loads(result.output)
+    assert [d["name"] for d in data] == ["gru", "lstm"]
+    assert data[1]["input"] == {
+        "name": "tokens",
+        "shape": [16],
+        "dtype": "int64",
+        "value_range": [1, 127],
+        "dynamic_axes": {"0": "batch", "1": "time"},
+    }
+    assert data[1]["capabilities"]["onnx"] is True
+
+
+def test_list_without_match_suggests_and_fails() -> None:
+    result = run("list", "lenett")
+    assert result.exit_code == 1
+    assert "no model matches 'lenett'" in result.stderr and "did you mean lenet" in result.stderr
+
+
+def test_info_prints_the_card() -> None:
+    result = run("info", "lenet")
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("lenet: LeNet-5")
+    assert "61,706 (61,706 trainable)" in result.output
+    assert "833.04 KFLOPs per sample (416.52 KMACs)" in result.output
+    assert "plugin      lenet (zoo " in result.output
+    assert "input_size=28" in result.output
+
+
+def test_info_with_arguments_and_json() -> None:
+    result = run("info", "resnet18", "--arg", "num_classes=1000", "--json")
+    card = json.loads(result.output)
+    assert card["measured"]["parameters"] == 11_689_512
+    assert card["options_used"] == {"num_classes": 1000}
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["info", "lenett"], 2, "zoo: error: unknown model 'lenett'; did you mean 'lenet',"),
+        (
+            ["info", "lenet", "--arg", "num_clases=3"],
+            2,
+            "zoo: error: model 'lenet' does not take 'num_clases' (did you mean 'num_classes'?)",
+        ),
+        (
+            ["info", "resnet18", "--arg", "weights=/nope.pth"],
+            1,
+            "zoo: error: weights '/nope.pth' is neither an existing file",
+        ),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(
+    args: list[str], code: int, message: str
+) -> None:
+    result = run(*args)
+    assert result.exit_code == code
+    assert result.stderr.startswith(message)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+
+
+def test_debug_shows_the_exception() -> None:
+    result = run("--debug", "info", "lenett")
+    assert isinstance(result.exception, zoo.UnknownModelError)
+
+
+def test_malformed_arg_is_a_usage_error() -> None:
+    result = run("info", "lenet", "--arg", "oops")
+    assert result.exit_code == 2 and "'oops' is not KEY=VALUE" in result.stderr
+
+
+def test_plugins_json_lists_builtins_with_their_models() -> None:
+    records = {r["name"]: r for r in json.loads(run("plugins", "--json").output)}
+    assert records["lstm"]["models"] == ["gru", "lstm"]
+    assert records["lstm"]["distribution"] == "zoo" and records["lstm"]["builtin"] is True
+    assert records["vae"]["hooks"] == ["zoo_register_models"]
+    assert all(r["status"] == "loaded" for r in records.values() if r["builtin"])
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.output.strip() == f"zoo, version {zoo.__version__}"
+
+
+def test_console_script_in_a_real_process(tmp_path: Path) -> None:
+    zoo_exe = Path(sys.executable).with_name("zoo")
+    env = {**os.environ, "ZOO_DISABLE_PLUGINS": "vgg"}
+    out = subprocess.run(
+        [str(zoo_exe), "list", "--json"], capture_output=True, text=True, env=env, check=True
+    )
+    names = [d["name"] for d in json.loads(out.stdout)]
+    assert "lenet" in names and "vgg_head" not in names
+    bad = subprocess.run([str(zoo_exe), "info", "nosuchmodel"], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("zoo: error: unknown model")
