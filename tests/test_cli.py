@@ -15,7 +15,7 @@ from zoo.cli import cli
 
 
 def run(*args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(cli, list(args), env=env)
+    return CliRunner().invoke(cli, list(args), env=env, prog_name="zoo")
 
 
 def test_list_shows_every_model_with_capability_columns() -> None:
@@ -105,9 +105,20 @@ def test_debug_shows_the_exception() -> None:
     assert isinstance(result.exception, zoo.UnknownModelError)
 
 
-def test_malformed_arg_is_a_usage_error() -> None:
-    result = run("info", "lenet", "--arg", "oops")
-    assert result.exit_code == 2 and "'oops' is not KEY=VALUE" in result.stderr
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["info", "lenet", "--arg", "oops"], "'oops' is not KEY=VALUE"),
+        (["info"], "Missing argument 'NAME'. (see `zoo info --help`)"),
+        (["list", "--task", "regression"], "'regression' is not one of"),
+        (["trian"], "No such command 'trian'"),
+    ],
+)
+def test_click_usage_errors_are_one_line_too(args: list[str], message: str) -> None:
+    result = run(*args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("zoo: error: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_plugins_json_lists_builtins_with_their_models() -> None:

@@ -30,12 +30,32 @@ class _EchoHandler(logging.Handler):
 
 
 class ZooGroup(click.Group):
-    """Turns ZooErrors (and unexpected errors) into one line on stderr and an exit code."""
+    """Turns every user error into one line on stderr and an exit code (2 usage, 1 runtime)."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:  # click's own: missing argument, unknown option...
+            hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+            click.echo(f"zoo: error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"zoo: error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("zoo: aborted", err=True)
+            sys.exit(130)
+        except BrokenPipeError:  # `zoo list | head`: the reader left; say nothing
+            sys.stdout = click.utils.PacifyFlushWrapper(sys.stdout)  # type: ignore[assignment]
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.ClickException, click.exceptions.Exit, click.Abort):
+        except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
             raise
         except ZooError as exc:
             if ctx.params.get("debug"):
