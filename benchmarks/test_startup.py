@@ -28,6 +28,9 @@ def test_startup(benchmark, name: str) -> None:  # type: ignore[no-untyped-def]
     subprocess.run(command, check=True, capture_output=True)  # warm the file cache
     benchmark.group = "startup"
     benchmark.pedantic(
-        subprocess.run, args=(command,), kwargs={"check": True, "capture_output": True},
-        rounds=10, iterations=1,
+        subprocess.run,
+        args=(command,),
+        kwargs={"check": True, "capture_output": True},
+        rounds=10,
+        iterations=1,
     )

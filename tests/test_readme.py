@@ -16,12 +16,14 @@ def _block_after(text: str, caption: str, lang: str) -> str:
 def test_write_a_plugin_listings_are_the_tested_example_files() -> None:
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("## Write a plugin") :]
-    assert _block_after(section, "`pyproject.toml`:", "toml") == (
-        EXAMPLE / "pyproject.toml"
-    ).read_text()
-    assert _block_after(section, "`src/zoo_plugin_example/__init__.py`:", "python") == (
-        EXAMPLE / "src" / "zoo_plugin_example" / "__init__.py"
-    ).read_text()
+    assert (
+        _block_after(section, "`pyproject.toml`:", "toml")
+        == (EXAMPLE / "pyproject.toml").read_text()
+    )
+    assert (
+        _block_after(section, "`src/zoo_plugin_example/__init__.py`:", "python")
+        == (EXAMPLE / "src" / "zoo_plugin_example" / "__init__.py").read_text()
+    )
 
 
 def test_readme_names_the_commands_ci_runs() -> None:
