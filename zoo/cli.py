@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -55,7 +56,8 @@ class ZooGroup(click.Group):
             click.echo("zoo: aborted", err=True)
             sys.exit(130)
         except BrokenPipeError:  # `zoo list | head`: the reader left; say nothing
-            sys.stdout = click.utils.PacifyFlushWrapper(sys.stdout)  # type: ignore[assignment]
+            # Python's documented recipe: point stdout at devnull so the exit flush is silent.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
 
