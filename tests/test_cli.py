@@ -47,6 +47,8 @@ def test_list_json_is_the_spec_description() -> None:
         "dtype": "int64",
         "value_range": [1, 127],
         "dynamic_axes": {"0": "batch", "1": "time"},
+        "mean": None,
+        "std": None,
     }
     assert data[1]["capabilities"]["onnx"] is True
 

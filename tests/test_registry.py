@@ -54,6 +54,16 @@ def test_invalid_input_spec(kwargs: dict, message: str) -> None:
         InputSpec(**kwargs)
 
 
+def test_image_input_derives_its_range_from_the_normalisation() -> None:
+    spec = InputSpec.image((1, 28, 28), (0.1307,), (0.3081,))
+    assert spec.value_range == (-0.4242, 2.8215)
+    assert (spec.mean, spec.std) == ((0.1307,), (0.3081,))
+    with pytest.raises(zoo.InvalidSpecError, match="3 values for 1 channels"):
+        InputSpec((1, 28, 28), mean=(0.5,) * 3, std=(0.5,) * 3)
+    with pytest.raises(zoo.InvalidSpecError, match="give both or neither"):
+        InputSpec((1, 28, 28), mean=(0.5,))
+
+
 def test_example_input_is_reproducible_and_within_range() -> None:
     spec = InputSpec((3, 5), value_range=(-1.0, 2.0))
     a, b = spec.example(4, seed=7), spec.example(4, seed=7)

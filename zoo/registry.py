@@ -75,10 +75,35 @@ class InputSpec:
     dynamic_axes: Mapping[int, str] = field(default_factory=lambda: {0: "batch"})
     #: Input name used in exported graphs.
     name: str = "input"
+    #: Images only: per-channel mean and std applied to [0, 1] pixels before the model.
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    @classmethod
+    def image(
+        cls,
+        shape: tuple[int, int, int],
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        **kwargs: Any,
+    ) -> InputSpec:
+        """A ``[C, H, W]`` float image normalised by ``mean``/``std``; derives the value range."""
+        if len(mean) != len(std) or any(s <= 0 for s in std):
+            raise InvalidSpecError(f"bad normalisation mean={mean!r} std={std!r}")
+        low = min((0.0 - m) / s for m, s in zip(mean, std, strict=True))
+        high = max((1.0 - m) / s for m, s in zip(mean, std, strict=True))
+        value_range = (round(low, 4), round(high, 4))
+        return cls(shape, value_range=value_range, mean=tuple(mean), std=tuple(std), **kwargs)
 
     def __post_init__(self) -> None:
         if not self.shape or any(not isinstance(d, int) or d <= 0 for d in self.shape):
             raise InvalidSpecError(f"input shape must be positive ints, got {self.shape!r}")
+        if (self.mean is None) != (self.std is None):
+            raise InvalidSpecError("input mean and std go together: give both or neither")
+        if self.mean is not None and len(self.mean) not in (1, self.shape[0]):
+            raise InvalidSpecError(
+                f"input mean has {len(self.mean)} values for {self.shape[0]} channels"
+            )
         if self.dtype not in _DTYPES:
             raise InvalidSpecError(
                 f"input dtype {self.dtype!r} is not one of {', '.join(sorted(_DTYPES))}"
@@ -130,6 +155,8 @@ class InputSpec:
             "dtype": self.dtype,
             "value_range": list(self.value_range),
             "dynamic_axes": {str(k): v for k, v in sorted(self.dynamic_axes.items())},
+            "mean": list(self.mean) if self.mean is not None else None,
+            "std": list(self.std) if self.std is not None else None,
         }
 
 

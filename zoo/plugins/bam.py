@@ -9,6 +9,7 @@ from zoo.hookspecs import ModelRegistrar, hookimpl
 from zoo.plugins._common import check_positive, logits
 from zoo.plugins.resnet import ResidualBlock
 from zoo.registry import InputSpec, ModelSpec, OutputSpec, Task
+from zoo.transforms import MNIST
 
 
 class BAM(nn.Module):
@@ -109,7 +110,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
             name="bam_resnet",
             builder=bam_resnet,
             task=Task.CLASSIFICATION,
-            input=InputSpec((1, 28, 28), value_range=(-0.4242, 2.8215)),
+            input=InputSpec.image((1, 28, 28), *MNIST),
             outputs=logits(10),
             num_classes=10,
             summary="Course ResNet with a BAM block after each stage, 28x28 digits",

@@ -6,6 +6,7 @@ from torch import Tensor, nn
 from zoo.hookspecs import ModelRegistrar, hookimpl
 from zoo.plugins._common import check_positive, logits
 from zoo.registry import InputSpec, ModelSpec, Task
+from zoo.transforms import MNIST
 
 
 class InceptionA(nn.Module):
@@ -69,7 +70,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
             name="googlenet",
             builder=googlenet,
             task=Task.CLASSIFICATION,
-            input=InputSpec((1, 28, 28), value_range=(-0.4242, 2.8215)),
+            input=InputSpec.image((1, 28, 28), *MNIST),
             outputs=logits(10),
             num_classes=10,
             summary="Course GoogLeNet: two Inception-A modules, 28x28 digits",

@@ -5,6 +5,7 @@ from torch import Tensor, nn
 from zoo.hookspecs import ModelRegistrar, hookimpl
 from zoo.plugins._common import check_positive, logits
 from zoo.registry import InputSpec, ModelSpec, Task
+from zoo.transforms import MNIST
 
 
 class LeNet(nn.Module):
@@ -53,7 +54,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
             name="lenet",
             builder=lenet,
             task=Task.CLASSIFICATION,
-            input=InputSpec((1, 28, 28), value_range=(-0.4242, 2.8215)),
+            input=InputSpec.image((1, 28, 28), *MNIST),
             outputs=logits(10),
             num_classes=10,
             summary="LeNet-5 for 28x28 digits (3x32x32 CIFAR 'Net' via options)",

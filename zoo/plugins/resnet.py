@@ -13,8 +13,7 @@ from torch import Tensor, nn
 from zoo.hookspecs import ModelRegistrar, hookimpl
 from zoo.plugins._common import check_positive, freeze_first, load_torchvision_weights, logits
 from zoo.registry import InputSpec, ModelSpec, Task
-
-IMAGENET_RANGE = (-2.1179, 2.64)  # ImageNet-normalised [0, 1] pixels
+from zoo.transforms import IMAGENET, MNIST
 
 
 class ResidualBlock(nn.Module):
@@ -103,7 +102,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
             name="resnet",
             builder=resnet,
             task=Task.CLASSIFICATION,
-            input=InputSpec((1, 28, 28), value_range=(-0.4242, 2.8215)),
+            input=InputSpec.image((1, 28, 28), *MNIST),
             outputs=logits(10),
             num_classes=10,
             summary="Course ResNet: two residual blocks, 28x28 digits",
@@ -117,7 +116,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
                 name=arch,
                 builder=_make_builder(arch),
                 task=Task.CLASSIFICATION,
-                input=InputSpec((3, 224, 224), value_range=IMAGENET_RANGE),
+                input=InputSpec.image((3, 224, 224), *IMAGENET),
                 outputs=logits(10),
                 num_classes=10,
                 summary=f"torchvision {arch} backbone with a new classification head",

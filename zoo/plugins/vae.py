@@ -9,6 +9,7 @@ from torch.nn import functional as F
 from zoo.hookspecs import ModelRegistrar, hookimpl
 from zoo.plugins._common import check_positive
 from zoo.registry import InputSpec, ModelSpec, OutputSpec, Task
+from zoo.transforms import CIFAR
 
 
 class VAE(nn.Module):
@@ -86,7 +87,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
             name="vae",
             builder=vae,
             task=Task.GENERATIVE,
-            input=InputSpec((3, 32, 32), value_range=(-1.0, 1.0)),
+            input=InputSpec.image((3, 32, 32), *CIFAR),
             outputs=(
                 OutputSpec("reconstruction", (3, 32, 32)),
                 OutputSpec("mu", (48, 4, 4)),

@@ -10,8 +10,8 @@ from torch import nn
 from zoo.errors import InvalidArgumentsError
 from zoo.hookspecs import ModelRegistrar, hookimpl
 from zoo.plugins._common import check_positive, freeze_first, load_torchvision_weights, logits
-from zoo.plugins.resnet import IMAGENET_RANGE
 from zoo.registry import InputSpec, ModelSpec, Task
+from zoo.transforms import IMAGENET
 
 ARCHS = ("vgg11", "vgg13", "vgg16", "vgg19")
 HEADS = ("replace", "append")
@@ -54,7 +54,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
             name="vgg_head",
             builder=vgg_head,
             task=Task.CLASSIFICATION,
-            input=InputSpec((3, 224, 224), value_range=IMAGENET_RANGE),
+            input=InputSpec.image((3, 224, 224), *IMAGENET),
             outputs=logits(10),
             num_classes=10,
             summary="torchvision VGG16 (or 11/13/19) with classifier[6] replaced or a layer added",
