@@ -6,11 +6,14 @@ Importing zoo is cheap: torch is imported only when a model is built or a plugin
 """
 
 from zoo.errors import (
+    DataError,
+    DataMismatchError,
     DuplicateModelError,
     InvalidArgumentsError,
     InvalidSpecError,
     PluginError,
     RegistryError,
+    UnknownDatasetError,
     UnknownModelError,
     UsageError,
     WeightsError,
@@ -32,6 +35,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Capabilities",
+    "DataError",
+    "DataMismatchError",
     "DuplicateModelError",
     "InputSpec",
     "InvalidArgumentsError",
@@ -41,6 +46,7 @@ __all__ = [
     "PluginError",
     "RegistryError",
     "Task",
+    "UnknownDatasetError",
     "UnknownModelError",
     "UsageError",
     "WeightsError",

@@ -7,23 +7,29 @@ them all at once; the CLI prints their message as one line instead of a tracebac
 ZooError
 ├── UsageError                 the caller asked for something that does not exist / is malformed
 │   ├── UnknownModelError      no model of that name (suggests close matches)   also KeyError
-│   └── InvalidArgumentsError  a builder was given an argument it does not take  also TypeError
+│   ├── UnknownDatasetError    no dataset of that name (suggests close matches) also KeyError
+│   ├── InvalidArgumentsError  a builder was given an argument it does not take  also TypeError
+│   └── DataMismatchError      the dataset does not fit the model (dtype, channels...)
 ├── RegistryError              a model spec could not be registered
 │   ├── InvalidSpecError       the spec itself is malformed
 │   └── DuplicateModelError    the name is taken (names both plugins)
 ├── PluginError                a plugin failed to load (raised only with ZOO_STRICT_PLUGINS=1)
-└── WeightsError               pretrained weights could not be found, downloaded or loaded
+├── WeightsError               pretrained weights could not be found, downloaded or loaded
+└── DataError                  a dataset could not be found, downloaded or read
 ```
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "DataError",
+    "DataMismatchError",
     "DuplicateModelError",
     "InvalidArgumentsError",
     "InvalidSpecError",
     "PluginError",
     "RegistryError",
+    "UnknownDatasetError",
     "UnknownModelError",
     "UsageError",
     "WeightsError",
@@ -56,6 +62,27 @@ class UnknownModelError(UsageError, KeyError):
         return msg
 
 
+class UnknownDatasetError(UsageError, KeyError):
+    """No dataset is registered under the requested name."""
+
+    def __init__(self, name: str, suggestions: list[str] | None = None) -> None:
+        self.name = name
+        self.suggestions = list(suggestions or [])
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        msg = f"unknown dataset {self.name!r}"
+        if self.suggestions:
+            msg += "; did you mean " + ", ".join(repr(s) for s in self.suggestions) + "?"
+        else:
+            msg += "; run `zoo datasets` to see the available ones"
+        return msg
+
+
+class DataMismatchError(UsageError, ValueError):
+    """A dataset's samples do not fit the model's input (dtype, channels, task)."""
+
+
 class InvalidArgumentsError(UsageError, TypeError):
     """A model builder was called with arguments it does not accept."""
 
@@ -78,3 +105,7 @@ class PluginError(ZooError):
 
 class WeightsError(ZooError):
     """Pretrained weights could not be found, downloaded or loaded."""
+
+
+class DataError(ZooError):
+    """A dataset could not be found, downloaded or read."""
