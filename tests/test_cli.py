@@ -146,3 +146,51 @@ def test_console_script_in_a_real_process(tmp_path: Path) -> None:
     assert "lenet" in names and "vgg_head" not in names
     bad = subprocess.run([str(zoo_exe), "info", "nosuchmodel"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("zoo: error: unknown model")
+
+
+def test_train_from_a_config_file_with_command_line_overrides(tmp_path: Path) -> None:
+    config = tmp_path / "train.toml"
+    config.write_text(
+        'model = "lenet"\ndata = "digits"\nepochs = 5\nbatch-size = 128\ntensorboard = false\n'
+        "[model_args]\nnum_classes = 10\n"
+    )
+    out = tmp_path / "run"
+    result = run(
+        "train", "--config", str(config), "--epochs", "1", "--out", str(out), "--no-progress"
+    )
+    assert result.exit_code == 0, result.output + result.stderr
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["epochs"], saved["batch_size"], saved["data"]) == (1, 128, "digits")
+    assert "epoch 1/1" in result.output and f"run directory: {out}" in result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"]["samples"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "lenet", "--epochs", "0"], "epochs must be positive"),
+        (["train", "lenet", "--batch-size", "-1"], "batch_size must be positive"),
+        (["train", "lenet", "--lr", "0"], "lr must be positive"),
+        (["train", "lenett"], "unknown model 'lenett'; did you mean 'lenet'"),
+        (
+            ["train", "lenet", "--data", "mnist5"],
+            "unknown dataset 'mnist5'; did you mean 'mnist5k'",
+        ),
+        (["train", "lstm", "--data", "digits"], "dataset"),
+        (["train"], "give a MODEL"),
+    ],
+)
+def test_train_refuses_bad_input_before_training(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    result = run(*args, "--out", str(tmp_path / "run"), "--no-tensorboard")
+    assert result.exit_code == 2, result.output + result.stderr
+    assert result.stderr.startswith("zoo: error: ") and message in result.stderr
+    assert not (tmp_path / "run" / "last").exists()
+
+
+def test_datasets_lists_the_embedded_ones() -> None:
+    result = run("datasets")
+    names = [line.split()[0] for line in result.output.splitlines()[1:]]
+    assert {"mnist5k", "digits", "names", "mnist", "cifar10"} <= set(names)

@@ -12,6 +12,9 @@ from typing import Any
 
 __all__ = ["atomic_path", "atomic_write_json", "atomic_write_text", "fsync_dir"]
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def fsync_dir(directory: Path) -> None:
     """Persist a rename in ``directory`` (no-op where directories cannot be opened)."""
@@ -37,6 +40,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
     os.close(fd)
     tmp = Path(tmp_name)
     try:

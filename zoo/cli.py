@@ -284,6 +284,137 @@ def plugins_cmd(as_json: bool) -> None:
             click.echo(f"\n{r.name} ({r.entry_point}) failed: {r.error}")
 
 
+_TRAIN_HELP = {
+    "data": "Dataset (`zoo datasets`); default mnist5k for images, names for tokens.",
+    "data_dir": "Where downloadable datasets live (default $ZOO_DATA_DIR or ~/.cache/zoo/data).",
+    "epochs": "Epochs to train (default 10).",
+    "batch_size": "Batch size (default 64).",
+    "optimizer": "Optimizer (default adam).",
+    "lr": "Learning rate (default 1e-3).",
+    "momentum": "SGD momentum (default 0.9).",
+    "weight_decay": "Weight decay (default 0).",
+    "grad_clip": "Clip the gradient norm to this value.",
+    "scheduler": "LR scheduler, stepped per epoch (default none).",
+    "step_size": "step: period in epochs (default 5).",
+    "milestones": "multistep: comma-separated epochs (default 5,8).",
+    "gamma": "Decay factor for step, multistep, exponential, plateau (default 0.1).",
+    "restart_period": "cosine-restarts: epochs of the first cycle (default 5).",
+    "plateau_patience": "plateau: epochs without improvement before decaying (default 2).",
+    "warmup_epochs": "Linear warm-up over this many epochs, per step (default 0).",
+    "early_stopping": "Stop after this many epochs without improvement of --monitor.",
+    "monitor": "Metric for the best checkpoint and early stopping (val_accuracy or val_loss).",
+    "freeze": "Freeze the first N parameter tensors (backbones).",
+    "device": "auto (CUDA when present), cpu or cuda.",
+    "amp": "Mixed precision on CUDA (default on).",
+    "seed": "Seed python, numpy, torch and the data order (default 0).",
+    "deterministic": "Use deterministic algorithms only.",
+    "num_workers": "DataLoader worker processes for datasets read from disk (default 0).",
+    "out": "Run directory (default runs/MODEL-DATA).",
+    "resume": "Continue a run: 'auto' (the --out directory, if it has a checkpoint) or a run dir.",
+    "tensorboard": "Write TensorBoard logs under RUN/tensorboard (default on).",
+    "progress": "Show a progress bar on a terminal (default on).",
+    "val_fraction": "Share of the training data held out for validation (default 0.1).",
+    "test_fraction": "Share held out for testing where a dataset has no test split (default 0.1).",
+}
+
+
+def _train_options(command: Any) -> Any:
+    from zoo.train.config import DEVICES, OPTIMIZERS, SCHEDULERS
+
+    flags = {"amp", "deterministic", "tensorboard", "progress"}
+    types: dict[str, Any] = {
+        "epochs": int,
+        "batch_size": int,
+        "step_size": int,
+        "restart_period": int,
+        "plateau_patience": int,
+        "warmup_epochs": int,
+        "early_stopping": int,
+        "freeze": int,
+        "seed": int,
+        "num_workers": int,
+        "lr": float,
+        "momentum": float,
+        "weight_decay": float,
+        "grad_clip": float,
+        "gamma": float,
+        "val_fraction": float,
+        "test_fraction": float,
+        "optimizer": click.Choice(OPTIMIZERS),
+        "scheduler": click.Choice(SCHEDULERS),
+        "device": click.Choice(DEVICES),
+    }
+    for name in reversed(list(_TRAIN_HELP)):
+        option = "--" + name.replace("_", "-")
+        if name in flags:
+            decl = f"{option}/--no-{name.replace('_', '-')}"
+            command = click.option(decl, name, default=None, help=_TRAIN_HELP[name])(command)
+        else:
+            command = click.option(
+                option, name, type=types.get(name, str), default=None, help=_TRAIN_HELP[name]
+            )(command)
+    return command
+
+
+@cli.command("train")
+@click.argument("model", required=False)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="TOML, YAML or JSON file of these options (the command line wins).",
+)
+@click.option(
+    "--arg",
+    "args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Model builder option, e.g. --arg num_layers=2 (repeatable).",
+)
+@_train_options
+def train_cmd(
+    model: str | None, config_file: str | None, args: tuple[str, ...], **options: Any
+) -> None:
+    """Train MODEL on a dataset; checkpoints, metrics and logs go to the run directory.
+
+    The run directory holds `last` and `best` checkpoints (safetensors + state), config.json,
+    metrics.json, confusion_matrix.png (classifiers) or reconstructions.png (VAE), and
+    tensorboard/. Ctrl-C saves a resumable checkpoint; `--resume auto` continues exactly.
+    """
+    from zoo.train.config import TrainConfig, load_config_file
+    from zoo.train.trainer import Trainer
+
+    values: dict[str, Any] = load_config_file(config_file) if config_file else {}
+    values = {k.replace("-", "_"): v for k, v in values.items()}
+    given = {k: v for k, v in options.items() if v is not None}
+    if "milestones" in given:
+        try:
+            given["milestones"] = [int(m) for m in str(given["milestones"]).split(",") if m]
+        except ValueError:
+            raise click.BadParameter(
+                "comma-separated integers", param_hint="--milestones"
+            ) from None
+    values.update(given)
+    if model:
+        values["model"] = model
+    values["model_args"] = {**values.get("model_args", {}), **_parse_args(args)}
+    if "model" not in values:
+        raise click.UsageError("give a MODEL (or `model = ...` in the --config file)")
+    config = TrainConfig.from_dict(values)
+    result = Trainer(config, echo=click.echo).fit()
+    if result.status == "interrupted":
+        sys.exit(130)
+    click.echo(f"run directory: {result.run_dir}")
+
+
+@cli.command("datasets")
+def datasets_cmd() -> None:
+    """List the datasets `zoo train --data` accepts."""
+    from zoo.data import list_datasets
+
+    click.echo(_table(["DATASET", "DESCRIPTION"], [list(row) for row in list_datasets()]))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     cli.main(args=list(argv) if argv is not None else None, prog_name="zoo")
 

@@ -15,11 +15,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["load", "script", "trace"]
+__all__ = ["load", "quiet_deprecation", "script", "trace"]
 
 
 @contextlib.contextmanager
-def _quiet_deprecation() -> Iterator[None]:
+def quiet_deprecation() -> Iterator[None]:
+    """Silence only TorchScript's "`torch.jit.X` is deprecated" warnings in this block.
+
+    For zoo's own torch.jit calls, and for libraries that call torch.jit for zoo (TensorBoard's
+    model graph traces the model).
+    """
     with warnings.catch_warnings():
         for category in (FutureWarning, DeprecationWarning):
             warnings.filterwarnings(
@@ -30,13 +35,13 @@ def _quiet_deprecation() -> Iterator[None]:
 
 def script(model: nn.Module) -> torch.jit.ScriptModule:
     """``torch.jit.script(model)``; raises whatever TorchScript raises if it cannot."""
-    with _quiet_deprecation():
+    with quiet_deprecation():
         return torch.jit.script(model)
 
 
 def trace(model: nn.Module, *example: torch.Tensor) -> torch.jit.ScriptModule:
     """``torch.jit.trace`` on ``example`` (fixed control flow; used when scripting fails)."""
-    with _quiet_deprecation():
+    with quiet_deprecation():
         return torch.jit.trace(model, example)
 
 
@@ -44,5 +49,5 @@ def load(
     path: str | Path, map_location: str | torch.device | None = "cpu"
 ) -> torch.jit.ScriptModule:
     """Load a saved TorchScript module."""
-    with _quiet_deprecation():
+    with quiet_deprecation():
         return torch.jit.load(str(path), map_location=map_location)

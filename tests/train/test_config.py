@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from zoo.train.config import SCHEDULERS, TrainConfig, load_config_file
+from zoo.train.optim import Warmup, build_optimizer, build_scheduler
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("epochs", 0, "epochs must be positive"),
+        ("batch_size", -2, "batch_size must be positive"),
+        ("lr", 0.0, "lr must be positive"),
+        ("optimizer", "rmsprop", "optimizer='rmsprop' is not one of sgd, adam, adamw"),
+        ("grad_clip", 0.0, "grad_clip must be positive"),
+        ("gamma", 1.5, "gamma must be in"),
+    ],
+)
+def test_bad_values_are_refused(field: str, value: object, message: str) -> None:
+    with pytest.raises(zoo.InvalidArgumentsError, match=message):
+        TrainConfig("lenet", **{field: value})  # type: ignore[arg-type]
+
+
+def test_unknown_option_suggests_the_closest() -> None:
+    with pytest.raises(zoo.UsageError, match=r"unknown training option 'epoch' .*'epochs'"):
+        TrainConfig.from_dict({"model": "lenet", "epoch": 3})
+
+
+@pytest.mark.parametrize("suffix", [".toml", ".yaml", ".json"])
+def test_config_files(tmp_path: Path, suffix: str) -> None:
+    text = {
+        ".toml": 'model = "lenet"\nbatch-size = 32\nmilestones = [2, 4]\n',
+        ".yaml": "model: lenet\nbatch-size: 32\nmilestones: [2, 4]\n",
+        ".json": '{"model": "lenet", "batch-size": 32, "milestones": [2, 4]}',
+    }[suffix]
+    path = tmp_path / f"c{suffix}"
+    path.write_text(text)
+    config = TrainConfig.from_dict(load_config_file(path))
+    assert (config.batch_size, config.milestones) == (32, (2, 4))
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize("name", SCHEDULERS)
+def test_every_scheduler_builds_and_decays(name: str) -> None:
+    model = torch.nn.Linear(2, 2)
+    config = TrainConfig(
+        "lenet",
+        scheduler=name,
+        step_size=1,
+        milestones=(1,),
+        gamma=0.5,
+        restart_period=2,
+        plateau_patience=0,
+        monitor="val_loss",
+        epochs=4,
+    )
+    optimizer = build_optimizer(model, config)
+    scheduler = build_scheduler(optimizer, config)
+    if name == "none":
+        assert scheduler is None
+        return
+    for _ in range(2 if name == "plateau" else 1):  # plateau needs one non-improving epoch
+        optimizer.step()
+        scheduler.step(1.0) if name == "plateau" else scheduler.step()
+    assert optimizer.param_groups[0]["lr"] < config.lr
+
+
+def test_warmup_is_linear_and_ends_at_the_base_rate() -> None:
+    optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.4)
+    warmup = Warmup(optimizer, steps=4)
+    rates = []
+    for step in range(6):
+        warmup.apply(step)
+        rates.append(round(optimizer.param_groups[0]["lr"], 6))
+    assert rates == [0.1, 0.2, 0.3, 0.4, 0.4, 0.4]

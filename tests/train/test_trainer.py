@@ -1,0 +1,193 @@
+"""The trainer on real (embedded) data: exact resume, checkpoints, failures, outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import zoo
+from zoo.train import TrainConfig, Trainer, TrainingError, train
+from zoo.train import trainer as trainer_module
+from zoo.train.checkpoint import CheckpointError, load_checkpoint
+
+FAST = {"data": "digits", "batch_size": 64, "tensorboard": False, "progress": False}
+
+
+def _quiet(config: TrainConfig) -> Trainer:
+    return Trainer(config, echo=lambda line: None)
+
+
+def _weights(run_dir: Path, tag: str = "last") -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir, tag).weights
+
+
+def _assert_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_resume_after_k_epochs_is_bit_identical(tmp_path: Path) -> None:
+    options = {**FAST, "optimizer": "sgd", "lr": 0.05, "scheduler": "step", "step_size": 1}
+    straight = _quiet(TrainConfig("lenet", epochs=3, out=str(tmp_path / "a"), **options)).fit()
+    _quiet(TrainConfig("lenet", epochs=1, out=str(tmp_path / "b"), **options)).fit()
+    resumed = _quiet(
+        TrainConfig("lenet", epochs=3, out=str(tmp_path / "b"), resume="auto", **options)
+    ).fit()
+    _assert_identical(_weights(straight.run_dir), _weights(resumed.run_dir))
+    assert [h["epoch"] for h in resumed.metrics["history"]] == [1, 2, 3]
+    assert resumed.metrics["history"][-1]["val"] == straight.metrics["history"][-1]["val"]
+    assert resumed.metrics["test"] == straight.metrics["test"]
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes_mid_epoch_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Dropout makes the global RNG part of the result: the LSTM on names, with dropout.
+    options = {
+        **FAST,
+        "data": "names",
+        "model_args": {"dropout": 0.3, "num_layers": 2},
+        "batch_size": 128,
+        "epochs": 2,
+    }
+    straight = _quiet(TrainConfig("lstm", out=str(tmp_path / "a"), **options)).fit()
+
+    original = trainer_module.Batches.epoch
+
+    def interrupted(self: Any, epoch: int, start_batch: int = 0):  # type: ignore[no-untyped-def]
+        for index, batch in enumerate(original(self, epoch, start_batch)):
+            if self.shuffle and epoch == 1 and index == 3:
+                os.kill(os.getpid(), signal.SIGINT)  # the real Ctrl-C path
+            yield batch
+
+    monkeypatch.setattr(trainer_module.Batches, "epoch", interrupted)
+    stopped = _quiet(TrainConfig("lstm", out=str(tmp_path / "b"), **options)).fit()
+    assert stopped.status == "interrupted"
+    meta = load_checkpoint(stopped.run_dir).meta
+    assert (meta["progress"]["epoch"], meta["progress"]["batch"]) == (1, 4)
+    monkeypatch.setattr(trainer_module.Batches, "epoch", original)
+    resumed = _quiet(
+        TrainConfig("lstm", out=str(tmp_path / "b"), resume=str(tmp_path / "b"), **options)
+    ).fit()
+    assert resumed.status == "completed"
+    _assert_identical(_weights(straight.run_dir), _weights(resumed.run_dir))
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "run"
+    _quiet(TrainConfig("lenet", epochs=1, out=str(out), **FAST)).fit()
+    good = _weights(out)
+    calls = {"n": 0}
+    real_loss = Trainer._loss
+
+    def poisoned(self: Trainer, outputs: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        loss = real_loss(self, outputs, x, y)
+        return loss * float("nan") if calls["n"] == 5 else loss
+
+    monkeypatch.setattr(Trainer, "_loss", poisoned)
+    with pytest.raises(
+        TrainingError, match=r"the loss became nan at epoch 2, step \d+.*last good checkpoint"
+    ):
+        _quiet(TrainConfig("lenet", epochs=2, out=str(out), resume="auto", **FAST)).fit()
+    _assert_identical(good, _weights(out))
+    assert load_checkpoint(out).meta["epoch"] == 1
+
+
+def test_checkpoint_layout_tags_and_pruning(tmp_path: Path) -> None:
+    result = _quiet(
+        TrainConfig("lenet", epochs=3, out=str(tmp_path), lr=1e-9, optimizer="sgd", **FAST)
+    ).fit()
+    run = result.run_dir
+    assert (run / "last").is_symlink() and (run / "best").is_symlink()
+    kept = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert len(kept) <= 2
+    assert {(run / "last").resolve().name, (run / "best").resolve().name} == set(kept)
+    for name in ("model.safetensors", "state.pt", "meta.json"):
+        assert (run / "last" / name).is_file()
+    meta = json.loads((run / "last" / "meta.json").read_text())
+    assert meta["model"] == "lenet" and meta["epoch"] == 3
+    assert meta["versions"]["torch"] == torch.__version__
+    assert meta["dataset"]["class_names"] == [str(i) for i in range(10)]
+    state = torch.load(run / "last" / "state.pt", weights_only=True)
+    assert {"optimizer", "scheduler", "rng", "scaler"} <= set(state)
+    assert not list(run.glob(".*tmp*")) and not list((run / "checkpoints").glob(".*"))
+
+
+def test_existing_run_is_never_overwritten(tmp_path: Path) -> None:
+    _quiet(TrainConfig("lenet", epochs=1, out=str(tmp_path), **FAST)).fit()
+    before = _weights(tmp_path)
+    with pytest.raises(zoo.UsageError, match=r"already holds a checkpoint.*--resume auto"):
+        _quiet(TrainConfig("lenet", epochs=1, out=str(tmp_path), **FAST))
+    _assert_identical(before, _weights(tmp_path))
+
+
+def test_checkpoint_of_another_model_or_shape_is_refused(tmp_path: Path) -> None:
+    _quiet(TrainConfig("lenet", epochs=1, out=str(tmp_path), **FAST)).fit()
+    checkpoint = load_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match="holds model 'lenet', not 'googlenet'"):
+        checkpoint.load_into(zoo.create_model("googlenet"), "googlenet")
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        checkpoint.load_into(zoo.create_model("lenet", num_classes=3), "lenet")
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "nowhere")
+
+
+def test_early_stopping_and_outputs(tmp_path: Path) -> None:
+    result = _quiet(
+        TrainConfig(
+            "lenet",
+            epochs=6,
+            out=str(tmp_path),
+            lr=1e-12,
+            optimizer="sgd",
+            early_stopping=1,
+            **{**FAST, "tensorboard": True},
+        )
+    ).fit()
+    assert result.status == "early_stopping"
+    assert len(result.metrics["history"]) == 2
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "early_stopping"
+    test = metrics["test"]
+    assert {"accuracy", "oa", "aa", "kappa", "confusion_matrix", "per_class_accuracy"} <= set(test)
+    assert (tmp_path / "confusion_matrix.png").stat().st_size > 0
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["early_stopping"] == 1 and saved["model"] == "lenet"
+
+
+def test_lenet_learns_digits(tmp_path: Path) -> None:
+    result = train("lenet", epochs=4, out=str(tmp_path), **FAST)
+    assert result.metrics["test"]["accuracy"] > 0.9
+    assert result.metrics["test"]["accuracy"] > result.metrics["majority_baseline_accuracy"] + 0.5
+
+
+def test_vae_loss_falls_and_reconstructions_are_saved(tmp_path: Path) -> None:
+    result = train("vae", epochs=3, out=str(tmp_path), **FAST)
+    losses = [h["train"]["loss"] for h in result.metrics["history"]]
+    assert losses[-1] < losses[0]
+    assert (tmp_path / "reconstructions.png").stat().st_size > 0
+    assert result.metrics["monitor"] == "val_loss"
+
+
+def test_block_models_are_not_trainable() -> None:
+    with pytest.raises(zoo.UsageError, match=r"building block.*bam_resnet"):
+        Trainer(TrainConfig("bam", **FAST))
+
+
+def test_cuda_requested_without_one_is_a_clear_error(tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    trainer = _quiet(TrainConfig("lenet", device="cuda", out=str(tmp_path), **FAST))
+    with pytest.raises(zoo.UsageError, match="no CUDA device"):
+        trainer.fit()

@@ -1,0 +1,64 @@
+"""Where training progress goes: the terminal (a bar when interactive) and TensorBoard."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["TensorBoardLogger", "progress"]
+
+
+def progress(
+    batches: Iterable[Any], total: int, description: str, enabled: bool
+) -> tuple[Iterator[Any], Callable[[dict[str, str]], None], Callable[[], None]]:
+    """Wrap ``batches`` in a tqdm bar on a terminal; elsewhere, iterate silently.
+
+    Returns the iterator, a function to set the bar's postfix, and one to close it.
+    """
+    if enabled and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(batches, total=total, desc=description, leave=False, dynamic_ncols=True)
+        return iter(bar), lambda info: bar.set_postfix(info, refresh=False), bar.close
+    return iter(batches), lambda info: None, lambda: None
+
+
+class TensorBoardLogger:
+    """Scalars (loss, accuracy, learning rate), images and the model graph."""
+
+    def __init__(self, log_dir: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(log_dir))
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+
+    def images(
+        self, tag: str, images: torch.Tensor, step: int, value_range: tuple[float, float]
+    ) -> None:
+        low, high = value_range
+        scaled = ((images.detach().float().cpu() - low) / (high - low)).clamp(0, 1)
+        self.writer.add_images(tag, scaled, step)
+
+    def graph(self, model: nn.Module, example: torch.Tensor) -> str | None:
+        """Add the model graph; returns why not where it does not trace."""
+        # add_graph traces with torch.jit; its deprecation warning is silenced there only.
+        from zoo.export.torchscript import quiet_deprecation
+
+        try:
+            with quiet_deprecation():
+                self.writer.add_graph(model, example)
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    def close(self) -> None:
+        self.writer.flush()
+        self.writer.close()

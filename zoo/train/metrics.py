@@ -1,0 +1,236 @@
+"""Evaluation metrics accumulated over batches: classification and VAE.
+
+Both accumulators keep exact integer counts (or float64 sums) on the CPU, so feeding the
+same data in many small batches or in one big batch gives the same result, and ``compute``
+returns plain Python numbers that ``json.dumps`` accepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from zoo.plugins.vae import vae_loss
+
+__all__ = ["ClassificationMetrics", "VAEMetrics", "cohen_kappa"]
+
+
+def _as_confusion(confusion: Tensor | Sequence[Sequence[int]]) -> Tensor:
+    matrix = torch.as_tensor(confusion).detach().to("cpu")
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise ValueError(f"a confusion matrix must be square, got shape {tuple(matrix.shape)}")
+    if matrix.is_floating_point() or matrix.is_complex() or matrix.dtype == torch.bool:
+        raise ValueError(f"a confusion matrix holds integer counts, got dtype {matrix.dtype}")
+    if bool((matrix < 0).any()):
+        raise ValueError("a confusion matrix cannot hold negative counts")
+    return matrix.to(torch.int64)
+
+
+def cohen_kappa(confusion: Tensor | Sequence[Sequence[int]]) -> float:
+    """Cohen's kappa (p_o - p_e) / (1 - p_e) of a square confusion matrix of counts.
+
+    Computed in exact integer arithmetic. The degenerate case p_e == 1 happens only when
+    every sample is one class and was predicted as that class (then p_o == 1 as well):
+    agreement is perfect, so kappa is defined as 1.0 there (scikit-learn returns NaN, which
+    is not valid JSON). Raises ValueError for an empty matrix (no samples).
+    """
+    matrix = _as_confusion(confusion)
+    total = int(matrix.sum())
+    if total == 0:
+        raise ValueError("Cohen's kappa is undefined without samples (the confusion matrix is 0)")
+    trace = int(matrix.trace())
+    rows, columns = matrix.sum(dim=1).tolist(), matrix.sum(dim=0).tolist()
+    chance = sum(r * c for r, c in zip(rows, columns, strict=True))
+    # kappa = (trace/n - chance/n^2) / (1 - chance/n^2), multiplied through by n^2
+    denominator = total * total - chance
+    if denominator == 0:
+        return 1.0
+    return (total * trace - chance) / denominator
+
+
+def _batch_loss(loss: float | Tensor) -> float:
+    if isinstance(loss, Tensor):
+        if loss.numel() != 1:
+            raise ValueError(f"loss must be the batch's mean (one value), got {loss.numel()}")
+        return float(loss.detach().item())
+    return float(loss)
+
+
+class ClassificationMetrics:
+    """Accumulates over batches; everything on CPU, the confusion matrix as int64.
+
+    ``update`` takes logits ``[B, C]`` and integer targets ``[B]``; the prediction is the
+    arg-max (the first maximal class on ties). ``compute`` returns "samples", "loss",
+    "accuracy", "top{k}_accuracy" (each k > 1 in ``topk`` with k < C), "per_class_accuracy",
+    "confusion_matrix" (rows = true class, columns = predicted), "oa", "aa" and "kappa".
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        class_names: Sequence[str] | None = None,
+        topk: Sequence[int] = (1, 5),
+    ) -> None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        names = [str(i) for i in range(num_classes)] if class_names is None else list(class_names)
+        if len(names) != num_classes:
+            raise ValueError(f"got {len(names)} class names for {num_classes} classes")
+        if len(set(names)) != len(names):
+            raise ValueError(f"class names must be unique, got {names}")
+        for k in topk:
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise ValueError(f"topk values must be positive ints, got {k!r}")
+        self.num_classes = num_classes
+        self.class_names: tuple[str, ...] = tuple(names)
+        #: the k whose top-k accuracy is reported: k = 1 is "accuracy", k >= C is always 1
+        self.topk: tuple[int, ...] = tuple(sorted({k for k in topk if 1 < k < num_classes}))
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every batch seen so far."""
+        self._confusion = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64)
+        self._topk_correct = dict.fromkeys(self.topk, 0)
+        self._samples = 0
+        self._loss_sum = 0.0
+        self._loss_samples = 0
+
+    def update(self, logits: Tensor, targets: Tensor, loss: float | Tensor | None = None) -> None:
+        """Add one batch. ``loss`` is the batch's mean loss; it is weighted by the batch size.
+
+        The reported loss is the mean over the samples of the batches that gave one.
+        """
+        logits = logits.detach().to("cpu")
+        targets = targets.detach().to("cpu")
+        if logits.ndim != 2 or logits.shape[1] != self.num_classes:
+            raise ValueError(
+                f"logits must be [batch, {self.num_classes}], got {tuple(logits.shape)}"
+            )
+        if targets.ndim != 1 or targets.shape[0] != logits.shape[0]:
+            raise ValueError(
+                f"targets must be [{logits.shape[0]}] to match the logits, "
+                f"got {tuple(targets.shape)}"
+            )
+        if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
+            raise ValueError(f"targets must be integer class indices, got dtype {targets.dtype}")
+        targets = targets.to(torch.int64)
+        batch = int(targets.shape[0])
+        if batch and (int(targets.min()) < 0 or int(targets.max()) >= self.num_classes):
+            raise ValueError(
+                f"targets must lie in [0, {self.num_classes}), "
+                f"got values from {int(targets.min())} to {int(targets.max())}"
+            )
+        batch_loss = None if loss is None else _batch_loss(loss)
+        if batch == 0:
+            return
+        c = self.num_classes
+        predictions = logits.argmax(dim=1)
+        self._confusion += torch.bincount(targets * c + predictions, minlength=c * c).view(c, c)
+        if self.topk:
+            top = logits.topk(max(self.topk), dim=1).indices
+            hits = top == targets.unsqueeze(1)
+            for k in self.topk:
+                self._topk_correct[k] += int(hits[:, :k].any(dim=1).sum())
+        self._samples += batch
+        if batch_loss is not None:
+            self._loss_sum += batch_loss * batch
+            self._loss_samples += batch
+
+    @property
+    def confusion_matrix(self) -> Tensor:
+        """A copy of the int64 ``[C, C]`` counts: rows = true class, columns = predicted."""
+        return self._confusion.clone()
+
+    def compute(self) -> dict[str, Any]:
+        """The metrics over every sample so far (see the class docstring for the keys).
+
+        Per-class accuracy is the recall of each class, None for a class without samples;
+        "aa" averages it over the classes that have samples. Raises ValueError before any
+        sample was seen.
+        """
+        if self._samples == 0:
+            raise ValueError("no samples: call update() with at least one batch before compute()")
+        total = self._samples
+        correct = int(self._confusion.trace())
+        support = self._confusion.sum(dim=1).tolist()
+        diagonal = self._confusion.diagonal().tolist()
+        recalls: list[float | None] = [
+            hit / n if n else None for hit, n in zip(diagonal, support, strict=True)
+        ]
+        present = [r for r in recalls if r is not None]
+        result: dict[str, Any] = {
+            "samples": total,
+            "loss": self._loss_sum / self._loss_samples if self._loss_samples else None,
+            "accuracy": correct / total,
+        }
+        for k in self.topk:
+            result[f"top{k}_accuracy"] = self._topk_correct[k] / total
+        result["per_class_accuracy"] = dict(zip(self.class_names, recalls, strict=True))
+        result["confusion_matrix"] = self._confusion.tolist()
+        result["oa"] = correct / total
+        result["aa"] = sum(present) / len(present)
+        result["kappa"] = cohen_kappa(self._confusion)
+        return result
+
+
+class VAEMetrics:
+    """Accumulates :func:`zoo.plugins.vae.vae_loss` over batches.
+
+    ``compute`` returns "samples"; "loss", the mean of the batches' ``vae_loss(...).total``
+    weighted by batch size; "reconstruction_mse", the per-element MSE over every sample;
+    and "kld", the KL divergence per sample (summed over latent units, averaged over samples).
+    """
+
+    def __init__(self, kld_weight: float = 1.0) -> None:
+        self.kld_weight = float(kld_weight)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every batch seen so far."""
+        self._samples = 0
+        self._loss_sum = 0.0
+        self._squared_error_sum = 0.0
+        self._elements = 0
+        self._kld_sum = 0.0
+
+    def update(self, recon: Tensor, x: Tensor, mu: Tensor, logvar: Tensor) -> None:
+        """Add one batch (any device); an empty batch is ignored."""
+        if recon.shape != x.shape:
+            raise ValueError(
+                f"recon and x must have the same shape, got {tuple(recon.shape)} "
+                f"and {tuple(x.shape)}"
+            )
+        if mu.shape != logvar.shape:
+            raise ValueError(
+                f"mu and logvar must have the same shape, got {tuple(mu.shape)} "
+                f"and {tuple(logvar.shape)}"
+            )
+        if x.ndim == 0 or mu.ndim == 0 or mu.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"x and mu must share a batch dimension, got {tuple(x.shape)} and {tuple(mu.shape)}"
+            )
+        batch = int(x.shape[0])
+        if batch == 0:
+            return
+        with torch.no_grad():
+            losses = vae_loss(recon, x, mu, logvar, kld_weight=self.kld_weight)
+            total, reconstruction, kld = torch.stack(list(losses)).tolist()
+        self._samples += batch
+        self._loss_sum += total * batch
+        self._squared_error_sum += reconstruction * x.numel()
+        self._elements += x.numel()
+        self._kld_sum += kld
+
+    def compute(self) -> dict[str, Any]:
+        """The metrics over every sample so far; raises ValueError before any sample."""
+        if self._samples == 0:
+            raise ValueError("no samples: call update() with at least one batch before compute()")
+        return {
+            "samples": self._samples,
+            "loss": self._loss_sum / self._samples,
+            "reconstruction_mse": self._squared_error_sum / self._elements,
+            "kld": self._kld_sum / self._samples,
+        }

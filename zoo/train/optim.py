@@ -1,0 +1,79 @@
+"""Optimizers, LR schedulers and linear warm-up, as the notes use them (002 sections 17, 36)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.optim import lr_scheduler
+
+from zoo.train.config import TrainConfig
+
+__all__ = ["Warmup", "build_optimizer", "build_scheduler"]
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("every parameter is frozen: lower --freeze")
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> Any:
+    """An epoch-level scheduler (``None`` for ``none``); ``plateau`` steps on the monitor."""
+    name = config.scheduler
+    if name == "none":
+        return None
+    if name == "step":
+        return lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
+    if name == "multistep":
+        return lr_scheduler.MultiStepLR(
+            optimizer, milestones=list(config.milestones), gamma=config.gamma
+        )
+    if name == "exponential":
+        return lr_scheduler.ExponentialLR(optimizer, gamma=config.gamma)
+    if name == "cosine":
+        t_max = max(1, config.epochs - config.warmup_epochs)
+        return lr_scheduler.CosineAnnealingLR(optimizer, T_max=t_max)
+    if name == "cosine-restarts":
+        return lr_scheduler.CosineAnnealingWarmRestarts(optimizer, T_0=config.restart_period)
+    if name == "plateau":
+        mode: Literal["min", "max"] = "max" if "accuracy" in config.monitor else "min"
+        return lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=mode, factor=config.gamma, patience=config.plateau_patience
+        )
+    raise ValueError(f"unknown scheduler {name!r}")
+
+
+class Warmup:
+    """Linear warm-up over the first ``steps`` optimizer steps, from lr/steps to lr.
+
+    It scales each group's ``initial_lr`` (set by the schedulers, or by this class) and
+    leaves the epoch scheduler alone until warm-up is over.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, steps: int) -> None:
+        self.optimizer = optimizer
+        self.steps = steps
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+        if steps > 0:
+            self.apply(0)
+
+    def active(self, step: int) -> bool:
+        return step < self.steps
+
+    def apply(self, step: int) -> None:
+        """Set the learning rate for optimizer step ``step`` (0-based) during warm-up."""
+        if step >= self.steps:
+            return
+        factor = (step + 1) / self.steps
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * factor

@@ -1,0 +1,593 @@
+"""The training loop: any registered model, any dataset that fits it, resumable exactly.
+
+The routine of the notes (002 sections 14, 17, 20, 29, 36-37; 004 sections 10-12): seed,
+``model.train()`` / ``model.eval()``, task-aware loss, optimizer and scheduler, evaluation
+under ``torch.no_grad()``, checkpoints holding everything needed to continue, metrics and
+TensorBoard. See ``TrainConfig`` for the options.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from zoo import __version__
+from zoo._io import atomic_write_json
+from zoo.errors import UsageError, ZooError
+from zoo.registry import ModelSpec, Task, get_spec
+from zoo.train.batches import Batches
+from zoo.train.checkpoint import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
+from zoo.train.config import TrainConfig
+from zoo.train.optim import Warmup, build_optimizer, build_scheduler
+from zoo.train.reproducibility import (
+    get_rng_state,
+    seed_everything,
+    set_deterministic,
+    set_rng_state,
+)
+
+__all__ = ["TrainResult", "Trainer", "TrainingError", "train"]
+
+#: Options a resumed run may change; everything else comes from the checkpoint's config.
+RESUMABLE_OVERRIDES = (
+    "epochs",
+    "device",
+    "num_workers",
+    "tensorboard",
+    "progress",
+    "out",
+    "resume",
+)
+
+
+class TrainingError(ZooError):
+    """Training cannot go on (e.g. the loss became NaN); the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    #: The content of ``metrics.json``.
+    metrics: dict[str, Any]
+    #: ``completed``, ``early_stopping`` or ``interrupted``.
+    status: str
+
+
+def train(model: str, data: str = "", **options: Any) -> TrainResult:
+    """Train ``model`` on ``data`` with ``TrainConfig`` options; see ``zoo train --help``."""
+    return Trainer(TrainConfig(model=model, data=data, **options)).fit()
+
+
+class _StopRequest:
+    """First Ctrl-C asks the loop to stop at the next batch boundary; a second one forces."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        try:
+            previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: leave Ctrl-C alone
+            yield
+            return
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+class Trainer:
+    """Trains one model as ``config`` says; ``fit()`` returns the run's metrics."""
+
+    def __init__(self, config: TrainConfig, echo: Callable[[str], None] = print) -> None:
+        self.echo = echo
+        self.stop = _StopRequest()
+        self.config = config
+        self.spec = get_spec(config.model)
+        if self.spec.task is Task.BLOCK:
+            raise UsageError(
+                f"model {config.model!r} is a building block, not a trainable model; "
+                "train a model that contains it (e.g. bam_resnet)"
+            )
+        self.resume_from = self._resume_source()
+        if self.resume_from is not None:
+            self.checkpoint = load_checkpoint(self.resume_from)
+            stored = self.checkpoint.meta["config"]
+            overrides = {k: getattr(config, k) for k in RESUMABLE_OVERRIDES}
+            self.config = TrainConfig.from_dict({**stored, **overrides})
+        self.run_dir = self._run_dir()
+
+    # -- set-up ----------------------------------------------------------------------------
+
+    def _resume_source(self) -> Path | None:
+        resume = self.config.resume
+        if resume is None:
+            return None
+        if resume == "auto":
+            out = Path(self.config.out) if self.config.out else self._default_out()
+            return find_checkpoint(out)
+        found = find_checkpoint(resume)
+        if found is None:
+            raise CheckpointError(f"--resume {resume}: no checkpoint there")
+        return found
+
+    def _default_out(self) -> Path:
+        data = (self.config.data or "default").replace(":", "-").replace("/", "_")
+        return Path("runs") / f"{self.config.model}-{data}"
+
+    def _run_dir(self) -> Path:
+        if self.config.out:
+            run_dir = Path(self.config.out)
+        elif self.resume_from is not None:
+            run_dir = self.resume_from.parent.parent  # <run>/checkpoints/<dir>
+        else:
+            run_dir = self._default_out()
+        if self.resume_from is None and find_checkpoint(run_dir) is not None:
+            raise UsageError(
+                f"{run_dir} already holds a checkpoint: pass --resume auto to continue it, "
+                "or choose another --out (nothing was overwritten)"
+            )
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            probe = run_dir / ".zoo-write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise UsageError(f"cannot write to run directory {run_dir}: {exc.strerror}") from exc
+        return run_dir
+
+    def _device(self) -> torch.device:
+        wanted = self.config.device
+        if wanted == "cuda" and not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA device is available here; use --device cpu")
+        if wanted == "auto":
+            wanted = "cuda" if torch.cuda.is_available() else "cpu"
+        return torch.device(wanted)
+
+    def _model_args(self, spec: ModelSpec, info: Any) -> dict[str, Any]:
+        args = dict(self.config.model_args)
+        options = spec.builder_parameters()
+        derived = {"num_classes": info.num_classes}
+        if info.vocab_size is not None:
+            derived["vocab_size"] = info.vocab_size
+        for key, value in derived.items():
+            if key not in options or spec.task is Task.GENERATIVE:
+                continue
+            if key in args and args[key] != value:
+                raise UsageError(
+                    f"{key}={args[key]} does not match dataset {info.name!r}, which has {value}"
+                )
+            args[key] = value
+        if self.config.freeze and "freeze" in options:
+            args["freeze"] = self.config.freeze
+        return args
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def fit(self) -> TrainResult:
+        from zoo.data import load_dataset
+
+        cfg = self.config
+        spec = self.spec
+        seed_everything(cfg.seed)
+        set_deterministic(cfg.deterministic)
+        device = self._device()
+        data_name = cfg.data or ("names" if spec.input.is_integer else "mnist5k")
+        splits = load_dataset(
+            data_name,
+            spec.input,
+            data_dir=cfg.data_dir,
+            seed=cfg.seed,
+            val_fraction=cfg.val_fraction,
+            test_fraction=cfg.test_fraction,
+        )
+        info = splits.info
+        model_args = self._model_args(spec, info)
+        model = spec.build(**model_args)
+        if cfg.freeze and "freeze" not in spec.builder_parameters():
+            from zoo.plugins._common import freeze_first
+
+            freeze_first(model, cfg.freeze)
+        model.to(device)
+        optimizer = build_optimizer(model, cfg)
+        scheduler = build_scheduler(optimizer, replace(cfg, monitor=self._monitor()))
+        use_amp = cfg.amp and device.type == "cuda"
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        train_batches = Batches(
+            splits.train,
+            cfg.batch_size,
+            shuffle=True,
+            seed=cfg.seed,
+            collate_fn=splits.collate_fn,
+            num_workers=cfg.num_workers,
+        )
+        steps_per_epoch = len(train_batches)
+        warmup = Warmup(optimizer, cfg.warmup_epochs * steps_per_epoch)
+
+        progress_state: dict[str, Any] = {
+            "epoch": 0,
+            "batch": 0,
+            "step": 0,
+            "best": None,
+            "best_epoch": None,
+            "bad_epochs": 0,
+            "history": [],
+        }
+        if self.resume_from is not None:
+            ckpt = self.checkpoint
+            ckpt.load_into(model, cfg.model)
+            state = ckpt.state
+            optimizer.load_state_dict(state["optimizer"])
+            if scheduler is not None and state.get("scheduler") is not None:
+                scheduler.load_state_dict(state["scheduler"])
+            if state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            set_rng_state(state["rng"])
+            progress_state.update(ckpt.meta["progress"])
+            self.echo(
+                f"resuming {cfg.model} from {ckpt.path} at epoch {progress_state['epoch'] + 1}"
+                + (f", batch {progress_state['batch']}" if progress_state["batch"] else "")
+            )
+
+        logger = None
+        if cfg.tensorboard:
+            from zoo.train.loggers import TensorBoardLogger
+
+            logger = TensorBoardLogger(self.run_dir / "tensorboard")
+            if progress_state["step"] == 0:
+                why = logger.graph(model.eval(), spec.example_input(2).to(device))
+                if why:
+                    self.echo(f"note: model graph not logged ({why})")
+
+        atomic_write_json(self.run_dir / "config.json", cfg.to_dict())
+        meta_base = {
+            "model": cfg.model,
+            "model_args": {k: v for k, v in model_args.items() if _jsonable(v)},
+            "dataset": _info_dict(info),
+            "config": cfg.to_dict(),
+            "versions": {"zoo": __version__, "torch": torch.__version__},
+        }
+
+        def save(tags: tuple[str, ...], metrics: dict[str, Any] | None = None) -> Path:
+            state = {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "scaler": scaler.state_dict() if use_amp else {},
+                "rng": get_rng_state(),
+            }
+            meta = {
+                **meta_base,
+                "epoch": progress_state["epoch"],
+                "step": progress_state["step"],
+                "progress": dict(progress_state),
+                "metrics": metrics or {},
+            }
+            return save_checkpoint(self.run_dir, model, state, meta, tags)
+
+        status = "completed"
+        monitor = self._monitor()
+        maximize = "accuracy" in monitor or monitor.endswith(("oa", "aa", "kappa"))
+        self.echo(
+            f"training {cfg.model} on {info.name} ({len(splits.train)} train, "  # type: ignore[arg-type]
+            f"{len(splits.val)} val, {len(splits.test)} test) on {device}; run dir {self.run_dir}"  # type: ignore[arg-type]
+        )
+        try:
+            with self.stop.installed():
+                while progress_state["epoch"] < cfg.epochs:
+                    epoch = progress_state["epoch"]
+                    started = time.perf_counter()
+                    train_metrics, samples = self._train_epoch(
+                        model,
+                        optimizer,
+                        scaler,
+                        warmup,
+                        train_batches,
+                        device,
+                        use_amp,
+                        progress_state,
+                        info,
+                        logger,
+                    )
+                    if self.stop.requested:
+                        path = save(("last",))
+                        self.echo(
+                            f"interrupted at epoch {epoch + 1}, batch {progress_state['batch']}: "
+                            f"saved {path}; continue with --resume {self.run_dir}"
+                        )
+                        status = "interrupted"
+                        break
+                    elapsed = time.perf_counter() - started
+                    val_metrics = self.evaluate(model, splits.val, splits.collate_fn, device, info)
+                    current = val_metrics[monitor.removeprefix("val_")]
+                    if scheduler is not None and not warmup.active(progress_state["step"]):
+                        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                            scheduler.step(current)
+                        else:
+                            scheduler.step()
+                    best = progress_state["best"]
+                    improved = best is None or (current > best if maximize else current < best)
+                    progress_state.update(epoch=epoch + 1, batch=0)
+                    if improved:
+                        progress_state.update(best=current, best_epoch=epoch + 1, bad_epochs=0)
+                    else:
+                        progress_state["bad_epochs"] += 1
+                    lr = optimizer.param_groups[0]["lr"]
+                    record = {
+                        "epoch": epoch + 1,
+                        "lr": lr,
+                        "seconds": round(elapsed, 3),
+                        "samples_per_second": round(samples / elapsed, 1) if elapsed else None,
+                        "train": _scalars(train_metrics),
+                        "val": _scalars(val_metrics),
+                    }
+                    progress_state["history"].append(record)
+                    save(("last", "best") if improved else ("last",), record)
+                    self._report(record, improved, monitor)
+                    if logger is not None:
+                        logger.scalars(
+                            {f"val/{k}": v for k, v in record["val"].items()}
+                            | {
+                                "train/lr": lr,
+                                "train/samples_per_second": record["samples_per_second"] or 0.0,
+                            },
+                            epoch + 1,
+                        )
+                    if cfg.early_stopping and progress_state["bad_epochs"] >= cfg.early_stopping:
+                        self.echo(
+                            f"early stopping: {monitor} did not improve for "
+                            f"{cfg.early_stopping} epochs (best {progress_state['best']:.4f} "
+                            f"at epoch {progress_state['best_epoch']})"
+                        )
+                        status = "early_stopping"
+                        break
+        finally:
+            if logger is not None:
+                logger.close()
+        if status == "interrupted":
+            return TrainResult(self.run_dir, {}, status)
+        metrics = self._finish(
+            model, splits, device, info, progress_state, logger_dir=cfg.tensorboard
+        )
+        metrics["status"] = status
+        atomic_write_json(self.run_dir / "metrics.json", metrics)
+        return TrainResult(self.run_dir, metrics, status)
+
+    def _monitor(self) -> str:
+        if self.config.monitor:
+            return self.config.monitor
+        return "val_loss" if self.spec.task is Task.GENERATIVE else "val_accuracy"
+
+    def _train_epoch(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scaler: torch.amp.GradScaler,
+        warmup: Warmup,
+        batches: Batches,
+        device: torch.device,
+        use_amp: bool,
+        progress_state: dict[str, Any],
+        info: Any,
+        logger: Any,
+    ) -> tuple[dict[str, Any], int]:
+        from zoo.train.loggers import progress
+
+        cfg = self.config
+        model.train()
+        metrics = self._new_metrics(info)
+        epoch = progress_state["epoch"]
+        samples = 0
+        iterator, set_postfix, close = progress(
+            batches.epoch(epoch, progress_state["batch"]),
+            len(batches) - progress_state["batch"],
+            f"epoch {epoch + 1}/{cfg.epochs}",
+            cfg.progress,
+        )
+        started = time.perf_counter()
+        try:
+            for batch in iterator:
+                x, y = (
+                    batch[0].to(device, non_blocking=True),
+                    batch[1].to(device, non_blocking=True),
+                )
+                warmup.apply(progress_state["step"])
+                with torch.autocast(device.type, enabled=use_amp):
+                    outputs = model(x)
+                    loss = self._loss(outputs, x, y)
+                if not torch.isfinite(loss):
+                    raise TrainingError(
+                        f"the loss became {loss.item()} at epoch {epoch + 1}, step "
+                        f"{progress_state['step'] + 1}; stopped. The last good checkpoint is "
+                        f"{self.run_dir / 'last'}. Lower --lr or set --grad-clip"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg.grad_clip is not None:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                progress_state["step"] += 1
+                progress_state["batch"] += 1
+                samples += x.shape[0]
+                self._update(metrics, outputs, x, y, loss.detach())
+                if logger is not None and progress_state["step"] % 10 == 0:
+                    logger.scalars(
+                        {"train/loss": loss.item(), "train/lr": optimizer.param_groups[0]["lr"]},
+                        progress_state["step"],
+                    )
+                elapsed = time.perf_counter() - started
+                set_postfix(
+                    {
+                        "loss": f"{loss.item():.4f}",
+                        "lr": f"{optimizer.param_groups[0]['lr']:.2e}",
+                        "samples/s": f"{samples / elapsed:,.0f}" if elapsed else "-",
+                    }
+                )
+                if self.stop.requested:
+                    break
+        finally:
+            close()
+        return (metrics.compute() if samples else {}), samples
+
+    def _loss(self, outputs: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.spec.task is Task.GENERATIVE:
+            from zoo.plugins.vae import vae_loss
+
+            recon, mu, logvar = outputs
+            return vae_loss(recon.float(), x.float(), mu.float(), logvar.float()).total
+        return nn.functional.cross_entropy(outputs.float(), y)
+
+    def _new_metrics(self, info: Any) -> Any:
+        from zoo.train.metrics import ClassificationMetrics, VAEMetrics
+
+        if self.spec.task is Task.GENERATIVE:
+            return VAEMetrics()
+        return ClassificationMetrics(info.num_classes, class_names=info.class_names)
+
+    def _update(
+        self, metrics: Any, outputs: Any, x: torch.Tensor, y: torch.Tensor, loss: torch.Tensor
+    ) -> None:
+        if self.spec.task is Task.GENERATIVE:
+            recon, mu, logvar = (o.detach().float() for o in outputs)
+            metrics.update(recon, x.float(), mu, logvar)
+        else:
+            metrics.update(outputs.detach(), y, loss)
+
+    @torch.no_grad()
+    def evaluate(
+        self, model: nn.Module, dataset: Any, collate_fn: Any, device: torch.device, info: Any
+    ) -> dict[str, Any]:
+        """Metrics of ``model`` in eval mode on ``dataset``."""
+        model.eval()
+        metrics = self._new_metrics(info)
+        batches = Batches(
+            dataset, max(self.config.batch_size, 256), shuffle=False, collate_fn=collate_fn
+        )
+        for batch in batches.epoch(0):
+            x, y = batch[0].to(device), batch[1].to(device)
+            outputs = model(x)
+            self._update(metrics, outputs, x, y, self._loss(outputs, x, y))
+        return metrics.compute()
+
+    def _report(self, record: dict[str, Any], improved: bool, monitor: str) -> None:
+        def part(name: str, values: dict[str, Any]) -> str:
+            items = [f"loss {values['loss']:.4f}"] if values.get("loss") is not None else []
+            if "accuracy" in values:
+                items.append(f"acc {100 * values['accuracy']:.2f}%")
+            if "reconstruction_mse" in values:
+                items.append(f"mse {values['reconstruction_mse']:.4f} kld {values['kld']:.2f}")
+            return f"{name} " + " ".join(items) if items else ""
+
+        speed = record["samples_per_second"]
+        line = "  ".join(
+            p
+            for p in (
+                f"epoch {record['epoch']}/{self.config.epochs}",
+                part("train", record["train"]),
+                part("val", record["val"]),
+                f"lr {record['lr']:.2e}",
+                f"{speed:,.0f} samples/s" if speed else "",
+                "*best*" if improved else "",
+            )
+            if p
+        )
+        self.echo(line)
+
+    def _finish(
+        self,
+        model: nn.Module,
+        splits: Any,
+        device: torch.device,
+        info: Any,
+        progress_state: dict[str, Any],
+        logger_dir: bool,
+    ) -> dict[str, Any]:
+        """Evaluate the best checkpoint on the test split; write PNGs; return metrics."""
+        best = load_checkpoint(self.run_dir, tag="best")
+        best.load_into(model, self.config.model)
+        model.to(device)
+        test = self.evaluate(model, splits.test, splits.collate_fn, device, info)
+        metrics: dict[str, Any] = {
+            "model": self.config.model,
+            "dataset": info.name,
+            "best_epoch": progress_state["best_epoch"],
+            "monitor": self._monitor(),
+            "best": progress_state["best"],
+            "test": test,
+            "history": progress_state["history"],
+        }
+        from zoo.train import plots
+
+        if self.spec.task is Task.GENERATIVE:
+            x = next(iter(Batches(splits.test, 8, shuffle=False).epoch(0)))[0].to(device)
+            with torch.no_grad():
+                recon = model.eval()(x)[0]
+            low, high = self.spec.input.value_range
+            plots.save_reconstructions_png(
+                x.cpu(),
+                recon.float().cpu(),
+                self.run_dir / "reconstructions.png",
+                value_range=(low, high),
+            )
+        else:
+            labels = torch.cat(
+                [
+                    b[1]
+                    for b in Batches(
+                        splits.test, 1024, shuffle=False, collate_fn=splits.collate_fn
+                    ).epoch(0)
+                ]
+            )
+            counts = torch.bincount(labels, minlength=info.num_classes)
+            metrics["majority_baseline_accuracy"] = counts.max().item() / max(1, len(labels))
+            plots.save_confusion_matrix_png(
+                test["confusion_matrix"],
+                list(info.class_names),
+                self.run_dir / "confusion_matrix.png",
+                title=f"{self.config.model} on {info.name} (test)",
+            )
+        summary = ", ".join(f"{k} {v:.4f}" for k, v in _scalars(test).items() if k != "samples")
+        self.echo(
+            f"test ({test['samples']} samples, best epoch {progress_state['best_epoch']}): "
+            f"{summary}"
+        )
+        return metrics
+
+
+def _jsonable(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str, list, tuple, dict))
+
+
+def _scalars(values: dict[str, Any]) -> dict[str, float]:
+    return {
+        k: float(v)
+        for k, v in values.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
+
+
+def _info_dict(info: Any) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "kind": info.kind,
+        "num_classes": info.num_classes,
+        "class_names": list(info.class_names),
+        "vocabulary": list(info.vocabulary) if info.vocabulary else None,
+        "max_length": info.max_length,
+    }
