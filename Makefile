@@ -22,10 +22,13 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+DEMO_RUN ?= runs/demo-lenet
+
 demo: $(STAMP)
 	$(BIN)/zoo list
 	@echo
-	$(BIN)/zoo info lenet
+	rm -rf $(DEMO_RUN)
+	$(BIN)/zoo train lenet --data mnist5k --epochs 5 --out $(DEMO_RUN)
 
 lint: $(STAMP)
 	$(PIP) install --quiet -c constraints.txt -e '.[dev]'

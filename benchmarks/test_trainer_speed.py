@@ -51,6 +51,8 @@ def _trainer_epoch(tmp_path_factory: pytest.TempPathFactory) -> float:
         batch_size=BATCH,
         out=str(out),
         tensorboard=False,
+        augment="none",  # the plain loop does not augment
+        scheduler="none",
         progress=False,
     )
     result = Trainer(config, echo=lambda line: None).fit()

@@ -287,14 +287,14 @@ def plugins_cmd(as_json: bool) -> None:
 _TRAIN_HELP = {
     "data": "Dataset (`zoo datasets`); default mnist5k for images, names for tokens.",
     "data_dir": "Where downloadable datasets live (default $ZOO_DATA_DIR or ~/.cache/zoo/data).",
-    "epochs": "Epochs to train (default 10).",
+    "epochs": "Epochs to train (default 15).",
     "batch_size": "Batch size (default 64).",
     "optimizer": "Optimizer (default adam).",
     "lr": "Learning rate (default 1e-3).",
     "momentum": "SGD momentum (default 0.9).",
     "weight_decay": "Weight decay (default 0).",
     "grad_clip": "Clip the gradient norm to this value.",
-    "scheduler": "LR scheduler, stepped per epoch (default none).",
+    "scheduler": "LR scheduler, stepped per epoch (default cosine).",
     "step_size": "step: period in epochs (default 5).",
     "milestones": "multistep: comma-separated epochs (default 5,8).",
     "gamma": "Decay factor for step, multistep, exponential, plateau (default 0.1).",
@@ -303,6 +303,9 @@ _TRAIN_HELP = {
     "warmup_epochs": "Linear warm-up over this many epochs, per step (default 0).",
     "early_stopping": "Stop after this many epochs without improvement of --monitor.",
     "monitor": "Metric for the best checkpoint and early stopping (val_accuracy or val_loss).",
+    "augment": "Image classifiers: shift (random translations up to 7%; default) or none.",
+    "vae_loss": "VAE loss: elbo (KLD per element; default) or notes (the notes' exact sum).",
+    "kld_weight": "Weight of the VAE's KLD term (default 1).",
     "freeze": "Freeze the first N parameter tensors (backbones).",
     "device": "auto (CUDA when present), cpu or cuda.",
     "amp": "Mixed precision on CUDA (default on).",
@@ -319,7 +322,7 @@ _TRAIN_HELP = {
 
 
 def _train_options(command: Any) -> Any:
-    from zoo.train.config import DEVICES, OPTIMIZERS, SCHEDULERS
+    from zoo.train.config import AUGMENTATIONS, DEVICES, OPTIMIZERS, SCHEDULERS, VAE_LOSSES
 
     flags = {"amp", "deterministic", "tensorboard", "progress"}
     types: dict[str, Any] = {
@@ -343,6 +346,9 @@ def _train_options(command: Any) -> Any:
         "optimizer": click.Choice(OPTIMIZERS),
         "scheduler": click.Choice(SCHEDULERS),
         "device": click.Choice(DEVICES),
+        "vae_loss": click.Choice(VAE_LOSSES),
+        "augment": click.Choice(AUGMENTATIONS),
+        "kld_weight": float,
     }
     for name in reversed(list(_TRAIN_HELP)):
         option = "--" + name.replace("_", "-")

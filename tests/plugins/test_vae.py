@@ -30,6 +30,17 @@ def test_loss_matches_the_formula_and_the_notes() -> None:
     )
 
 
+def test_elbo_reduction_scales_the_kld_per_element() -> None:
+    g = torch.Generator().manual_seed(1)
+    x, recon = torch.rand(4, 3, 32, 32, generator=g), torch.rand(4, 3, 32, 32, generator=g)
+    mu, logvar = torch.randn(4, 48, 4, 4, generator=g), torch.randn(4, 48, 4, 4, generator=g)
+    notes, elbo = vae_loss(recon, x, mu, logvar), vae_loss(recon, x, mu, logvar, reduction="elbo")
+    torch.testing.assert_close(elbo.kld, notes.kld)
+    torch.testing.assert_close(elbo.total, notes.reconstruction + notes.kld / x.numel())
+    with pytest.raises(ValueError, match="reduction='mean' is not one of notes, elbo"):
+        vae_loss(recon, x, mu, logvar, reduction="mean")
+
+
 def test_kld_is_zero_for_the_prior() -> None:
     zeros = torch.zeros(2, 48, 4, 4)
     assert vae_loss(zeros, zeros, zeros, zeros).total.item() == pytest.approx(0.0)

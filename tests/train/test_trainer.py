@@ -161,7 +161,11 @@ def test_early_stopping_and_outputs(tmp_path: Path) -> None:
     test = metrics["test"]
     assert {"accuracy", "oa", "aa", "kappa", "confusion_matrix", "per_class_accuracy"} <= set(test)
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 0
-    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    tags = _tensorboard(tmp_path).Tags()
+    assert {"epoch/val_accuracy", "epoch/train_accuracy", "epoch/lr", "step/loss"} <= set(
+        tags["scalars"]
+    )
+    assert tags["graph"] is True  # the model graph traced
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["early_stopping"] == 1 and saved["model"] == "lenet"
 
@@ -172,12 +176,24 @@ def test_lenet_learns_digits(tmp_path: Path) -> None:
     assert result.metrics["test"]["accuracy"] > result.metrics["majority_baseline_accuracy"] + 0.5
 
 
-def test_vae_loss_falls_and_reconstructions_are_saved(tmp_path: Path) -> None:
-    result = train("vae", epochs=3, out=str(tmp_path), **FAST)
+def _tensorboard(run_dir: Path) -> Any:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    return events
+
+
+def test_vae_loss_falls_and_reconstructions_are_saved_and_logged(tmp_path: Path) -> None:
+    result = train("vae", epochs=3, out=str(tmp_path), **{**FAST, "tensorboard": True})
     losses = [h["train"]["loss"] for h in result.metrics["history"]]
     assert losses[-1] < losses[0]
     assert (tmp_path / "reconstructions.png").stat().st_size > 0
     assert result.metrics["monitor"] == "val_loss"
+    tags = _tensorboard(tmp_path).Tags()
+    assert {"val/originals", "val/reconstructions"} <= set(tags["images"])
+    assert len(_tensorboard(tmp_path).Images("val/reconstructions")) == 3
+    assert {"epoch/val_loss", "epoch/train_kld", "epoch/lr", "step/loss"} <= set(tags["scalars"])
 
 
 def test_block_models_are_not_trainable() -> None:

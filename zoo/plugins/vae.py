@@ -64,16 +64,31 @@ class VAELoss(NamedTuple):
     kld: Tensor
 
 
-def vae_loss(
-    recon: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, kld_weight: float = 1.0
-) -> VAELoss:
-    """The notes' loss: MSE(recon, x) (mean) + KLD.
+VAE_REDUCTIONS = ("notes", "elbo")
 
-    KLD = -0.5 * sum(1 + logvar - mu^2 - exp(logvar)), summed over batch and latent units.
+
+def vae_loss(
+    recon: Tensor,
+    x: Tensor,
+    mu: Tensor,
+    logvar: Tensor,
+    kld_weight: float = 1.0,
+    reduction: str = "notes",
+) -> VAELoss:
+    """Reconstruction MSE (mean) + KLD, KLD = -0.5 * sum(1 + logvar - mu^2 - exp(logvar)).
+
+    ``reduction="notes"`` is the notes' loss exactly: the KLD summed over the batch and the
+    latent units, added to the per-element MSE. That KLD outweighs the MSE by thousands and
+    collapses the posterior (mu = 0, reconstructions are the mean image). ``"elbo"`` divides
+    the KLD by the number of elements of ``x``: the standard ELBO per element, independent of
+    the batch size; the trainer uses it. ``VAELoss.kld`` is always the plain sum.
     """
+    if reduction not in VAE_REDUCTIONS:
+        raise ValueError(f"reduction={reduction!r} is not one of {', '.join(VAE_REDUCTIONS)}")
     reconstruction = F.mse_loss(recon, x)
     kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
-    return VAELoss(reconstruction + kld_weight * kld, reconstruction, kld)
+    scale = 1.0 if reduction == "notes" else 1.0 / x.numel()
+    return VAELoss(reconstruction + kld_weight * scale * kld, reconstruction, kld)
 
 
 def vae(in_channels: int = 3, width: int = 12) -> VAE:

@@ -17,11 +17,15 @@ from typing import Any
 
 from zoo.errors import InvalidArgumentsError, UsageError
 
+# No torch import here: the CLI reads these choices to build `zoo train --help`.
+
 __all__ = ["OPTIMIZERS", "SCHEDULERS", "TrainConfig", "load_config_file"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "step", "multistep", "exponential", "cosine", "cosine-restarts", "plateau")
 DEVICES = ("auto", "cpu", "cuda")
+VAE_LOSSES = ("elbo", "notes")
+AUGMENTATIONS = ("shift", "none")
 
 
 @dataclass
@@ -34,7 +38,7 @@ class TrainConfig:
     #: Builder options of the model (``--arg KEY=VALUE``).
     model_args: dict[str, Any] = field(default_factory=dict)
     data_dir: str | None = None
-    epochs: int = 10
+    epochs: int = 15
     batch_size: int = 64
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -43,7 +47,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     #: Clip the gradient norm to this value (``None``: no clipping).
     grad_clip: float | None = None
-    scheduler: str = "none"
+    scheduler: str = "cosine"
     #: step: period in epochs; multistep: use ``milestones``.
     step_size: int = 5
     milestones: tuple[int, ...] = (5, 8)
@@ -60,6 +64,12 @@ class TrainConfig:
     #: ``val_accuracy`` / ``val_loss`` (or any key of the validation metrics with ``val_``).
     #: Empty: val_accuracy for classifiers, val_loss otherwise.
     monitor: str = ""
+    #: Image classifiers: ``shift`` (random translations of up to 7%) or ``none``.
+    augment: str = "shift"
+    #: VAE loss: ``elbo`` (KLD per element, trains well) or ``notes`` (the notes' exact sum).
+    vae_loss: str = "elbo"
+    #: Weight of the KLD term of the VAE loss.
+    kld_weight: float = 1.0
     #: Freeze the first N parameter tensors (backbones).
     freeze: int = 0
     device: str = "auto"
@@ -112,6 +122,8 @@ class TrainConfig:
             "optimizer": OPTIMIZERS,
             "scheduler": SCHEDULERS,
             "device": DEVICES,
+            "vae_loss": VAE_LOSSES,
+            "augment": AUGMENTATIONS,
         }
         for name, allowed in choices.items():
             choice = getattr(self, name)

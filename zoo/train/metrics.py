@@ -184,8 +184,9 @@ class VAEMetrics:
     and "kld", the KL divergence per sample (summed over latent units, averaged over samples).
     """
 
-    def __init__(self, kld_weight: float = 1.0) -> None:
+    def __init__(self, kld_weight: float = 1.0, reduction: str = "notes") -> None:
         self.kld_weight = float(kld_weight)
+        self.reduction = reduction
         self.reset()
 
     def reset(self) -> None:
@@ -216,7 +217,9 @@ class VAEMetrics:
         if batch == 0:
             return
         with torch.no_grad():
-            losses = vae_loss(recon, x, mu, logvar, kld_weight=self.kld_weight)
+            losses = vae_loss(
+                recon, x, mu, logvar, kld_weight=self.kld_weight, reduction=self.reduction
+            )
             total, reconstruction, kld = torch.stack(list(losses)).tolist()
         self._samples += batch
         self._loss_sum += total * batch

@@ -24,6 +24,7 @@ from zoo import __version__
 from zoo._io import atomic_write_json
 from zoo.errors import UsageError, ZooError
 from zoo.registry import ModelSpec, Task, get_spec
+from zoo.train.augment import random_shift
 from zoo.train.batches import Batches
 from zoo.train.checkpoint import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
 from zoo.train.config import TrainConfig
@@ -104,6 +105,7 @@ class Trainer:
                 f"model {config.model!r} is a building block, not a trainable model; "
                 "train a model that contains it (e.g. bam_resnet)"
             )
+        self.data_name = config.data or ("names" if self.spec.input.is_integer else "mnist5k")
         self.resume_from = self._resume_source()
         if self.resume_from is not None:
             self.checkpoint = load_checkpoint(self.resume_from)
@@ -127,7 +129,7 @@ class Trainer:
         return found
 
     def _default_out(self) -> Path:
-        data = (self.config.data or "default").replace(":", "-").replace("/", "_")
+        data = self.data_name.replace(":", "-").replace("/", "_")
         return Path("runs") / f"{self.config.model}-{data}"
 
     def _run_dir(self) -> Path:
@@ -187,9 +189,8 @@ class Trainer:
         seed_everything(cfg.seed)
         set_deterministic(cfg.deterministic)
         device = self._device()
-        data_name = cfg.data or ("names" if spec.input.is_integer else "mnist5k")
         splits = load_dataset(
-            data_name,
+            self.data_name,
             spec.input,
             data_dir=cfg.data_dir,
             seed=cfg.seed,
@@ -339,14 +340,7 @@ class Trainer:
                     save(("last", "best") if improved else ("last",), record)
                     self._report(record, improved, monitor)
                     if logger is not None:
-                        logger.scalars(
-                            {f"val/{k}": v for k, v in record["val"].items()}
-                            | {
-                                "train/lr": lr,
-                                "train/samples_per_second": record["samples_per_second"] or 0.0,
-                            },
-                            epoch + 1,
-                        )
+                        self._log_epoch(logger, model, splits.val, device, record)
                     if cfg.early_stopping and progress_state["bad_epochs"] >= cfg.early_stopping:
                         self.echo(
                             f"early stopping: {monitor} did not improve for "
@@ -390,6 +384,11 @@ class Trainer:
         cfg = self.config
         model.train()
         metrics = self._new_metrics(info)
+        augment = (
+            cfg.augment == "shift"
+            and self.spec.task is Task.CLASSIFICATION
+            and info.kind == "image"
+        )
         epoch = progress_state["epoch"]
         samples = 0
         iterator, set_postfix, close = progress(
@@ -405,6 +404,8 @@ class Trainer:
                     batch[0].to(device, non_blocking=True),
                     batch[1].to(device, non_blocking=True),
                 )
+                if augment:
+                    x = random_shift(x)
                 warmup.apply(progress_state["step"])
                 with torch.autocast(device.type, enabled=use_amp):
                     outputs = model(x)
@@ -428,7 +429,7 @@ class Trainer:
                 self._update(metrics, outputs, x, y, loss.detach())
                 if logger is not None and progress_state["step"] % 10 == 0:
                     logger.scalars(
-                        {"train/loss": loss.item(), "train/lr": optimizer.param_groups[0]["lr"]},
+                        {"step/loss": loss.item(), "step/lr": optimizer.param_groups[0]["lr"]},
                         progress_state["step"],
                     )
                 elapsed = time.perf_counter() - started
@@ -450,14 +451,22 @@ class Trainer:
             from zoo.plugins.vae import vae_loss
 
             recon, mu, logvar = outputs
-            return vae_loss(recon.float(), x.float(), mu.float(), logvar.float()).total
+            cfg = self.config
+            return vae_loss(
+                recon.float(),
+                x.float(),
+                mu.float(),
+                logvar.float(),
+                kld_weight=cfg.kld_weight,
+                reduction=cfg.vae_loss,
+            ).total
         return nn.functional.cross_entropy(outputs.float(), y)
 
     def _new_metrics(self, info: Any) -> Any:
         from zoo.train.metrics import ClassificationMetrics, VAEMetrics
 
         if self.spec.task is Task.GENERATIVE:
-            return VAEMetrics()
+            return VAEMetrics(self.config.kld_weight, reduction=self.config.vae_loss)
         return ClassificationMetrics(info.num_classes, class_names=info.class_names)
 
     def _update(
@@ -484,6 +493,35 @@ class Trainer:
             outputs = model(x)
             self._update(metrics, outputs, x, y, self._loss(outputs, x, y))
         return metrics.compute()
+
+    @torch.no_grad()
+    def _reconstruct(
+        self, model: nn.Module, dataset: Any, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eight samples and the model's reconstructions of them (the same eight every time)."""
+        # A seeded shuffle shows several classes rather than the first few samples.
+        sample = Batches(dataset, 8, shuffle=True, seed=self.config.seed)
+        x = next(iter(sample.epoch(0)))[0].to(device)
+        return x, model.eval()(x)[0].float()
+
+    def _log_epoch(
+        self, logger: Any, model: nn.Module, val: Any, device: torch.device, record: dict[str, Any]
+    ) -> None:
+        """Epoch scalars (train and val metrics, lr, speed); VAE reconstructions as images."""
+        epoch = record["epoch"]
+        values = {f"epoch/val_{k}": v for k, v in record["val"].items() if k != "samples"}
+        values |= {f"epoch/train_{k}": v for k, v in record["train"].items() if k != "samples"}
+        values |= {
+            "epoch/lr": record["lr"],
+            "epoch/samples_per_second": record["samples_per_second"] or 0.0,
+        }
+        logger.scalars(values, epoch)
+        if self.spec.task is Task.GENERATIVE:
+            x, recon = self._reconstruct(model, val, device)
+            value_range = self.spec.input.value_range
+            if epoch == 1:
+                logger.images("val/originals", x, epoch, value_range)
+            logger.images("val/reconstructions", recon, epoch, value_range)
 
     def _report(self, record: dict[str, Any], improved: bool, monitor: str) -> None:
         def part(name: str, values: dict[str, Any]) -> str:
@@ -535,15 +573,12 @@ class Trainer:
         from zoo.train import plots
 
         if self.spec.task is Task.GENERATIVE:
-            x = next(iter(Batches(splits.test, 8, shuffle=False).epoch(0)))[0].to(device)
-            with torch.no_grad():
-                recon = model.eval()(x)[0]
-            low, high = self.spec.input.value_range
+            x, recon = self._reconstruct(model, splits.test, device)
             plots.save_reconstructions_png(
                 x.cpu(),
-                recon.float().cpu(),
+                recon.cpu(),
                 self.run_dir / "reconstructions.png",
-                value_range=(low, high),
+                value_range=self.spec.input.value_range,
             )
         else:
             labels = torch.cat(
