@@ -83,20 +83,12 @@ class BAMResNet(nn.Module):
         return self.fc(torch.flatten(self.stage2(self.stage1(x)), 1))
 
 
-def bam(in_channels: int = 64, ds: int = 8, gamma: bool = False) -> BAM:
-    return BAM(in_channels=in_channels, ds=ds, gamma=gamma)
-
-
-def bam_resnet(num_classes: int = 10, in_channels: int = 1, gamma: bool = False) -> BAMResNet:
-    return BAMResNet(num_classes=num_classes, in_channels=in_channels, gamma=gamma)
-
-
 @hookimpl
 def zoo_register_models(registry: ModelRegistrar) -> None:
     registry.register(
         ModelSpec(
             name="bam",
-            builder=bam,
+            builder=BAM,
             task=Task.BLOCK,
             input=InputSpec((64, 32, 32), value_range=(-1.0, 1.0), name="features"),
             outputs=(OutputSpec("attended", (64, 32, 32)),),
@@ -108,7 +100,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
     registry.register(
         ModelSpec(
             name="bam_resnet",
-            builder=bam_resnet,
+            builder=BAMResNet,
             task=Task.CLASSIFICATION,
             input=InputSpec.image((1, 28, 28), *MNIST),
             outputs=logits(10),

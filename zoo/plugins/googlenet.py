@@ -59,16 +59,12 @@ class GoogLeNet(nn.Module):
         return self.fc(torch.flatten(self.features(x), 1))
 
 
-def googlenet(num_classes: int = 10, in_channels: int = 1, input_size: int = 28) -> GoogLeNet:
-    return GoogLeNet(num_classes=num_classes, in_channels=in_channels, input_size=input_size)
-
-
 @hookimpl
 def zoo_register_models(registry: ModelRegistrar) -> None:
     registry.register(
         ModelSpec(
             name="googlenet",
-            builder=googlenet,
+            builder=GoogLeNet,
             task=Task.CLASSIFICATION,
             input=InputSpec.image((1, 28, 28), *MNIST),
             outputs=logits(10),

@@ -43,16 +43,12 @@ class LeNet(nn.Module):
         return self.classifier(self.features(x))
 
 
-def lenet(num_classes: int = 10, in_channels: int = 1, input_size: int = 28) -> LeNet:
-    return LeNet(num_classes=num_classes, in_channels=in_channels, input_size=input_size)
-
-
 @hookimpl
 def zoo_register_models(registry: ModelRegistrar) -> None:
     registry.register(
         ModelSpec(
             name="lenet",
-            builder=lenet,
+            builder=LeNet,
             task=Task.CLASSIFICATION,
             input=InputSpec.image((1, 28, 28), *MNIST),
             outputs=logits(10),

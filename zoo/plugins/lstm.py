@@ -1,5 +1,7 @@
 """Recurrent sequence classifiers: the notes' name classifier (001 'RNN / Embedding / LSTM')."""
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -82,30 +84,6 @@ class RNNClassifier(nn.Module):
         return self.fc(self.dropout(features))
 
 
-def lstm(
-    vocab_size: int = 128,
-    num_classes: int = 18,
-    embed_dim: int = 64,
-    hidden_size: int = 128,
-    num_layers: int = 1,
-    cell: str = "lstm",
-    bidirectional: bool = False,
-    dropout: float = 0.0,
-    padding_idx: int = 0,
-) -> RNNClassifier:
-    return RNNClassifier(
-        vocab_size,
-        num_classes,
-        embed_dim,
-        hidden_size,
-        num_layers,
-        cell,
-        bidirectional,
-        dropout,
-        padding_idx,
-    )
-
-
 def gru(
     vocab_size: int = 128,
     num_classes: int = 18,
@@ -129,7 +107,7 @@ def gru(
     )
 
 
-def _spec(name: str, builder, cell: str) -> ModelSpec:  # type: ignore[no-untyped-def]
+def _spec(name: str, builder: Callable[..., nn.Module], cell: str) -> ModelSpec:
     return ModelSpec(
         name=name,
         builder=builder,
@@ -152,5 +130,5 @@ def _spec(name: str, builder, cell: str) -> ModelSpec:  # type: ignore[no-untype
 
 @hookimpl
 def zoo_register_models(registry: ModelRegistrar) -> None:
-    registry.register(_spec("lstm", lstm, "lstm"))
+    registry.register(_spec("lstm", RNNClassifier, "lstm"))
     registry.register(_spec("gru", gru, "gru"))

@@ -51,10 +51,6 @@ class CourseResNet(nn.Module):
         return self.fc(torch.flatten(self.stage2(self.stage1(x)), 1))
 
 
-def resnet(num_classes: int = 10, in_channels: int = 1, input_size: int = 28) -> CourseResNet:
-    return CourseResNet(num_classes=num_classes, in_channels=in_channels, input_size=input_size)
-
-
 def _torchvision_resnet(
     arch: str,
     num_classes: int,
@@ -100,7 +96,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
     registry.register(
         ModelSpec(
             name="resnet",
-            builder=resnet,
+            builder=CourseResNet,
             task=Task.CLASSIFICATION,
             input=InputSpec.image((1, 28, 28), *MNIST),
             outputs=logits(10),

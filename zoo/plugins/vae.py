@@ -91,16 +91,12 @@ def vae_loss(
     return VAELoss(reconstruction + kld_weight * scale * kld, reconstruction, kld)
 
 
-def vae(in_channels: int = 3, width: int = 12) -> VAE:
-    return VAE(in_channels=in_channels, width=width)
-
-
 @hookimpl
 def zoo_register_models(registry: ModelRegistrar) -> None:
     registry.register(
         ModelSpec(
             name="vae",
-            builder=vae,
+            builder=VAE,
             task=Task.GENERATIVE,
             input=InputSpec.image((3, 32, 32), *CIFAR),
             outputs=(
