@@ -28,7 +28,7 @@ demo: $(STAMP)
 	$(BIN)/zoo list
 	@echo
 	rm -rf $(DEMO_RUN)
-	$(BIN)/zoo train lenet --data mnist5k --epochs 5 --out $(DEMO_RUN)
+	$(BIN)/zoo train lenet --data mnist5k --out $(DEMO_RUN)
 
 lint: $(STAMP)
 	$(PIP) install --quiet -c constraints.txt -e '.[dev]'

@@ -196,6 +196,11 @@ def test_vae_loss_falls_and_reconstructions_are_saved_and_logged(tmp_path: Path)
     assert {"epoch/val_loss", "epoch/train_kld", "epoch/lr", "step/loss"} <= set(tags["scalars"])
 
 
+def test_unknown_monitor_is_refused_before_training() -> None:
+    with pytest.raises(zoo.UsageError, match="--monitor 'val_acc' is not one of val_accuracy"):
+        Trainer(TrainConfig("lenet", monitor="val_acc", **FAST))
+
+
 def test_block_models_are_not_trainable() -> None:
     with pytest.raises(zoo.UsageError, match=r"building block.*bam_resnet"):
         Trainer(TrainConfig("bam", **FAST))

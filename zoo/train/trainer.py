@@ -50,6 +50,16 @@ RESUMABLE_OVERRIDES = (
 )
 
 
+_CLASSIFIER_MONITORS = ("val_accuracy", "val_loss", "val_oa", "val_aa", "val_kappa")
+#: Metrics ``--monitor`` may name, per task.
+_MONITORS = {
+    Task.CLASSIFICATION: _CLASSIFIER_MONITORS,
+    Task.SEQUENCE_CLASSIFICATION: _CLASSIFIER_MONITORS,
+    Task.GENERATIVE: ("val_loss", "val_reconstruction_mse", "val_kld"),
+    Task.BLOCK: (),
+}
+
+
 class TrainingError(ZooError):
     """Training cannot go on (e.g. the loss became NaN); the last good checkpoint is kept."""
 
@@ -104,6 +114,12 @@ class Trainer:
             raise UsageError(
                 f"model {config.model!r} is a building block, not a trainable model; "
                 "train a model that contains it (e.g. bam_resnet)"
+            )
+        monitors = _MONITORS[self.spec.task]
+        if config.monitor and config.monitor not in monitors:
+            raise UsageError(
+                f"--monitor {config.monitor!r} is not one of {', '.join(monitors)} "
+                f"(for a {self.spec.task.value} model)"
             )
         self.data_name = config.data or ("names" if self.spec.input.is_integer else "mnist5k")
         self.resume_from = self._resume_source()
@@ -313,6 +329,7 @@ class Trainer:
                         status = "interrupted"
                         break
                     elapsed = time.perf_counter() - started
+                    lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
                     val_metrics = self.evaluate(model, splits.val, splits.collate_fn, device, info)
                     current = val_metrics[monitor.removeprefix("val_")]
                     if scheduler is not None and not warmup.active(progress_state["step"]):
@@ -327,7 +344,6 @@ class Trainer:
                         progress_state.update(best=current, best_epoch=epoch + 1, bad_epochs=0)
                     else:
                         progress_state["bad_epochs"] += 1
-                    lr = optimizer.param_groups[0]["lr"]
                     record = {
                         "epoch": epoch + 1,
                         "lr": lr,
