@@ -196,6 +196,22 @@ def test_vae_loss_falls_and_reconstructions_are_saved_and_logged(tmp_path: Path)
     assert {"epoch/val_loss", "epoch/train_kld", "epoch/lr", "step/loss"} <= set(tags["scalars"])
 
 
+def test_freeze_keeps_the_first_tensors_fixed_and_deterministic_is_scoped(
+    tmp_path: Path,
+) -> None:
+    # lenet has 10 parameter tensors: train the last two. No cosine: it would end at lr 0.
+    options = {**FAST, "freeze": 8, "deterministic": True, "scheduler": "none"}
+    _quiet(TrainConfig("lenet", epochs=1, out=str(tmp_path), **options)).fit()
+    first = _weights(tmp_path)
+    _quiet(TrainConfig("lenet", epochs=2, out=str(tmp_path), resume="auto", **options)).fit()
+    second = _weights(tmp_path)
+    params = [k for k in first if not k.endswith(("running_mean", "running_var"))]
+    frozen, trained = params[:8], params[8:]
+    assert all(torch.equal(first[k], second[k]) for k in frozen)
+    assert not any(torch.equal(first[k], second[k]) for k in trained)
+    assert torch.are_deterministic_algorithms_enabled() is False  # restored after fit()
+
+
 def test_unknown_monitor_is_refused_before_training() -> None:
     with pytest.raises(zoo.UsageError, match="--monitor 'val_acc' is not one of val_accuracy"):
         Trainer(TrainConfig("lenet", monitor="val_acc", **FAST))

@@ -6,14 +6,22 @@ them back: nothing in a checkpoint needs unpickling.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["get_rng_state", "seed_everything", "seed_worker", "set_deterministic", "set_rng_state"]
+__all__ = [
+    "deterministic_algorithms",
+    "get_rng_state",
+    "seed_everything",
+    "seed_worker",
+    "set_rng_state",
+]
 
 
 def seed_everything(seed: int) -> None:
@@ -30,14 +38,25 @@ def seed_worker(worker_id: int) -> None:
     np.random.seed(seed)
 
 
-def set_deterministic(enabled: bool) -> None:
-    """Deterministic algorithms (and cuDNN settings) on or off."""
+@contextlib.contextmanager
+def deterministic_algorithms(enabled: bool) -> Iterator[None]:
+    """Deterministic algorithms (and cuDNN settings) on or off inside the block only."""
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
     if enabled:
         # cuBLAS needs this to be deterministic; harmless elsewhere.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(enabled, warn_only=False)
+    torch.use_deterministic_algorithms(enabled)
     torch.backends.cudnn.deterministic = enabled
     torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = previous[1:]
 
 
 def get_rng_state() -> dict[str, Any]:

@@ -30,9 +30,9 @@ from zoo.train.checkpoint import CheckpointError, find_checkpoint, load_checkpoi
 from zoo.train.config import TrainConfig
 from zoo.train.optim import Warmup, build_optimizer, build_scheduler
 from zoo.train.reproducibility import (
+    deterministic_algorithms,
     get_rng_state,
     seed_everything,
-    set_deterministic,
     set_rng_state,
 )
 
@@ -198,12 +198,16 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
+        """Train, evaluate the best checkpoint on the test split, write metrics.json."""
+        with deterministic_algorithms(self.config.deterministic):
+            return self._fit()
+
+    def _fit(self) -> TrainResult:
         from zoo.data import load_dataset
 
         cfg = self.config
         spec = self.spec
         seed_everything(cfg.seed)
-        set_deterministic(cfg.deterministic)
         device = self._device()
         splits = load_dataset(
             self.data_name,
