@@ -271,7 +271,9 @@ class Trainer:
 
             logger = TensorBoardLogger(self.run_dir / "tensorboard")
             if progress_state["step"] == 0:
-                why = logger.graph(model.eval(), spec.example_input(2).to(device))
+                # A real batch: the spec's example may not fit the dataset's vocabulary.
+                sample = Batches(splits.val, 2, shuffle=False, collate_fn=splits.collate_fn)
+                why = logger.graph(model.eval(), next(iter(sample.epoch(0)))[0].to(device))
                 if why:
                     self.echo(f"note: model graph not logged ({why})")
 
