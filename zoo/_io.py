@@ -60,4 +60,5 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    # default=str: paths (and other option values) are written as their text.
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

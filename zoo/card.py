@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from zoo.registry import ModelSpec
+from zoo.registry import ModelSpec, json_value
 
 __all__ = ["count_flops", "count_parameters", "model_card"]
 
@@ -81,9 +81,7 @@ def model_card(spec: ModelSpec, batch_size: int = 1, **kwargs: Any) -> dict[str,
     example = spec.example_input(batch_size)
     flops = count_flops(model, example)
     card = spec.to_dict()
-    card["options_used"] = {
-        k: v if isinstance(v, (bool, int, float, str)) else repr(v) for k, v in kwargs.items()
-    }
+    card["options_used"] = {k: json_value(v) for k, v in kwargs.items()}
     card["measured"] = {
         "parameters": total,
         "trainable_parameters": trainable,

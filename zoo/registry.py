@@ -323,12 +323,15 @@ class ModelSpec:
             "source": self.source,
             "has_transform": self.transform is not None,
             "capabilities": self.capabilities.to_dict(),
-            "options": {k: v if _jsonable(v) else repr(v) for k, v in options.items()},
+            "options": {k: json_value(v) for k, v in options.items()},
         }
 
 
-def _jsonable(value: Any) -> bool:
-    return value is None or isinstance(value, (bool, int, float, str))
+def json_value(value: Any) -> Any:
+    """``value`` itself if it is a JSON scalar, else its ``repr`` (for cards and listings)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return repr(value)
 
 
 def suggest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:

@@ -280,7 +280,7 @@ class Trainer:
         atomic_write_json(self.run_dir / "config.json", cfg.to_dict())
         meta_base = {
             "model": cfg.model,
-            "model_args": {k: v for k, v in model_args.items() if _jsonable(v)},
+            "model_args": model_args,
             "dataset": _info_dict(info),
             "config": cfg.to_dict(),
             "versions": {"zoo": __version__, "torch": torch.__version__},
@@ -625,10 +625,6 @@ class Trainer:
             f"{summary}"
         )
         return metrics
-
-
-def _jsonable(value: Any) -> bool:
-    return value is None or isinstance(value, (bool, int, float, str, list, tuple, dict))
 
 
 def _scalars(values: dict[str, Any]) -> dict[str, float]:
