@@ -413,6 +413,119 @@ def train_cmd(
     click.echo(f"run directory: {result.run_dir}")
 
 
+@cli.command("export")
+@click.argument("name", required=False)
+@click.option(
+    "--format",
+    "formats",
+    default="torchscript,onnx,pt2",
+    show_default=True,
+    help="Comma-separated: torchscript, onnx, pt2.",
+)
+@click.option("--out", type=click.Path(file_okay=False), help="Export directory.")
+@click.option(
+    "--checkpoint",
+    type=click.Path(exists=True, file_okay=False),
+    help="A run directory (its best checkpoint) or a checkpoint directory.",
+)
+@click.option("--arg", "args", multiple=True, metavar="KEY=VALUE", help="Model builder option.")
+@click.option("--raw", is_flag=True, help="Export the bare model, without preprocessing.")
+@click.option(
+    "--postprocess",
+    type=click.Choice(["none", "softmax"]),
+    default="none",
+    show_default=True,
+    help="Append a softmax to classifiers.",
+)
+@click.option("--opset", type=int, default=20, show_default=True, help="ONNX opset.")
+@click.option(
+    "--atol", type=float, default=1e-4, show_default=True, help="Parity: absolute tolerance."
+)
+@click.option(
+    "--rtol", type=float, default=1e-3, show_default=True, help="Parity: relative tolerance."
+)
+@click.option(
+    "--check",
+    "check_dir",
+    type=click.Path(file_okay=False),
+    help="Re-verify an export directory (hashes and parity) instead of exporting.",
+)
+def export_cmd(
+    name: str | None,
+    formats: str,
+    out: str | None,
+    checkpoint: str | None,
+    args: tuple[str, ...],
+    raw: bool,
+    postprocess: str,
+    opset: int,
+    atol: float,
+    rtol: float,
+    check_dir: str | None,
+) -> None:
+    """Export NAME to TorchScript, ONNX and .pt2 with its preprocessing, gated on parity.
+
+    Each artifact is loaded in its own runtime and compared with eager PyTorch at batch sizes
+    1 and 3 (two sequence lengths for the recurrent models). An artifact that fails is not
+    written, and the command exits 1 with the differences per output.
+    """
+    from zoo.export.exporter import check_export, export_model
+
+    if check_dir:
+        results = check_export(check_dir)
+        _echo_parity(results)
+        if not all(r["passed"] for r in results.values()):
+            sys.exit(1)
+        click.echo(f"{check_dir}: files match the manifest; parity holds")
+        return
+    if not name or not out:
+        raise click.UsageError("give NAME and --out DIR (or --check DIR)")
+    wanted = tuple(f.strip() for f in formats.split(",") if f.strip())
+    report = export_model(
+        name,
+        out,
+        formats=wanted,
+        checkpoint=checkpoint,
+        model_args=_parse_args(args),
+        raw=raw,
+        postprocess=postprocess,
+        opset=opset,
+        atol=atol,
+        rtol=rtol,
+    )
+    _echo_parity(report.manifest["parity"])
+    for fmt, status in report.status.items():
+        if status != "ok":
+            click.echo(f"zoo: {fmt}: {status}", err=True)
+    written = [fmt for fmt, status in report.status.items() if status == "ok"]
+    click.echo(f"wrote {report.out} ({', '.join(written) or 'no artifact'})")
+    if not report.ok:
+        sys.exit(1)
+
+
+def _echo_parity(parity: dict[str, Any]) -> None:
+    rows = []
+    for fmt, result in parity.items():
+        for check in result["checks"]:
+            shape = "x".join(map(str, check["input_shape"]))
+            if "error" in check:
+                rows.append([fmt, shape, "-", "-", "-", "ERROR " + check["error"]])
+                continue
+            for output, diff in check["outputs"].items():
+                rows.append(
+                    [
+                        fmt,
+                        shape,
+                        output,
+                        f"{diff.get('max_abs', float('nan')):.2e}",
+                        f"{diff.get('max_rel', float('nan')):.2e}",
+                        "ok" if diff["ok"] else "FAIL",
+                    ]
+                )
+    if rows:
+        click.echo(_table(["FORMAT", "INPUT", "OUTPUT", "MAX ABS", "MAX REL", "PARITY"], rows))
+
+
 @cli.command("datasets")
 def datasets_cmd() -> None:
     """List the datasets `zoo train --data` accepts."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from zoo.export._shapes import dynamic_shapes
+from zoo.export._shapes import dynamic_shapes, quiet_rnn_tracing
 from zoo.registry import InputSpec
 
 __all__ = ["DEFAULT_OPSET", "export_onnx"]
@@ -34,17 +34,18 @@ def export_onnx(
     axis despite the dynamic-shape spec.
     """
     model.eval()
-    program = torch.onnx.export(
-        model,
-        (example,),
-        dynamo=True,
-        input_names=[spec.name],
-        output_names=list(output_names),
-        dynamic_shapes=dynamic_shapes(spec, dynamic=dynamic),
-        opset_version=opset,
-        external_data=external_data,
-        verbose=False,
-    )
+    with quiet_rnn_tracing():
+        program = torch.onnx.export(
+            model,
+            (example,),
+            dynamo=True,
+            input_names=[spec.name],
+            output_names=list(output_names),
+            dynamic_shapes=dynamic_shapes(spec, dynamic=dynamic),
+            opset_version=opset,
+            external_data=external_data,
+            verbose=False,
+        )
     if program is None:  # pragma: no cover - dynamo=True always returns a program
         raise RuntimeError("torch.onnx.export returned no program")
     program.save(str(path), external_data=external_data)

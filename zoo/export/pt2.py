@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from zoo.export._shapes import dynamic_shapes
+from zoo.export._shapes import dynamic_shapes, quiet_rnn_tracing
 from zoo.registry import InputSpec
 
 __all__ = ["export_program", "load", "save"]
@@ -21,7 +22,7 @@ def export_program(
     """Export ``model`` (put in eval mode) with the dynamic axes ``spec`` declares."""
     model.eval()
     shapes = dynamic_shapes(spec, dynamic=dynamic)
-    with _rnn_loops(enabled=shapes is not None):
+    with _rnn_loops(enabled=shapes is not None), quiet_rnn_tracing():
         return torch.export.export(model, (example,), dynamic_shapes=shapes, strict=False)
 
 
@@ -40,8 +41,24 @@ def _rnn_loops(*, enabled: bool) -> Iterator[None]:
         register_lstm_while_loop_decomposition,
     )
 
-    with register_lstm_while_loop_decomposition(), register_gru_while_loop_decomposition():
-        yield
+    ops = (torch.ops.aten.lstm.input, torch.ops.aten.gru.input)
+    # The patches swap py_kernels without clearing the ops' dispatch caches, so after one
+    # export (the ONNX exporter applies them too) a stale cached kernel unrolls the loop
+    # again. Clearing the caches on entry and exit makes each export see the patch.
+    _clear_dispatch_caches(ops)
+    try:
+        with register_lstm_while_loop_decomposition(), register_gru_while_loop_decomposition():
+            _clear_dispatch_caches(ops)
+            yield
+    finally:
+        _clear_dispatch_caches(ops)
+
+
+def _clear_dispatch_caches(ops: tuple[Any, ...]) -> None:
+    for op in ops:
+        cache = getattr(op, "_dispatch_cache", None)
+        if cache is not None:
+            cache.clear()
 
 
 def save(program: torch.export.ExportedProgram, path: str | Path) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["load", "quiet_deprecation", "script", "trace"]
+__all__ = ["export_torchscript", "load", "quiet_deprecation", "script", "trace"]
 
 
 @contextlib.contextmanager
@@ -51,3 +51,23 @@ def load(
     """Load a saved TorchScript module."""
     with quiet_deprecation():
         return torch.jit.load(str(path), map_location=map_location)
+
+
+def export_torchscript(module: nn.Module, example: torch.Tensor, path: str | Path) -> str:
+    """Script ``module`` (tracing it on ``example`` if it cannot script), freeze, save.
+
+    Returns ``"script"`` or ``"trace"``. The frozen module is saved *without*
+    ``optimize_for_inference``: saved after it, conv models fail to load back (measured
+    here); runtimes optimise after loading instead.
+    """
+    module = module.eval()
+    try:
+        compiled = script(module)
+        method = "script"
+    except Exception:
+        compiled = trace(module, example)
+        method = "trace"
+    with quiet_deprecation():
+        frozen = torch.jit.freeze(compiled)
+        frozen.save(str(path))
+    return method

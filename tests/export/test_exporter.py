@@ -1,0 +1,198 @@
+"""zoo export: artifacts, manifest, the parity gate, re-checks, bad input, bare runtimes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+import zoo
+from zoo.cli import cli
+from zoo.export import exporter
+from zoo.export.exporter import check_export, export_model
+from zoo.export.manifest import ArtifactError, sha256
+
+
+def _quiet_export(*args: Any, **kwargs: Any) -> exporter.ExportReport:
+    return export_model(*args, echo=lambda line: None, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def lenet_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("exports") / "lenet"
+    report = _quiet_export("lenet", out, raw=True)
+    assert report.ok, report.status
+    return out
+
+
+def test_raw_export_writes_every_format_with_a_manifest(lenet_raw: Path) -> None:
+    manifest = json.loads((lenet_raw / "manifest.json").read_text())
+    assert manifest["model"] == "lenet" and manifest["raw"] is True
+    assert manifest["versions"]["torch"] == torch.__version__
+    assert manifest["inputs"][0]["shape"] == ["batch", 1, 28, 28]
+    assert manifest["outputs"] == [{"name": "logits", "dtype": "float32", "shape": ["batch", 10]}]
+    assert manifest["opset"] == 20
+    for fmt, file in (("torchscript", "model.ts"), ("onnx", "model.onnx"), ("pt2", "model.pt2")):
+        assert manifest["formats"][fmt] == {"status": "ok", "file": file}
+        assert manifest["files"][file]["sha256"] == sha256(lenet_raw / file)
+        parity = manifest["parity"][fmt]
+        assert parity["passed"] and [c["input_shape"][0] for c in parity["checks"]] == [1, 3]
+    assert not list(lenet_raw.parent.glob(".lenet*"))  # no staging left behind
+
+
+def test_check_reverifies_and_catches_tampering(lenet_raw: Path, tmp_path: Path) -> None:
+    assert all(r["passed"] for r in check_export(lenet_raw).values())
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(lenet_raw), str(copy)], check=True)
+    with open(copy / "model.onnx", "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ArtifactError, match=r"model\.onnx: sha256 does not match"):
+        check_export(copy)
+    result = CliRunner().invoke(cli, ["export", "--check", str(copy)])
+    assert result.exit_code == 1 and "sha256 does not match" in result.stderr
+
+
+def test_parity_failure_removes_the_artifact_and_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = exporter.load_runtime
+
+    def off_by_a_bit(fmt: str, path: Path):  # type: ignore[no-untyped-def]
+        run = real(fmt, path)
+        if fmt != "onnx":
+            return run
+        return lambda x: tuple(o + 1e-2 for o in run(x))
+
+    monkeypatch.setattr(exporter, "load_runtime", off_by_a_bit)
+    out = tmp_path / "bad"
+    result = CliRunner().invoke(cli, ["export", "lenet", "--raw", "--out", str(out)])
+    assert result.exit_code == 1
+    assert "zoo: onnx: parity failed" in result.stderr
+    assert "FAIL" in result.output and "1.00e-02" in result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["formats"]["onnx"] == {"status": "parity failed", "file": None}
+    assert not (out / "model.onnx").exists()
+    assert (out / "model.ts").exists() and (out / "model.pt2").exists()
+
+
+def test_interrupted_export_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(exporter, "_export_one", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _quiet_export("lenet", tmp_path / "x", raw=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"opset": 9}, r"opset 9 is not supported: choose 18 to \d+"),
+        ({"formats": ("tflite",)}, "unknown format"),
+    ],
+)
+def test_bad_options_are_refused_before_any_work(
+    tmp_path: Path, kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(zoo.UsageError, match=message):
+        _quiet_export("lenet", tmp_path / "x", **kwargs)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_output_is_refused(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(zoo.UsageError, match="cannot write to"):
+        _quiet_export("lenet", blocker / "sub" / "out", raw=True)
+
+
+def test_checkpoint_export_uses_the_trained_weights_and_refuses_other_models(
+    tmp_path: Path,
+) -> None:
+    from zoo.train import train
+    from zoo.train.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    train("lenet", data="digits", epochs=1, out=str(run), tensorboard=False, progress=False)
+    report = _quiet_export(
+        "lenet", tmp_path / "exp", checkpoint=run, raw=True, formats=("torchscript",)
+    )
+    assert report.ok
+    from zoo.export.torchscript import load
+
+    loaded = load(tmp_path / "exp" / "model.ts")
+    model = zoo.create_model("lenet").eval()
+    load_checkpoint(run, tag="best").load_into(model, "lenet")
+    x = torch.randn(2, 1, 28, 28)
+    torch.testing.assert_close(loaded(x), model(x))
+    with pytest.raises(zoo.UsageError, match="holds model 'lenet', not 'googlenet'"):
+        _quiet_export("googlenet", tmp_path / "exp2", checkpoint=run)
+
+
+def test_lstm_export_keeps_batch_and_time_dynamic(tmp_path: Path) -> None:
+    report = _quiet_export("lstm", tmp_path / "lstm")
+    assert report.ok, report.status
+    shapes = [c["input_shape"] for c in report.manifest["parity"]["onnx"]["checks"]]
+    assert sorted({s[0] for s in shapes}) == [1, 3] and len({s[1] for s in shapes}) == 2
+
+
+BARE_ONNX = """
+    import sys
+    import numpy as np
+    import onnxruntime as ort
+    x = np.load(sys.argv[2])
+    session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+    np.save(sys.argv[3], session.run(None, {session.get_inputs()[0].name: x})[0])
+    assert not any(m == "zoo" or m.startswith("zoo.") or m == "torch" for m in sys.modules)
+"""
+BARE_TORCH = """
+    import sys, warnings
+    import numpy as np
+    import torch
+    warnings.simplefilter("ignore")
+    x = torch.from_numpy(np.load(sys.argv[2]))
+    if sys.argv[1].endswith(".ts"):
+        module = torch.jit.load(sys.argv[1])
+    else:
+        module = torch.export.load(sys.argv[1]).module()
+    with torch.no_grad():
+        np.save(sys.argv[3], module(x).numpy())
+    assert not any(m == "zoo" or m.startswith("zoo.") for m in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("file", ["model.onnx", "model.ts", "model.pt2"])
+def test_artifacts_run_without_zoo(lenet_raw: Path, tmp_path: Path, file: str) -> None:
+    x = torch.randn(5, 1, 28, 28)
+    np.save(tmp_path / "x.npy", x.numpy())
+    code = textwrap.dedent(BARE_ONNX if file.endswith(".onnx") else BARE_TORCH)
+    subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            code,
+            str(lenet_raw / file),
+            str(tmp_path / "x.npy"),
+            str(tmp_path / "y.npy"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    from zoo.export.torchscript import load
+
+    reference = load(lenet_raw / "model.ts")  # parity-checked against eager at export
+    with torch.no_grad():
+        expected = reference(x).numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, atol=1e-4, rtol=1e-3)
