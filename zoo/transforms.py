@@ -6,8 +6,7 @@ and runs inside a deployed artifact. Normalisations are per-channel ``(mean, std
 to pixels scaled to [0, 1].
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: TorchScript must see real annotations.
 from collections.abc import Sequence
 from typing import Any
 
