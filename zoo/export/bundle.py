@@ -7,29 +7,41 @@ bare model, which takes the model's own input.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
 from zoo.registry import InputSpec, ModelSpec, OutputSpec, Task
 
-__all__ = ["POSTPROCESS", "Bundle", "bundle_input_spec", "bundle_outputs", "make_bundle"]
+__all__ = [
+    "POSTPROCESS",
+    "Bundle",
+    "SoftmaxBundle",
+    "bundle_input_spec",
+    "bundle_outputs",
+    "make_bundle",
+]
 
 POSTPROCESS = ("none", "softmax")
 
 
 class Bundle(nn.Module):
-    """``postprocess(model(preprocess(x)))``; missing steps are identities."""
+    """``model(preprocess(x))``; no preprocessing is an identity."""
 
-    def __init__(self, model: nn.Module, preprocess: nn.Module | None, softmax: bool) -> None:
+    def __init__(self, model: nn.Module, preprocess: nn.Module | None) -> None:
         super().__init__()
         self.preprocess = preprocess if preprocess is not None else nn.Identity()
         self.model = model
-        self.postprocess = nn.Softmax(dim=-1) if softmax else nn.Identity()
 
-    def forward(self, x: Tensor) -> Any:
-        return self.postprocess(self.model(self.preprocess(x)))
+    # No return annotation: TorchScript infers it (a tensor, or the VAE's tuple).
+    def forward(self, x: Tensor):  # type: ignore[no-untyped-def]
+        return self.model(self.preprocess(x))
+
+
+class SoftmaxBundle(Bundle):
+    """``softmax(model(preprocess(x)))`` for single-output classifiers."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.softmax(self.model(self.preprocess(x)), dim=-1)
 
 
 def bundle_input_spec(spec: ModelSpec, *, raw: bool) -> InputSpec:
@@ -68,7 +80,7 @@ def make_bundle(
         from zoo.transforms import default_transform
 
         preprocess = default_transform(spec.input)
-    bundle = Bundle(model, preprocess, softmax).eval()
+    bundle = (SoftmaxBundle if softmax else Bundle)(model, preprocess).eval()
     for parameter in bundle.parameters():
         parameter.requires_grad_(False)
     return bundle, bundle_input_spec(spec, raw=raw), bundle_outputs(spec, softmax=softmax)
