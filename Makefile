@@ -27,8 +27,10 @@ DEMO_RUN ?= runs/demo-lenet
 demo: $(STAMP)
 	$(BIN)/zoo list
 	@echo
-	rm -rf $(DEMO_RUN)
+	rm -rf $(DEMO_RUN) $(DEMO_RUN)-export
 	$(BIN)/zoo train lenet --data mnist5k --out $(DEMO_RUN)
+	@echo
+	$(BIN)/zoo export lenet --checkpoint $(DEMO_RUN) --out $(DEMO_RUN)-export
 
 lint: $(STAMP)
 	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
