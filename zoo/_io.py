@@ -10,10 +10,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write_json", "atomic_write_text", "fsync_dir"]
+__all__ = ["atomic_path", "atomic_write_json", "atomic_write_text", "fsync_dir", "usual_mode"]
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def usual_mode(mode: int) -> int:
+    """``mode`` less this process's umask: what ``open``/``mkdir`` would have given."""
+    return mode & ~_UMASK
 
 
 def fsync_dir(directory: Path) -> None:
@@ -40,7 +45,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
+    os.fchmod(fd, usual_mode(0o666))  # mkstemp makes 0600; give the file the usual mode
     os.close(fd)
     tmp = Path(tmp_name)
     try:

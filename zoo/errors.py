@@ -45,38 +45,37 @@ class UsageError(ZooError):
     """The caller asked for something that does not exist or is malformed (CLI exit code 2)."""
 
 
-class UnknownModelError(UsageError, KeyError):
+class _UnknownNameError(UsageError, KeyError):
+    """A name that is not registered; suggests close names, or the command that lists them."""
+
+    #: What was looked up, and the command that lists what exists.
+    kind = "name"
+    listing = "zoo list"
+
+    def __init__(self, name: str, suggestions: list[str] | None = None) -> None:
+        self.name = name
+        self.suggestions = list(suggestions or [])
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        msg = f"unknown {self.kind} {self.name!r}"
+        if self.suggestions:
+            return msg + "; did you mean " + ", ".join(repr(s) for s in self.suggestions) + "?"
+        return msg + f"; run `{self.listing}` to see them"
+
+
+class UnknownModelError(_UnknownNameError):
     """No model is registered under the requested name."""
 
-    def __init__(self, name: str, suggestions: list[str] | None = None) -> None:
-        self.name = name
-        self.suggestions = list(suggestions or [])
-        super().__init__(name)
-
-    def __str__(self) -> str:
-        msg = f"unknown model {self.name!r}"
-        if self.suggestions:
-            msg += "; did you mean " + ", ".join(repr(s) for s in self.suggestions) + "?"
-        else:
-            msg += "; run `zoo list` to see the registered models"
-        return msg
+    kind = "model"
+    listing = "zoo list"
 
 
-class UnknownDatasetError(UsageError, KeyError):
+class UnknownDatasetError(_UnknownNameError):
     """No dataset is registered under the requested name."""
 
-    def __init__(self, name: str, suggestions: list[str] | None = None) -> None:
-        self.name = name
-        self.suggestions = list(suggestions or [])
-        super().__init__(name)
-
-    def __str__(self) -> str:
-        msg = f"unknown dataset {self.name!r}"
-        if self.suggestions:
-            msg += "; did you mean " + ", ".join(repr(s) for s in self.suggestions) + "?"
-        else:
-            msg += "; run `zoo datasets` to see the available ones"
-        return msg
+    kind = "dataset"
+    listing = "zoo datasets"
 
 
 class DataMismatchError(UsageError, ValueError):

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from zoo import __version__
-from zoo._io import atomic_write_json
+from zoo._io import atomic_write_json, usual_mode
 from zoo.errors import UsageError
 from zoo.export.bundle import make_bundle, run_eager
 from zoo.export.manifest import (
@@ -124,7 +124,7 @@ def export_model(
     expected = [[t.numpy() for t in run_eager(bundle, x)] for x in inputs]
 
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.resolve().parent))
-    staging.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the export is an ordinary folder
+    staging.chmod(usual_mode(0o777))  # mkdtemp makes 0700; the export is an ordinary folder
     report = ExportReport(out=out, manifest={})
     parity: dict[str, Any] = {}
     try:
@@ -202,12 +202,6 @@ def _export_one(
 
     pt2.save(pt2.export_program(bundle, example, input_spec), path)
     return {}
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _remove(staging: Path, fmt: str) -> None:
