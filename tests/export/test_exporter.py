@@ -21,14 +21,10 @@ from zoo.export.exporter import check_export, export_model
 from zoo.export.manifest import ArtifactError, sha256
 
 
-def _quiet_export(*args: Any, **kwargs: Any) -> exporter.ExportReport:
-    return export_model(*args, echo=lambda line: None, **kwargs)
-
-
 @pytest.fixture(scope="module")
 def lenet_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("exports") / "lenet"
-    report = _quiet_export("lenet", out, raw=True)
+    report = export_model("lenet", out, raw=True)
     assert report.ok, report.status
     return out
 
@@ -89,7 +85,7 @@ def test_interrupted_export_leaves_nothing(tmp_path: Path, monkeypatch: pytest.M
 
     monkeypatch.setattr(exporter, "_export_one", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        _quiet_export("lenet", tmp_path / "x", raw=True)
+        export_model("lenet", tmp_path / "x", raw=True)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -104,7 +100,7 @@ def test_bad_options_are_refused_before_any_work(
     tmp_path: Path, kwargs: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(zoo.UsageError, match=message):
-        _quiet_export("lenet", tmp_path / "x", **kwargs)
+        export_model("lenet", tmp_path / "x", **kwargs)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -112,7 +108,7 @@ def test_unwritable_output_is_refused(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(zoo.UsageError, match="cannot write to"):
-        _quiet_export("lenet", blocker / "sub" / "out", raw=True)
+        export_model("lenet", blocker / "sub" / "out", raw=True)
 
 
 def test_checkpoint_export_uses_the_trained_weights_and_refuses_other_models(
@@ -123,7 +119,7 @@ def test_checkpoint_export_uses_the_trained_weights_and_refuses_other_models(
 
     run = tmp_path / "run"
     train("lenet", data="digits", epochs=1, out=str(run), tensorboard=False, progress=False)
-    report = _quiet_export(
+    report = export_model(
         "lenet", tmp_path / "exp", checkpoint=run, raw=True, formats=("torchscript",)
     )
     assert report.ok
@@ -135,11 +131,11 @@ def test_checkpoint_export_uses_the_trained_weights_and_refuses_other_models(
     x = torch.randn(2, 1, 28, 28)
     torch.testing.assert_close(loaded(x), model(x))
     with pytest.raises(zoo.UsageError, match="holds model 'lenet', not 'googlenet'"):
-        _quiet_export("googlenet", tmp_path / "exp2", checkpoint=run)
+        export_model("googlenet", tmp_path / "exp2", checkpoint=run)
 
 
 def test_lstm_export_keeps_batch_and_time_dynamic(tmp_path: Path) -> None:
-    report = _quiet_export("lstm", tmp_path / "lstm")
+    report = export_model("lstm", tmp_path / "lstm")
     assert report.ok, report.status
     shapes = [c["input_shape"] for c in report.manifest["parity"]["onnx"]["checks"]]
     assert sorted({s[0] for s in shapes}) == [1, 3] and len({s[1] for s in shapes}) == 2
@@ -200,7 +196,7 @@ def test_artifacts_run_without_zoo(lenet_raw: Path, tmp_path: Path, file: str) -
 
 @pytest.mark.parametrize("name", ["lenet", "vae"])
 def test_bundles_take_raw_uint8_images(name: str, tmp_path: Path) -> None:
-    report = _quiet_export(name, tmp_path / name)
+    report = export_model(name, tmp_path / name)
     assert report.ok, report.status
     manifest = report.manifest
     spec = zoo.get_spec(name)
@@ -233,7 +229,7 @@ def test_bundles_take_raw_uint8_images(name: str, tmp_path: Path) -> None:
 
 
 def test_softmax_postprocess_gives_probabilities(tmp_path: Path) -> None:
-    report = _quiet_export("lenet", tmp_path / "p", postprocess="softmax", formats=("onnx",))
+    report = export_model("lenet", tmp_path / "p", postprocess="softmax", formats=("onnx",))
     assert report.ok and report.manifest["outputs"][0]["name"] == "probabilities"
     import onnxruntime as ort
 
@@ -242,4 +238,4 @@ def test_softmax_postprocess_gives_probabilities(tmp_path: Path) -> None:
     probabilities = session.run(None, {"image": images})[0]
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     with pytest.raises(zoo.UsageError, match="softmax needs a classifier"):
-        _quiet_export("vae", tmp_path / "v", postprocess="softmax")
+        export_model("vae", tmp_path / "v", postprocess="softmax")

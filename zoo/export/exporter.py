@@ -86,7 +86,6 @@ def export_model(
     opset: int = 20,
     atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL,
-    echo: Any = print,
 ) -> ExportReport:
     """Export model ``name`` (fresh weights, or a run directory's best checkpoint)."""
     out = Path(out)
