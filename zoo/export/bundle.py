@@ -49,7 +49,13 @@ def bundle_input_spec(spec: ModelSpec, *, raw: bool) -> InputSpec:
     if raw or spec.input.mean is None:
         return spec.input
     channels, height, width = spec.input.shape
-    return InputSpec((height, width, channels), dtype="uint8", value_range=(0, 255), name="image")
+    return InputSpec(
+        (height, width, channels),
+        dtype="uint8",
+        value_range=(0, 255),
+        dynamic_axes={0: "batch", 1: "height", 2: "width"},  # the bundle resizes
+        name="image",
+    )
 
 
 def bundle_outputs(spec: ModelSpec, *, softmax: bool) -> tuple[OutputSpec, ...]:

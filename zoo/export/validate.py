@@ -8,6 +8,7 @@ and the eager outputs are saved beside the artifacts (``parity.safetensors``), s
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,25 +28,21 @@ Runner = Callable[[Tensor], tuple[np.ndarray, ...]]
 
 
 def parity_inputs(spec: InputSpec, seed: int = 0) -> list[Tensor]:
-    """Batches of 1 and 3; with a dynamic time axis, each at two lengths."""
-    inputs = []
-    lengths: list[int | None] = [None]
-    time_axes = [axis for axis in spec.dynamic_axes if axis > 0]
-    if time_axes:
-        base = spec.shape[time_axes[0] - 1]
-        lengths = [max(1, base // 2 - 1), base * 2 + 3]
-    for i, batch in enumerate((1, 3)):
-        for j, length in enumerate(lengths):
-            x = spec.example(batch, seed=seed + 10 * i + j)
-            if length is not None:
-                axis = time_axes[0]
-                shape = list(x.shape)
-                shape[axis] = length
-                low, high = spec.value_range
-                gen = torch.Generator().manual_seed(seed + 100 + 10 * i + j)
-                x = torch.randint(int(low), int(high) + 1, shape, generator=gen, dtype=x.dtype)
-            inputs.append(x)
-    return inputs
+    """Batches of 1 and 3; where other axes are dynamic (time, height, width), each batch at
+    a smaller and a larger size than the example's."""
+    axes = [axis for axis in spec.dynamic_axes if axis > 0]
+    shapes = [spec.shape]
+    if axes:
+        small, large = list(spec.shape), list(spec.shape)
+        for axis in axes:
+            small[axis - 1] = max(1, spec.shape[axis - 1] // 2 - 1)
+            large[axis - 1] = spec.shape[axis - 1] * 2 + 3
+        shapes = [tuple(small), tuple(large)]
+    return [
+        replace(spec, shape=shape).example(batch, seed=seed + 10 * i + j)
+        for i, batch in enumerate((1, 3))
+        for j, shape in enumerate(shapes)
+    ]
 
 
 def load_runtime(fmt: str, path: Path) -> Runner:
