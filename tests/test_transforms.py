@@ -219,7 +219,7 @@ _EXPORTED: dict[str, tuple[Callable[[], nn.Module], InputSpec]] = {
     ),
     "bundle-resnet18-batch-only": (
         _resnet18_pipeline,
-        # what zoo.export.bundle exports: raw images of the model's size, dynamic batch only
+        # raw images of the model's size, dynamic batch only
         InputSpec((224, 224, 3), dtype="uint8", value_range=(0, 255), name="image"),
     ),
 }
