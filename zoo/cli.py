@@ -20,7 +20,8 @@ import click
 from zoo import __version__
 from zoo.errors import UsageError, ZooError
 
-_YES_NO = {True: "y", False: "-"}
+_YES_NO = {True: "y", False: "-", None: "?"}
+_EXPORT_WORD = {True: "yes", False: "no", None: "not measured"}
 
 
 class _EchoHandler(logging.Handler):
@@ -141,8 +142,10 @@ def list_cmd(
 ) -> None:
     """List registered models; PATTERN takes wildcards (`resnet*`).
 
-    Columns ts/onnx/pt2/dyn: TorchScript, ONNX and torch.export support, and a dynamic
-    batch in exported graphs. Nothing is built or measured.
+    Columns TS/ONNX/PT2/AOTI/DYN: whether `zoo export` works for the model in TorchScript,
+    ONNX, torch.export and AOTInductor, and whether exported graphs take any batch size
+    (y yes, - no, ? not measured). For the built-in models these are measured (`make
+    capabilities`); a plugin declares its own. `zoo info NAME` says why a format is missing.
     """
     from zoo.registry import default_registry, suggest
 
@@ -169,12 +172,25 @@ def list_cmd(
                 _YES_NO[caps.scriptable],
                 _YES_NO[caps.onnx],
                 _YES_NO[caps.pt2],
+                _YES_NO[caps.aoti],
                 _YES_NO[caps.dynamic_batch],
                 s.plugin,
                 s.summary,
             ]
         )
-    headers = ["NAME", "TASK", "INPUT", "CLASSES", "TS", "ONNX", "PT2", "DYN", "PLUGIN", "SUMMARY"]
+    headers = [
+        "NAME",
+        "TASK",
+        "INPUT",
+        "CLASSES",
+        "TS",
+        "ONNX",
+        "PT2",
+        "AOTI",
+        "DYN",
+        "PLUGIN",
+        "SUMMARY",
+    ]
     click.echo(_table(headers, rows))
 
 
@@ -239,9 +255,16 @@ def info_cmd(name: str, args: tuple[str, ...], as_json: bool) -> None:
         (
             "exports",
             ", ".join(
-                f"{k} {'yes' if caps[k] else 'no'}"
-                for k in ("scriptable", "onnx", "pt2", "dynamic_batch")
-            ),
+                f"{label} {_EXPORT_WORD[caps[k]]}"
+                for label, k in (
+                    ("torchscript", "scriptable"),
+                    ("onnx", "onnx"),
+                    ("pt2", "pt2"),
+                    ("aoti", "aoti"),
+                    ("dynamic batch", "dynamic_batch"),
+                )
+            )
+            + f" ({caps['measured'] or 'declared by the plugin, not measured'})",
         ),
         ("parameters", f"{m['parameters']:,} ({m['trainable_parameters']:,} trainable)"),
         (
@@ -420,7 +443,8 @@ def train_cmd(
     "formats",
     default="torchscript,onnx,pt2",
     show_default=True,
-    help="Comma-separated: torchscript, onnx, pt2.",
+    help="Comma-separated: torchscript, onnx, pt2, aoti (AOTInductor-compiled .pt2 package; "
+    "needs a C++ compiler, takes minutes).",
 )
 @click.option("--out", type=click.Path(file_okay=False), help="Export directory.")
 @click.option(
@@ -432,11 +456,13 @@ def train_cmd(
 @click.option("--raw", is_flag=True, help="Export the bare model, without preprocessing.")
 @click.option(
     "--postprocess",
-    type=click.Choice(["none", "softmax"]),
+    type=click.Choice(["none", "softmax", "topk"]),
     default="none",
     show_default=True,
-    help="Append a softmax to classifiers.",
+    help="Classifiers: append a softmax (probabilities), or return the --top-k best "
+    "probabilities and class indices.",
 )
+@click.option("--top-k", type=int, default=5, show_default=True, help="k for --postprocess topk.")
 @click.option("--opset", type=int, default=20, show_default=True, help="ONNX opset.")
 @click.option(
     "--atol", type=float, default=1e-4, show_default=True, help="Parity: absolute tolerance."
@@ -458,6 +484,7 @@ def export_cmd(
     args: tuple[str, ...],
     raw: bool,
     postprocess: str,
+    top_k: int,
     opset: int,
     atol: float,
     rtol: float,
@@ -489,6 +516,7 @@ def export_cmd(
         model_args=_parse_args(args),
         raw=raw,
         postprocess=postprocess,
+        top_k=top_k,
         opset=opset,
         atol=atol,
         rtol=rtol,
@@ -505,8 +533,13 @@ def export_cmd(
 
 def _echo_parity(parity: dict[str, Any]) -> None:
     rows = []
+    runs = []
     for fmt, result in parity.items():
-        for check in result["checks"]:
+        runs.append((fmt, result["checks"]))
+        if "optimized" in result:  # TorchScript after optimize_for_inference
+            runs.append((f"{fmt} (optimized)", result["optimized"]["checks"]))
+    for fmt, checks in runs:
+        for check in checks:
             shape = "x".join(map(str, check["input_shape"]))
             if "error" in check:
                 rows.append([fmt, shape, "-", "-", "-", "ERROR " + check["error"]])

@@ -56,14 +56,26 @@ def test_check_reverifies_and_catches_tampering(lenet_raw: Path, tmp_path: Path)
     assert result.exit_code == 1 and "sha256 does not match" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("broken", "optimized", "kept"),
+    [
+        ("onnx", False, ("model.ts", "model.pt2")),
+        ("torchscript", True, ("model.onnx", "model.pt2")),
+    ],
+    ids=["onnx", "torchscript-optimized-only"],
+)
 def test_parity_failure_removes_the_artifact_and_fails(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    broken: str,
+    optimized: bool,
+    kept: tuple[str, ...],
 ) -> None:
     real = exporter.load_runtime
 
-    def off_by_a_bit(fmt: str, path: Path):  # type: ignore[no-untyped-def]
-        run = real(fmt, path)
-        if fmt != "onnx":
+    def off_by_a_bit(fmt: str, path: Path, optimize: bool = False):  # type: ignore[no-untyped-def]
+        run = real(fmt, path, optimize=optimize)
+        if fmt != broken or optimize != optimized:
             return run
         return lambda x: tuple(o + 1e-2 for o in run(x))
 
@@ -71,12 +83,12 @@ def test_parity_failure_removes_the_artifact_and_fails(
     out = tmp_path / "bad"
     result = CliRunner().invoke(cli, ["export", "lenet", "--raw", "--out", str(out)])
     assert result.exit_code == 1
-    assert "zoo: onnx: parity failed" in result.stderr
+    assert f"zoo: {broken}: parity failed" in result.stderr
     assert "FAIL" in result.output and "1.00e-02" in result.output
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["formats"]["onnx"] == {"status": "parity failed", "file": None}
-    assert not (out / "model.onnx").exists()
-    assert (out / "model.ts").exists() and (out / "model.pt2").exists()
+    assert manifest["formats"][broken] == {"status": "parity failed", "file": None}
+    assert not (out / exporter.FILES[broken]).exists()
+    assert all((out / file).exists() for file in kept)
 
 
 def test_interrupted_export_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -158,6 +170,8 @@ BARE_TORCH = """
     x = torch.from_numpy(np.load(sys.argv[2]))
     if sys.argv[1].endswith(".ts"):
         module = torch.jit.load(sys.argv[1])
+    elif sys.argv[1].endswith(".aoti.pt2"):
+        module = torch._inductor.aoti_load_package(sys.argv[1])
     else:
         module = torch.export.load(sys.argv[1]).module()
     with torch.no_grad():
@@ -241,3 +255,79 @@ def test_softmax_postprocess_gives_probabilities(tmp_path: Path) -> None:
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     with pytest.raises(zoo.UsageError, match="softmax needs a classifier"):
         export_model("vae", tmp_path / "v", postprocess="softmax")
+
+
+def test_topk_postprocess_gives_the_best_classes_in_every_format(tmp_path: Path) -> None:
+    report = export_model("lenet", tmp_path / "k", postprocess="topk", top_k=3)
+    assert report.ok, report.status
+    assert report.manifest["postprocess"] == {"kind": "topk", "k": 3}
+    assert [(o["name"], o["dtype"], o["shape"]) for o in report.manifest["outputs"]] == [
+        ("scores", "float32", ["batch", 3]),
+        ("indices", "int64", ["batch", 3]),
+    ]
+    import onnxruntime as ort
+
+    from zoo.export.bundle import make_bundle
+
+    session = ort.InferenceSession(str(tmp_path / "k" / "model.onnx"))
+    images = np.random.default_rng(1).integers(0, 256, (4, 28, 28, 1), dtype=np.uint8)
+    scores, indices = session.run(None, {"image": images})
+    assert indices.dtype == np.int64 and np.all(np.diff(scores, axis=1) <= 0)
+    # The same classes eager softmax ranks first, for the exported weights.
+    spec = zoo.get_spec("lenet")
+    torch.manual_seed(0)  # export_model built its model from the same seeded generator
+    plain, _, _ = make_bundle(spec, spec.build(), postprocess="softmax")
+    with torch.no_grad():
+        probabilities = plain(torch.from_numpy(images)).numpy()
+    np.testing.assert_array_equal(indices, np.argsort(-probabilities, axis=1)[:, :3])
+    np.testing.assert_allclose(scores, np.take_along_axis(probabilities, indices, 1), atol=1e-5)
+    with pytest.raises(zoo.UsageError, match="has 10 classes; choose 1 to 10"):
+        export_model("lenet", tmp_path / "x", postprocess="topk", top_k=11)
+
+
+def test_aoti_package_is_compiled_gated_and_runs_with_torch_alone(tmp_path: Path) -> None:
+    torch.manual_seed(3)  # export_model builds the model first thing: same weights as below
+    out = tmp_path / "aoti"
+    report = export_model("lenet", out, formats=("aoti",))
+    assert report.ok, report.status
+    assert report.manifest["formats"]["aoti"] == {"status": "ok", "file": "model.aoti.pt2"}
+    checks = report.manifest["parity"]["aoti"]["checks"]
+    assert {tuple(c["input_shape"][:1]) for c in checks} == {(1,), (3,)}
+    assert check_export(out)["aoti"]["passed"]
+    # Raw uint8 images of a size the parity gate did not use, in a process without zoo.
+    images = torch.randint(0, 256, (4, 40, 36, 1), dtype=torch.uint8)
+    np.save(tmp_path / "x.npy", images.numpy())
+    files = [str(out / "model.aoti.pt2"), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")]
+    subprocess.run(
+        [sys.executable, "-I", "-c", textwrap.dedent(BARE_TORCH), *files],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+    )
+    from zoo.export.bundle import make_bundle
+
+    torch.manual_seed(3)
+    spec = zoo.get_spec("lenet")
+    bundle, _, _ = make_bundle(spec, spec.build())
+    with torch.no_grad():
+        expected = bundle(images).numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, atol=1e-4, rtol=1e-3)
+
+
+def test_large_models_keep_onnx_weights_in_an_external_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # VGG16's 528 MB take the same path; a zero threshold sends LeNet's weights there too.
+    monkeypatch.setattr(exporter, "EXTERNAL_DATA_BYTES", 0)
+    out = tmp_path / "ext"
+    report = export_model("lenet", out, formats=("onnx",))
+    assert report.ok, report.status
+    assert report.manifest["parity"]["onnx"]["external_data"] is True
+    data = [f for f in report.manifest["files"] if f.startswith("model.onnx") and f != "model.onnx"]
+    assert len(data) == 1 and (out / data[0]).stat().st_size > 100_000  # LeNet's 0.25 MB
+    assert (out / "model.onnx").stat().st_size < 100_000
+    assert check_export(out)["onnx"]["passed"]
+    with open(out / data[0], "r+b") as handle:  # the weights are hashed like the graph
+        handle.write(b"\\1\\2\\3\\4")
+    with pytest.raises(ArtifactError, match="sha256 does not match"):
+        check_export(out)

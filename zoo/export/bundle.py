@@ -1,4 +1,4 @@
-"""What gets exported: preprocessing + model (+ optional softmax) in eval mode, as one module.
+"""What gets exported: preprocessing + model (+ softmax or top-k) in eval mode, as one module.
 
 With preprocessing inside, an artifact takes what an application has (uint8 images,
 ``[B, H, W, C]``) and needs no zoo, torchvision or PIL beside it. ``raw=True`` exports the
@@ -16,12 +16,13 @@ __all__ = [
     "POSTPROCESS",
     "Bundle",
     "SoftmaxBundle",
+    "TopKBundle",
     "bundle_input_spec",
     "bundle_outputs",
     "make_bundle",
 ]
 
-POSTPROCESS = ("none", "softmax")
+POSTPROCESS = ("none", "softmax", "topk")
 
 
 class Bundle(nn.Module):
@@ -44,6 +45,19 @@ class SoftmaxBundle(Bundle):
         return torch.softmax(self.model(self.preprocess(x)), dim=-1)
 
 
+class TopKBundle(Bundle):
+    """The ``k`` most probable classes: ``(scores, indices)``, each ``[B, k]``, best first."""
+
+    def __init__(self, model: nn.Module, preprocess: nn.Module | None, k: int) -> None:
+        super().__init__(model, preprocess)
+        self.k = k
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        probabilities = torch.softmax(self.model(self.preprocess(x)), dim=-1)
+        scores, indices = torch.topk(probabilities, self.k, dim=-1)
+        return scores, indices
+
+
 def bundle_input_spec(spec: ModelSpec, *, raw: bool) -> InputSpec:
     """The artifact's input: raw uint8 ``[B, H, W, C]`` images, or the model's own input."""
     if raw or spec.input.mean is None:
@@ -58,38 +72,62 @@ def bundle_input_spec(spec: ModelSpec, *, raw: bool) -> InputSpec:
     )
 
 
-def bundle_outputs(spec: ModelSpec, *, softmax: bool) -> tuple[OutputSpec, ...]:
-    if softmax:
+def bundle_outputs(
+    spec: ModelSpec, *, postprocess: str = "none", top_k: int = 5
+) -> tuple[OutputSpec, ...]:
+    if postprocess == "softmax":
         return (OutputSpec("probabilities", spec.outputs[0].shape),)
+    if postprocess == "topk":
+        return (OutputSpec("scores", (top_k,)), OutputSpec("indices", (top_k,), dtype="int64"))
     return spec.outputs
 
 
 def make_bundle(
-    spec: ModelSpec, model: nn.Module, *, raw: bool = False, postprocess: str = "none"
+    spec: ModelSpec,
+    model: nn.Module,
+    *,
+    raw: bool = False,
+    postprocess: str = "none",
+    top_k: int = 5,
 ) -> tuple[Bundle, InputSpec, tuple[OutputSpec, ...]]:
     """The eval-mode module to export, its input spec and its outputs.
 
+    ``postprocess``: ``"none"``, ``"softmax"`` (class probabilities) or ``"topk"`` (the
+    ``top_k`` best probabilities and their class indices); the last two need a classifier.
     Stochastic models export their deterministic eval path (the VAE uses z = mu).
     """
     from zoo.errors import UsageError
 
     if postprocess not in POSTPROCESS:
         raise UsageError(f"postprocess {postprocess!r} is not one of {', '.join(POSTPROCESS)}")
-    softmax = postprocess == "softmax"
-    if softmax and (
-        spec.task not in (Task.CLASSIFICATION, Task.SEQUENCE_CLASSIFICATION)
-        or len(spec.outputs) != 1
-    ):
-        raise UsageError(f"--postprocess softmax needs a classifier; {spec.name} is a {spec.task}")
+    if postprocess != "none":
+        if (
+            spec.task not in (Task.CLASSIFICATION, Task.SEQUENCE_CLASSIFICATION)
+            or len(spec.outputs) != 1
+        ):
+            raise UsageError(
+                f"--postprocess {postprocess} needs a classifier; {spec.name} is a {spec.task}"
+            )
+        classes = spec.outputs[0].shape[-1]
+        if postprocess == "topk" and not 1 <= top_k <= classes:
+            raise UsageError(
+                f"--top-k {top_k}: {spec.name} has {classes} classes; choose 1 to {classes}"
+            )
     preprocess = None
     if not raw and spec.input.mean is not None:
         from zoo.transforms import default_transform
 
         preprocess = default_transform(spec.input)
-    bundle = (SoftmaxBundle if softmax else Bundle)(model, preprocess).eval()
+    bundle: Bundle
+    if postprocess == "topk":
+        bundle = TopKBundle(model, preprocess, top_k)
+    else:
+        bundle = (SoftmaxBundle if postprocess == "softmax" else Bundle)(model, preprocess)
+    bundle.eval()
     for parameter in bundle.parameters():
         parameter.requires_grad_(False)
-    return bundle, bundle_input_spec(spec, raw=raw), bundle_outputs(spec, softmax=softmax)
+    outputs = bundle_outputs(spec, postprocess=postprocess, top_k=top_k)
+    return bundle, bundle_input_spec(spec, raw=raw), outputs
 
 
 @torch.no_grad()

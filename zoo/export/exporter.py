@@ -30,14 +30,39 @@ from zoo.export.manifest import (
     sha256,
     verify_files,
 )
-from zoo.export.validate import DEFAULT_ATOL, DEFAULT_RTOL, compare, load_runtime, parity_inputs
+from zoo.export.validate import (
+    DEFAULT_ATOL,
+    DEFAULT_RTOL,
+    RuntimeCrash,
+    compare,
+    compare_isolated,
+    load_fixture,
+    load_runtime,
+    parity_inputs,
+    save_fixture,
+)
 from zoo.registry import get_spec
 
-__all__ = ["FILES", "FORMATS", "ExportReport", "check_export", "export_model", "opset_range"]
+__all__ = [
+    "DEFAULT_FORMATS",
+    "FILES",
+    "FORMATS",
+    "ExportReport",
+    "check_export",
+    "export_model",
+    "opset_range",
+]
 
-FORMATS = ("torchscript", "onnx", "pt2")
+FORMATS = ("torchscript", "onnx", "pt2", "aoti")
+#: What ``zoo export`` writes unless told otherwise (AOTInductor compiles for minutes).
+DEFAULT_FORMATS = ("torchscript", "onnx", "pt2")
 #: The artifact file of each format.
-FILES = {"torchscript": "model.ts", "onnx": "model.onnx", "pt2": "model.pt2"}
+FILES = {
+    "torchscript": "model.ts",
+    "onnx": "model.onnx",
+    "pt2": "model.pt2",
+    "aoti": "model.aoti.pt2",
+}
 PARITY_FILE = "parity.safetensors"
 #: Above this many bytes of parameters, ONNX weights go to an external ``.data`` file.
 EXTERNAL_DATA_BYTES = 100 * 2**20
@@ -78,11 +103,12 @@ def export_model(
     name: str,
     out: str | Path,
     *,
-    formats: tuple[str, ...] = FORMATS,
+    formats: tuple[str, ...] = DEFAULT_FORMATS,
     checkpoint: str | Path | None = None,
     model_args: dict[str, Any] | None = None,
     raw: bool = False,
     postprocess: str = "none",
+    top_k: int = 5,
     opset: int = 20,
     atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL,
@@ -116,7 +142,9 @@ def export_model(
     model = spec.build(**args).eval()
     if ckpt is not None:
         ckpt.load_into(model, name)
-    bundle, input_spec, outputs = make_bundle(spec, model, raw=raw, postprocess=postprocess)
+    bundle, input_spec, outputs = make_bundle(
+        spec, model, raw=raw, postprocess=postprocess, top_k=top_k
+    )
     output_names = [o.name for o in outputs]
     example = input_spec.example(2)  # batch 2: a batch of 1 gets specialised (pitfalls)
     inputs = parity_inputs(input_spec)
@@ -127,7 +155,7 @@ def export_model(
     report = ExportReport(out=out, manifest={})
     parity: dict[str, Any] = {}
     try:
-        _save_parity_fixture(staging / PARITY_FILE, inputs, expected, output_names)
+        save_fixture(staging / PARITY_FILE, inputs, expected, output_names)
         for fmt in formats:
             path = staging / FILES[fmt]
             try:
@@ -136,7 +164,12 @@ def export_model(
                 report.status[fmt] = f"failed: {type(exc).__name__}: {exc}"
                 _remove(staging, fmt)
                 continue
-            result = compare(load_runtime(fmt, path), inputs, expected, output_names, atol, rtol)
+            try:
+                result = _gate(fmt, path, inputs, expected, output_names, atol, rtol)
+            except RuntimeCrash as exc:
+                report.status[fmt] = f"failed: {exc}"
+                _remove(staging, fmt)
+                continue
             parity[fmt] = {**result, **details}
             if result["passed"]:
                 report.status[fmt] = "ok"
@@ -199,41 +232,42 @@ def _export_one(
         return {"opset": opset, "external_data": external}
     from zoo.export import pt2
 
-    pt2.save(pt2.export_program(bundle, example, input_spec), path)
+    program = pt2.export_program(bundle, example, input_spec)
+    if fmt == "aoti":
+        pt2.package_aoti(program, path)
+        return {}
+    pt2.save(program, path)
     return {}
+
+
+def _gate(
+    fmt: str,
+    path: Path,
+    inputs: list[torch.Tensor],
+    expected: list[list[np.ndarray]],
+    names: list[str],
+    atol: float,
+    rtol: float,
+) -> dict[str, Any]:
+    """Parity of one artifact in its runtime. A TorchScript module is checked twice: as
+    loaded, and after ``optimize_for_inference`` (how zoo's runtime runs it); both must pass.
+    An AOTInductor package is native code generated for this export: it runs in a child
+    process, so a crash in it fails the format instead of killing zoo."""
+    if fmt == "aoti":
+        return compare_isolated(fmt, path, path.parent / PARITY_FILE, names, atol, rtol)
+    result = compare(load_runtime(fmt, path), inputs, expected, names, atol, rtol)
+    if fmt == "torchscript":
+        optimized = compare(
+            load_runtime(fmt, path, optimize=True), inputs, expected, names, atol, rtol
+        )
+        result["optimized"] = {"passed": optimized["passed"], "checks": optimized["checks"]}
+        result["passed"] = result["passed"] and optimized["passed"]
+    return result
 
 
 def _remove(staging: Path, fmt: str) -> None:
     for file in staging.glob(FILES[fmt] + "*"):
         file.unlink()
-
-
-def _save_parity_fixture(
-    path: Path, inputs: list[torch.Tensor], expected: list[list[np.ndarray]], names: list[str]
-) -> None:
-    from safetensors.torch import save_file
-
-    from zoo._io import atomic_path
-
-    tensors: dict[str, torch.Tensor] = {}
-    for i, (x, outs) in enumerate(zip(inputs, expected, strict=True)):
-        tensors[f"{i}.input"] = x.contiguous()
-        for name, value in zip(names, outs, strict=True):
-            tensors[f"{i}.output.{name}"] = torch.from_numpy(np.ascontiguousarray(value))
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp))
-
-
-def _load_parity_fixture(
-    path: Path, names: list[str]
-) -> tuple[list[torch.Tensor], list[list[np.ndarray]]]:
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(path))
-    count = len([k for k in tensors if k.endswith(".input")])
-    inputs = [tensors[f"{i}.input"] for i in range(count)]
-    expected = [[tensors[f"{i}.output.{n}"].numpy() for n in names] for i in range(count)]
-    return inputs, expected
 
 
 def _manifest(
@@ -277,7 +311,9 @@ def _manifest(
             "onnxruntime": onnxruntime.__version__,
         },
         "raw": raw,
-        "postprocess": postprocess,
+        "postprocess": (
+            {"kind": postprocess, "k": bundle.k} if hasattr(bundle, "k") else postprocess
+        ),
         "preprocessing": preprocessing,
         "inputs": [
             {
@@ -289,7 +325,7 @@ def _manifest(
             }
         ],
         "outputs": [
-            {"name": o.name, "dtype": "float32", "shape": ["batch", *o.shape]} for o in outputs
+            {"name": o.name, "dtype": o.dtype, "shape": ["batch", *o.shape]} for o in outputs
         ],
         "opset": opset,
         "formats": {
@@ -320,14 +356,15 @@ def check_export(directory: str | Path) -> dict[str, Any]:
     if problems:
         raise ArtifactError(f"{directory}: " + "; ".join(problems))
     names = [o["name"] for o in manifest["outputs"]]
-    inputs, expected = _load_parity_fixture(directory / PARITY_FILE, names)
+    inputs, expected = load_fixture(directory / PARITY_FILE, names)
     results = {}
     for fmt, entry in manifest["formats"].items():
         if entry["status"] != "ok":
             continue
         tolerance = manifest["parity"][fmt]
-        results[fmt] = compare(
-            load_runtime(fmt, directory / entry["file"]),
+        results[fmt] = _gate(
+            fmt,
+            directory / entry["file"],
             inputs,
             expected,
             names,

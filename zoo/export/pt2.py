@@ -13,7 +13,7 @@ from torch import nn
 from zoo.export._shapes import dynamic_shapes, quiet_rnn_tracing
 from zoo.registry import InputSpec
 
-__all__ = ["export_program", "load", "save"]
+__all__ = ["export_program", "load", "load_aoti", "package_aoti", "save"]
 
 
 def export_program(
@@ -68,3 +68,46 @@ def save(program: torch.export.ExportedProgram, path: str | Path) -> Path:
 
 def load(path: str | Path) -> torch.export.ExportedProgram:
     return torch.export.load(str(path))
+
+
+def package_aoti(program: torch.export.ExportedProgram, path: str | Path) -> Path:
+    """Compile ``program`` ahead of time with AOTInductor into a ``.pt2`` package.
+
+    The package holds a compiled shared library for this machine's CPU (and CUDA, if the
+    program is on it) with the program's dynamic axes; it needs a C++ compiler at export time
+    and only torch (``torch._inductor.aoti_load_package``) to run. Minutes for large models.
+    """
+    from torch._inductor import aoti_compile_and_package
+
+    with _quiet_inductor():
+        return Path(aoti_compile_and_package(program, package_path=str(path)))
+
+
+def load_aoti(path: str | Path) -> Any:
+    """Load an AOTInductor package; the result is called like the model."""
+    from torch._inductor import aoti_load_package
+
+    with _quiet_inductor():
+        return aoti_load_package(str(path))
+
+
+@contextlib.contextmanager
+def _quiet_inductor() -> Iterator[None]:
+    """Hide two log lines Inductor prints on every CPU-only compile, and nothing else:
+    "No CUDA runtime is found, using CUDA_HOME" (a CUDA build of torch on a machine without a
+    GPU) and "missing a c-shim implementation, using proxy executor" (a supported fallback)."""
+    import logging
+
+    noise = ("No CUDA runtime is found", "is missing a c-shim implementation")
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not any(n in str(record.msg) for n in noise)
+
+    loggers = [logging.getLogger(n) for n in ("torch.utils.cpp_extension", "torch._inductor.ir")]
+    for logger in loggers:
+        logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(keep)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["export_torchscript", "load", "quiet_deprecation", "script", "trace"]
+__all__ = ["export_torchscript", "load", "optimize", "quiet_deprecation", "script", "trace"]
 
 
 @contextlib.contextmanager
@@ -51,6 +51,14 @@ def load(
     """Load a saved TorchScript module."""
     with quiet_deprecation():
         return torch.jit.load(str(path), map_location=map_location)
+
+
+def optimize(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
+    """``torch.jit.optimize_for_inference`` on a loaded (frozen) module: conv-bn folding,
+    MKL-DNN layouts. Apply it after loading, never before saving (see ``export_torchscript``).
+    """
+    with quiet_deprecation():
+        return torch.jit.optimize_for_inference(module)
 
 
 def export_torchscript(module: nn.Module, example: torch.Tensor, path: str | Path) -> str:

@@ -7,6 +7,10 @@ and the eager outputs are saved beside the artifacts (``parity.safetensors``), s
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -18,7 +22,17 @@ from torch import Tensor
 
 from zoo.registry import InputSpec
 
-__all__ = ["DEFAULT_ATOL", "DEFAULT_RTOL", "compare", "load_runtime", "parity_inputs"]
+__all__ = [
+    "DEFAULT_ATOL",
+    "DEFAULT_RTOL",
+    "RuntimeCrash",
+    "compare",
+    "compare_isolated",
+    "load_fixture",
+    "load_runtime",
+    "parity_inputs",
+    "save_fixture",
+]
 
 #: Defaults of the gate; float32 graphs that fuse or reorder ops differ by ~1e-6 here.
 DEFAULT_ATOL = 1e-4
@@ -45,18 +59,19 @@ def parity_inputs(spec: InputSpec, seed: int = 0) -> list[Tensor]:
     ]
 
 
-def load_runtime(fmt: str, path: Path) -> Runner:
-    """Load an artifact in the runtime a deployment would use; returns a runner."""
+def load_runtime(fmt: str, path: Path, *, optimize: bool = False) -> Runner:
+    """Load an artifact in the runtime a deployment would use; returns a runner.
+
+    ``optimize`` applies ``torch.jit.optimize_for_inference`` to a TorchScript module after
+    loading, as zoo's TorchScript runtime does.
+    """
     if fmt == "torchscript":
-        from zoo.export.torchscript import load
+        from zoo.export import torchscript
 
-        module = load(path)
-
-        def run_ts(x: Tensor) -> tuple[np.ndarray, ...]:
-            with torch.no_grad():
-                return _numpy(module(x))
-
-        return run_ts
+        module = torchscript.load(path)
+        if optimize:
+            module = torchscript.optimize(module)
+        return _torch_runner(module)
     if fmt == "onnx":
         import onnxruntime as ort
 
@@ -68,14 +83,20 @@ def load_runtime(fmt: str, path: Path) -> Runner:
 
         return run_onnx
     if fmt == "pt2":
-        program = torch.export.load(str(path)).module()
+        return _torch_runner(torch.export.load(str(path)).module())
+    if fmt == "aoti":
+        from zoo.export.pt2 import load_aoti
 
-        def run_pt2(x: Tensor) -> tuple[np.ndarray, ...]:
-            with torch.no_grad():
-                return _numpy(program(x))
-
-        return run_pt2
+        return _torch_runner(load_aoti(path))
     raise ValueError(f"unknown format {fmt!r}")
+
+
+def _torch_runner(module: Callable[..., Any]) -> Runner:
+    def run(x: Tensor) -> tuple[np.ndarray, ...]:
+        with torch.no_grad():
+            return _numpy(module(x))
+
+    return run
 
 
 def _numpy(out: Any) -> tuple[np.ndarray, ...]:
@@ -127,3 +148,82 @@ def compare(
             passed = passed and ok
         checks.append({"input_shape": list(x.shape), "outputs": outputs})
     return {"passed": passed, "atol": atol, "rtol": rtol, "checks": checks}
+
+
+def save_fixture(
+    path: Path, inputs: list[torch.Tensor], expected: list[list[np.ndarray]], names: list[str]
+) -> None:
+    """The parity inputs and eager outputs, as safetensors (no pickle)."""
+    from safetensors.torch import save_file
+
+    from zoo._io import atomic_path
+
+    tensors: dict[str, torch.Tensor] = {}
+    for i, (x, outs) in enumerate(zip(inputs, expected, strict=True)):
+        tensors[f"{i}.input"] = x.contiguous()
+        for name, value in zip(names, outs, strict=True):
+            tensors[f"{i}.output.{name}"] = torch.from_numpy(np.ascontiguousarray(value))
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp))
+
+
+def load_fixture(path: Path, names: list[str]) -> tuple[list[torch.Tensor], list[list[np.ndarray]]]:
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path))
+    count = len([k for k in tensors if k.endswith(".input")])
+    inputs = [tensors[f"{i}.input"] for i in range(count)]
+    expected = [[tensors[f"{i}.output.{n}"].numpy() for n in names] for i in range(count)]
+    return inputs, expected
+
+
+class RuntimeCrash(RuntimeError):
+    """An artifact's runtime killed the process that ran it."""
+
+
+def compare_isolated(
+    fmt: str,
+    path: Path,
+    fixture: Path,
+    output_names: Sequence[str],
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    timeout: float = 600,
+) -> dict[str, Any]:
+    """``compare`` in a child process on the saved ``fixture``; a crash raises RuntimeCrash."""
+    command = [sys.executable, "-m", "zoo.export.validate", fmt, str(path), str(fixture)]
+    command += [json.dumps(list(output_names)), repr(atol), repr(rtol)]
+    try:
+        child = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeCrash(f"the {fmt} runtime did not finish in {timeout:.0f} s") from None
+    if child.returncode != 0:
+        if child.returncode < 0:
+            how = f"killed by {signal.Signals(-child.returncode).name}"
+        else:
+            how = f"exit status {child.returncode}"
+        raise RuntimeCrash(f"the {fmt} runtime crashed ({how}): {_last_words(child.stderr)}")
+    result: dict[str, Any] = json.loads(child.stdout.splitlines()[-1])
+    return result
+
+
+def _last_words(stderr: str) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:  # a C++ exception: "what():  index out of bounds ..."
+        if line.startswith("what():"):
+            return line.removeprefix("what():").strip()
+    return lines[-1] if lines else "no message"
+
+
+def _main(argv: Sequence[str]) -> None:
+    fmt, path, fixture, names_json, atol, rtol = argv
+    names = json.loads(names_json)
+    inputs, expected = load_fixture(Path(fixture), names)
+    result = compare(
+        load_runtime(fmt, Path(path)), inputs, expected, names, float(atol), float(rtol)
+    )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])
