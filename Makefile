@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.zoo-installed
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: all install test demo lint bench clean
+.PHONY: all install test demo lint bench capabilities clean
 
 all: test
 
@@ -39,6 +39,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json=benchmarks/results/latest.json $(PYTEST_ARGS)
+
+# Export every built-in model to every format (AOTInductor included: ~15 min here) and record
+# the outcomes in zoo/plugins/capabilities.json, which `zoo list` shows. MODELS narrows it.
+MODELS ?=
+capabilities: $(STAMP)
+	$(BIN)/python -m zoo.export.matrix --write $(MODELS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks

@@ -22,7 +22,10 @@ def test_list_shows_every_model_with_capability_columns() -> None:
     result = run("list")
     assert result.exit_code == 0, result.output
     header, *rows = result.output.strip().splitlines()
-    assert header.split()[:8] == ["NAME", "TASK", "INPUT", "CLASSES", "TS", "ONNX", "PT2", "DYN"]
+    assert header.split()[:9] == [
+        *("NAME", "TASK", "INPUT", "CLASSES"),
+        *("TS", "ONNX", "PT2", "AOTI", "DYN"),
+    ]
     assert [row.split()[0] for row in rows] == ALL_MODELS
 
 

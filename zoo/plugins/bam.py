@@ -6,7 +6,7 @@ from torch.nn import functional as F
 
 from zoo.errors import InvalidArgumentsError
 from zoo.hookspecs import ModelRegistrar, hookimpl
-from zoo.plugins._common import check_positive, logits
+from zoo.plugins._common import check_positive, logits, recorded
 from zoo.plugins.resnet import ResidualBlock
 from zoo.registry import InputSpec, ModelSpec, OutputSpec, Task
 from zoo.transforms import MNIST
@@ -88,6 +88,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
     registry.register(
         ModelSpec(
             name="bam",
+            capabilities=recorded("bam"),
             builder=BAM,
             task=Task.BLOCK,
             input=InputSpec((64, 32, 32), value_range=(-1.0, 1.0), name="features"),
@@ -100,6 +101,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
     registry.register(
         ModelSpec(
             name="bam_resnet",
+            capabilities=recorded("bam_resnet"),
             builder=BAMResNet,
             task=Task.CLASSIFICATION,
             input=InputSpec.image((1, 28, 28), *MNIST),

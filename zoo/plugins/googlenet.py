@@ -4,7 +4,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.hookspecs import ModelRegistrar, hookimpl
-from zoo.plugins._common import check_positive, logits
+from zoo.plugins._common import check_positive, logits, recorded
 from zoo.registry import InputSpec, ModelSpec, Task
 from zoo.transforms import MNIST
 
@@ -64,6 +64,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
     registry.register(
         ModelSpec(
             name="googlenet",
+            capabilities=recorded("googlenet"),
             builder=GoogLeNet,
             task=Task.CLASSIFICATION,
             input=InputSpec.image((1, 28, 28), *MNIST),

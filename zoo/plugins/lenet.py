@@ -3,7 +3,7 @@
 from torch import Tensor, nn
 
 from zoo.hookspecs import ModelRegistrar, hookimpl
-from zoo.plugins._common import check_positive, logits
+from zoo.plugins._common import check_positive, logits, recorded
 from zoo.registry import InputSpec, ModelSpec, Task
 from zoo.transforms import MNIST
 
@@ -48,6 +48,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
     registry.register(
         ModelSpec(
             name="lenet",
+            capabilities=recorded("lenet"),
             builder=LeNet,
             task=Task.CLASSIFICATION,
             input=InputSpec.image((1, 28, 28), *MNIST),

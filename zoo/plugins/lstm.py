@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from zoo.errors import InvalidArgumentsError
 from zoo.hookspecs import ModelRegistrar, hookimpl
-from zoo.plugins._common import check_positive, logits
+from zoo.plugins._common import check_positive, logits, recorded
 from zoo.registry import InputSpec, ModelSpec, Task
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
@@ -110,6 +110,7 @@ def gru(
 def _spec(name: str, builder: Callable[..., nn.Module], cell: str) -> ModelSpec:
     return ModelSpec(
         name=name,
+        capabilities=recorded(name),
         builder=builder,
         task=Task.SEQUENCE_CLASSIFICATION,
         # Token ids; 0 is padding. Axis 1 (time) is dynamic as well as the batch.

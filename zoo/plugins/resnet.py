@@ -11,7 +11,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.hookspecs import ModelRegistrar, hookimpl
-from zoo.plugins._common import check_positive, freeze_first, load_torchvision_weights, logits
+from zoo.plugins._common import (
+    check_positive,
+    freeze_first,
+    load_torchvision_weights,
+    logits,
+    recorded,
+)
 from zoo.registry import InputSpec, ModelSpec, Task
 from zoo.transforms import IMAGENET, MNIST
 
@@ -96,6 +102,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
     registry.register(
         ModelSpec(
             name="resnet",
+            capabilities=recorded("resnet"),
             builder=CourseResNet,
             task=Task.CLASSIFICATION,
             input=InputSpec.image((1, 28, 28), *MNIST),
@@ -110,6 +117,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
         registry.register(
             ModelSpec(
                 name=arch,
+                capabilities=recorded(arch),
                 builder=_make_builder(arch),
                 task=Task.CLASSIFICATION,
                 input=InputSpec.image((3, 224, 224), *IMAGENET),

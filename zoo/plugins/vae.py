@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from zoo.hookspecs import ModelRegistrar, hookimpl
-from zoo.plugins._common import check_positive
+from zoo.plugins._common import check_positive, recorded
 from zoo.registry import InputSpec, ModelSpec, OutputSpec, Task
 from zoo.transforms import CIFAR
 
@@ -96,6 +96,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
     registry.register(
         ModelSpec(
             name="vae",
+            capabilities=recorded("vae"),
             builder=VAE,
             task=Task.GENERATIVE,
             input=InputSpec.image((3, 32, 32), *CIFAR),

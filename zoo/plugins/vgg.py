@@ -9,7 +9,13 @@ from torch import nn
 
 from zoo.errors import InvalidArgumentsError
 from zoo.hookspecs import ModelRegistrar, hookimpl
-from zoo.plugins._common import check_positive, freeze_first, load_torchvision_weights, logits
+from zoo.plugins._common import (
+    check_positive,
+    freeze_first,
+    load_torchvision_weights,
+    logits,
+    recorded,
+)
 from zoo.registry import InputSpec, ModelSpec, Task
 from zoo.transforms import IMAGENET
 
@@ -52,6 +58,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
     registry.register(
         ModelSpec(
             name="vgg_head",
+            capabilities=recorded("vgg_head"),
             builder=vgg_head,
             task=Task.CLASSIFICATION,
             input=InputSpec.image((3, 224, 224), *IMAGENET),
