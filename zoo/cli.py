@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -557,6 +558,175 @@ def _echo_parity(parity: dict[str, Any]) -> None:
                 )
     if rows:
         click.echo(_table(["FORMAT", "INPUT", "OUTPUT", "MAX ABS", "MAX REL", "PARITY"], rows))
+
+
+_RUNTIME_NAMES = (
+    "eager, torchscript, onnxruntime, onnxruntime-default, onnxruntime-trt, pt2, aoti, compile"
+)
+
+
+def _csv(value: str, option: str, cast: Any = str) -> tuple[Any, ...]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    try:
+        return tuple(cast(v) for v in items)
+    except ValueError:
+        raise click.BadParameter(
+            f"comma-separated values, got {value!r}", param_hint=option
+        ) from None
+
+
+@cli.command("bench")
+@click.argument("models", nargs=-1, required=True, metavar="NAME|PATTERN...")
+@click.option(
+    "--runtime",
+    "runtimes",
+    default="all",
+    show_default=True,
+    help=f"Comma-separated: {_RUNTIME_NAMES}.",
+)
+@click.option(
+    "--device", "devices", default=None, help="cpu,cuda (default: cpu, and cuda if present)."
+)
+@click.option("--batch", "batches", default="1,8,32", show_default=True, help="Batch sizes.")
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="Threads for torch and ORT alike (default: physical cores).",
+)
+@click.option(
+    "--artifacts",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Time this export (a `zoo export` directory, or a folder of them) instead of exporting.",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Export these weights (a run directory) on the fly.",
+)
+@click.option(
+    "--bundle",
+    is_flag=True,
+    help="On-the-fly exports include the preprocessing (default: the bare model).",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the results (schema zoo-bench/1).",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a PNG: latency vs batch per runtime.",
+)
+@click.option(
+    "--compare",
+    "baseline",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A previous --json: exit 1 if any p50 regressed beyond --threshold.",
+)
+@click.option(
+    "--threshold",
+    type=float,
+    default=0.10,
+    show_default=True,
+    help="Regression threshold for --compare (0.10 = 10% slower).",
+)
+@click.option(
+    "--min-time",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Seconds of timed calls per batch size (at least).",
+)
+@click.option(
+    "--min-iters",
+    type=int,
+    default=20,
+    show_default=True,
+    help="Timed calls per batch size (at least).",
+)
+@click.option(
+    "--warmup",
+    type=int,
+    default=5,
+    show_default=True,
+    help="Untimed calls first (and at least 0.2 s).",
+)
+@click.option(
+    "--rounds",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Repeat every runtime, alternating the order; the spread is reported.",
+)
+def bench_cmd(
+    models: tuple[str, ...],
+    runtimes: str,
+    devices: str | None,
+    batches: str,
+    threads: int | None,
+    artifacts: Path | None,
+    checkpoint: Path | None,
+    bundle: bool,
+    json_path: Path | None,
+    plot_path: Path | None,
+    baseline: Path | None,
+    threshold: float,
+    min_time: float,
+    min_iters: int,
+    warmup: int,
+    rounds: int,
+) -> None:
+    """Latency of models across runtimes: which runtime, at which batch size, on this machine.
+
+    Each runtime runs alone in a fresh process with the same inputs and thread count:
+    warm-up, then timed calls until --min-iters and --min-time are both reached. Reported per
+    batch size: p50/p90/p99/mean/std/min latency, throughput, speed-up over eager, GFLOP/s
+    against the measured fp32 matmul ceiling, cold start (load + first call) and memory.
+    Runtimes that cannot run here are listed with the reason.
+    """
+    from zoo.bench.report import compare_runs, plot_run, print_table
+    from zoo.bench.results import load_run
+    from zoo.bench.runner import DEFAULT_RUNTIMES, BenchSettings, run_bench
+    from zoo.bench.timing import TimingPolicy
+
+    chosen = DEFAULT_RUNTIMES if runtimes == "all" else _csv(runtimes, "--runtime")
+    base = load_run(baseline) if baseline is not None else None  # fail early on a bad file
+    if threshold < 0:
+        raise click.BadParameter("must be >= 0", param_hint="--threshold")
+    settings = BenchSettings(
+        models=list(models),
+        runtimes=chosen,
+        devices=_csv(devices, "--device") if devices else None,
+        batches=_csv(batches, "--batch", int),
+        threads=threads,
+        artifacts=artifacts,
+        checkpoint=checkpoint,
+        raw=not bundle,
+        rounds=rounds,
+        policy=TimingPolicy(warmup_iters=warmup, min_iters=min_iters, min_time_s=min_time),
+    )
+    run = run_bench(settings, echo=lambda line: click.echo(line, err=True))
+    print_table(run)
+    if json_path is not None:
+        run.save(json_path)
+        click.echo(f"wrote {json_path}")
+    if plot_path is not None:
+        plot_run(run, plot_path)
+        click.echo(f"wrote {plot_path}")
+    if base is not None:
+        regressions, shared = compare_runs(run, base, threshold)
+        if not shared:
+            click.echo(f"zoo: {baseline} shares no measured cell with this run", err=True)
+            sys.exit(1)
+        for regression in regressions:
+            click.echo(f"zoo: regression: {regression.describe()}", err=True)
+        if regressions:
+            sys.exit(1)
+        click.echo(f"no regression beyond {threshold:.0%} in {shared} cells against {baseline}")
 
 
 @cli.command("datasets")

@@ -1,0 +1,198 @@
+"""zoo bench end to end: real workers, real runtimes, on LeNet (small enough for CI)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+import zoo
+from zoo.bench.results import load_run
+from zoo.bench.runner import physical_cores
+from zoo.bench.runtimes import cuda_present
+from zoo.cli import cli
+from zoo.export.exporter import export_model
+from zoo.export.manifest import sha256
+
+ALL = "eager,torchscript,onnxruntime,onnxruntime-default,onnxruntime-trt,pt2,aoti,compile"
+QUICK = ["--min-time", "0.05", "--min-iters", "10", "--warmup", "2"]
+
+
+def bench(*args: str) -> object:
+    return CliRunner().invoke(cli, ["bench", *args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def lenet_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
+    out = tmp_path_factory.mktemp("bench")
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(out / "cache"))
+    try:
+        result = bench(
+            "lenet",
+            "--runtime",
+            ALL,
+            "--batch",
+            "1,3",
+            "--rounds",
+            "2",
+            *QUICK,
+            "--json",
+            str(out / "run.json"),
+            "--plot",
+            str(out / "run.png"),
+        )
+    finally:
+        monkeypatch.undo()
+    return result, out
+
+
+def test_every_runtime_is_timed_or_says_why_not(lenet_run: tuple[object, Path]) -> None:
+    result, out = lenet_run
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    run = load_run(out / "run.json")
+    status = {(r.runtime, r.batch): r.status for r in run.rows}
+    assert status == {
+        (runtime, batch): "skipped" if runtime == "onnxruntime-trt" else "ok"
+        for runtime in ALL.split(",")
+        for batch in (1, 3)
+    }, [(r.runtime, r.reason) for r in run.rows if r.status != "ok"]
+    skipped = next(r for r in run.rows if r.status == "skipped")
+    assert skipped.reason == "onnxruntime-trt does not run on cpu"
+    for row in run.rows:
+        if row.status != "ok":
+            continue
+        lat = row.latency_ms
+        assert lat is not None and 0 < lat.min <= lat.p50 <= lat.p90 <= lat.p99 <= lat.max
+        assert row.iterations >= 20  # two rounds of at least 10
+        assert row.round_spread is not None and row.cold_start_ms and row.cold_start_ms > 0
+        assert row.peak_rss_mb and row.peak_rss_mb > 100  # torch is in every worker
+        assert row.throughput == pytest.approx(row.batch / (lat.p50 / 1e3))
+        assert row.gflops and 0 < row.ceiling_share < 1.5  # type: ignore[operator]
+        if row.runtime == "eager":
+            assert row.speedup_vs_eager == 1.0
+    for batch in (1, 3):
+        ok = [r for r in run.rows if r.batch == batch and r.status == "ok"]
+        fastest = min(ok, key=lambda r: r.latency_ms.p50)  # type: ignore[union-attr]
+        assert [r.runtime for r in ok if r.recommended] == [fastest.runtime]
+
+
+def test_the_run_records_its_environment_and_settings(lenet_run: tuple[object, Path]) -> None:
+    _, out = lenet_run
+    document = json.loads((out / "run.json").read_text())
+    schema = json.loads((Path(zoo.__file__).parent / "bench" / "schema.json").read_text())
+    jsonschema.validate(document, schema)
+    env = document["environment"]
+    assert env["threads"] == physical_cores() and env["torch"] and env["onnxruntime"]
+    assert document["ceiling_gflops"]["cpu"] > 1
+    assert document["flops_per_sample"]["lenet"] == 833_040  # zoo info lenet: 0.83 MFLOPs
+    assert document["harness_overhead_ns"] > 0
+    assert document["settings"]["batches"] == [1, 3] and document["settings"]["rounds"] == 2
+
+
+def test_table_and_plot(lenet_run: tuple[object, Path]) -> None:
+    result, out = lenet_run
+    output = result.output  # type: ignore[attr-defined]
+    assert "lenet on cpu" in output and "* " in output and "skipped: onnxruntime-trt" in output
+    assert (out / "run.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_against_a_baseline(lenet_run: tuple[object, Path], tmp_path: Path) -> None:
+    _, out = lenet_run
+    baseline = json.loads((out / "run.json").read_text())
+    # Against itself: nothing regressed. Against a baseline twice as fast: everything did.
+    # (--artifacts reuses the cached export, so this is quick.)
+    cache = next((out / "cache" / "bench-exports").iterdir())
+    args = ["lenet", "--runtime", "onnxruntime", "--batch", "1", *QUICK, "--artifacts", str(cache)]
+    faster = json.loads(json.dumps(baseline))
+    for row in faster["results"]:
+        if row["latency_ms"]:
+            row["latency_ms"]["p50"] /= 1000
+    (tmp_path / "faster.json").write_text(json.dumps(faster))
+    result = bench(*args, "--compare", str(tmp_path / "faster.json"))
+    assert result.exit_code == 1  # type: ignore[attr-defined]
+    assert "zoo: regression: lenet onnxruntime cpu batch 1: p50" in result.stderr  # type: ignore[attr-defined]
+    slower = json.loads(json.dumps(baseline))
+    for row in slower["results"]:
+        if row["latency_ms"]:
+            row["latency_ms"]["p50"] *= 1000
+    (tmp_path / "slower.json").write_text(json.dumps(slower))
+    result = bench(*args, "--compare", str(tmp_path / "slower.json"))
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert "no regression beyond 10% in 1 cells" in result.output  # type: ignore[attr-defined]
+
+
+def test_a_runtime_that_fails_becomes_a_failed_row(tmp_path: Path) -> None:
+    out = tmp_path / "broken"
+    export_model("lenet", out, formats=("onnx",), raw=True)
+    (out / "model.onnx").write_bytes(b"not an onnx model")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["files"]["model.onnx"]["sha256"] = sha256(out / "model.onnx")
+    manifest["files"]["model.onnx"]["bytes"] = (out / "model.onnx").stat().st_size
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    result = bench(
+        "lenet",
+        "--runtime",
+        "eager,onnxruntime,pt2",
+        "--batch",
+        "2",
+        *QUICK,
+        "--artifacts",
+        str(out),
+        "--json",
+        str(tmp_path / "r.json"),
+    )
+    assert result.exit_code == 0, result.output
+    rows = {r.runtime: r for r in load_run(tmp_path / "r.json").rows}
+    assert rows["eager"].status == "ok"
+    assert (
+        rows["onnxruntime"].status == "failed" and "InvalidProtobuf" in rows["onnxruntime"].reason
+    )
+    assert rows["pt2"].status == "skipped" and "no pt2 artifact" in rows["pt2"].reason
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["lenet", "--batch", "0"], "batch sizes must be positive integers, got [0]"),
+        (["lenet", "--batch", "1,x"], "comma-separated values"),
+        (
+            ["lenet", "--runtime", "onnxruntim"],
+            "unknown runtime 'onnxruntim'; did you mean 'onnxruntime'",
+        ),
+        (["lenett"], "unknown model 'lenett'; did you mean 'lenet'"),
+        (["lenet", "--threads", "0"], "--threads must be at least 1"),
+        (["lenet", "--device", "tpu"], "--device 'tpu': choose cpu or cuda"),
+        (["lenet", "--compare", "missing.json"], "missing.json: no such benchmark file"),
+    ],
+)
+def test_bad_input_is_a_clear_error(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(cli, ["bench", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(cuda_present(), reason="checks the message on machines without a GPU")
+def test_cuda_without_a_gpu_is_a_clear_error() -> None:
+    result = CliRunner().invoke(cli, ["bench", "lenet", "--device", "cuda"])
+    assert result.exit_code == 2
+    assert "--device cuda: no CUDA device here" in result.stderr
+
+
+def test_missing_or_tampered_artifacts_are_clear_errors(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["bench", "lenet", "--artifacts", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "no export of 'lenet' there" in result.stderr
+    out = tmp_path / "exp"
+    export_model("lenet", out, formats=("onnx",), raw=True)
+    shutil.copy(out / "manifest.json", tmp_path / "m.json")
+    with open(out / "model.onnx", "ab") as handle:
+        handle.write(b"\0")
+    result = CliRunner().invoke(cli, ["bench", "lenet", "--artifacts", str(out)])
+    assert result.exit_code == 1
+    assert (
+        "model.onnx: sha256 does not match" in result.stderr and "export it again" in result.stderr
+    )

@@ -1,0 +1,52 @@
+"""The terminal table, the plot and --compare, on a hand-made run."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+import zoo
+from tests.bench.test_timing_and_results import _row, _run
+from zoo.bench.report import compare_runs, plot_run, print_table
+
+
+def test_table_marks_the_fastest_runtime_and_lists_skipped_ones_with_the_reason() -> None:
+    out = io.StringIO()
+    print_table(_run(), file=out)
+    text = out.getvalue()
+    lines = {line.split("│")[1].strip(): line for line in text.splitlines() if "│" in line}
+    assert "* onnxruntime" in lines and "4.00x" in lines["* onnxruntime"]
+    assert "onnxruntime-trt" in lines and "skipped: no CUDA device here" in lines["onnxruntime-trt"]
+    assert "fp32 matmul ceiling: cpu 100 GFLOP/s" in text
+    assert "m on cpu (10.0 MFLOPs per sample)" in text
+
+
+def test_plot_writes_a_png(tmp_path: Path) -> None:
+    path = plot_run(_run(), tmp_path / "plot.png")
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    assert list(tmp_path.iterdir()) == [path]  # written atomically, no temporary left
+
+
+def test_plot_without_measurements_is_refused(tmp_path: Path) -> None:
+    run = _run()
+    run.rows = [r for r in run.rows if r.status != "ok"]
+    with pytest.raises(zoo.UsageError, match="nothing to plot"):
+        plot_run(run, tmp_path / "p.png")
+
+
+def test_compare_flags_only_regressions_beyond_the_threshold() -> None:
+    baseline, current = _run(), _run()
+    for row in current.rows:
+        if row.latency_ms and (row.runtime, row.batch) == ("eager", 1):
+            row.latency_ms.p50 *= 1.5
+        if row.latency_ms and (row.runtime, row.batch) == ("torchscript", 1):
+            row.latency_ms.p50 *= 1.05  # within 10%
+    current.rows.append(_row("compile", 1, 9.0))  # not in the baseline: not compared
+    regressions, shared = compare_runs(current, baseline, threshold=0.10)
+    assert shared == 5
+    assert [(r.runtime, r.batch) for r in regressions] == [("eager", 1)]
+    assert regressions[0].describe() == "m eager cpu batch 1: p50 2.00 -> 3.00 ms (+50%)"
+    assert compare_runs(current, baseline, threshold=0.6)[0] == []

@@ -1,0 +1,26 @@
+"""``zoo bench``: latency across runtimes (eager, TorchScript, ONNX Runtime, .pt2,
+AOTInductor, torch.compile) on CPU and GPU.
+
+- ``runtimes/``: one adapter per runtime, one interface (``base.Runtime``).
+- ``timing.py``: warm-up, then per-call ``perf_counter_ns`` until a minimum count and time.
+- ``worker.py``: one runtime in a fresh process (thread pools never compete).
+- ``runner.py``: artifacts, workers, rounds, the matmul ceiling, the environment.
+- ``results.py``: rows and the JSON document (schema ``zoo-bench/1``, ``schema.json``).
+- ``report.py``: terminal table, plot, ``--compare`` regressions.
+
+Nothing here is imported by ``import zoo``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["BenchSettings", "run_bench"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from zoo.bench import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module 'zoo.bench' has no attribute {name!r}")

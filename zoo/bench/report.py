@@ -1,0 +1,227 @@
+"""Reports of a benchmark run: the terminal table, the plot, and regressions against a baseline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zoo.bench.results import BenchRun, Row
+
+__all__ = ["Regression", "compare_runs", "plot_run", "print_table", "summary_rows"]
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 100:
+        return f"{value:.0f}"
+    if value >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def _groups(run: BenchRun) -> dict[tuple[str, str], list[Row]]:
+    groups: dict[tuple[str, str], list[Row]] = {}
+    for row in run.rows:
+        groups.setdefault((row.model, row.device), []).append(row)
+    return groups
+
+
+def summary_rows(run: BenchRun, model: str, device: str) -> list[list[str]]:
+    """The cells of the table for one model on one device (also used for the README)."""
+    rows = []
+    skipped: dict[str, str] = {}
+    measured = [r for r in run.rows if (r.model, r.device) == (model, device)]
+    order = list(dict.fromkeys(r.runtime for r in measured))
+    for row in sorted(measured, key=lambda r: (r.batch, order.index(r.runtime))):
+        if row.status != "ok" or row.latency_ms is None:
+            skipped.setdefault(row.runtime, f"{row.status}: {row.reason}")
+            continue
+        lat = row.latency_ms
+        share = f" ({row.ceiling_share:.0%})" if row.ceiling_share is not None else ""
+        rows.append(
+            [
+                str(row.batch),
+                ("* " if row.recommended else "  ") + row.runtime,
+                _ms(lat.p50),
+                _ms(lat.p90),
+                _ms(lat.p99),
+                _ms(lat.mean),
+                _ms(lat.std),
+                _ms(lat.min),
+                f"{row.throughput:,.0f}" if row.throughput else "-",
+                f"{row.speedup_vs_eager:.2f}x" if row.speedup_vs_eager else "-",
+                (f"{row.gflops:.1f}{share}" if row.gflops is not None else "-"),
+                _ms(row.cold_start_ms),
+                f"{row.rss_growth_mb:.0f}" if row.rss_growth_mb is not None else "-",
+            ]
+        )
+    for runtime, why in skipped.items():
+        rows.append(["", "  " + runtime, why, *[""] * 10])
+    return rows
+
+
+HEADERS = [
+    "batch",
+    "runtime",
+    "p50 ms",
+    "p90",
+    "p99",
+    "mean",
+    "std",
+    "min",
+    "samples/s",
+    "vs eager",
+    "GFLOP/s (of peak)",
+    "cold ms",
+    "+RSS MB",
+]
+
+
+def print_table(run: BenchRun, file: Any = None) -> None:
+    """One table per (model, device); ``*`` marks the fastest runtime at each batch size."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=file)
+    if not console.is_terminal:
+        console.width = 160  # a pipe or a file: no terminal to fit
+    env = run.environment
+    console.print(
+        f"{env.get('cpu')} | {env.get('threads')} threads | torch {env.get('torch')} | "
+        f"onnxruntime {env.get('onnxruntime')}"
+        + (f" | {env['gpu']} (driver {env.get('gpu_driver')})" if env.get("gpu") else "")
+    )
+    ceilings = ", ".join(f"{d} {g:.0f} GFLOP/s" for d, g in run.ceiling_gflops.items())
+    if ceilings:
+        console.print(f"fp32 matmul ceiling: {ceilings}")
+    for (model, device), _ in _groups(run).items():
+        flops = run.flops_per_sample.get(model)
+        title = f"{model} on {device}" + (
+            f" ({flops / 1e6:,.1f} MFLOPs per sample)" if flops else ""
+        )
+        table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+        for i, header in enumerate(HEADERS):
+            table.add_column(header, justify="left" if i == 1 else "right", no_wrap=True)
+        for cells in summary_rows(run, model, device):
+            table.add_row(*cells)
+        console.print(table)
+    console.print("* the fastest runtime measured at that batch size (lowest p50)")
+
+
+def plot_run(run: BenchRun, path: str | Path) -> Path:
+    """PNG: latency vs batch size per runtime, p50 bars with p99 whiskers, one panel per
+    (model, device), log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from zoo._io import atomic_path
+
+    groups = _groups(run)
+    panels = [
+        (key, [r for r in rows if r.status == "ok" and r.latency_ms])
+        for key, rows in groups.items()
+    ]
+    panels = [(key, rows) for key, rows in panels if rows]
+    if not panels:
+        from zoo.errors import UsageError
+
+        raise UsageError("nothing to plot: no runtime produced a measurement")
+    columns = min(3, len(panels))
+    lines = (len(panels) + columns - 1) // columns
+    fig, axes = plt.subplots(lines, columns, figsize=(5.5 * columns, 4 * lines), squeeze=False)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    for ax, ((model, device), rows) in zip(axes.flat, panels, strict=False):
+        batches = sorted({r.batch for r in rows})
+        runtimes = list(dict.fromkeys(r.runtime for r in rows))
+        width = 0.8 / len(runtimes)
+        for i, runtime in enumerate(runtimes):
+            cells = {r.batch: r for r in rows if r.runtime == runtime}
+            xs, p50, p99 = [], [], []
+            for j, batch in enumerate(batches):
+                row = cells.get(batch)
+                if row is None or row.latency_ms is None:
+                    continue
+                xs.append(j + (i - (len(runtimes) - 1) / 2) * width)
+                p50.append(row.latency_ms.p50)
+                p99.append(row.latency_ms.p99)
+            p50a, p99a = np.array(p50), np.array(p99)
+            ax.bar(
+                xs,
+                p50a,
+                width,
+                label=runtime,
+                yerr=[np.zeros_like(p50a), np.maximum(p99a - p50a, 0)],
+                capsize=2,
+            )
+        ax.set_xticks(range(len(batches)), [str(b) for b in batches])
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("latency, ms (bar p50, whisker p99)")
+        ax.set_yscale("log")
+        ax.set_title(f"{model} on {device}")
+        ax.grid(axis="y", alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    env = run.environment
+    fig.suptitle(
+        f"zoo bench: {env.get('cpu')}, {env.get('threads')} threads, torch {env.get('torch')}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+@dataclass
+class Regression:
+    model: str
+    runtime: str
+    device: str
+    batch: int
+    baseline_ms: float
+    current_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return self.current_ms / self.baseline_ms
+
+    def describe(self) -> str:
+        return (
+            f"{self.model} {self.runtime} {self.device} batch {self.batch}: p50 "
+            f"{_ms(self.baseline_ms)} -> {_ms(self.current_ms)} ms ({self.ratio - 1:+.0%})"
+        )
+
+
+def compare_runs(
+    current: BenchRun, baseline: BenchRun, threshold: float = 0.10
+) -> tuple[list[Regression], int]:
+    """Cells whose p50 grew by more than ``threshold`` over the baseline's; and how many
+    cells the two runs share."""
+    old = {r.key: r for r in baseline.rows if r.status == "ok" and r.latency_ms}
+    regressions = []
+    shared = 0
+    for row in current.rows:
+        before = old.get(row.key)
+        if before is None or row.status != "ok" or row.latency_ms is None:
+            continue
+        assert before.latency_ms is not None
+        shared += 1
+        if row.latency_ms.p50 > before.latency_ms.p50 * (1 + threshold):
+            regressions.append(
+                Regression(
+                    row.model,
+                    row.runtime,
+                    row.device,
+                    row.batch,
+                    before.latency_ms.p50,
+                    row.latency_ms.p50,
+                )
+            )
+    return regressions, shared
