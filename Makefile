@@ -31,12 +31,16 @@ demo: $(STAMP)
 	$(BIN)/zoo train lenet --data mnist5k --out $(DEMO_RUN)
 	@echo
 	$(BIN)/zoo export lenet --checkpoint $(DEMO_RUN) --out $(DEMO_RUN)-export
+	@echo
+	$(BIN)/zoo bench lenet --artifacts $(DEMO_RUN)-export --device cpu --json $(DEMO_RUN)-bench.json
 
 lint: $(STAMP)
 	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
 	$(BIN)/ruff check zoo tests benchmarks
 	$(BIN)/mypy
 
+# pytest-benchmark: start-up, trainer speed and latency per (model, runtime, batch); narrow it
+# with ZOO_BENCH_MODELS / ZOO_BENCH_RUNTIMES / ZOO_BENCH_BATCHES (comma-separated).
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json=benchmarks/results/latest.json $(PYTEST_ARGS)
 

@@ -1,0 +1,97 @@
+"""Inference latency per (model, runtime, batch size) with pytest-benchmark, through the
+same runtime adapters as `zoo bench`.
+
+pytest-benchmark runs every test in one process, so each test loads its runtime, times it and
+drops it before the next (no other runtime's threads alive while one is timed); `zoo bench`
+goes further and gives each runtime a fresh process. pytest-benchmark has no percentile
+columns: p90 and p99 go to ``extra_info`` (in the JSON that `make bench` saves).
+
+Narrow it with environment variables: ``ZOO_BENCH_MODELS=lenet,vae``,
+``ZOO_BENCH_RUNTIMES=eager,onnxruntime``, ``ZOO_BENCH_BATCHES=1,32`` (defaults: every
+registered model, every runtime, 1,8,32).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import zoo
+from zoo.bench.runner import DEFAULT_RUNTIMES, BenchSettings, _export_dir
+from zoo.bench.runtimes import get_runtime
+from zoo.bench.timing import harness_overhead_ns
+from zoo.bench.worker import _example, _source
+
+
+def _env_list(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name)
+    return [v for v in value.split(",") if v] if value else default
+
+
+MODELS = _env_list("ZOO_BENCH_MODELS", zoo.list_models())
+RUNTIMES = _env_list("ZOO_BENCH_RUNTIMES", list(DEFAULT_RUNTIMES))
+BATCHES = [int(b) for b in _env_list("ZOO_BENCH_BATCHES", ["1", "8", "32"])]
+THREADS = int(os.environ.get("ZOO_BENCH_THREADS", "0")) or None
+NEEDS = {
+    "torchscript": "torchscript",
+    "onnxruntime": "onnx",
+    "onnxruntime-default": "onnx",
+    "onnxruntime-trt": "onnx",
+    "pt2": "pt2",
+    "aoti": "aoti",
+}
+
+
+@pytest.fixture(scope="session")
+def exports() -> dict[str, Path]:
+    formats = tuple(dict.fromkeys(NEEDS[r] for r in RUNTIMES if r in NEEDS)) or ("pt2",)
+    settings = BenchSettings(models=MODELS)
+    return {m: _export_dir(m, settings, formats) for m in MODELS}
+
+
+def test_harness_overhead_is_under_5_microseconds() -> None:
+    """The issue's target for the harness's own cost per timed call (see timing.py)."""
+    assert harness_overhead_ns() < 5_000
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("model", MODELS)
+def test_latency(
+    benchmark: Any, exports: dict[str, Path], model: str, runtime: str, batch: int
+) -> None:
+    threads = THREADS or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    source = _source({"artifacts": str(exports[model])})
+    adapter = get_runtime(runtime)
+    why = adapter.unavailable(source, "cpu")
+    if why:
+        pytest.skip(why)  # reported as skipped with the reason, as zoo bench does
+    with torch.inference_mode():
+        session = adapter.load(source, "cpu", threads)
+        prepared = session.prepare(_example(source.manifest, batch, 0))
+        run, sync = session.run, session.sync
+
+        def call() -> None:
+            run(prepared)
+            sync()
+
+        benchmark.group = f"{model} batch {batch}"
+        benchmark.pedantic(call, warmup_rounds=10, rounds=50, iterations=1)
+    data = np.asarray(benchmark.stats.stats.data) * 1e3
+    benchmark.extra_info.update(
+        p90_ms=float(np.percentile(data, 90)),
+        p99_ms=float(np.percentile(data, 99)),
+        threads=threads,
+        batch=batch,
+        samples_per_s=batch / float(np.median(data) / 1e3),
+    )
+    session.close()
+    del session, prepared, run
+    gc.collect()
