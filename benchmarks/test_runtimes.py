@@ -93,5 +93,5 @@ def test_latency(
         samples_per_s=batch / float(np.median(data) / 1e3),
     )
     session.close()
-    del session, prepared, run
+    del session
     gc.collect()
