@@ -31,12 +31,10 @@ def _groups(run: BenchRun) -> dict[tuple[str, str], list[Row]]:
 def summary_rows(run: BenchRun, model: str, device: str) -> list[list[str]]:
     """The cells of the table for one model on one device (also used for the README)."""
     rows = []
-    skipped: dict[str, str] = {}
     measured = [r for r in run.rows if (r.model, r.device) == (model, device)]
     order = list(dict.fromkeys(r.runtime for r in measured))
     for row in sorted(measured, key=lambda r: (r.batch, order.index(r.runtime))):
         if row.status != "ok" or row.latency_ms is None:
-            skipped.setdefault(row.runtime, f"{row.status}: {row.reason}")
             continue
         lat = row.latency_ms
         share = f" ({row.ceiling_share:.0%})" if row.ceiling_share is not None else ""
@@ -57,9 +55,16 @@ def summary_rows(run: BenchRun, model: str, device: str) -> list[list[str]]:
                 f"{row.rss_growth_mb:.0f}" if row.rss_growth_mb is not None else "-",
             ]
         )
-    for runtime, why in skipped.items():
-        rows.append(["", "  " + runtime, why, *[""] * 10])
     return rows
+
+
+def not_measured(run: BenchRun, model: str, device: str) -> dict[str, str]:
+    """Runtimes without numbers for this model and device, with the reason."""
+    reasons: dict[str, str] = {}
+    for row in run.rows:
+        if (row.model, row.device) == (model, device) and row.status != "ok":
+            reasons.setdefault(row.runtime, f"{row.status}: {row.reason}")
+    return reasons
 
 
 HEADERS = [
@@ -107,6 +112,8 @@ def print_table(run: BenchRun, file: Any = None) -> None:
         for cells in summary_rows(run, model, device):
             table.add_row(*cells)
         console.print(table)
+        for runtime, why in not_measured(run, model, device).items():
+            console.print(f"  {runtime}: {why}", markup=False, highlight=False)
     console.print("* the fastest runtime measured at that batch size (lowest p50)")
 
 
@@ -136,6 +143,9 @@ def plot_run(run: BenchRun, path: str | Path) -> Path:
     fig, axes = plt.subplots(lines, columns, figsize=(5.5 * columns, 4 * lines), squeeze=False)
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
+    # One colour per runtime across every panel, whichever runtimes a panel has.
+    palette = list(dict.fromkeys(r.runtime for r in run.rows))
+    colors = {name: f"C{i % 10}" for i, name in enumerate(palette)}
     for ax, ((model, device), rows) in zip(axes.flat, panels, strict=False):
         batches = sorted({r.batch for r in rows})
         runtimes = list(dict.fromkeys(r.runtime for r in rows))
@@ -156,6 +166,7 @@ def plot_run(run: BenchRun, path: str | Path) -> Path:
                 p50a,
                 width,
                 label=runtime,
+                color=colors[runtime],
                 yerr=[np.zeros_like(p50a), np.maximum(p99a - p50a, 0)],
                 capsize=2,
             )
