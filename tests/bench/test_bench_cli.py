@@ -97,7 +97,11 @@ def test_the_run_records_its_environment_and_settings(lenet_run: tuple[object, P
 def test_table_and_plot(lenet_run: tuple[object, Path]) -> None:
     result, out = lenet_run
     output = result.output  # type: ignore[attr-defined]
-    assert "lenet on cpu" in output and "* " in output and "onnxruntime-trt: skipped: onnxruntime-trt does not run on cpu" in output
+    assert (
+        "lenet on cpu" in output
+        and "* " in output
+        and "onnxruntime-trt: skipped: onnxruntime-trt does not run on cpu" in output
+    )
     assert (out / "run.png").read_bytes()[:4] == b"\x89PNG"
 
 
