@@ -23,7 +23,14 @@ from zoo.bench.results import BenchRun, Latency, Row
 from zoo.bench.timing import TimingPolicy
 from zoo.errors import UsageError
 
-__all__ = ["DEFAULT_BATCHES", "DEFAULT_RUNTIMES", "BenchSettings", "physical_cores", "run_bench"]
+__all__ = [
+    "DEFAULT_BATCHES",
+    "DEFAULT_RUNTIMES",
+    "BenchSettings",
+    "formats_for",
+    "physical_cores",
+    "run_bench",
+]
 
 DEFAULT_RUNTIMES = (
     "eager",
@@ -36,15 +43,15 @@ DEFAULT_RUNTIMES = (
     "compile",
 )
 DEFAULT_BATCHES = (1, 8, 32)
-#: Export formats each runtime needs.
-_FORMAT_OF = {
-    "torchscript": "torchscript",
-    "onnxruntime": "onnx",
-    "onnxruntime-default": "onnx",
-    "onnxruntime-trt": "onnx",
-    "pt2": "pt2",
-    "aoti": "aoti",
-}
+
+
+def formats_for(runtimes: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The export formats these runtimes load (each adapter's ``format``), in order; ``pt2``
+    alone when none needs one (eager and torch.compile read the manifest beside it)."""
+    from zoo.bench.runtimes import get_runtime
+
+    formats = (get_runtime(r).format for r in runtimes)
+    return tuple(dict.fromkeys(f for f in formats if f is not None)) or ("pt2",)
 
 
 def physical_cores() -> int:
@@ -179,7 +186,7 @@ def _export_dir(model: str, settings: BenchSettings, formats: tuple[str, ...]) -
 
 
 def _spawn(job: dict[str, Any], threads: int, timeout: float) -> dict[str, Any]:
-    from zoo.export.validate import _last_words
+    from zoo.export.validate import crash_reason
 
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -196,12 +203,7 @@ def _spawn(job: dict[str, Any], threads: int, timeout: float) -> dict[str, Any]:
     except subprocess.TimeoutExpired:
         return {"status": "failed", "reason": f"did not finish in {timeout:.0f} s"}
     if child.returncode != 0 or not child.stdout.strip():
-        how = (
-            f"killed by signal {-child.returncode}"
-            if child.returncode < 0
-            else f"exit status {child.returncode}"
-        )
-        return {"status": "failed", "reason": f"crashed ({how}): {_last_words(child.stderr)}"}
+        return {"status": "failed", "reason": crash_reason(child.returncode, child.stderr)}
     result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
     return result
 
@@ -300,10 +302,9 @@ def run_bench(settings: BenchSettings, echo: Callable[[str], None] = lambda _: N
         result = _spawn({"kind": "ceiling", "device": device, "threads": threads}, threads, 300)
         if result["status"] == "ok":
             run.ceiling_gflops[device] = result["gflops"]
-    formats = tuple(dict.fromkeys(_FORMAT_OF[r] for r in settings.runtimes if r in _FORMAT_OF))
+    formats = formats_for(settings.runtimes)
     for model in models:
-        # Eager and torch.compile need no artifact, but the manifest describes the module.
-        artifacts = _export_dir(model, settings, formats or ("pt2",))
+        artifacts = _export_dir(model, settings, formats)
         manifest = read_manifest(artifacts)
         run.flops_per_sample[model] = _flops(model, manifest)
         # Enough of a Source to ask each runtime whether it can run here (no module needed).

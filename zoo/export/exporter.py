@@ -162,20 +162,16 @@ def export_model(
                 details = _export_one(fmt, bundle, example, input_spec, output_names, path, opset)
             except Exception as exc:
                 report.status[fmt] = f"failed: {type(exc).__name__}: {exc}"
-                _remove(staging, fmt)
-                continue
-            try:
-                result = _gate(fmt, path, inputs, expected, output_names, atol, rtol)
-            except RuntimeCrash as exc:
-                report.status[fmt] = f"failed: {exc}"
-                _remove(staging, fmt)
-                continue
-            parity[fmt] = {**result, **details}
-            if result["passed"]:
-                report.status[fmt] = "ok"
             else:
-                report.status[fmt] = "parity failed"
-                _remove(staging, fmt)  # never ship an artifact that does not match eager
+                try:
+                    result = _gate(fmt, path, inputs, expected, output_names, atol, rtol)
+                except RuntimeCrash as exc:
+                    report.status[fmt] = f"failed: {exc}"
+                else:
+                    parity[fmt] = {**result, **details}
+                    report.status[fmt] = "ok" if result["passed"] else "parity failed"
+            if report.status[fmt] != "ok":
+                _remove(staging, fmt)  # never ship an artifact that failed or differs from eager
         manifest = _manifest(
             spec.name,
             source,

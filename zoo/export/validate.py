@@ -28,6 +28,7 @@ __all__ = [
     "RuntimeCrash",
     "compare",
     "compare_isolated",
+    "crash_reason",
     "load_fixture",
     "load_runtime",
     "parity_inputs",
@@ -198,13 +199,18 @@ def compare_isolated(
     except subprocess.TimeoutExpired:
         raise RuntimeCrash(f"the {fmt} runtime did not finish in {timeout:.0f} s") from None
     if child.returncode != 0:
-        if child.returncode < 0:
-            how = f"killed by {signal.Signals(-child.returncode).name}"
-        else:
-            how = f"exit status {child.returncode}"
-        raise RuntimeCrash(f"the {fmt} runtime crashed ({how}): {_last_words(child.stderr)}")
+        raise RuntimeCrash(f"the {fmt} runtime {crash_reason(child.returncode, child.stderr)}")
     result: dict[str, Any] = json.loads(child.stdout.splitlines()[-1])
     return result
+
+
+def crash_reason(returncode: int, stderr: str) -> str:
+    """``crashed (killed by SIGABRT): <the child's last words>`` for a failed child process."""
+    if returncode < 0:
+        how = f"killed by {signal.Signals(-returncode).name}"
+    else:
+        how = f"exit status {returncode}"
+    return f"crashed ({how}): {_last_words(stderr)}"
 
 
 def _last_words(stderr: str) -> str:
