@@ -71,6 +71,7 @@ def test_every_runtime_is_timed_or_says_why_not(lenet_run: tuple[object, Path]) 
         assert row.iterations >= 20  # two rounds of at least 10
         assert row.round_spread is not None and row.cold_start_ms and row.cold_start_ms > 0
         assert row.peak_rss_mb and row.peak_rss_mb > 100  # torch is in every worker
+        assert row.faults_per_call is not None and row.faults_per_call >= 0
         assert row.throughput == pytest.approx(row.batch / (lat.p50 / 1e3))
         assert row.gflops and 0 < row.ceiling_share < 1.5  # type: ignore[operator]
         if row.runtime == "eager":
@@ -88,6 +89,7 @@ def test_the_run_records_its_environment_and_settings(lenet_run: tuple[object, P
     jsonschema.validate(document, schema)
     env = document["environment"]
     assert env["threads"] == physical_cores() and env["torch"] and env["onnxruntime"]
+    assert isinstance(env["allocator_env"], dict)  # MALLOC_* and LD_PRELOAD, when set
     assert document["ceiling_gflops"]["cpu"] > 1
     assert document["flops_per_sample"]["lenet"] == 833_040  # zoo info lenet: 0.83 MFLOPs
     assert document["harness_overhead_ns"] > 0

@@ -9,7 +9,7 @@ import pytest
 
 import zoo
 from tests.bench.test_timing_and_results import _row, _run
-from zoo.bench.report import compare_runs, plot_run, print_table
+from zoo.bench.report import compare_runs, peer_losses, plot_run, print_table
 
 
 def test_table_marks_the_fastest_runtime_and_lists_skipped_ones_with_the_reason() -> None:
@@ -50,3 +50,36 @@ def test_compare_flags_only_regressions_beyond_the_threshold() -> None:
     assert [(r.runtime, r.batch) for r in regressions] == [("eager", 1)]
     assert regressions[0].describe() == "m eager cpu batch 1: p50 2.00 -> 3.00 ms (+50%)"
     assert compare_runs(current, baseline, threshold=0.6)[0] == []
+
+
+def test_table_notes_runtimes_that_fault_in_memory_on_every_call() -> None:
+    run = _run()
+    for row in run.rows:
+        if row.status == "ok":
+            row.faults_per_call = 3580.0 if (row.runtime, row.batch) == ("eager", 8) else 2.0
+    out = io.StringIO()
+    print_table(run, file=out)
+    notes = [line for line in out.getvalue().splitlines() if "page faults per call" in line]
+    assert len(notes) == 1
+    assert notes[0].startswith("  eager: page faults per call: 3,580 at batch 8")
+
+
+def test_zoo_ort_session_losing_to_the_plain_peer_beyond_noise_is_reported() -> None:
+    run = _run()
+    run.rows += [_row("onnxruntime-default", 1, 0.45), _row("onnxruntime-default", 8, 4.9)]
+    run.finish()
+    # batch 1: 0.5 vs 0.45 ms is +11%, beyond the 5% floor; batch 8: +2%, noise.
+    losses = peer_losses(run)
+    assert [(loss.batch, round(loss.noise, 2)) for loss in losses] == [(1, 0.05)]
+    assert losses[0].describe() == (
+        "m cpu batch 1: onnxruntime p50 0.500 ms vs onnxruntime-default 0.450 ms (+11%, noise 5%)"
+    )
+    # With rounds that differed by 20%, the same gap is noise.
+    for row in run.rows:
+        if row.runtime == "onnxruntime-default":
+            row.round_spread = 0.2
+    assert peer_losses(run) == []
+    out = io.StringIO()
+    run.rows[-2].round_spread = None
+    print_table(run, file=out)
+    assert "note: zoo's ORT session lost to the plain one: m cpu batch 1" in out.getvalue()

@@ -11,7 +11,7 @@ import pytest
 
 import zoo
 from zoo.bench.results import SCHEMA, BenchRun, Latency, Row, load_run
-from zoo.bench.timing import TimingPolicy, time_calls
+from zoo.bench.timing import TimingPolicy, time_calls, timed_calls, warm_up
 
 SCHEMA_FILE = Path(zoo.__file__).parent / "bench" / "schema.json"
 
@@ -30,6 +30,15 @@ def test_time_calls_warms_up_then_stops_at_min_count_and_min_time() -> None:
     # ... and max_iters stops it whatever the time.
     policy = TimingPolicy(warmup_iters=0, warmup_time_s=0, min_iters=1, min_time_s=60, max_iters=10)
     assert len(time_calls(lambda: None, lambda: None, policy)) == 10
+
+
+def test_warm_up_and_timed_calls_are_separable() -> None:
+    """The worker counts page faults between the two, so they cover the timed calls only."""
+    calls: list[int] = []
+    policy = TimingPolicy(warmup_iters=3, warmup_time_s=0, min_iters=4, min_time_s=0)
+    assert warm_up(lambda: calls.append(1), lambda: None, policy) == 3 and len(calls) == 3
+    assert len(timed_calls(lambda: calls.append(1), lambda: None, policy)) == 4
+    assert len(calls) == 7
 
 
 def test_timing_policy_refuses_nonsense() -> None:

@@ -8,7 +8,22 @@ from typing import Any
 
 from zoo.bench.results import BenchRun, Row
 
-__all__ = ["Regression", "compare_runs", "plot_run", "print_table", "summary_rows"]
+__all__ = [
+    "FAULTS_WORTH_A_NOTE",
+    "PeerLoss",
+    "Regression",
+    "compare_runs",
+    "peer_losses",
+    "plot_run",
+    "print_table",
+    "summary_rows",
+]
+
+#: Page faults per timed call from which the table adds a note: the allocator maps fresh
+#: memory on every call (measured: BAM at batch 32, ~3,600 faults per call, 4x slower).
+FAULTS_WORTH_A_NOTE = 100
+#: The least relative difference counted as more than noise between two p50s of one run.
+NOISE_FLOOR = 0.05
 
 
 def _ms(value: float | None) -> str:
@@ -67,6 +82,61 @@ def not_measured(run: BenchRun, model: str, device: str) -> dict[str, str]:
     return reasons
 
 
+def fault_notes(run: BenchRun, model: str, device: str) -> list[str]:
+    """One line per runtime whose timed calls fault in fresh memory on every call."""
+    notes: dict[str, list[str]] = {}
+    for row in run.rows:
+        if (row.model, row.device) != (model, device) or row.status != "ok":
+            continue
+        if row.faults_per_call is not None and row.faults_per_call >= FAULTS_WORTH_A_NOTE:
+            notes.setdefault(row.runtime, []).append(
+                f"{row.faults_per_call:,.0f} at batch {row.batch}"
+            )
+    return [
+        f"  {runtime}: page faults per call: {', '.join(cells)} (the allocator maps fresh "
+        "memory on every call; README: Page faults)"
+        for runtime, cells in notes.items()
+    ]
+
+
+@dataclass
+class PeerLoss:
+    """zoo's configured ORT session slower than the plain ``InferenceSession(path)`` peer."""
+
+    model: str
+    device: str
+    batch: int
+    zoo_ms: float
+    peer_ms: float
+    noise: float
+
+    def describe(self) -> str:
+        return (
+            f"{self.model} {self.device} batch {self.batch}: onnxruntime p50 "
+            f"{_ms(self.zoo_ms)} ms vs onnxruntime-default {_ms(self.peer_ms)} ms "
+            f"({self.zoo_ms / self.peer_ms - 1:+.0%}, noise {self.noise:.0%})"
+        )
+
+
+def peer_losses(run: BenchRun) -> list[PeerLoss]:
+    """Cells where zoo's ORT session (``onnxruntime``) is slower than the plain peer
+    (``onnxruntime-default``) beyond noise: by more than the larger of the two rows' spread
+    between rounds, and at least ``NOISE_FLOOR``."""
+    ok = {r.key: r for r in run.rows if r.status == "ok" and r.latency_ms is not None}
+    losses = []
+    for (model, runtime, device, batch), row in ok.items():
+        peer = ok.get((model, "onnxruntime-default", device, batch))
+        if runtime != "onnxruntime" or peer is None:
+            continue
+        assert row.latency_ms is not None and peer.latency_ms is not None
+        noise = max(NOISE_FLOOR, row.round_spread or 0.0, peer.round_spread or 0.0)
+        if row.latency_ms.p50 > peer.latency_ms.p50 * (1 + noise):
+            losses.append(
+                PeerLoss(model, device, batch, row.latency_ms.p50, peer.latency_ms.p50, noise)
+            )
+    return losses
+
+
 HEADERS = [
     "batch",
     "runtime",
@@ -114,7 +184,15 @@ def print_table(run: BenchRun, file: Any = None) -> None:
         console.print(table)
         for runtime, why in not_measured(run, model, device).items():
             console.print(f"  {runtime}: {why}", markup=False, highlight=False)
+        for note in fault_notes(run, model, device):
+            console.print(note, markup=False, highlight=False)
     console.print("* the fastest runtime measured at that batch size (lowest p50)")
+    for loss in peer_losses(run):
+        console.print(
+            f"note: zoo's ORT session lost to the plain one: {loss.describe()}",
+            markup=False,
+            highlight=False,
+        )
 
 
 def plot_run(run: BenchRun, path: str | Path) -> Path:

@@ -69,6 +69,9 @@ class Row:
     rss_growth_mb: float | None = None
     #: ``torch.cuda.max_memory_allocated`` during this batch size's calls (CUDA only).
     cuda_max_allocated_mb: float | None = None
+    #: Page faults of the worker process per timed call (median over rounds). Thousands per
+    #: call mean the allocator hands memory back and maps it again on every call.
+    faults_per_call: float | None = None
     #: Eager's p50 divided by this row's p50 (same model, device and batch).
     speedup_vs_eager: float | None = None
     #: Model FLOPs per call divided by the p50 latency, and that as a share of the measured

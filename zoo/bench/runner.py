@@ -243,6 +243,11 @@ def environment(threads: int, devices: tuple[str, ...]) -> dict[str, Any]:
     from zoo import __version__
 
     env["zoo"] = __version__
+    # What changes the memory allocator of every worker (they inherit this environment):
+    # large per-call allocations can cost more in page faults than in compute.
+    env["allocator_env"] = {
+        k: v for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_") or k == "LD_PRELOAD"
+    }
     if "cuda" in devices:
         env["gpu"] = torch.cuda.get_device_name(0)
         env["cuda"] = torch.version.cuda
@@ -358,13 +363,16 @@ def _bench_model_device(
             if result["status"] != "ok":
                 failed[name] = result["reason"]
                 continue
-            extra = extras.setdefault(name, {"cold": [], "rss": [], "growth": [], "cuda": {}})
+            extra = extras.setdefault(
+                name, {"cold": [], "rss": [], "growth": [], "cuda": {}, "faults": {}}
+            )
             extra["cold"].append(result["cold_start_ms"])
             extra["rss"].append(result["peak_rss_mb"])
             extra["growth"].append(result["rss_growth_mb"])
             for batch in settings.batches:
                 entry = result["batches"][str(batch)]
                 times.setdefault((name, batch), []).append(entry["times_ns"])
+                extra["faults"].setdefault(batch, []).append(entry["faults_per_call"])
                 if "cuda_max_allocated_mb" in entry:
                     extra["cuda"][batch] = entry["cuda_max_allocated_mb"]
     import numpy as np
@@ -393,6 +401,7 @@ def _bench_model_device(
                     peak_rss_mb=max(extra["rss"]),
                     rss_growth_mb=max(extra["growth"]),
                     cuda_max_allocated_mb=extra["cuda"].get(batch),
+                    faults_per_call=float(np.median(extra["faults"][batch])),
                     round_spread=spread,
                 )
             )

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TimingPolicy", "harness_overhead_ns", "time_calls"]
+__all__ = ["TimingPolicy", "harness_overhead_ns", "time_calls", "timed_calls", "warm_up"]
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,9 @@ class TimingPolicy:
             raise UsageError("timing: times must be >= 0")
 
 
-def time_calls(
-    call: Callable[[], Any], sync: Callable[[], None], policy: TimingPolicy
-) -> list[int]:
-    """Per-call wall times in nanoseconds, after the warm-up."""
+def warm_up(call: Callable[[], Any], sync: Callable[[], None], policy: TimingPolicy) -> int:
+    """The untimed calls: at least ``warmup_iters`` of them and ``warmup_time_s`` of calling.
+    Returns how many were made."""
     clock = time.perf_counter_ns
     start = clock()
     done = 0
@@ -42,6 +41,15 @@ def time_calls(
         call()
         sync()
         done += 1
+    return done
+
+
+def timed_calls(
+    call: Callable[[], Any], sync: Callable[[], None], policy: TimingPolicy
+) -> list[int]:
+    """Per-call wall times in nanoseconds, no warm-up: until both ``min_iters`` calls and
+    ``min_time_s`` of calling (or ``max_iters``)."""
+    clock = time.perf_counter_ns
     times: list[int] = []
     append = times.append
     min_ns = policy.min_time_s * 1e9
@@ -55,6 +63,14 @@ def time_calls(
         n = len(times)
         if (n >= policy.min_iters and t1 - start >= min_ns) or n >= policy.max_iters:
             return times
+
+
+def time_calls(
+    call: Callable[[], Any], sync: Callable[[], None], policy: TimingPolicy
+) -> list[int]:
+    """Per-call wall times in nanoseconds, after the warm-up."""
+    warm_up(call, sync, policy)
+    return timed_calls(call, sync, policy)
 
 
 def harness_overhead_ns(repeats: int = 5) -> float:

@@ -29,6 +29,14 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def _page_faults() -> int:
+    """Page faults of this process so far (every thread; minor and major). A call that
+    faults in fresh pages each time is paying for the memory allocator, not for the model:
+    glibc returns large freed blocks to the system and maps them again on the next call."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return int(usage.ru_minflt + usage.ru_majflt)
+
+
 def _source(job: dict[str, Any]) -> Any:
     import torch
 
@@ -84,7 +92,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     threads = int(job["threads"])
     torch.set_num_threads(threads)
     from zoo.bench.runtimes import get_runtime
-    from zoo.bench.timing import TimingPolicy, time_calls
+    from zoo.bench.timing import TimingPolicy, timed_calls, warm_up
 
     runtime = get_runtime(job["runtime"])
     device = job["device"]
@@ -107,8 +115,14 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             if device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             run = session.run
-            times = time_calls(lambda: run(prepared), session.sync, policy)  # noqa: B023
-            entry: dict[str, Any] = {"times_ns": times}
+            call = lambda: run(prepared)  # noqa: B023, E731
+            warm_up(call, session.sync, policy)
+            faults = _page_faults()
+            times = timed_calls(call, session.sync, policy)
+            entry: dict[str, Any] = {
+                "times_ns": times,
+                "faults_per_call": (_page_faults() - faults) / len(times),
+            }
             if device == "cuda":
                 entry["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
             result["batches"][str(batch)] = entry
