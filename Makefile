@@ -39,10 +39,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check zoo tests benchmarks
 	$(BIN)/mypy
 
-# pytest-benchmark: start-up, trainer speed and latency per (model, runtime, batch); narrow it
-# with ZOO_BENCH_MODELS / ZOO_BENCH_RUNTIMES / ZOO_BENCH_BATCHES (comma-separated).
+# pytest-benchmark: start-up, trainer speed and latency per (model, runtime, batch), and the
+# performance targets measured with zoo bench; narrow it with ZOO_BENCH_MODELS /
+# ZOO_BENCH_RUNTIMES / ZOO_BENCH_BATCHES / ZOO_TARGET_GROUPS (comma-separated), or pick
+# files with BENCH=benchmarks/test_targets.py. pytest-benchmark's JSON: .benchmarks/latest.json
+BENCH ?= benchmarks
 bench: $(STAMP)
-	$(BIN)/python -m pytest benchmarks --benchmark-only --benchmark-json=benchmarks/results/latest.json $(PYTEST_ARGS)
+	mkdir -p .benchmarks
+	$(BIN)/python -m pytest $(BENCH) --benchmark-json=.benchmarks/latest.json $(PYTEST_ARGS)
 
 # Export every built-in model to every format (AOTInductor included: ~15 min here) and record
 # the outcomes in zoo/plugins/capabilities.json, which `zoo list` shows. MODELS narrows it.

@@ -1,0 +1,163 @@
+"""The issue's performance targets for `zoo bench`, checked against a run's results.
+
+One list of targets, used twice: `benchmarks/test_targets.py` measures the cells they need
+and fails on a missed target (`make bench`), and `python benchmarks/targets.py RUN.json...`
+prints the check of recorded runs as a Markdown table (the README's).
+
+The targets are ratios measured within one run on one machine (speed-up over eager, share of
+the fp32 matmul ceiling measured in the same run), so they carry across machines better than
+milliseconds do; the recommended runtime is the fastest one measured at that cell.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from zoo.bench.report import peer_losses  # noqa: E402
+from zoo.bench.results import BenchRun, Row, load_run  # noqa: E402
+
+__all__ = ["HARNESS_OVERHEAD_NS", "TARGETS", "Check", "Target", "check_run"]
+
+#: The harness's own cost per timed call must stay under this.
+HARNESS_OVERHEAD_NS = 5_000
+
+
+@dataclass(frozen=True)
+class Target:
+    model: str
+    batch: int
+    #: "speedup": the recommended runtime's p50 speed-up over eager; "ceiling": its share of
+    #: the measured fp32 matmul ceiling.
+    kind: str
+    at_least: float
+    device: str = "cpu"
+
+    def describe(self) -> str:
+        what = "speed-up over eager" if self.kind == "speedup" else "share of the fp32 ceiling"
+        bound = f"{self.at_least:g}x" if self.kind == "speedup" else f"{self.at_least:.0%}"
+        return f"{self.model} batch {self.batch} ({self.device}): {what} >= {bound}"
+
+
+TARGETS = (
+    Target("lenet", 1, "speedup", 5.5),
+    Target("resnet", 1, "speedup", 5.0),
+    Target("vae", 1, "speedup", 7.0),
+    Target("googlenet", 1, "speedup", 3.5),
+    Target("lstm", 1, "speedup", 1.9),
+    Target("resnet18", 1, "speedup", 2.0),
+    Target("vgg_head", 1, "speedup", 1.15),
+    Target("bam", 32, "speedup", 3.0),
+    Target("resnet18", 16, "ceiling", 0.85),
+    Target("vgg_head", 8, "ceiling", 0.85),
+)
+
+
+@dataclass
+class Check:
+    what: str
+    passed: bool
+    measured: str
+    #: The recommended row the figure comes from, when there is one.
+    row: Row | None = None
+
+
+def _recommended(run: BenchRun, target: Target) -> Row | None:
+    cell = (target.model, target.device, target.batch)
+    return next(
+        (r for r in run.rows if r.recommended and (r.model, r.device, r.batch) == cell), None
+    )
+
+
+def _cells(n: int) -> str:
+    return f"{n} cell" if n == 1 else f"{n} cells"
+
+
+def check_run(run: BenchRun) -> list[Check]:
+    """Every target this run has the cells for, plus the run-wide ones: the recommended
+    runtime is the fastest measured; zoo's ORT session never loses to the plain peer beyond
+    noise; the harness's overhead."""
+    checks: list[Check] = []
+    for target in TARGETS:
+        row = _recommended(run, target)
+        if row is None:
+            continue
+        value = row.speedup_vs_eager if target.kind == "speedup" else row.ceiling_share
+        if value is None:
+            checks.append(Check(target.describe(), False, "not measured (no eager row?)", row))
+            continue
+        shown = f"{value:.2f}x" if target.kind == "speedup" else f"{value:.0%}"
+        checks.append(
+            Check(target.describe(), value >= target.at_least, f"{shown} ({row.runtime})", row)
+        )
+    cells: dict[tuple[str, str, int], list[Row]] = {}
+    for row in run.rows:
+        if row.status == "ok" and row.latency_ms is not None:
+            cells.setdefault((row.model, row.device, row.batch), []).append(row)
+    wrong = [
+        f"{model} {device} batch {batch}"
+        for (model, device, batch), rows in cells.items()
+        if not any(
+            r.recommended
+            and r.latency_ms is not None
+            and r.latency_ms.p50 == min(x.latency_ms.p50 for x in rows if x.latency_ms)
+            for r in rows
+        )
+    ]
+    checks.append(
+        Check(
+            f"the recommended runtime is the fastest measured ({_cells(len(cells))})",
+            not wrong,
+            "; ".join(wrong) or "yes",
+        )
+    )
+    peers = sum(
+        1
+        for rows in cells.values()
+        if {"onnxruntime", "onnxruntime-default"} <= {r.runtime for r in rows}
+    )
+    losses = peer_losses(run)
+    checks.append(
+        Check(
+            f"zoo's ORT session not slower than a plain InferenceSession beyond noise "
+            f"({_cells(peers)})",
+            not losses,
+            "; ".join(loss.describe() for loss in losses) or "never slower",
+        )
+    )
+    if run.harness_overhead_ns is not None:
+        checks.append(
+            Check(
+                "harness overhead per timed call < 5 us",
+                run.harness_overhead_ns < HARNESS_OVERHEAD_NS,
+                f"{run.harness_overhead_ns / 1e3:.2f} us",
+            )
+        )
+    return checks
+
+
+def markdown(checks: list[Check]) -> str:
+    lines = ["| target | measured | met |", "| --- | --- | --- |"]
+    lines += [f"| {c.what} | {c.measured} | {'yes' if c.passed else '**no**'} |" for c in checks]
+    return "\n".join(lines)
+
+
+def main(paths: list[str]) -> int:
+    if not paths:
+        print("usage: python benchmarks/targets.py RUN.json [RUN.json ...]", file=sys.stderr)
+        return 2
+    failed = 0
+    for path in paths:
+        checks = check_run(load_run(path))
+        print(f"{path}\n\n{markdown(checks)}\n")
+        failed += sum(not c.passed for c in checks)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
