@@ -23,6 +23,23 @@ def test_table_marks_the_fastest_runtime_and_lists_skipped_ones_with_the_reason(
     assert "m on cpu (10.0 MFLOPs per sample)" in text
 
 
+def test_table_shows_the_spread_between_rounds_when_there_were_several() -> None:
+    run = _run()
+    out = io.StringIO()
+    print_table(run, file=out)
+    assert "spread" not in out.getvalue()
+    for row in run.rows:
+        row.round_spread = 0.123 if row.status == "ok" else None
+    out = io.StringIO()
+    print_table(run, file=out)
+    text = out.getvalue()
+    header = next(line for line in text.splitlines() if "p50 ms" in line)
+    assert [h.strip() for h in header.split("┃")][:4] == ["batch", "runtime", "p50 ms", "spread"]
+    eager = next(line for line in text.splitlines() if "eager" in line and "│" in line)
+    assert eager.split("│")[3].strip() == "12%"
+    assert "spread: (max - min) / median of the p50s of the rounds" in text
+
+
 def test_plot_writes_a_png(tmp_path: Path) -> None:
     path = plot_run(_run(), tmp_path / "plot.png")
     data = path.read_bytes()

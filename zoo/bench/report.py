@@ -44,33 +44,41 @@ def _groups(run: BenchRun) -> dict[tuple[str, str], list[Row]]:
 
 
 def summary_rows(run: BenchRun, model: str, device: str) -> list[list[str]]:
-    """The cells of the table for one model on one device (also used for the README)."""
+    """The cells of the table for one model on one device (``headers(run)`` names them)."""
     rows = []
     measured = [r for r in run.rows if (r.model, r.device) == (model, device)]
     order = list(dict.fromkeys(r.runtime for r in measured))
+    spread = _has_rounds(run)
     for row in sorted(measured, key=lambda r: (r.batch, order.index(r.runtime))):
         if row.status != "ok" or row.latency_ms is None:
             continue
         lat = row.latency_ms
         share = f" ({row.ceiling_share:.0%})" if row.ceiling_share is not None else ""
-        rows.append(
-            [
-                str(row.batch),
-                ("* " if row.recommended else "  ") + row.runtime,
-                _ms(lat.p50),
-                _ms(lat.p90),
-                _ms(lat.p99),
-                _ms(lat.mean),
-                _ms(lat.std),
-                _ms(lat.min),
-                f"{row.throughput:,.0f}" if row.throughput else "-",
-                f"{row.speedup_vs_eager:.2f}x" if row.speedup_vs_eager else "-",
-                (f"{row.gflops:.1f}{share}" if row.gflops is not None else "-"),
-                _ms(row.cold_start_ms),
-                f"{row.rss_growth_mb:.0f}" if row.rss_growth_mb is not None else "-",
-            ]
-        )
+        cells = [
+            str(row.batch),
+            ("* " if row.recommended else "  ") + row.runtime,
+            _ms(lat.p50),
+        ]
+        if spread:
+            cells.append(f"{row.round_spread:.0%}" if row.round_spread is not None else "-")
+        cells += [
+            _ms(lat.p90),
+            _ms(lat.p99),
+            _ms(lat.mean),
+            _ms(lat.std),
+            _ms(lat.min),
+            f"{row.throughput:,.0f}" if row.throughput else "-",
+            f"{row.speedup_vs_eager:.2f}x" if row.speedup_vs_eager else "-",
+            (f"{row.gflops:.1f}{share}" if row.gflops is not None else "-"),
+            _ms(row.cold_start_ms),
+            f"{row.rss_growth_mb:.0f}" if row.rss_growth_mb is not None else "-",
+        ]
+        rows.append(cells)
     return rows
+
+
+def _has_rounds(run: BenchRun) -> bool:
+    return any(r.round_spread is not None for r in run.rows)
 
 
 def not_measured(run: BenchRun, model: str, device: str) -> dict[str, str]:
@@ -154,6 +162,13 @@ HEADERS = [
 ]
 
 
+def headers(run: BenchRun) -> list[str]:
+    """The table's columns; with several rounds, the spread of their p50s after the p50."""
+    if not _has_rounds(run):
+        return list(HEADERS)
+    return [*HEADERS[:3], "spread", *HEADERS[3:]]
+
+
 def print_table(run: BenchRun, file: Any = None) -> None:
     """One table per (model, device); ``*`` marks the fastest runtime at each batch size."""
     from rich.console import Console
@@ -177,7 +192,7 @@ def print_table(run: BenchRun, file: Any = None) -> None:
             f" ({flops / 1e6:,.1f} MFLOPs per sample)" if flops else ""
         )
         table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-        for i, header in enumerate(HEADERS):
+        for i, header in enumerate(headers(run)):
             table.add_column(header, justify="left" if i == 1 else "right", no_wrap=True)
         for cells in summary_rows(run, model, device):
             table.add_row(*cells)
@@ -187,6 +202,8 @@ def print_table(run: BenchRun, file: Any = None) -> None:
         for note in fault_notes(run, model, device):
             console.print(note, markup=False, highlight=False)
     console.print("* the fastest runtime measured at that batch size (lowest p50)")
+    if _has_rounds(run):
+        console.print("spread: (max - min) / median of the p50s of the rounds")
     for loss in peer_losses(run):
         console.print(
             f"note: zoo's ORT session lost to the plain one: {loss.describe()}",

@@ -80,6 +80,8 @@ class Row:
     ceiling_share: float | None = None
     #: (max - min) / median of the per-round p50s, when there was more than one round.
     round_spread: float | None = None
+    #: The p50 of each round, in the order they ran.
+    round_p50_ms: list[float] | None = None
     recommended: bool = False
 
     @property

@@ -385,8 +385,8 @@ def _bench_model_device(
             rounds = times[(name, batch)]
             extra = extras[name]
             spread = None
+            medians = [float(np.median(r)) / 1e6 for r in rounds]
             if len(rounds) > 1:
-                medians = [float(np.median(r)) for r in rounds]
                 spread = (max(medians) - min(medians)) / float(np.median(medians))
             run.rows.append(
                 Row(
@@ -403,5 +403,6 @@ def _bench_model_device(
                     cuda_max_allocated_mb=extra["cuda"].get(batch),
                     faults_per_call=float(np.median(extra["faults"][batch])),
                     round_spread=spread,
+                    round_p50_ms=medians,
                 )
             )
