@@ -241,13 +241,14 @@ def plot_run(run: BenchRun, path: str | Path) -> Path:
     # One colour per runtime across every panel, whichever runtimes a panel has.
     palette = list(dict.fromkeys(r.runtime for r in run.rows))
     colors = {name: f"C{i % 10}" for i, name in enumerate(palette)}
+    handles: dict[str, str] = {}
     for ax, ((model, device), rows) in zip(axes.flat, panels, strict=False):
         batches = sorted({r.batch for r in rows})
         runtimes = list(dict.fromkeys(r.runtime for r in rows))
         width = 0.8 / len(runtimes)
         for i, runtime in enumerate(runtimes):
             cells = {r.batch: r for r in rows if r.runtime == runtime}
-            xs, p50, p99 = [], [], []
+            xs, p50, p99, edges = [], [], [], []
             for j, batch in enumerate(batches):
                 row = cells.get(batch)
                 if row is None or row.latency_ms is None:
@@ -255,13 +256,17 @@ def plot_run(run: BenchRun, path: str | Path) -> Path:
                 xs.append(j + (i - (len(runtimes) - 1) / 2) * width)
                 p50.append(row.latency_ms.p50)
                 p99.append(row.latency_ms.p99)
+                edges.append("black" if row.recommended else colors[runtime])
             p50a, p99a = np.array(p50), np.array(p99)
+            handles[runtime] = colors[runtime]
             ax.bar(
                 xs,
                 p50a,
                 width,
                 label=runtime,
                 color=colors[runtime],
+                edgecolor=edges,
+                linewidth=1.5,
                 yerr=[np.zeros_like(p50a), np.maximum(p99a - p50a, 0)],
                 capsize=2,
             )
@@ -271,13 +276,26 @@ def plot_run(run: BenchRun, path: str | Path) -> Path:
         ax.set_yscale("log")
         ax.set_title(f"{model} on {device}")
         ax.grid(axis="y", alpha=0.3, which="both")
-        ax.legend(fontsize=7)
     env = run.environment
     fig.suptitle(
-        f"zoo bench: {env.get('cpu')}, {env.get('threads')} threads, torch {env.get('torch')}",
+        f"zoo bench: {env.get('cpu')}, {env.get('threads')} threads, torch {env.get('torch')}"
+        " (black edge: the fastest runtime at that batch size)",
         fontsize=9,
     )
-    fig.tight_layout()
+    # One legend for the figure: the colours are the same in every panel.
+    from matplotlib.patches import Patch
+
+    ordered = [name for name in palette if name in handles]
+    fig.legend(
+        [Patch(color=handles[name]) for name in ordered],
+        ordered,
+        loc="upper center",
+        ncol=min(len(ordered), 8),
+        fontsize=8,
+        bbox_to_anchor=(0.5, 1 - 0.3 / (4 * lines)),
+        frameon=False,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.55 / (4 * lines)))
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
