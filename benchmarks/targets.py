@@ -147,14 +147,51 @@ def markdown(checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
-def main(paths: list[str]) -> int:
+def summary(run: BenchRun) -> str:
+    """Markdown: per model, device and batch size, the fastest runtime against eager, and
+    zoo's ORT session against the plain one (below 1: zoo's is faster)."""
+    ok = {r.key: r for r in run.rows if r.status == "ok" and r.latency_ms is not None}
+    lines = [
+        "| model | batch | fastest | p50 ms | eager p50 ms | speed-up | share of fp32 peak "
+        "| zoo ORT / plain ORT |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in run.rows:
+        if not row.recommended or row.latency_ms is None:
+            continue
+        eager = ok.get((row.model, "eager", row.device, row.batch))
+        zoo_ort = ok.get((row.model, "onnxruntime", row.device, row.batch))
+        peer = ok.get((row.model, "onnxruntime-default", row.device, row.batch))
+        ratio = (
+            f"{zoo_ort.latency_ms.p50 / peer.latency_ms.p50:.2f}"
+            if zoo_ort and peer and zoo_ort.latency_ms and peer.latency_ms
+            else "-"
+        )
+        device = "" if row.device == "cpu" else f" ({row.device})"
+        lines.append(
+            f"| `{row.model}`{device} | {row.batch} | {row.runtime} | {row.latency_ms.p50:.3g} "
+            f"| {eager.latency_ms.p50 if eager and eager.latency_ms else float('nan'):.3g} "
+            f"| {row.speedup_vs_eager or float('nan'):.2f}x "
+            f"| {row.ceiling_share or 0:.0%} | {ratio} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    paths = [a for a in argv if a != "--summary"]
     if not paths:
-        print("usage: python benchmarks/targets.py RUN.json [RUN.json ...]", file=sys.stderr)
+        print(
+            "usage: python benchmarks/targets.py [--summary] RUN.json [RUN.json ...]",
+            file=sys.stderr,
+        )
         return 2
     failed = 0
     for path in paths:
-        checks = check_run(load_run(path))
+        run = load_run(path)
+        checks = check_run(run)
         print(f"{path}\n\n{markdown(checks)}\n")
+        if "--summary" in argv:
+            print(f"{summary(run)}\n")
         failed += sum(not c.passed for c in checks)
     return 1 if failed else 0
 

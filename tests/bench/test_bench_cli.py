@@ -95,6 +95,11 @@ def test_the_run_records_its_environment_and_settings(lenet_run: tuple[object, P
     assert env["threads"] == physical_cores() and env["torch"] and env["onnxruntime"]
     assert isinstance(env["allocator_env"], dict)  # MALLOC_* and LD_PRELOAD, when set
     assert document["ceiling_gflops"]["cpu"] > 1
+    # The ceiling is the best of torch.mm and ORT's MatMul over a few sizes, and says which.
+    detail = document["ceiling_detail"]["cpu"]
+    assert {"torch.mm 512", "onnxruntime MatMul 2048"} <= set(detail["measured"])
+    assert document["ceiling_gflops"]["cpu"] == max(detail["measured"].values())
+    assert detail["measured"][detail["source"]] == document["ceiling_gflops"]["cpu"]
     assert document["flops_per_sample"]["lenet"] == 833_040  # zoo info lenet: 0.83 MFLOPs
     assert document["harness_overhead_ns"] > 0
     assert document["settings"]["batches"] == [1, 3] and document["settings"]["rounds"] == 2

@@ -183,7 +183,11 @@ def print_table(run: BenchRun, file: Any = None) -> None:
         f"onnxruntime {env.get('onnxruntime')}"
         + (f" | {env['gpu']} (driver {env.get('gpu_driver')})" if env.get("gpu") else "")
     )
-    ceilings = ", ".join(f"{d} {g:.0f} GFLOP/s" for d, g in run.ceiling_gflops.items())
+    ceilings = ", ".join(
+        f"{d} {g:.0f} GFLOP/s"
+        + (f" ({run.ceiling_detail[d]['source']})" if d in run.ceiling_detail else "")
+        for d, g in run.ceiling_gflops.items()
+    )
     if ceilings:
         console.print(f"fp32 matmul ceiling: {ceilings}")
     for (model, device), _ in _groups(run).items():

@@ -110,6 +110,8 @@ class BenchRun:
     #: Median time of one timed call of an empty function: the harness's own cost.
     harness_overhead_ns: float | None = None
     created: str = ""
+    #: device -> {"source": the fastest matmul, "measured": {matmul: GFLOP/s}}.
+    ceiling_detail: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -118,6 +120,7 @@ class BenchRun:
             "environment": self.environment,
             "settings": self.settings,
             "ceiling_gflops": self.ceiling_gflops,
+            "ceiling_detail": self.ceiling_detail,
             "flops_per_sample": self.flops_per_sample,
             "harness_overhead_ns": self.harness_overhead_ns,
             "results": [r.to_dict() for r in self.rows],
@@ -182,6 +185,7 @@ def load_run(path: str | Path) -> BenchRun:
         environment=data["environment"],
         settings=data["settings"],
         ceiling_gflops=data["ceiling_gflops"],
+        ceiling_detail=data.get("ceiling_detail", {}),
         flops_per_sample=data["flops_per_sample"],
         rows=[Row.from_dict(r) for r in data["results"]],
         harness_overhead_ns=data.get("harness_overhead_ns"),

@@ -307,6 +307,12 @@ def run_bench(settings: BenchSettings, echo: Callable[[str], None] = lambda _: N
         result = _spawn({"kind": "ceiling", "device": device, "threads": threads}, threads, 300)
         if result["status"] == "ok":
             run.ceiling_gflops[device] = result["gflops"]
+            run.ceiling_detail[device] = {
+                "source": result["source"],
+                "measured": result["measured"],
+            }
+        else:
+            echo(f"the ceiling on {device} could not be measured: {result['reason']}")
     formats = formats_for(settings.runtimes)
     for model in models:
         artifacts = _export_dir(model, settings, formats)
