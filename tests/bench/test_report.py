@@ -96,7 +96,13 @@ def test_zoo_ort_session_losing_to_the_plain_peer_beyond_noise_is_reported() -> 
         if row.runtime == "onnxruntime-default":
             row.round_spread = 0.2
     assert peer_losses(run) == []
+    # With three rounds, the most disturbed one does not count: two rounds 2% apart and a
+    # third 80% slower leave 2% of noise, and the 11% gap stands.
+    for row in run.rows:
+        if row.runtime == "onnxruntime-default":
+            p50 = row.latency_ms.p50  # type: ignore[union-attr]
+            row.round_p50_ms, row.round_spread = [p50 * 1.02, p50, p50 * 1.8], 0.8
+    assert [loss.batch for loss in peer_losses(run)] == [1]
     out = io.StringIO()
-    run.rows[-2].round_spread = None
     print_table(run, file=out)
     assert "note: zoo's ORT session lost to the plain one: m cpu batch 1" in out.getvalue()

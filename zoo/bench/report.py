@@ -126,10 +126,19 @@ class PeerLoss:
         )
 
 
+def round_noise(row: Row) -> float:
+    """How far apart the two fastest rounds of a row are (relative): the noise left after the
+    most disturbed rounds are dropped; ``round_spread`` with two rounds, 0 with one."""
+    rounds = sorted(row.round_p50_ms or [])
+    if len(rounds) < 2:
+        return row.round_spread or 0.0
+    return (rounds[1] - rounds[0]) / rounds[0]
+
+
 def peer_losses(run: BenchRun) -> list[PeerLoss]:
     """Cells where zoo's ORT session (``onnxruntime``) is slower than the plain peer
-    (``onnxruntime-default``) beyond noise: by more than the larger of the two rows' spread
-    between rounds, and at least ``NOISE_FLOOR``."""
+    (``onnxruntime-default``) beyond noise: by more than the larger of the two rows'
+    ``round_noise``, and at least ``NOISE_FLOOR``."""
     ok = {r.key: r for r in run.rows if r.status == "ok" and r.latency_ms is not None}
     losses = []
     for (model, runtime, device, batch), row in ok.items():
@@ -137,7 +146,7 @@ def peer_losses(run: BenchRun) -> list[PeerLoss]:
         if runtime != "onnxruntime" or peer is None:
             continue
         assert row.latency_ms is not None and peer.latency_ms is not None
-        noise = max(NOISE_FLOOR, row.round_spread or 0.0, peer.round_spread or 0.0)
+        noise = max(NOISE_FLOOR, round_noise(row), round_noise(peer))
         if row.latency_ms.p50 > peer.latency_ms.p50 * (1 + noise):
             losses.append(
                 PeerLoss(model, device, batch, row.latency_ms.p50, peer.latency_ms.p50, noise)

@@ -57,7 +57,8 @@ class Row:
     status: str
     reason: str = ""
     latency_ms: Latency | None = None
-    #: Timed calls (all rounds together).
+    #: Timed calls behind ``latency_ms``: with several rounds, those of the fastest round
+    #: (lowest p50), the one least disturbed by the rest of the machine.
     iterations: int = 0
     #: Samples per second at the median latency: ``batch / p50``.
     throughput: float | None = None

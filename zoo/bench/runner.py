@@ -1,9 +1,10 @@
 """``zoo bench``: artifacts, one worker process per (model, runtime, device), statistics.
 
 Every runtime is timed alone in a fresh process (``zoo.bench.worker``) with the thread count
-set before torch starts; with several rounds the runtime order alternates, and the spread of
-the per-round medians is reported. Runtimes that cannot run here become skipped rows with the
-reason; a worker that fails or crashes becomes a failed row; neither stops the run.
+set before torch starts; with several rounds the runtime order alternates, a row's statistics
+are those of its fastest round (by p50), and the spread of the per-round medians is reported.
+Runtimes that cannot run here become skipped rows with the reason; a worker that fails or
+crashes becomes a failed row; neither stops the run.
 """
 
 from __future__ import annotations
@@ -401,8 +402,12 @@ def _bench_model_device(
                     device,
                     batch,
                     "ok",
-                    latency_ms=Latency.from_ns(np.concatenate(rounds)),
-                    iterations=sum(len(r) for r in rounds),
+                    # The least disturbed round: interference from outside (measured here:
+                    # whole workers 2.3x slower for tens of seconds, ASLR or not) only ever
+                    # slows a process down, so the fastest round is the runtime's own cost,
+                    # as timeit takes the best of its repeats.
+                    latency_ms=Latency.from_ns(rounds[int(np.argmin(medians))]),
+                    iterations=len(rounds[int(np.argmin(medians))]),
                     cold_start_ms=float(np.median(extra["cold"])),
                     peak_rss_mb=max(extra["rss"]),
                     rss_growth_mb=max(extra["growth"]),
