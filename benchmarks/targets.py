@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from zoo.bench.report import peer_losses  # noqa: E402
+from zoo.bench.report import _ms, peer_losses  # noqa: E402
 from zoo.bench.results import BenchRun, Row, load_run  # noqa: E402
 
 __all__ = ["HARNESS_OVERHEAD_NS", "TARGETS", "Check", "Target", "check_run"]
@@ -156,9 +156,13 @@ def summary(run: BenchRun) -> str:
         "| zoo ORT / plain ORT |",
         "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for row in run.rows:
-        if not row.recommended or row.latency_ms is None:
-            continue
+    models = list(dict.fromkeys(r.model for r in run.rows))
+    best = sorted(
+        (r for r in run.rows if r.recommended and r.latency_ms is not None),
+        key=lambda r: (models.index(r.model), r.device, r.batch),
+    )
+    for row in best:
+        assert row.latency_ms is not None
         eager = ok.get((row.model, "eager", row.device, row.batch))
         zoo_ort = ok.get((row.model, "onnxruntime", row.device, row.batch))
         peer = ok.get((row.model, "onnxruntime-default", row.device, row.batch))
@@ -169,8 +173,8 @@ def summary(run: BenchRun) -> str:
         )
         device = "" if row.device == "cpu" else f" ({row.device})"
         lines.append(
-            f"| `{row.model}`{device} | {row.batch} | {row.runtime} | {row.latency_ms.p50:.3g} "
-            f"| {eager.latency_ms.p50 if eager and eager.latency_ms else float('nan'):.3g} "
+            f"| `{row.model}`{device} | {row.batch} | {row.runtime} | {_ms(row.latency_ms.p50)} "
+            f"| {_ms(eager.latency_ms.p50) if eager and eager.latency_ms else '-'} "
             f"| {row.speedup_vs_eager or float('nan'):.2f}x "
             f"| {row.ceiling_share or 0:.0%} | {ratio} |"
         )

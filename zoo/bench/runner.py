@@ -247,7 +247,9 @@ def environment(threads: int, devices: tuple[str, ...]) -> dict[str, Any]:
     # What changes the memory allocator of every worker (they inherit this environment):
     # large per-call allocations can cost more in page faults than in compute.
     env["allocator_env"] = {
-        k: v for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_") or k == "LD_PRELOAD"
+        k: v
+        for k, v in sorted(os.environ.items())
+        if k.startswith("MALLOC_") or k in ("LD_PRELOAD", "GLIBC_TUNABLES")
     }
     if "cuda" in devices:
         env["gpu"] = torch.cuda.get_device_name(0)
