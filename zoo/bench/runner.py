@@ -397,6 +397,7 @@ def _bench_model_device(
             medians = [float(np.median(r)) / 1e6 for r in rounds]
             if len(rounds) > 1:
                 spread = (max(medians) - min(medians)) / float(np.median(medians))
+            best = int(np.argmin(medians))
             run.rows.append(
                 Row(
                     model,
@@ -408,12 +409,14 @@ def _bench_model_device(
                     # whole workers 2.3x slower for tens of seconds, ASLR or not) only ever
                     # slows a process down, so the fastest round is the runtime's own cost,
                     # as timeit takes the best of its repeats.
-                    latency_ms=Latency.from_ns(rounds[int(np.argmin(medians))]),
-                    iterations=len(rounds[int(np.argmin(medians))]),
+                    latency_ms=Latency.from_ns(rounds[best]),
+                    iterations=len(rounds[best]),
                     cold_start_ms=float(np.median(extra["cold"])),
                     peak_rss_mb=max(extra["rss"]),
                     rss_growth_mb=max(extra["growth"]),
                     cuda_max_allocated_mb=extra["cuda"].get(batch),
+                    # Over every round: a runtime whose allocator churns in some processes
+                    # and not in others is flagged even when its fastest round was lucky.
                     faults_per_call=float(np.median(extra["faults"][batch])),
                     round_spread=spread,
                     round_p50_ms=medians,
