@@ -118,16 +118,12 @@ def check_run(run: BenchRun) -> list[Check]:
     for row in run.rows:
         if row.status == "ok" and row.latency_ms is not None:
             cells.setdefault((row.model, row.device, row.batch), []).append(row)
-    wrong = [
-        f"{model} {device} batch {batch}"
-        for (model, device, batch), rows in cells.items()
-        if not any(
-            r.recommended
-            and r.latency_ms is not None
-            and r.latency_ms.p50 == min(x.latency_ms.p50 for x in rows if x.latency_ms)
-            for r in rows
-        )
-    ]
+    wrong = []
+    for (model, device, batch), rows in cells.items():
+        p50 = {id(r): r.latency_ms.p50 for r in rows if r.latency_ms is not None}
+        fastest = min(p50.values())
+        if not any(r.recommended and p50[id(r)] == fastest for r in rows):
+            wrong.append(f"{model} {device} batch {batch}")
     checks.append(
         Check(
             f"the recommended runtime is the fastest measured ({_cells(len(cells))})",
