@@ -255,7 +255,7 @@ def plot_run(run: BenchRun, path: str | Path) -> Path:
     # One colour per runtime across every panel, whichever runtimes a panel has.
     palette = list(dict.fromkeys(r.runtime for r in run.rows))
     colors = {name: f"C{i % 10}" for i, name in enumerate(palette)}
-    handles: dict[str, str] = {}
+    plotted: set[str] = set()
     for ax, ((model, device), rows) in zip(axes.flat, panels, strict=False):
         batches = sorted({r.batch for r in rows})
         runtimes = list(dict.fromkeys(r.runtime for r in rows))
@@ -272,12 +272,11 @@ def plot_run(run: BenchRun, path: str | Path) -> Path:
                 p99.append(row.latency_ms.p99)
                 edges.append("black" if row.recommended else colors[runtime])
             p50a, p99a = np.array(p50), np.array(p99)
-            handles[runtime] = colors[runtime]
+            plotted.add(runtime)
             ax.bar(
                 xs,
                 p50a,
                 width,
-                label=runtime,
                 color=colors[runtime],
                 edgecolor=edges,
                 linewidth=1.5,
@@ -299,9 +298,9 @@ def plot_run(run: BenchRun, path: str | Path) -> Path:
     # One legend for the figure: the colours are the same in every panel.
     from matplotlib.patches import Patch
 
-    ordered = [name for name in palette if name in handles]
+    ordered = [name for name in palette if name in plotted]
     fig.legend(
-        [Patch(color=handles[name]) for name in ordered],
+        [Patch(color=colors[name]) for name in ordered],
         ordered,
         loc="upper center",
         ncol=min(len(ordered), 8),
