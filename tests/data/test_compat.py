@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 
 import zoo
-from zoo.data import DatasetInfo, check_compatible, load_dataset
+from zoo.data import load_dataset
+from zoo.datasets import DatasetInfo, check_compatible
 from zoo.errors import DataMismatchError
 from zoo.registry import InputSpec
 

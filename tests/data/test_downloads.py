@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import torch
 
-from zoo.data import labels_of, load_dataset
+from zoo.data import load_dataset
+from zoo.datasets import labels_of
 from zoo.errors import DataError
 from zoo.registry import InputSpec
 

@@ -11,8 +11,9 @@ from torch import Tensor
 from torch.utils.data import TensorDataset
 
 import zoo
-from zoo.data import DataSplits, labels_of, load_dataset
+from zoo.data import load_dataset
 from zoo.data.images import LazyImageDataset
+from zoo.datasets import DataSplits, labels_of
 from zoo.errors import DataError
 from zoo.registry import InputSpec
 

@@ -9,7 +9,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from tests.data.conftest import MakeImages
-from zoo.data import labels_of, load_dataset
+from zoo.data import load_dataset
+from zoo.datasets import labels_of
 from zoo.errors import DataError, DataMismatchError
 from zoo.registry import InputSpec
 

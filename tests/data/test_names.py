@@ -7,9 +7,10 @@ import torch
 from torch.utils.data import DataLoader
 
 import zoo
-from zoo.data import DataSplits, labels_of, load_dataset
+from zoo.data import load_dataset
 from zoo.data.names import read_names
 from zoo.data.tokens import PAD, UNK, TokenDataset, build_vocabulary, clean_texts, pad_collate
+from zoo.datasets import DataSplits, labels_of
 from zoo.registry import InputSpec
 
 

@@ -11,16 +11,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 import zoo.data
-from zoo.data import (
-    DatasetInfo,
-    DatasetRegistry,
-    DataSplits,
-    LoadRequest,
-    default_data_dir,
-    default_dataset_registry,
-    list_datasets,
-    load_dataset,
-)
+from zoo.data import default_dataset_registry, list_datasets, load_dataset
+from zoo.datasets import DatasetInfo, DatasetRegistry, DataSplits, LoadRequest, default_data_dir
 from zoo.errors import DataError, DataMismatchError, UnknownDatasetError, UsageError
 from zoo.registry import InputSpec
 

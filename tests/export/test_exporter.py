@@ -126,8 +126,8 @@ def test_unwritable_output_is_refused(tmp_path: Path) -> None:
 def test_checkpoint_export_uses_the_trained_weights_and_refuses_other_models(
     tmp_path: Path,
 ) -> None:
+    from zoo.checkpoint import load_checkpoint
     from zoo.train import train
-    from zoo.train.checkpoint import load_checkpoint
 
     run = tmp_path / "run"
     train("lenet", data="digits", epochs=1, out=str(run), tensorboard=False, progress=False)

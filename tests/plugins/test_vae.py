@@ -1,9 +1,11 @@
+import json
+
 import pytest
 import torch
 from torch import nn
 
 import zoo
-from zoo.plugins.vae import vae_loss
+from zoo.plugins.vae import VAEMetrics, vae_loss
 
 
 def _notes_loss(recon_x, x, mu, logvar):
@@ -73,3 +75,69 @@ def test_encoder_layout_matches_the_notes() -> None:
         (12, 3),
     ]
     assert all(c.kernel_size == (4, 4) and c.stride == (2, 2) for c in convs)
+
+
+# --- VAE -------------------------------------------------------------------------------------
+
+
+def _vae_batch(batch: int, seed: int) -> tuple[torch.Tensor, ...]:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, 3, 8, 8, generator=generator) * 2 - 1
+    recon = (x + 0.3 * torch.randn(x.shape, generator=generator)).clamp(-1, 1)
+    mu = torch.randn(batch, 6, 2, 2, generator=generator)
+    logvar = 0.5 * torch.randn(batch, 6, 2, 2, generator=generator)
+    return recon, x, mu, logvar
+
+
+@pytest.mark.parametrize("kld_weight", [1.0, 0.01])
+def test_vae_metrics_match_vae_loss(kld_weight: float) -> None:
+    sizes = [5, 2, 9]
+    batches = [_vae_batch(b, seed) for seed, b in enumerate(sizes)]
+    metrics = VAEMetrics(kld_weight=kld_weight)
+    for batch in batches:
+        metrics.update(*batch)
+    result = metrics.compute()
+
+    n = sum(sizes)
+    totals = [float(vae_loss(*b, kld_weight=kld_weight).total) for b in batches]
+    recon, x, mu, logvar = (torch.cat(parts).double() for parts in zip(*batches, strict=True))
+    expected_kld = float(-0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())) / n
+    assert result["samples"] == n
+    expected_loss = sum(b * t for b, t in zip(sizes, totals, strict=True)) / n
+    expected_mse = float(((recon - x) ** 2).mean())
+    assert result["loss"] == pytest.approx(expected_loss, rel=1e-6)
+    assert result["reconstruction_mse"] == pytest.approx(expected_mse, rel=1e-6)
+    assert result["kld"] == pytest.approx(expected_kld, rel=1e-6)
+    assert json.loads(json.dumps(result)) == result
+
+
+def test_vae_metrics_one_batch_is_vae_loss() -> None:
+    batch = _vae_batch(6, seed=3)
+    metrics = VAEMetrics()
+    metrics.update(*batch)
+    result = metrics.compute()
+    expected = vae_loss(*batch)
+    assert result["loss"] == pytest.approx(float(expected.total), rel=1e-6)
+    assert result["reconstruction_mse"] == pytest.approx(float(expected.reconstruction), rel=1e-6)
+    assert result["kld"] == pytest.approx(float(expected.kld) / 6, rel=1e-6)
+
+
+def test_vae_metrics_reset_empty_and_bad_shapes() -> None:
+    metrics = VAEMetrics()
+    with pytest.raises(ValueError, match="no samples"):
+        metrics.compute()
+    recon, x, mu, logvar = _vae_batch(4, seed=0)
+    metrics.update(recon[:0], x[:0], mu[:0], logvar[:0])
+    with pytest.raises(ValueError, match="no samples"):
+        metrics.compute()
+    metrics.update(recon.requires_grad_(), x, mu, logvar)
+    assert metrics.compute()["samples"] == 4
+    metrics.reset()
+    with pytest.raises(ValueError, match="no samples"):
+        metrics.compute()
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.update(recon[:, :1], x, mu, logvar)
+    with pytest.raises(ValueError, match="same shape"):
+        metrics.update(recon, x, mu, logvar[:, :1])
+    with pytest.raises(ValueError, match="batch dimension"):
+        metrics.update(recon, x, mu[:2], logvar[:2])

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import zoo
+from zoo.checkpoint import CheckpointError, load_checkpoint
 from zoo.train import TrainConfig, Trainer, TrainingError, train
 from zoo.train import trainer as trainer_module
-from zoo.train.checkpoint import CheckpointError, load_checkpoint
 
 FAST = {"data": "digits", "batch_size": 64, "tensorboard": False, "progress": False}
 

@@ -55,7 +55,7 @@ def _source(job: dict[str, Any]) -> Any:
         model = spec.build(**manifest.get("model_args", {})).eval()
         weights = manifest.get("weights", "")
         if weights and Path(weights).is_dir():
-            from zoo.train.checkpoint import load_checkpoint
+            from zoo.checkpoint import load_checkpoint
 
             load_checkpoint(weights, tag="best").load_into(model, spec.name)
         postprocess = manifest.get("postprocess", "none")

@@ -15,9 +15,9 @@ from typing import Any, Final
 
 import torch
 
-from zoo.data.base import IMAGE, DatasetInfo, DataSplits, LoadRequest
 from zoo.data.images import ImageShaper, PILImageShaper
 from zoo.data.splits import LabelledSubset, stratified_split, to_label
+from zoo.datasets import IMAGE, DatasetInfo, DataSplits, LoadRequest
 from zoo.errors import DataError
 
 __all__ = [

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from zoo.data.base import IMAGE, DatasetInfo, DataSplits, LoadRequest
 from zoo.data.images import tensor_image_splits
+from zoo.datasets import IMAGE, DatasetInfo, DataSplits, LoadRequest
 from zoo.errors import DataError
 
 __all__ = ["DIGITS", "MNIST5K", "load_digits", "load_mnist5k", "package_file"]

@@ -9,10 +9,10 @@ from typing import Any, Final
 import torch
 from torch import Tensor
 
-from zoo.data.base import IMAGE, DatasetInfo, DataSplits, LoadRequest
 from zoo.data.images import GREY_MODES, ImageShaper, PILImageShaper
 from zoo.data.splits import LabelledSubset, stratified_split, to_label
 from zoo.data.tokens import text_splits
+from zoo.datasets import IMAGE, DatasetInfo, DataSplits, LoadRequest
 from zoo.errors import DataError
 
 __all__ = ["IMAGE_LAYOUT", "TEXT_LAYOUT", "load_imagefolder", "load_textfolder"]

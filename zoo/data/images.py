@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
-from zoo.data.base import DatasetInfo, DataSplits, LoadRequest
 from zoo.data.splits import stratified_split
+from zoo.datasets import DatasetInfo, DataSplits, LoadRequest
 from zoo.errors import DataMismatchError
 
 if TYPE_CHECKING:

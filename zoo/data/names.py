@@ -13,8 +13,8 @@ import importlib.util
 from collections.abc import Iterable
 from typing import Any, Final
 
-from zoo.data.base import DataSplits, LoadRequest
 from zoo.data.tokens import text_splits
+from zoo.datasets import DataSplits, LoadRequest
 from zoo.errors import DataError
 
 __all__ = ["LANGUAGES", "MAX_PER_LANGUAGE", "MIN_PER_LANGUAGE", "load_names", "read_names"]

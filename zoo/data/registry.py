@@ -1,5 +1,4 @@
-"""Dataset names -> loaders, and the two calls everything else uses: :func:`list_datasets` and
-:func:`load_dataset`.
+"""The two calls everything else uses: :func:`list_datasets` and :func:`load_dataset`.
 
 Built-in loaders are registered by dotted path and imported on first use, so listing datasets
 imports neither torch nor any dataset library.
@@ -7,137 +6,28 @@ imports neither torch nor any dataset library.
 
 from __future__ import annotations
 
-import importlib
-import re
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
-from zoo.data.base import (
+from zoo.datasets import (
     IMAGE,
     TOKENS,
     DatasetInfo,
+    DatasetRegistry,
     DataSplits,
     LoadRequest,
     check_compatible,
     default_data_dir,
 )
-from zoo.errors import DataError, UnknownDatasetError
-from zoo.registry import suggest
 
 if TYPE_CHECKING:
     from zoo.registry import InputSpec
 
 __all__ = [
-    "DatasetEntry",
-    "DatasetRegistry",
-    "Loader",
     "default_dataset_registry",
     "list_datasets",
     "load_dataset",
 ]
-
-#: Reads a :class:`LoadRequest` and returns the splits; calls ``request.check(info)`` as soon
-#: as it knows its DatasetInfo, before reading the bulk of the data.
-Loader = Callable[[LoadRequest], DataSplits]
-
-_NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
-
-
-@dataclass(frozen=True)
-class DatasetEntry:
-    """One registered dataset."""
-
-    name: str
-    #: The loader, or ``"module:function"`` naming it (imported on first use).
-    loader: Loader | str
-    #: One line for ``zoo datasets``.
-    description: str
-    #: What follows ``name:`` (``"PATH"``) for datasets that take an argument, else ``None``.
-    argument: str | None = None
-    #: ``"image"``/``"tokens"`` when known without loading: lets a mismatch fail at once.
-    kind: str | None = None
-    #: Images: channels when known without loading.
-    channels: int | None = None
-    #: The plugin that registered it (empty for built-ins).
-    plugin: str = ""
-
-    @property
-    def display_name(self) -> str:
-        """``mnist5k``, or ``imagefolder:PATH`` for datasets that take an argument."""
-        return f"{self.name}:{self.argument}" if self.argument else self.name
-
-    def resolve(self) -> Loader:
-        """The loader function, importing it if it was registered by path."""
-        if not isinstance(self.loader, str):
-            return self.loader
-        module, _, function = self.loader.partition(":")
-        loader: Loader = getattr(importlib.import_module(module), function)
-        return loader
-
-
-class DatasetRegistry:
-    """Maps dataset names to loaders; plugins add theirs with :meth:`register`."""
-
-    def __init__(self) -> None:
-        self._entries: dict[str, DatasetEntry] = {}
-
-    def register(
-        self,
-        name: str,
-        loader: Loader | str,
-        description: str,
-        *,
-        argument: str | None = None,
-        kind: str | None = None,
-        channels: int | None = None,
-        plugin: str = "",
-    ) -> DatasetEntry:
-        """Add a dataset; DataError if ``name`` is malformed or taken (naming both owners)."""
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise DataError(
-                f"dataset name {name!r} is invalid: use lowercase letters, digits, '_', '.', '-'"
-            )
-        taken = self._entries.get(name)
-        if taken is not None:
-            raise DataError(
-                f"dataset {name!r} from plugin {plugin or '?'!r} is already registered by "
-                f"{taken.plugin or 'zoo'!r}; rename one of them"
-            )
-        if not (callable(loader) or (isinstance(loader, str) and ":" in loader)):
-            raise DataError(f"dataset {name!r}: loader {loader!r} is not callable")
-        entry = DatasetEntry(name, loader, description, argument, kind, channels, plugin)
-        self._entries[name] = entry
-        return entry
-
-    def get(self, name: str) -> DatasetEntry:
-        """The entry for ``name`` (``imagefolder:/data`` finds ``imagefolder``).
-
-        UnknownDatasetError, suggesting close names, if there is none or if the argument is
-        missing or not taken.
-        """
-        base, colon, argument = name.partition(":")
-        entry = self._entries.get(base)
-        # "imagefolder:PATH" needs a non-empty PATH; "mnist5k" takes no ":..." at all.
-        if entry is not None and (bool(argument) if entry.argument else not colon):
-            return entry
-        if entry is not None:
-            raise UnknownDatasetError(name, [entry.display_name])
-        raise UnknownDatasetError(name, suggest(base, self.names()))
-
-    def names(self) -> list[str]:
-        """Display names, sorted: ``["cifar10", ..., "imagefolder:PATH", ...]``."""
-        return sorted(e.display_name for e in self._entries.values())
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.partition(":")[0] in self._entries
-
-    def __iter__(self) -> Iterator[DatasetEntry]:
-        return iter(sorted(self._entries.values(), key=lambda e: e.display_name))
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
 
 def _register_builtins(registry: DatasetRegistry) -> None:

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from zoo.data.base import TOKENS, DatasetInfo, DataSplits, LoadRequest
 from zoo.data.splits import stratified_split
+from zoo.datasets import TOKENS, DatasetInfo, DataSplits, LoadRequest
 from zoo.errors import DataError
 
 __all__ = [

@@ -130,7 +130,7 @@ def export_model(
     source = "fresh weights"
     ckpt = None
     if checkpoint is not None:
-        from zoo.train.checkpoint import load_checkpoint
+        from zoo.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(checkpoint, tag="best")
         if ckpt.meta.get("model") != name:

@@ -22,11 +22,11 @@ from torch import nn
 
 from zoo import __version__
 from zoo._io import atomic_write_json
+from zoo.checkpoint import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
 from zoo.errors import UsageError, ZooError
 from zoo.registry import ModelSpec, Task, get_spec
 from zoo.train.augment import random_shift
 from zoo.train.batches import Batches
-from zoo.train.checkpoint import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
 from zoo.train.config import TrainConfig
 from zoo.train.optim import Warmup, build_optimizer, build_scheduler
 from zoo.train.reproducibility import (
@@ -485,7 +485,8 @@ class Trainer:
         return nn.functional.cross_entropy(outputs.float(), y)
 
     def _new_metrics(self, info: Any) -> Any:
-        from zoo.train.metrics import ClassificationMetrics, VAEMetrics
+        from zoo.metrics import ClassificationMetrics
+        from zoo.plugins.vae import VAEMetrics
 
         if self.spec.task is Task.GENERATIVE:
             return VAEMetrics(self.config.kld_weight, reduction=self.config.vae_loss)
@@ -592,7 +593,7 @@ class Trainer:
             "test": test,
             "history": progress_state["history"],
         }
-        from zoo.train import plots
+        from zoo import plots
 
         if self.spec.task is Task.GENERATIVE:
             x, recon = self._reconstruct(model, splits.test, device)

@@ -1,4 +1,4 @@
-"""zoo.train.metrics against scikit-learn and direct computation; batch accumulation."""
+"""zoo.metrics against scikit-learn and direct computation; batch accumulation."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import pytest
 import torch
 from sklearn import metrics as skm
 
-from zoo.plugins.vae import vae_loss
-from zoo.train.metrics import ClassificationMetrics, VAEMetrics, cohen_kappa
+from zoo.metrics import ClassificationMetrics, cohen_kappa
 
 NUM_CLASSES = 7
 SAMPLES = 500
@@ -253,69 +252,3 @@ def test_kappa_exact_for_large_counts() -> None:
     big = 3_000_000_000  # n^2 overflows int64; the integer arithmetic must not
     assert cohen_kappa([[big, 0], [0, big]]) == 1.0
     assert math.isclose(cohen_kappa([[big, big], [0, big]]), 0.4, rel_tol=1e-15)
-
-
-# --- VAE -------------------------------------------------------------------------------------
-
-
-def _vae_batch(batch: int, seed: int) -> tuple[torch.Tensor, ...]:
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.rand(batch, 3, 8, 8, generator=generator) * 2 - 1
-    recon = (x + 0.3 * torch.randn(x.shape, generator=generator)).clamp(-1, 1)
-    mu = torch.randn(batch, 6, 2, 2, generator=generator)
-    logvar = 0.5 * torch.randn(batch, 6, 2, 2, generator=generator)
-    return recon, x, mu, logvar
-
-
-@pytest.mark.parametrize("kld_weight", [1.0, 0.01])
-def test_vae_metrics_match_vae_loss(kld_weight: float) -> None:
-    sizes = [5, 2, 9]
-    batches = [_vae_batch(b, seed) for seed, b in enumerate(sizes)]
-    metrics = VAEMetrics(kld_weight=kld_weight)
-    for batch in batches:
-        metrics.update(*batch)
-    result = metrics.compute()
-
-    n = sum(sizes)
-    totals = [float(vae_loss(*b, kld_weight=kld_weight).total) for b in batches]
-    recon, x, mu, logvar = (torch.cat(parts).double() for parts in zip(*batches, strict=True))
-    expected_kld = float(-0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())) / n
-    assert result["samples"] == n
-    expected_loss = sum(b * t for b, t in zip(sizes, totals, strict=True)) / n
-    expected_mse = float(((recon - x) ** 2).mean())
-    assert result["loss"] == pytest.approx(expected_loss, rel=1e-6)
-    assert result["reconstruction_mse"] == pytest.approx(expected_mse, rel=1e-6)
-    assert result["kld"] == pytest.approx(expected_kld, rel=1e-6)
-    assert json.loads(json.dumps(result)) == result
-
-
-def test_vae_metrics_one_batch_is_vae_loss() -> None:
-    batch = _vae_batch(6, seed=3)
-    metrics = VAEMetrics()
-    metrics.update(*batch)
-    result = metrics.compute()
-    expected = vae_loss(*batch)
-    assert result["loss"] == pytest.approx(float(expected.total), rel=1e-6)
-    assert result["reconstruction_mse"] == pytest.approx(float(expected.reconstruction), rel=1e-6)
-    assert result["kld"] == pytest.approx(float(expected.kld) / 6, rel=1e-6)
-
-
-def test_vae_metrics_reset_empty_and_bad_shapes() -> None:
-    metrics = VAEMetrics()
-    with pytest.raises(ValueError, match="no samples"):
-        metrics.compute()
-    recon, x, mu, logvar = _vae_batch(4, seed=0)
-    metrics.update(recon[:0], x[:0], mu[:0], logvar[:0])
-    with pytest.raises(ValueError, match="no samples"):
-        metrics.compute()
-    metrics.update(recon.requires_grad_(), x, mu, logvar)
-    assert metrics.compute()["samples"] == 4
-    metrics.reset()
-    with pytest.raises(ValueError, match="no samples"):
-        metrics.compute()
-    with pytest.raises(ValueError, match="same shape"):
-        metrics.update(recon[:, :1], x, mu, logvar)
-    with pytest.raises(ValueError, match="same shape"):
-        metrics.update(recon, x, mu, logvar[:, :1])
-    with pytest.raises(ValueError, match="batch dimension"):
-        metrics.update(recon, x, mu[:2], logvar[:2])

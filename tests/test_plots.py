@@ -1,4 +1,4 @@
-"""zoo.train.plots: PNGs that open, have the right size, and are written atomically."""
+"""zoo.plots: PNGs that open, have the right size, and are written atomically."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from zoo.train.plots import (
+from zoo.plots import (
     save_confusion_matrix_png,
     save_image_grid_png,
     save_reconstructions_png,

@@ -1,6 +1,6 @@
-"""Evaluation metrics accumulated over batches: classification and VAE.
+"""Classification metrics accumulated over batches.
 
-Both accumulators keep exact integer counts (or float64 sums) on the CPU, so feeding the
+The accumulator keeps exact integer counts (or float64 sums) on the CPU, so feeding the
 same data in many small batches or in one big batch gives the same result, and ``compute``
 returns plain Python numbers that ``json.dumps`` accepts.
 """
@@ -13,9 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from zoo.plugins.vae import vae_loss
-
-__all__ = ["ClassificationMetrics", "VAEMetrics", "cohen_kappa"]
+__all__ = ["ClassificationMetrics", "cohen_kappa"]
 
 
 def _as_confusion(confusion: Tensor | Sequence[Sequence[int]]) -> Tensor:
@@ -174,66 +172,3 @@ class ClassificationMetrics:
         result["aa"] = sum(present) / len(present)
         result["kappa"] = cohen_kappa(self._confusion)
         return result
-
-
-class VAEMetrics:
-    """Accumulates :func:`zoo.plugins.vae.vae_loss` over batches.
-
-    ``compute`` returns "samples"; "loss", the mean of the batches' ``vae_loss(...).total``
-    weighted by batch size; "reconstruction_mse", the per-element MSE over every sample;
-    and "kld", the KL divergence per sample (summed over latent units, averaged over samples).
-    """
-
-    def __init__(self, kld_weight: float = 1.0, reduction: str = "notes") -> None:
-        self.kld_weight = float(kld_weight)
-        self.reduction = reduction
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget every batch seen so far."""
-        self._samples = 0
-        self._loss_sum = 0.0
-        self._squared_error_sum = 0.0
-        self._elements = 0
-        self._kld_sum = 0.0
-
-    def update(self, recon: Tensor, x: Tensor, mu: Tensor, logvar: Tensor) -> None:
-        """Add one batch (any device); an empty batch is ignored."""
-        if recon.shape != x.shape:
-            raise ValueError(
-                f"recon and x must have the same shape, got {tuple(recon.shape)} "
-                f"and {tuple(x.shape)}"
-            )
-        if mu.shape != logvar.shape:
-            raise ValueError(
-                f"mu and logvar must have the same shape, got {tuple(mu.shape)} "
-                f"and {tuple(logvar.shape)}"
-            )
-        if x.ndim == 0 or mu.ndim == 0 or mu.shape[0] != x.shape[0]:
-            raise ValueError(
-                f"x and mu must share a batch dimension, got {tuple(x.shape)} and {tuple(mu.shape)}"
-            )
-        batch = int(x.shape[0])
-        if batch == 0:
-            return
-        with torch.no_grad():
-            losses = vae_loss(
-                recon, x, mu, logvar, kld_weight=self.kld_weight, reduction=self.reduction
-            )
-            total, reconstruction, kld = torch.stack(list(losses)).tolist()
-        self._samples += batch
-        self._loss_sum += total * batch
-        self._squared_error_sum += reconstruction * x.numel()
-        self._elements += x.numel()
-        self._kld_sum += kld
-
-    def compute(self) -> dict[str, Any]:
-        """The metrics over every sample so far; raises ValueError before any sample."""
-        if self._samples == 0:
-            raise ValueError("no samples: call update() with at least one batch before compute()")
-        return {
-            "samples": self._samples,
-            "loss": self._loss_sum / self._samples,
-            "reconstruction_mse": self._squared_error_sum / self._elements,
-            "kld": self._kld_sum / self._samples,
-        }
