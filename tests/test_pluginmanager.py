@@ -58,7 +58,7 @@ def test_good_plugin_registers_its_models_and_hooks() -> None:
     assert record.status == "loaded"
     assert record.models == ["good_a", "good_b"]
     assert record.hooks == ["zoo_register_models"]
-    assert manager.registry.get("good_a").plugin == "GoodPlugin"
+    assert manager.models.get("good_a").plugin == "GoodPlugin"
 
 
 @pytest.mark.parametrize(
@@ -80,7 +80,7 @@ def test_broken_plugin_is_recorded_skipped_whole_and_others_keep_working(
     assert error in (broken.error or "")
     assert broken.models == []
     assert good.status == "loaded"
-    assert manager.registry.list() == ["good_a", "good_b"]  # nothing of the broken one
+    assert manager.models.list() == ["good_a", "good_b"]  # nothing of the broken one
     assert manager.pm.get_plugin(broken.name) is None
     assert f"plugin {broken.name!r}" in caplog.text and "ZOO_DISABLE_PLUGINS" in caplog.text
 
@@ -99,7 +99,7 @@ def test_duplicate_of_another_plugin_is_refused_naming_both() -> None:
     assert "'good_a' from plugin 'copycat' is already registered by plugin 'GoodPlugin'" in (
         record.error or ""
     )
-    assert "fresh" not in manager.registry
+    assert "fresh" not in manager.models
 
 
 def test_strict_mode_raises_plugin_error() -> None:
@@ -112,7 +112,7 @@ def test_disabled_plugin_is_listed_but_not_loaded() -> None:
     manager = _plugins(GoodPlugin(), disabled=("GoodPlugin",))
     (record,) = manager.records
     assert record.status == "disabled"
-    assert len(manager.registry) == 0
+    assert len(manager.models) == 0
 
 
 def test_environment_controls_strict_and_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -151,7 +151,7 @@ def test_entry_points_load_builtins_first_and_record_distribution(
     records = {r.name: r for r in manager.records}
     # Built-ins come first, so a third party cannot take their names.
     assert manager.records[0].builtin and manager.records[0].distribution == "zoo"
-    assert manager.registry.get("lenet").plugin == "lenet"
+    assert manager.models.get("lenet").plugin == "lenet"
     shadow = records["shadow"]
     assert (shadow.status, shadow.distribution, shadow.version) == (
         "failed",

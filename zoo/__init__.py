@@ -1,43 +1,49 @@
 """zoo: a plugin-based PyTorch model zoo.
 
-Models, ours and third parties', register through the ``zoo`` entry-point group and the
-``zoo_register_models`` hook; ``list_models``, ``get_spec`` and ``create_model`` read them.
+Everything zoo works with is registered by a plugin through the ``zoo`` entry-point group,
+zoo's own built-ins included: models (``zoo_register_models``), export formats
+(``zoo_register_formats``), benchmark runtimes (``zoo_register_runtimes``), training tasks
+(``zoo_register_tasks``) and datasets (``zoo_register_datasets``); see :mod:`zoo.hookspecs`.
+``list_models``, ``get_spec`` and ``create_model`` read the models.
 Importing zoo is cheap: torch is imported only when a model is built or a plugin is loaded.
 """
 
+from zoo._pluginmanager import create_model, get_spec, list_models
 from zoo.errors import (
     DataError,
     DataMismatchError,
     DuplicateModelError,
+    DuplicateNameError,
     InvalidArgumentsError,
     InvalidSpecError,
     PluginError,
     RegistryError,
     UnknownDatasetError,
+    UnknownFormatError,
     UnknownModelError,
+    UnknownNameError,
+    UnknownRuntimeError,
+    UnknownTaskError,
     UsageError,
     WeightsError,
     ZooError,
 )
+from zoo.formats import ExportRequest, Format
 from zoo.hookspecs import hookimpl
-from zoo.registry import (
-    Capabilities,
-    InputSpec,
-    ModelSpec,
-    OutputSpec,
-    Task,
-    create_model,
-    get_spec,
-    list_models,
-)
+from zoo.registry import Capabilities, InputSpec, ModelSpec, OutputSpec
+from zoo.runtimes import Runtime, Session, Source
+from zoo.tasks import Task, TaskRun
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Capabilities",
     "DataError",
     "DataMismatchError",
     "DuplicateModelError",
+    "DuplicateNameError",
+    "ExportRequest",
+    "Format",
     "InputSpec",
     "InvalidArgumentsError",
     "InvalidSpecError",
@@ -45,9 +51,17 @@ __all__ = [
     "OutputSpec",
     "PluginError",
     "RegistryError",
+    "Runtime",
+    "Session",
+    "Source",
     "Task",
+    "TaskRun",
     "UnknownDatasetError",
+    "UnknownFormatError",
     "UnknownModelError",
+    "UnknownNameError",
+    "UnknownRuntimeError",
+    "UnknownTaskError",
     "UsageError",
     "WeightsError",
     "ZooError",

@@ -1,4 +1,5 @@
-"""Atomic file writes: a crash or Ctrl-C never leaves a torn file where a good one was."""
+"""Files: atomic writes (a crash or Ctrl-C never leaves a torn file where a good one was),
+and which names may be read from or written into a directory zoo owns."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write_json", "atomic_write_text", "fsync_dir", "usual_mode"]
+__all__ = [
+    "atomic_path",
+    "atomic_write_json",
+    "atomic_write_text",
+    "fsync_dir",
+    "is_plain_name",
+    "usual_mode",
+]
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -67,3 +75,21 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
     # default=str: paths (and other option values) are written as their text.
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def is_plain_name(name: object) -> bool:
+    """Whether ``name`` is a plain file name: no directory part, not ``.``/``..``, not hidden.
+
+    Names read from manifests and declared by plugins must pass, so a file they name always
+    lies inside the directory it is read from or written to.
+    """
+    return (
+        isinstance(name, str)
+        and bool(name)
+        and name not in (".", "..")
+        and not name.startswith(".")
+        and "/" not in name
+        and "\\" not in name
+        and "\0" not in name
+        and name == name.strip()
+    )

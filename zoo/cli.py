@@ -130,11 +130,7 @@ def _echo_json(data: Any) -> None:
 
 @cli.command("list")
 @click.argument("pattern", required=False, default="*")
-@click.option(
-    "--task",
-    type=click.Choice(["classification", "sequence_classification", "generative", "block"]),
-    help="Only models of this task.",
-)
+@click.option("--task", help="Only models of this task (`zoo tasks`).")
 @click.option("--tag", help="Only models with this tag.")
 @click.option("--exclude", multiple=True, metavar="PATTERN", help="Leave out matching names.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of specs).")
@@ -148,9 +144,10 @@ def list_cmd(
     (y yes, - no, ? not measured). For the built-in models these are measured (`make
     capabilities`); a plugin declares its own. `zoo info NAME` says why a format is missing.
     """
-    from zoo.registry import default_registry, suggest
+    from zoo._pluginmanager import get_plugins
+    from zoo.registry import suggest
 
-    registry = default_registry()
+    registry = get_plugins().models
     names = registry.list(pattern, exclude=exclude, task=task, tag=tag)
     specs = [registry.get(n) for n in names]
     if as_json:
@@ -159,6 +156,9 @@ def list_cmd(
     if not names:
         hint = suggest(pattern, registry.list()) if not any(ch in pattern for ch in "*?[") else []
         extra = f"; did you mean {', '.join(hint)}?" if hint else ""
+        tasks = sorted({s.task for s in registry})
+        if task is not None and task not in tasks:
+            extra += f" (no model has task {task!r}; the models' tasks: {', '.join(tasks)})"
         click.echo(f"zoo: no model matches {pattern!r} with these filters{extra}", err=True)
         sys.exit(1)
     rows = []
@@ -167,7 +167,7 @@ def list_cmd(
         rows.append(
             [
                 s.name,
-                s.task.value,
+                s.task,
                 s.input.describe(),
                 str(s.num_classes or ""),
                 _YES_NO[caps.scriptable],
@@ -214,9 +214,8 @@ def _format_count(n: int) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the card as JSON.")
 def info_cmd(name: str, args: tuple[str, ...], as_json: bool) -> None:
     """Show the card of model NAME: its spec, parameters and FLOPs (measured at batch 1)."""
-    from zoo._pluginmanager import get_plugins
+    from zoo._pluginmanager import get_plugins, get_spec
     from zoo.card import model_card
-    from zoo.registry import get_spec
 
     card = model_card(get_spec(name), **_parse_args(args))
     record = get_plugins().record(card["plugin"])
@@ -284,7 +283,12 @@ def info_cmd(name: str, args: tuple[str, ...], as_json: bool) -> None:
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of plugin records).")
 def plugins_cmd(as_json: bool) -> None:
-    """List plugins: name, distribution, version, hooks, models, and failures if any."""
+    """List plugins: name, status, distribution, version, what each registered (models,
+    formats, runtimes, tasks, datasets), and why a failed one failed.
+
+    Plugins are code that runs when zoo loads them: ZOO_DISABLE_PLUGINS=a,b skips plugins by
+    name or distribution.
+    """
     from zoo._pluginmanager import get_plugins
 
     records = get_plugins().records
@@ -297,12 +301,11 @@ def plugins_cmd(as_json: bool) -> None:
             r.status,
             r.distribution or "-",
             r.version or "-",
-            ",".join(r.hooks) or "-",
-            ", ".join(r.models) or "-",
+            "; ".join(f"{kind} {', '.join(names)}" for kind, names in r.provides().items()) or "-",
         ]
         for r in records
     ]
-    click.echo(_table(["PLUGIN", "STATUS", "DISTRIBUTION", "VERSION", "HOOKS", "MODELS"], rows))
+    click.echo(_table(["PLUGIN", "STATUS", "DISTRIBUTION", "VERSION", "PROVIDES"], rows))
     for r in records:
         if r.error:
             click.echo(f"\n{r.name} ({r.entry_point}) failed: {r.error}")

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import importlib
 import os
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from zoo.errors import DataError, DataMismatchError, UnknownDatasetError
-from zoo.registry import suggest
+from zoo.errors import DataMismatchError, InvalidSpecError, UnknownDatasetError
+from zoo.registry import Registry, check_name, suggest
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -227,8 +226,6 @@ def _check_tokens(info: DatasetInfo, input: InputSpec) -> None:
 #: as it knows its DatasetInfo, before reading the bulk of the data.
 Loader = Callable[[LoadRequest], DataSplits]
 
-_NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
-
 
 @dataclass(frozen=True)
 class DatasetEntry:
@@ -263,10 +260,12 @@ class DatasetEntry:
 
 
 class DatasetRegistry:
-    """Maps dataset names to loaders; plugins add theirs with :meth:`register`."""
+    """Maps dataset names to loaders; plugins add theirs through ``zoo_register_datasets``
+    with :meth:`register`."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, DatasetEntry] = {}
+        #: dataset name (without its ``:argument``) -> entry
+        self._entries: Registry[DatasetEntry] = Registry("dataset", unknown=UnknownDatasetError)
 
     def register(
         self,
@@ -279,22 +278,27 @@ class DatasetRegistry:
         channels: int | None = None,
         plugin: str = "",
     ) -> DatasetEntry:
-        """Add a dataset; DataError if ``name`` is malformed or taken (naming both owners)."""
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise DataError(
-                f"dataset name {name!r} is invalid: use lowercase letters, digits, '_', '.', '-'"
-            )
-        taken = self._entries.get(name)
-        if taken is not None:
-            raise DataError(
-                f"dataset {name!r} from plugin {plugin or '?'!r} is already registered by "
-                f"{taken.plugin or 'zoo'!r}; rename one of them"
-            )
+        """Add a dataset. ``loader`` is a function or ``"module:function"`` (imported on
+        first use); InvalidSpecError if ``name`` or ``loader`` is malformed, DuplicateNameError
+        (naming both plugins) if ``name`` is taken."""
+        return self.add(DatasetEntry(name, loader, description, argument, kind, channels, plugin))
+
+    def check_free(self, entry: DatasetEntry, *, plugin: str = "") -> None:
+        """Raise like :meth:`register` would for ``entry``, without adding it."""
+        self._check(entry)
+        self._entries.check_free(entry, plugin=plugin or entry.plugin)
+
+    def add(self, entry: DatasetEntry) -> DatasetEntry:
+        """Add an entry made elsewhere (the plugin manager commits staged entries so)."""
+        self._check(entry)
+        return self._entries.register(entry, plugin=entry.plugin)
+
+    @staticmethod
+    def _check(entry: DatasetEntry) -> None:
+        check_name(entry.name, "dataset")
+        loader = entry.loader
         if not (callable(loader) or (isinstance(loader, str) and ":" in loader)):
-            raise DataError(f"dataset {name!r}: loader {loader!r} is not callable")
-        entry = DatasetEntry(name, loader, description, argument, kind, channels, plugin)
-        self._entries[name] = entry
-        return entry
+            raise InvalidSpecError(f"dataset {entry.name!r}: loader {loader!r} is not callable")
 
     def get(self, name: str) -> DatasetEntry:
         """The entry for ``name`` (``imagefolder:/data`` finds ``imagefolder``).
@@ -303,7 +307,7 @@ class DatasetRegistry:
         missing or not taken.
         """
         base, colon, argument = name.partition(":")
-        entry = self._entries.get(base)
+        entry = self._entries.get(base) if base in self._entries else None
         # "imagefolder:PATH" needs a non-empty PATH; "mnist5k" takes no ":..." at all.
         if entry is not None and (bool(argument) if entry.argument else not colon):
             return entry
@@ -313,13 +317,13 @@ class DatasetRegistry:
 
     def names(self) -> list[str]:
         """Display names, sorted: ``["cifar10", ..., "imagefolder:PATH", ...]``."""
-        return sorted(e.display_name for e in self._entries.values())
+        return sorted(e.display_name for e in self._entries)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.partition(":")[0] in self._entries
 
     def __iter__(self) -> Iterator[DatasetEntry]:
-        return iter(sorted(self._entries.values(), key=lambda e: e.display_name))
+        return iter(sorted(self._entries, key=lambda e: e.display_name))
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -6,13 +6,21 @@ them all at once; the CLI prints their message as one line instead of a tracebac
 ```
 ZooError
 ├── UsageError                 the caller asked for something that does not exist / is malformed
-│   ├── UnknownModelError      no model of that name (suggests close matches)   also KeyError
-│   ├── UnknownDatasetError    no dataset of that name (suggests close matches) also KeyError
-│   ├── InvalidArgumentsError  a builder was given an argument it does not take  also TypeError
+│   ├── UnknownNameError       no model, dataset, format, runtime or task of that name
+│   │   │                      (suggests close matches)                      also KeyError
+│   │   ├── UnknownModelError
+│   │   ├── UnknownDatasetError
+│   │   ├── UnknownFormatError
+│   │   ├── UnknownRuntimeError
+│   │   └── UnknownTaskError
+│   ├── InvalidArgumentsError  a builder or task was given an option it does not take
+│   │                                                                        also TypeError
 │   └── DataMismatchError      the dataset does not fit the model (dtype, channels...)
-├── RegistryError              a model spec could not be registered
-│   ├── InvalidSpecError       the spec itself is malformed
-│   └── DuplicateModelError    the name is taken (names both plugins)
+├── RegistryError              a plugin's model, format, runtime, task or dataset could not be
+│   │                          registered
+│   ├── InvalidSpecError       the registered object itself is malformed
+│   └── DuplicateNameError     the name is taken (names both plugins)
+│       └── DuplicateModelError
 ├── PluginError                a plugin failed to load (raised only with ZOO_STRICT_PLUGINS=1)
 ├── WeightsError               pretrained weights could not be found, downloaded or loaded
 └── DataError                  a dataset could not be found, downloaded or read
@@ -25,12 +33,17 @@ __all__ = [
     "DataError",
     "DataMismatchError",
     "DuplicateModelError",
+    "DuplicateNameError",
     "InvalidArgumentsError",
     "InvalidSpecError",
     "PluginError",
     "RegistryError",
     "UnknownDatasetError",
+    "UnknownFormatError",
     "UnknownModelError",
+    "UnknownNameError",
+    "UnknownRuntimeError",
+    "UnknownTaskError",
     "UsageError",
     "WeightsError",
     "ZooError",
@@ -45,7 +58,7 @@ class UsageError(ZooError):
     """The caller asked for something that does not exist or is malformed (CLI exit code 2)."""
 
 
-class _UnknownNameError(UsageError, KeyError):
+class UnknownNameError(UsageError, KeyError):
     """A name that is not registered; suggests close names, or the command that lists them."""
 
     #: What was looked up, and the command that lists what exists.
@@ -64,18 +77,39 @@ class _UnknownNameError(UsageError, KeyError):
         return msg + f"; run `{self.listing}` to see them"
 
 
-class UnknownModelError(_UnknownNameError):
+class UnknownModelError(UnknownNameError):
     """No model is registered under the requested name."""
 
     kind = "model"
     listing = "zoo list"
 
 
-class UnknownDatasetError(_UnknownNameError):
+class UnknownDatasetError(UnknownNameError):
     """No dataset is registered under the requested name."""
 
     kind = "dataset"
     listing = "zoo datasets"
+
+
+class UnknownFormatError(UnknownNameError):
+    """No export format is registered under the requested name."""
+
+    kind = "format"
+    listing = "zoo formats"
+
+
+class UnknownRuntimeError(UnknownNameError):
+    """No benchmark runtime is registered under the requested name."""
+
+    kind = "runtime"
+    listing = "zoo runtimes"
+
+
+class UnknownTaskError(UnknownNameError):
+    """No training task is registered under the requested name."""
+
+    kind = "task"
+    listing = "zoo tasks"
 
 
 class DataMismatchError(UsageError, ValueError):
@@ -83,18 +117,24 @@ class DataMismatchError(UsageError, ValueError):
 
 
 class InvalidArgumentsError(UsageError, TypeError):
-    """A model builder was called with arguments it does not accept."""
+    """A model builder (or a task) was called with arguments it does not accept."""
 
 
 class RegistryError(ZooError):
-    """A model spec could not be registered."""
+    """A model, format, runtime, task or dataset could not be registered."""
 
 
 class InvalidSpecError(RegistryError, ValueError):
-    """A ModelSpec is malformed (bad name, task, input spec, builder...)."""
+    """A registered object is malformed (a ModelSpec's name, task, input spec, builder; a
+    format without files; a runtime that is not a Runtime...)."""
 
 
-class DuplicateModelError(RegistryError):
+class DuplicateNameError(RegistryError):
+    """A name is already registered, for the same kind of object, by another (or the same)
+    plugin."""
+
+
+class DuplicateModelError(DuplicateNameError):
     """A model name is already registered by another (or the same) plugin."""
 
 

@@ -1,11 +1,13 @@
-"""Model specs and the registry that maps names to them.
+"""Model specs, and the registries that map names to what plugins register.
 
 A :class:`ModelSpec` says everything zoo needs to know about a model *without building it*:
 its builder, task, example input, outputs, class count, tags, source and what it can be
-exported to. Plugins register specs through the ``zoo_register_models`` hook; everything else
-(``zoo list``, the trainer, the exporters, the benchmarks) reads them from here.
+exported to. Plugins register specs through the ``zoo_register_models`` hook, and formats,
+runtimes, tasks and datasets through hooks of their own; each kind has one
+:class:`Registry`, filled by the plugin manager (``zoo._pluginmanager``), which everything
+else (``zoo list``, the trainer, the exporters, the benchmarks) reads.
 
-This module does not import torch at module level: listing models must stay cheap.
+This module does not import torch at module level: ``import zoo`` must stay cheap.
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ import inspect
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from enum import Enum
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
 from zoo.errors import (
     DuplicateModelError,
+    DuplicateNameError,
     InvalidArgumentsError,
     InvalidSpecError,
     UnknownModelError,
+    UnknownNameError,
 )
 
 if TYPE_CHECKING:
@@ -36,28 +39,25 @@ __all__ = [
     "ModelRegistry",
     "ModelSpec",
     "OutputSpec",
-    "Task",
-    "create_model",
-    "default_registry",
-    "get_spec",
-    "list_models",
+    "Registry",
+    "check_name",
+    "check_options",
+    "options_of",
     "suggest",
 ]
+
+T = TypeVar("T")
 
 _NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
 _DTYPES: Final = frozenset({"float32", "float16", "bfloat16", "float64", "int64", "int32", "uint8"})
 
 
-class Task(str, Enum):
-    """What a model does, which decides its loss, metrics and how its outputs are read."""
-
-    CLASSIFICATION = "classification"
-    SEQUENCE_CLASSIFICATION = "sequence_classification"
-    GENERATIVE = "generative"
-    BLOCK = "block"
-
-    def __str__(self) -> str:
-        return self.value
+def check_name(name: object, kind: str) -> None:
+    """Raise InvalidSpecError unless ``name`` is a valid name for a registered ``kind``."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise InvalidSpecError(
+            f"{kind} name {name!r} is invalid: use lowercase letters, digits, '_', '.', '-'"
+        )
 
 
 @final
@@ -224,7 +224,8 @@ class ModelSpec:
     name: str
     #: Returns a fresh ``nn.Module``; its keyword arguments are the model's options.
     builder: Callable[..., nn.Module]
-    task: Task
+    #: The name of the task that trains it (``zoo tasks``): ``"classification"``, ...
+    task: str
     input: InputSpec
     #: The outputs of ``forward`` in order, for the builder's default arguments.
     outputs: tuple[OutputSpec, ...]
@@ -242,19 +243,17 @@ class ModelSpec:
     plugin: str = ""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME_RE.match(self.name):
-            raise InvalidSpecError(
-                f"model name {self.name!r} is invalid: use lowercase letters, digits, '_', '.', '-'"
-            )
+        check_name(self.name, "model")
         if not callable(self.builder):
             raise InvalidSpecError(f"model {self.name!r}: builder {self.builder!r} is not callable")
-        try:
-            object.__setattr__(self, "task", Task(self.task))
-        except ValueError:
-            choices = ", ".join(t.value for t in Task)
+        # Any task name: the task may come from a plugin loaded after this one, so whether it
+        # exists is checked when the model is trained (``zoo tasks`` lists them).
+        if not isinstance(self.task, str) or not _NAME_RE.match(self.task):
             raise InvalidSpecError(
-                f"model {self.name!r}: task {self.task!r} is not one of {choices}"
-            ) from None
+                f"model {self.name!r}: task {self.task!r} is not a task name such as "
+                "'classification' (`zoo tasks` lists them)"
+            )
+        object.__setattr__(self, "task", str(self.task))
         if not isinstance(self.input, InputSpec):
             raise InvalidSpecError(f"model {self.name!r}: input must be an InputSpec")
         object.__setattr__(self, "outputs", tuple(self.outputs))
@@ -273,34 +272,11 @@ class ModelSpec:
 
     def builder_parameters(self) -> dict[str, Any]:
         """The builder's keyword options and defaults (``inspect.Parameter.empty``: required)."""
-        sig = inspect.signature(self.builder)
-        return {
-            p.name: p.default
-            for p in sig.parameters.values()
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        }
+        return options_of(self.builder)
 
     def check_kwargs(self, kwargs: Mapping[str, Any]) -> None:
         """Raise InvalidArgumentsError naming the valid options if ``kwargs`` don't fit."""
-        sig = inspect.signature(self.builder)
-        if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
-            return
-        valid = self.builder_parameters()
-        unknown = [k for k in kwargs if k not in valid]
-        if unknown:
-            hints = []
-            for key in unknown:
-                close = difflib.get_close_matches(key, list(valid), n=1)
-                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise InvalidArgumentsError(
-                f"model {self.name!r} does not take {', '.join(hints)}; "
-                f"valid arguments: {', '.join(valid) or '(none)'}"
-            )
-        missing = [k for k, d in valid.items() if d is inspect.Parameter.empty and k not in kwargs]
-        if missing:
-            raise InvalidArgumentsError(
-                f"model {self.name!r} needs argument(s) {', '.join(missing)}"
-            )
+        check_options(self.builder, kwargs, f"model {self.name!r}")
 
     def build(self, **kwargs: Any) -> nn.Module:
         """Validate ``kwargs`` against the builder, then build a fresh model."""
@@ -325,7 +301,7 @@ class ModelSpec:
         }
         return {
             "name": self.name,
-            "task": self.task.value,
+            "task": self.task,
             "summary": self.summary,
             "plugin": self.plugin,
             "input": self.input.to_dict(),
@@ -337,6 +313,39 @@ class ModelSpec:
             "capabilities": self.capabilities.to_dict(),
             "options": {k: json_value(v) for k, v in options.items()},
         }
+
+
+def options_of(function: Callable[..., Any]) -> dict[str, Any]:
+    """The keyword options of ``function`` and their defaults (``inspect.Parameter.empty``:
+    required): a model builder's, or a task's ``__init__``'s."""
+    sig = inspect.signature(function)
+    return {
+        p.name: p.default
+        for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"
+    }
+
+
+def check_options(function: Callable[..., Any], kwargs: Mapping[str, Any], owner: str) -> None:
+    """Raise InvalidArgumentsError, naming the valid options (and the closest one), if
+    ``kwargs`` are not keyword options of ``function`` or leave a required one out."""
+    sig = inspect.signature(function)
+    if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        return
+    valid = options_of(function)
+    unknown = [k for k in kwargs if k not in valid]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, list(valid), n=1)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise InvalidArgumentsError(
+            f"{owner} does not take {', '.join(hints)}; "
+            f"valid arguments: {', '.join(valid) or '(none)'}"
+        )
+    missing = [k for k, d in valid.items() if d is inspect.Parameter.empty and k not in kwargs]
+    if missing:
+        raise InvalidArgumentsError(f"{owner} needs argument(s) {', '.join(missing)}")
 
 
 def json_value(value: Any) -> Any:
@@ -354,105 +363,136 @@ def suggest(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
     return (close + contains)[:n]
 
 
-class ModelRegistry:
-    """Maps model names to specs. Duplicate names are refused, naming both plugins."""
+class Registry(Generic[T]):
+    """Maps names to registered objects of one kind (formats, runtimes, tasks, datasets...).
+
+    Names are unique within a kind: a second registration of a name is refused, naming both
+    plugins. Lookups of unknown names raise the kind's ``UnknownNameError`` with close names.
+    Iteration follows registration order (built-ins first), which is the order zoo lists and
+    reports them in.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        *,
+        unknown: type[UnknownNameError] = UnknownNameError,
+        duplicate: type[DuplicateNameError] = DuplicateNameError,
+    ) -> None:
+        #: What the objects are, in messages: ``"format"``, ``"runtime"``...
+        self.kind = kind
+        self._unknown = unknown
+        self._duplicate = duplicate
+        #: name -> the registered object
+        self._objects: dict[str, T] = {}
+        #: name -> the plugin that registered it ("" when registered directly)
+        self._plugins: dict[str, str] = {}
+
+    def check(self, obj: T) -> str:
+        """The name of ``obj`` if it may be registered; raises InvalidSpecError otherwise.
+
+        Subclasses check the kind (a Format, a Runtime...) and call this for the name.
+        """
+        name = getattr(obj, "name", None)
+        check_name(name, self.kind)
+        assert isinstance(name, str)
+        return name
+
+    def check_free(self, obj: T, *, plugin: str = "") -> None:
+        """Raise DuplicateNameError, naming both plugins, if the name of ``obj`` is taken."""
+        name = self.check(obj)
+        if name in self._objects:
+            raise self._duplicate(
+                f"{self.kind} {name!r} from plugin {plugin or '?'!r} is already registered "
+                f"by plugin {self._plugins[name] or '?'!r}; rename one of them"
+            )
+
+    def register(self, obj: T, *, plugin: str = "") -> T:
+        """Add ``obj`` under its ``name``; InvalidSpecError or DuplicateNameError if it cannot."""
+        self.check_free(obj, plugin=plugin)
+        name = self.check(obj)
+        self._objects[name] = obj
+        self._plugins[name] = plugin
+        return obj
+
+    def get(self, name: str) -> T:
+        try:
+            return self._objects[name]
+        except KeyError:
+            raise self._unknown(name, suggest(name, self._objects)) from None
+
+    def plugin_of(self, name: str) -> str:
+        """The plugin that registered ``name`` ("" if it was registered directly)."""
+        self.get(name)
+        return self._plugins[name]
+
+    def names(self) -> list[str]:
+        """Registered names in registration order."""
+        return list(self._objects)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._objects
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(list(self._objects.values()))
+
+    def __len__(self) -> int:
+        return len(self._objects)
+
+
+class ModelRegistry(Registry[ModelSpec]):
+    """Maps model names to specs; ``spec.plugin`` names the plugin that registered each."""
 
     def __init__(self) -> None:
-        #: model name -> its spec (``spec.plugin`` names the plugin that registered it)
-        self._specs: dict[str, ModelSpec] = {}
+        super().__init__("model", unknown=UnknownModelError, duplicate=DuplicateModelError)
 
-    def register(self, spec: ModelSpec, *, plugin: str = "") -> ModelSpec:
+    def check(self, obj: ModelSpec) -> str:
+        if not isinstance(obj, ModelSpec):
+            raise InvalidSpecError(
+                f"expected a zoo.ModelSpec, got {type(obj).__name__}: {obj!r:.80}"
+            )
+        return obj.name
+
+    def check_free(self, obj: ModelSpec, *, plugin: str = "") -> None:
+        super().check_free(obj, plugin=plugin or obj.plugin)
+
+    def register(self, obj: ModelSpec, *, plugin: str = "") -> ModelSpec:
         """Add ``spec``; raises DuplicateModelError if the name is taken."""
-        if not isinstance(spec, ModelSpec):
-            raise InvalidSpecError(
-                f"expected a zoo.ModelSpec, got {type(spec).__name__}: {spec!r:.80}"
-            )
+        self.check(obj)
         if plugin:
-            spec = replace(spec, plugin=plugin)
-        self.check_free(spec)
-        self._specs[spec.name] = spec
-        return spec
+            obj = replace(obj, plugin=plugin)
+        return super().register(obj, plugin=obj.plugin)
 
-    def check_free(self, spec: ModelSpec, *, plugin: str = "") -> None:
-        """Raise DuplicateModelError, naming both plugins, if ``spec.name`` is taken."""
-        if not isinstance(spec, ModelSpec):
-            raise InvalidSpecError(
-                f"expected a zoo.ModelSpec, got {type(spec).__name__}: {spec!r:.80}"
-            )
-        taken = self._specs.get(spec.name)
-        if taken is not None:
-            newcomer = plugin or spec.plugin or "?"
-            raise DuplicateModelError(
-                f"model {spec.name!r} from plugin {newcomer!r} is already registered "
-                f"by plugin {taken.plugin or '?'!r}; rename one of them"
-            )
-
-    def get(self, name: str) -> ModelSpec:
-        try:
-            return self._specs[name]
-        except KeyError:
-            raise UnknownModelError(name, suggest(name, self._specs)) from None
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        return sorted(self._objects)
 
     def list(
         self,
         pattern: str | Iterable[str] = "*",
         *,
         exclude: str | Iterable[str] = (),
-        task: Task | str | None = None,
+        task: str | None = None,
         tag: str | None = None,
     ) -> list[str]:
         """Sorted names matching any of the wildcard ``pattern``s and none of ``exclude``."""
         include = [pattern] if isinstance(pattern, str) else list(pattern)
         excluded = [exclude] if isinstance(exclude, str) else list(exclude)
-        wanted_task = Task(task) if task is not None else None
         names = []
-        for name, spec in self._specs.items():
-            if not any(fnmatch.fnmatchcase(name, p) for p in include):
+        for spec in self:
+            if not any(fnmatch.fnmatchcase(spec.name, p) for p in include):
                 continue
-            if any(fnmatch.fnmatchcase(name, p) for p in excluded):
+            if any(fnmatch.fnmatchcase(spec.name, p) for p in excluded):
                 continue
-            if wanted_task is not None and spec.task is not wanted_task:
+            if task is not None and spec.task != task:
                 continue
             if tag is not None and tag not in spec.tags:
                 continue
-            names.append(name)
-        return sorted(names)
+            names.append(spec.name)
+        return names
 
     def create(self, name: str, **kwargs: Any) -> nn.Module:
         return self.get(name).build(**kwargs)
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._specs
-
     def __iter__(self) -> Iterator[ModelSpec]:
-        return iter(sorted(self._specs.values(), key=lambda s: s.name))
-
-    def __len__(self) -> int:
-        return len(self._specs)
-
-
-def default_registry() -> ModelRegistry:
-    from zoo._pluginmanager import get_plugins
-
-    return get_plugins().registry
-
-
-def list_models(
-    pattern: str | Iterable[str] = "*",
-    *,
-    exclude: str | Iterable[str] = (),
-    task: Task | str | None = None,
-    tag: str | None = None,
-) -> list[str]:
-    """Names of registered models, with wildcard include/exclude and task/tag filters."""
-    return default_registry().list(pattern, exclude=exclude, task=task, tag=tag)
-
-
-def get_spec(name: str) -> ModelSpec:
-    """The spec registered as ``name``; UnknownModelError suggests close names."""
-    return default_registry().get(name)
-
-
-def create_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build model ``name``; ``kwargs`` are checked against its builder's options."""
-    return default_registry().create(name, **kwargs)
+        return iter(sorted(self._objects.values(), key=lambda s: s.name))

@@ -102,9 +102,9 @@ def _validate(settings: BenchSettings) -> None:
 
 
 def _resolve_models(patterns: list[str]) -> list[str]:
-    from zoo.registry import default_registry
+    from zoo._pluginmanager import get_plugins
 
-    registry = default_registry()
+    registry = get_plugins().models
     names: list[str] = []
     for pattern in patterns:
         found = registry.list(pattern)
@@ -272,8 +272,8 @@ def _driver_version() -> str | None:
 
 
 def _flops(model: str, manifest: dict[str, Any]) -> int:
+    from zoo._pluginmanager import get_spec
     from zoo.card import model_card
-    from zoo.registry import get_spec
 
     card = model_card(get_spec(model), **manifest.get("model_args", {}))
     return int(card["measured"]["flops"])

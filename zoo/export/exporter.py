@@ -20,6 +20,7 @@ import torch
 
 from zoo import __version__
 from zoo._io import atomic_write_json, usual_mode
+from zoo._pluginmanager import get_spec
 from zoo.errors import UsageError
 from zoo.export.bundle import make_bundle, run_eager
 from zoo.export.manifest import (
@@ -41,7 +42,6 @@ from zoo.export.validate import (
     parity_inputs,
     save_fixture,
 )
-from zoo.registry import get_spec
 
 __all__ = [
     "DEFAULT_FORMATS",

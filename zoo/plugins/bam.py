@@ -8,7 +8,7 @@ from zoo.errors import InvalidArgumentsError
 from zoo.hookspecs import ModelRegistrar, hookimpl
 from zoo.plugins._common import check_positive, logits, recorded
 from zoo.plugins.resnet import ResidualBlock
-from zoo.registry import InputSpec, ModelSpec, OutputSpec, Task
+from zoo.registry import InputSpec, ModelSpec, OutputSpec
 from zoo.transforms import MNIST
 
 
@@ -90,7 +90,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
             name="bam",
             capabilities=recorded("bam"),
             builder=BAM,
-            task=Task.BLOCK,
+            task="block",
             input=InputSpec((64, 32, 32), value_range=(-1.0, 1.0), name="features"),
             outputs=(OutputSpec("attended", (64, 32, 32)),),
             summary="BAM self-attention block (ds=8): feature map in, same shape out",
@@ -103,7 +103,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
             name="bam_resnet",
             capabilities=recorded("bam_resnet"),
             builder=BAMResNet,
-            task=Task.CLASSIFICATION,
+            task="classification",
             input=InputSpec.image((1, 28, 28), *MNIST),
             outputs=logits(10),
             num_classes=10,

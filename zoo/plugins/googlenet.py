@@ -5,7 +5,7 @@ from torch import Tensor, nn
 
 from zoo.hookspecs import ModelRegistrar, hookimpl
 from zoo.plugins._common import check_positive, logits, recorded
-from zoo.registry import InputSpec, ModelSpec, Task
+from zoo.registry import InputSpec, ModelSpec
 from zoo.transforms import MNIST
 
 
@@ -66,7 +66,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
             name="googlenet",
             capabilities=recorded("googlenet"),
             builder=GoogLeNet,
-            task=Task.CLASSIFICATION,
+            task="classification",
             input=InputSpec.image((1, 28, 28), *MNIST),
             outputs=logits(10),
             num_classes=10,

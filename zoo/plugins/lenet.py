@@ -4,7 +4,7 @@ from torch import Tensor, nn
 
 from zoo.hookspecs import ModelRegistrar, hookimpl
 from zoo.plugins._common import check_positive, logits, recorded
-from zoo.registry import InputSpec, ModelSpec, Task
+from zoo.registry import InputSpec, ModelSpec
 from zoo.transforms import MNIST
 
 
@@ -50,7 +50,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
             name="lenet",
             capabilities=recorded("lenet"),
             builder=LeNet,
-            task=Task.CLASSIFICATION,
+            task="classification",
             input=InputSpec.image((1, 28, 28), *MNIST),
             outputs=logits(10),
             num_classes=10,

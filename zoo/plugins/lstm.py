@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from zoo.errors import InvalidArgumentsError
 from zoo.hookspecs import ModelRegistrar, hookimpl
 from zoo.plugins._common import check_positive, logits, recorded
-from zoo.registry import InputSpec, ModelSpec, Task
+from zoo.registry import InputSpec, ModelSpec
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
@@ -112,7 +112,7 @@ def _spec(name: str, builder: Callable[..., nn.Module], cell: str) -> ModelSpec:
         name=name,
         capabilities=recorded(name),
         builder=builder,
-        task=Task.SEQUENCE_CLASSIFICATION,
+        task="sequence_classification",
         # Token ids; 0 is padding. Axis 1 (time) is dynamic as well as the batch.
         input=InputSpec(
             (16,),

@@ -18,7 +18,7 @@ from zoo.plugins._common import (
     logits,
     recorded,
 )
-from zoo.registry import InputSpec, ModelSpec, Task
+from zoo.registry import InputSpec, ModelSpec
 from zoo.transforms import IMAGENET, MNIST
 
 
@@ -104,7 +104,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
             name="resnet",
             capabilities=recorded("resnet"),
             builder=CourseResNet,
-            task=Task.CLASSIFICATION,
+            task="classification",
             input=InputSpec.image((1, 28, 28), *MNIST),
             outputs=logits(10),
             num_classes=10,
@@ -119,7 +119,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
                 name=arch,
                 capabilities=recorded(arch),
                 builder=_make_builder(arch),
-                task=Task.CLASSIFICATION,
+                task="classification",
                 input=InputSpec.image((3, 224, 224), *IMAGENET),
                 outputs=logits(10),
                 num_classes=10,

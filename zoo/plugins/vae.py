@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 from zoo.hookspecs import ModelRegistrar, hookimpl
 from zoo.plugins._common import check_positive, recorded
-from zoo.registry import InputSpec, ModelSpec, OutputSpec, Task
+from zoo.registry import InputSpec, ModelSpec, OutputSpec
 from zoo.transforms import CIFAR
 
 
@@ -161,7 +161,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
             name="vae",
             capabilities=recorded("vae"),
             builder=VAE,
-            task=Task.GENERATIVE,
+            task="vae",
             input=InputSpec.image((3, 32, 32), *CIFAR),
             outputs=(
                 OutputSpec("reconstruction", (3, 32, 32)),

@@ -16,7 +16,7 @@ from zoo.plugins._common import (
     logits,
     recorded,
 )
-from zoo.registry import InputSpec, ModelSpec, Task
+from zoo.registry import InputSpec, ModelSpec
 from zoo.transforms import IMAGENET
 
 ARCHS = ("vgg11", "vgg13", "vgg16", "vgg19")
@@ -60,7 +60,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
             name="vgg_head",
             capabilities=recorded("vgg_head"),
             builder=vgg_head,
-            task=Task.CLASSIFICATION,
+            task="classification",
             input=InputSpec.image((3, 224, 224), *IMAGENET),
             outputs=logits(10),
             num_classes=10,

@@ -22,9 +22,10 @@ from torch import nn
 
 from zoo import __version__
 from zoo._io import atomic_write_json
+from zoo._pluginmanager import get_spec
 from zoo.checkpoint import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
 from zoo.errors import UsageError, ZooError
-from zoo.registry import ModelSpec, Task, get_spec
+from zoo.registry import ModelSpec
 from zoo.train.augment import random_shift
 from zoo.train.batches import Batches
 from zoo.train.config import TrainConfig
@@ -53,10 +54,10 @@ RESUMABLE_OVERRIDES = (
 _CLASSIFIER_MONITORS = ("val_accuracy", "val_loss", "val_oa", "val_aa", "val_kappa")
 #: Metrics ``--monitor`` may name, per task.
 _MONITORS = {
-    Task.CLASSIFICATION: _CLASSIFIER_MONITORS,
-    Task.SEQUENCE_CLASSIFICATION: _CLASSIFIER_MONITORS,
-    Task.GENERATIVE: ("val_loss", "val_reconstruction_mse", "val_kld"),
-    Task.BLOCK: (),
+    "classification": _CLASSIFIER_MONITORS,
+    "sequence_classification": _CLASSIFIER_MONITORS,
+    "vae": ("val_loss", "val_reconstruction_mse", "val_kld"),
+    "block": (),
 }
 
 
@@ -110,7 +111,7 @@ class Trainer:
         self.stop = _StopRequest()
         self.config = config
         self.spec = get_spec(config.model)
-        if self.spec.task is Task.BLOCK:
+        if self.spec.task == "block":
             raise UsageError(
                 f"model {config.model!r} is a building block, not a trainable model; "
                 "train a model that contains it (e.g. bam_resnet)"
@@ -119,7 +120,7 @@ class Trainer:
         if config.monitor and config.monitor not in monitors:
             raise UsageError(
                 f"--monitor {config.monitor!r} is not one of {', '.join(monitors)} "
-                f"(for a {self.spec.task.value} model)"
+                f"(for a {self.spec.task} model)"
             )
         self.data_name = config.data or ("names" if self.spec.input.is_integer else "mnist5k")
         self.resume_from = self._resume_source()
@@ -184,7 +185,7 @@ class Trainer:
         if info.vocab_size is not None:
             derived["vocab_size"] = info.vocab_size
         for key, value in derived.items():
-            if key not in options or spec.task is Task.GENERATIVE:
+            if key not in options or spec.task == "vae":
                 continue
             if key in args and args[key] != value:
                 raise UsageError(
@@ -386,7 +387,7 @@ class Trainer:
     def _monitor(self) -> str:
         if self.config.monitor:
             return self.config.monitor
-        return "val_loss" if self.spec.task is Task.GENERATIVE else "val_accuracy"
+        return "val_loss" if self.spec.task == "vae" else "val_accuracy"
 
     def _train_epoch(
         self,
@@ -407,9 +408,7 @@ class Trainer:
         model.train()
         metrics = self._new_metrics(info)
         augment = (
-            cfg.augment == "shift"
-            and self.spec.task is Task.CLASSIFICATION
-            and info.kind == "image"
+            cfg.augment == "shift" and self.spec.task == "classification" and info.kind == "image"
         )
         epoch = progress_state["epoch"]
         samples = 0
@@ -469,7 +468,7 @@ class Trainer:
         return (metrics.compute() if samples else {}), samples
 
     def _loss(self, outputs: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.spec.task is Task.GENERATIVE:
+        if self.spec.task == "vae":
             from zoo.plugins.vae import vae_loss
 
             recon, mu, logvar = outputs
@@ -488,14 +487,14 @@ class Trainer:
         from zoo.metrics import ClassificationMetrics
         from zoo.plugins.vae import VAEMetrics
 
-        if self.spec.task is Task.GENERATIVE:
+        if self.spec.task == "vae":
             return VAEMetrics(self.config.kld_weight, reduction=self.config.vae_loss)
         return ClassificationMetrics(info.num_classes, class_names=info.class_names)
 
     def _update(
         self, metrics: Any, outputs: Any, x: torch.Tensor, y: torch.Tensor, loss: torch.Tensor
     ) -> None:
-        if self.spec.task is Task.GENERATIVE:
+        if self.spec.task == "vae":
             recon, mu, logvar = (o.detach().float() for o in outputs)
             metrics.update(recon, x.float(), mu, logvar)
         else:
@@ -539,7 +538,7 @@ class Trainer:
             "epoch/samples_per_second": record["samples_per_second"] or 0.0,
         }
         logger.scalars(values, epoch)
-        if self.spec.task is Task.GENERATIVE:
+        if self.spec.task == "vae":
             x, recon = self._reconstruct(model, val, device)
             value_range = self.spec.input.value_range
             if epoch == 1:
@@ -595,7 +594,7 @@ class Trainer:
         }
         from zoo import plots
 
-        if self.spec.task is Task.GENERATIVE:
+        if self.spec.task == "vae":
             x, recon = self._reconstruct(model, splits.test, device)
             plots.save_reconstructions_png(
                 x.cpu(),

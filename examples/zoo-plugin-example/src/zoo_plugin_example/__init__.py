@@ -26,7 +26,7 @@ def zoo_register_models(registry):
         zoo.ModelSpec(
             name="tiny_mlp",
             builder=tiny_mlp,
-            task=zoo.Task.CLASSIFICATION,
+            task="classification",
             input=zoo.InputSpec((1, 28, 28), value_range=(0.0, 1.0)),
             outputs=(zoo.OutputSpec("logits", (10,)),),
             num_classes=10,

@@ -1,0 +1,194 @@
+"""Export formats: the interface a format plugin implements, and what the exporter hands it.
+
+A :class:`Format` writes the module to ship (preprocessing + model, eval mode: the *bundle*)
+into files of an export directory (:meth:`Format.export`) and loads those files back in the
+runtime a deployment would use, for the parity gate (:meth:`Format.load`). zoo's own formats
+(TorchScript, ONNX, ``.pt2`` and AOTInductor) are plugins too (``zoo/plugins/``); a plugin adds
+one with the ``zoo_register_formats`` hook::
+
+    @zoo.hookimpl
+    def zoo_register_formats(registry):
+        registry.register(MyFormat())
+
+``zoo export --format NAME``, the manifest, ``zoo export --check``, ``zoo list``'s capability
+columns and the capability record all read the :class:`FormatRegistry`.
+
+Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from zoo._io import is_plain_name
+from zoo.errors import InvalidSpecError, UnknownFormatError
+from zoo.registry import InputSpec, Registry
+
+if TYPE_CHECKING:
+    import numpy as np
+    from torch import Tensor, nn
+
+__all__ = [
+    "ExportRequest",
+    "Format",
+    "FormatRegistry",
+    "Runner",
+    "dynamic_shapes",
+    "quiet_rnn_tracing",
+    "torch_runner",
+]
+
+#: Runs a loaded artifact: a CPU tensor in (the bundle's input), its outputs as numpy arrays.
+Runner = Callable[["Tensor"], tuple["np.ndarray", ...]]
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """What :meth:`Format.export` is asked to write."""
+
+    #: The module to ship, in eval mode, gradients off: preprocessing + model (+ softmax or
+    #: top-k), or the bare model with ``--raw``.
+    module: nn.Module
+    #: An input for tracing or exporting, of batch 2 (exporters specialise a batch of 1).
+    example: Tensor
+    #: What ``module`` takes: input name, per-sample shape, dtype, dynamic axes.
+    input: InputSpec
+    #: The names of ``module``'s outputs, in order.
+    output_names: tuple[str, ...]
+    #: Where to write: only the files the format declares (:attr:`Format.files`).
+    directory: Path
+    #: Format options from the command line (``opset`` for ONNX-based formats).
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def path(self, name: str) -> Path:
+        """The path of declared file ``name`` in the export directory."""
+        return self.directory / name
+
+
+class Format(ABC):
+    """An export format: a name, the files it writes, ``export`` and ``load``.
+
+    Subclasses set the class attributes and implement :meth:`export` and :meth:`load`; zoo
+    calls ``export`` in a staging directory, gates the result on parity with eager PyTorch
+    (through :meth:`load`, in a child process when :attr:`isolated`), records it in the
+    manifest and removes the files of a format that failed.
+    """
+
+    #: ``zoo export --format NAME``: lowercase letters, digits, ``_.-``.
+    name: ClassVar[str]
+    #: The files it may write, plain names; the first is the artifact a runtime loads.
+    files: ClassVar[tuple[str, ...]]
+    #: One line for ``zoo formats``.
+    description: ClassVar[str] = ""
+    #: The heading of its column in ``zoo list`` (default: the name in capitals).
+    label: ClassVar[str] = ""
+    #: Written by ``zoo export`` when ``--format`` is not given.
+    default: ClassVar[bool] = False
+    #: Its parity gate runs in a child process: for native code that may crash the process.
+    isolated: ClassVar[bool] = False
+    #: The devices its artifacts run on.
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    #: Other ways the gate loads the artifact, each checked too (TorchScript: ``optimized``).
+    variants: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def column(self) -> str:
+        """The heading of this format's column in ``zoo list``."""
+        return self.label or self.name.upper()
+
+    def unavailable(self) -> str | None:
+        """Why this format cannot be used here (a missing package...), or None."""
+        return None
+
+    def check_options(self, options: Mapping[str, Any]) -> None:
+        """Raise :class:`~zoo.errors.UsageError` for options this format cannot honour, before
+        anything is exported."""
+        return None  # optional: nothing to do unless a subclass says so
+
+    def versions(self) -> dict[str, str]:
+        """Versions of the libraries behind this format, recorded in manifests."""
+        return {}
+
+    @abstractmethod
+    def export(self, request: ExportRequest) -> dict[str, Any]:
+        """Write the artifact into ``request.directory``; return details for the manifest
+        (JSON values, e.g. ``{"method": "script"}``). Raise to fail this format only."""
+
+    @abstractmethod
+    def load(self, directory: Path, variant: str = "") -> Runner:
+        """Load the artifact from ``directory`` as a deployment would (``variant``: one of
+        :attr:`variants`, or "" for the artifact as written)."""
+
+
+class FormatRegistry(Registry[Format]):
+    """Format names -> :class:`Format` objects, in registration order (built-ins first)."""
+
+    def __init__(self) -> None:
+        super().__init__("format", unknown=UnknownFormatError)
+
+    def check(self, obj: Format) -> str:
+        if not isinstance(obj, Format):
+            raise InvalidSpecError(
+                f"expected a zoo.Format instance, got {type(obj).__name__}: {obj!r:.80}"
+            )
+        name = super().check(obj)
+        files = getattr(obj, "files", None)
+        if not isinstance(files, tuple) or not files or not all(map(is_plain_name, files)):
+            raise InvalidSpecError(
+                f"format {name!r}: files must be a non-empty tuple of plain file names, "
+                f"got {files!r}"
+            )
+        if not isinstance(obj.variants, tuple) or "" in obj.variants:
+            raise InvalidSpecError(f"format {name!r}: variants must be a tuple of names")
+        return name
+
+    def defaults(self) -> tuple[str, ...]:
+        """What ``zoo export`` writes when ``--format`` is not given."""
+        return tuple(f.name for f in self if f.default)
+
+    def owner_of(self, file: str) -> Format | None:
+        """The format that declares ``file``, if any."""
+        return next((f for f in self if file in f.files), None)
+
+
+@contextlib.contextmanager
+def quiet_rnn_tracing() -> Iterator[None]:
+    """Silence one tracing warning: "The tensor attributes ..._flat_weights were assigned".
+
+    nn.LSTM/GRU re-assign their flat weight list while torch.export traces them; the
+    exported graphs are checked against eager by the parity gate, so the note is noise.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"The tensor attributes .*_flat_weights", category=UserWarning
+        )
+        yield
+
+
+def dynamic_shapes(spec: InputSpec, *, dynamic: bool = True) -> tuple[dict[int, Any]] | None:
+    """``({axis: Dim(name)},)`` for the single input described by ``spec`` (None if static):
+    the ``dynamic_shapes`` of ``torch.export.export`` and ``torch.onnx.export``."""
+    if not dynamic or not spec.dynamic_axes:
+        return None
+    from torch.export import Dim  # here: importing this module must not import torch
+
+    return ({axis: Dim(name, min=1, max=1 << 16) for axis, name in spec.dynamic_axes.items()},)
+
+
+def torch_runner(module: Callable[..., Any]) -> Runner:
+    """A :data:`Runner` for a module that runs in PyTorch (TorchScript, ``.pt2``...)."""
+    import torch  # here: importing this module must not import torch
+
+    def run(x: Tensor) -> tuple[np.ndarray, ...]:
+        with torch.no_grad():
+            out = module(x)
+        outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+        return tuple(o.detach().cpu().numpy() for o in outs)
+
+    return run

@@ -1,0 +1,166 @@
+"""Benchmark runtimes: the interface a runtime plugin implements.
+
+A :class:`Runtime` turns a :class:`Source` (an export directory, and a factory for the same
+module in PyTorch) into a :class:`Session` on one device: ``prepare`` puts an input where the
+runtime wants it (outside the timed region), ``run`` is the timed call, ``sync`` waits for
+the device. A runtime that cannot run here says why (:meth:`Runtime.unavailable`) instead of
+failing the benchmark. zoo's own runtimes are plugins (``zoo/plugins/``); a plugin adds one
+with the ``zoo_register_runtimes`` hook::
+
+    @zoo.hookimpl
+    def zoo_register_runtimes(registry):
+        registry.register(MyRuntime())
+
+``zoo bench --runtime``, the report and the recommendations read the
+:class:`RuntimeRegistry`. Each runtime is timed in a process of its own.
+
+Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from zoo.errors import InvalidSpecError, UnknownRuntimeError
+from zoo.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "Runtime",
+    "RuntimeRegistry",
+    "Session",
+    "Source",
+    "cuda_present",
+    "to_device",
+    "torch_sync",
+]
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a runtime loads from: the artifacts of one export, and the module they hold."""
+
+    #: The model's registered name.
+    model: str
+    #: The export directory.
+    directory: Path
+    #: Format name -> its artifact (the format's first file) in ``directory``, for every format
+    #: that passed its parity gate.
+    artifacts: Mapping[str, Path]
+    #: Format name -> why it has no artifact (its export or parity gate failed).
+    failed: Mapping[str, str] = field(default_factory=dict)
+    #: Builds the exported module (bundle or bare model) in eval mode, with the export's own
+    #: weights: for runtimes that run PyTorch itself (eager, torch.compile).
+    build_module: Callable[[], torch.nn.Module] | None = None
+
+    def artifact(self, fmt: str) -> Path | None:
+        """The artifact of format ``fmt``, or None if this export has none."""
+        return self.artifacts.get(fmt)
+
+    def module(self) -> torch.nn.Module:
+        if self.build_module is None:
+            raise RuntimeError(f"no module factory for {self.model}: this source is for lookups")
+        return self.build_module()
+
+
+@dataclass
+class Session:
+    """One loaded runtime on one device."""
+
+    #: Puts a CPU tensor where this runtime takes its input (not timed).
+    prepare: Callable[[torch.Tensor], Any]
+    #: The timed call.
+    run: Callable[[Any], Any]
+    #: Waits until the device has finished (a no-op on the CPU).
+    sync: Callable[[], None] = lambda: None
+    #: Called once after the last timed call (frees threads and memory).
+    close: Callable[[], None] = lambda: None
+
+
+class Runtime(ABC):
+    """A way to run an export (or the PyTorch module) that ``zoo bench`` times."""
+
+    #: The name users pass to ``--runtime``.
+    name: ClassVar[str]
+    #: The export format it loads (a registered format's name), or None when it runs the
+    #: PyTorch module itself.
+    format: ClassVar[str | None] = None
+    #: One line for ``zoo runtimes`` and reports.
+    description: ClassVar[str] = ""
+    #: The devices it can run on.
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    #: The runtime every speed-up is measured against (zoo's ``eager``): at most one.
+    reference: ClassVar[bool] = False
+    #: A plain runtime this one must not be slower than beyond noise (zoo's tuned ONNX Runtime
+    #: session against a default ``InferenceSession``); the report says where it is.
+    peer: ClassVar[str | None] = None
+
+    def unavailable(self, source: Source, device: str) -> str | None:
+        """Why this runtime cannot run ``source`` on ``device`` here, or None."""
+        if device not in self.devices:
+            return f"{self.name} does not run on {device}"
+        if device == "cuda" and not cuda_present():
+            return "no CUDA device here"
+        if self.format is not None and source.artifact(self.format) is None:
+            why = source.failed.get(self.format)
+            return f"no {self.format} artifact in {source.directory}" + (f": {why}" if why else "")
+        return None
+
+    @abstractmethod
+    def load(self, source: Source, device: str, threads: int) -> Session:
+        """Load (and for compilers, compile on first call); all of it counts as cold start.
+
+        ``threads``: the thread count of the run, which the runtime's own pools must use.
+        """
+
+
+class RuntimeRegistry(Registry[Runtime]):
+    """Runtime names -> :class:`Runtime` objects, in registration order (built-ins first)."""
+
+    def __init__(self) -> None:
+        super().__init__("runtime", unknown=UnknownRuntimeError)
+
+    def check(self, obj: Runtime) -> str:
+        if not isinstance(obj, Runtime):
+            raise InvalidSpecError(
+                f"expected a zoo.Runtime instance, got {type(obj).__name__}: {obj!r:.80}"
+            )
+        name = super().check(obj)
+        if obj.reference and any(r.reference and r.name != name for r in self):
+            raise InvalidSpecError(f"runtime {name!r}: only one runtime can be the reference")
+        return name
+
+    def reference(self) -> str | None:
+        """The name of the runtime speed-ups are measured against, if one is registered."""
+        return next((r.name for r in self if r.reference), None)
+
+
+def cuda_present() -> bool:
+    """A real CUDA device, not just a CUDA build (``torch.cuda.is_available`` checks both)."""
+    import torch  # here: importing this module must not import torch
+
+    return torch.cuda.is_available() and torch.cuda.device_count() > 0
+
+
+def torch_sync(device: str) -> Callable[[], None]:
+    """``torch.cuda.synchronize`` on a GPU, nothing on the CPU."""
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def to_device(device: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A ``prepare`` for torch runtimes: the input, contiguous, on ``device``."""
+
+    def prepare(x: torch.Tensor) -> torch.Tensor:
+        return x.to(device).contiguous()
+
+    return prepare
