@@ -14,7 +14,6 @@ import zoo.data
 from zoo.data import default_dataset_registry, list_datasets, load_dataset
 from zoo.datasets import DatasetInfo, DatasetRegistry, DataSplits, LoadRequest, default_data_dir
 from zoo.errors import (
-    DataError,
     DataMismatchError,
     DuplicateNameError,
     InvalidSpecError,
