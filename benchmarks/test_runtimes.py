@@ -24,10 +24,10 @@ import torch
 
 import zoo
 from benchmarks.targets import HARNESS_OVERHEAD_NS
-from zoo.bench.runner import DEFAULT_RUNTIMES, BenchSettings, _export_dir, formats_for
-from zoo.bench.runtimes import get_runtime
+from zoo._pluginmanager import get_plugins
+from zoo.bench.runner import BenchSettings, _export_dir, formats_for
 from zoo.bench.timing import harness_overhead_ns
-from zoo.bench.worker import _example, _source
+from zoo.bench.worker import _inputs, _source
 
 
 def _env_list(name: str, default: list[str]) -> list[str]:
@@ -36,7 +36,7 @@ def _env_list(name: str, default: list[str]) -> list[str]:
 
 
 MODELS = _env_list("ZOO_BENCH_MODELS", zoo.list_models())
-RUNTIMES = _env_list("ZOO_BENCH_RUNTIMES", list(DEFAULT_RUNTIMES))
+RUNTIMES = _env_list("ZOO_BENCH_RUNTIMES", get_plugins().runtimes.names())
 BATCHES = [int(b) for b in _env_list("ZOO_BENCH_BATCHES", ["1", "8", "32"])]
 THREADS = int(os.environ.get("ZOO_BENCH_THREADS", "0")) or None
 
@@ -64,14 +64,14 @@ def test_latency(
 ) -> None:
     threads = THREADS or torch.get_num_threads()
     torch.set_num_threads(threads)
-    source = _source({"artifacts": str(exports[model])})
-    adapter = get_runtime(runtime)
+    source = _source(exports[model])
+    adapter = get_plugins().runtimes.get(runtime)
     why = adapter.unavailable(source, "cpu")
     if why:
         pytest.skip(why)  # reported as skipped with the reason, as zoo bench does
     with torch.inference_mode():
         session = adapter.load(source, "cpu", threads)
-        prepared = session.prepare(_example(source.manifest, batch, 0))
+        prepared = session.prepare(_inputs(exports[model], (batch,), 0)[batch])
         run, sync = session.run, session.sync
 
         def call() -> None:

@@ -1,10 +1,11 @@
 """The bare models (``zoo export --raw``): every capability a spec records holds for the
 model without its preprocessing, and every one it denies really fails.
 
-Each model is exported with zoo's exporters and run in the real runtime (a TorchScript
-module, onnxruntime, the ExportedProgram), then compared with eager at several batch sizes
-(and sequence lengths where the time axis is dynamic). ``tests/export/test_matrix.py`` does
-the same through ``zoo export`` with the preprocessing bundled.
+Each model is exported by each portable format's registered ``Format`` and loaded back by it
+in the real runtime (a TorchScript module, onnxruntime, the ExportedProgram), then compared
+with eager at several batch sizes (and sequence lengths where the time axis is dynamic).
+``tests/export/test_matrix.py`` does the same through ``zoo export`` with the preprocessing
+bundled.
 """
 
 from __future__ import annotations
@@ -12,16 +13,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 
 from tests.helpers import as_tuple, spec_params
-from zoo.export import onnx as zoo_onnx
-from zoo.export import pt2, torchscript
+from zoo._pluginmanager import get_plugins
+from zoo.formats import ExportRequest
 from zoo.registry import ModelSpec
 
 ATOL, RTOL = 1e-4, 1e-4
+PORTABLE = ("torchscript", "onnx", "pt2")
 
 
 def _inputs(spec: ModelSpec) -> list[torch.Tensor]:
@@ -37,24 +38,6 @@ def _inputs(spec: ModelSpec) -> list[torch.Tensor]:
                 low, high = spec.input.value_range
                 inputs.append(torch.randint(int(low), int(high) + 1, shape))
     return inputs
-
-
-def _claim(spec: ModelSpec, capability: str) -> bool:
-    return bool(getattr(spec.capabilities, capability))
-
-
-@pytest.mark.parametrize("spec", spec_params())
-def test_torchscript_capability(spec: ModelSpec) -> None:
-    model = spec.build().eval()
-    if not _claim(spec, "scriptable"):
-        with pytest.raises(Exception):  # noqa: B017 - any TorchScript failure confirms the claim
-            torchscript.script(model)
-        return
-    try:
-        scripted = torchscript.script(model)
-    except Exception:  # zoo export falls back to tracing, and so does this test
-        scripted = torchscript.trace(model, spec.example_input(2))
-    _check_same_model(spec, model, lambda x: tuple(t.numpy() for t in as_tuple(scripted(x))))
 
 
 def _check_same_model(spec: ModelSpec, model: torch.nn.Module, run) -> None:  # type: ignore[no-untyped-def]
@@ -73,40 +56,28 @@ def _check_same_model(spec: ModelSpec, model: torch.nn.Module, run) -> None:  # 
             )
 
 
+@pytest.mark.parametrize("fmt", PORTABLE)
 @pytest.mark.parametrize("spec", spec_params())
-def test_pt2_capability(spec: ModelSpec, tmp_path: Path) -> None:
+def test_bare_model_capability(spec: ModelSpec, fmt: str, tmp_path: Path) -> None:
+    claim = spec.capabilities.works(fmt)
+    if claim is None:
+        pytest.skip(f"{fmt} is not measured for {spec.name}: there is no claim to check")
+    format_ = get_plugins().formats.get(fmt)
     model = spec.build().eval()
-    example = spec.example_input(2)
-    if not _claim(spec, "pt2"):
-        with pytest.raises(Exception):  # noqa: B017
-            pt2.export_program(model, example, spec.input)
-        return
-    if not _claim(spec, "dynamic_batch"):
-        with pytest.raises(Exception):  # noqa: B017
-            pt2.export_program(model, example, spec.input, dynamic=True)
-    program = pt2.export_program(model, example, spec.input, dynamic=_claim(spec, "dynamic_batch"))
-    loaded = pt2.load(pt2.save(program, tmp_path / f"{spec.name}.pt2")).module()
-    _check_same_model(spec, model, lambda x: tuple(t.numpy() for t in as_tuple(loaded(x))))
-
-
-@pytest.mark.parametrize("spec", spec_params())
-def test_onnx_capability(spec: ModelSpec, tmp_path: Path) -> None:
-    model = spec.build().eval()
-    example = spec.example_input(2)
-    path = tmp_path / f"{spec.name}.onnx"
-    names = [o.name for o in spec.outputs]
-    if not _claim(spec, "onnx"):
-        with pytest.raises(Exception):  # noqa: B017
-            zoo_onnx.export_onnx(model, example, spec.input, path, output_names=names)
-        return
-    zoo_onnx.export_onnx(
-        model,
-        example,
-        spec.input,
-        path,
-        output_names=names,
-        dynamic=spec.capabilities.dynamic_batch,
+    request = ExportRequest(
+        module=model,
+        example=spec.example_input(2),
+        input=spec.input,
+        output_names=tuple(o.name for o in spec.outputs),
+        directory=tmp_path,
     )
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    assert [o.name for o in session.get_outputs()] == names
-    _check_same_model(spec, model, lambda x: tuple(session.run(None, {spec.input.name: x.numpy()})))
+
+    def export_and_compare() -> None:
+        format_.export(request)
+        _check_same_model(spec, model, format_.load(tmp_path))
+
+    if claim:
+        export_and_compare()
+    else:  # any failure, to export or to match eager, confirms the record
+        with pytest.raises((Exception, AssertionError)):
+            export_and_compare()

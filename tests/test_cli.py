@@ -24,7 +24,7 @@ def test_list_shows_every_model_with_capability_columns() -> None:
     header, *rows = result.output.strip().splitlines()
     assert header.split()[:9] == [
         *("NAME", "TASK", "INPUT", "CLASSES"),
-        *("TS", "ONNX", "PT2", "AOTI", "DYN"),
+        *("ONNX", "PT2", "AOTI", "TS", "DYN"),  # one column per registered format
     ]
     assert [row.split()[0] for row in rows] == ALL_MODELS
 
@@ -53,7 +53,8 @@ def test_list_json_is_the_spec_description() -> None:
         "mean": None,
         "std": None,
     }
-    assert data[1]["capabilities"]["onnx"] is True
+    assert data[1]["capabilities"]["formats"]["onnx"] == {"status": "ok"}
+    assert data[1]["capabilities"]["dynamic_batch"] is True
 
 
 def test_list_without_match_suggests_and_fails() -> None:

@@ -16,8 +16,8 @@ from torch.export import Dim
 from torchvision import transforms as T
 
 import zoo
-from zoo.export import onnx as zoo_onnx
-from zoo.export import torchscript
+from zoo.plugins import onnx as zoo_onnx
+from zoo.plugins import torchscript
 from zoo.registry import InputSpec
 from zoo.transforms import (
     CIFAR,

@@ -9,6 +9,7 @@ Importing zoo is cheap: torch is imported only when a model is built or a plugin
 """
 
 from zoo._pluginmanager import create_model, get_spec, list_models
+from zoo.capabilities import Capabilities, CapabilityOutcome
 from zoo.errors import (
     DataError,
     DataMismatchError,
@@ -30,7 +31,7 @@ from zoo.errors import (
 )
 from zoo.formats import ExportRequest, Format
 from zoo.hookspecs import hookimpl
-from zoo.registry import Capabilities, InputSpec, ModelSpec, OutputSpec
+from zoo.registry import InputSpec, ModelSpec, OutputSpec
 from zoo.runtimes import Runtime, Session, Source
 from zoo.tasks import Task, TaskRun
 
@@ -38,6 +39,7 @@ __version__ = "0.2.0"
 
 __all__ = [
     "Capabilities",
+    "CapabilityOutcome",
     "DataError",
     "DataMismatchError",
     "DuplicateModelError",

@@ -14,12 +14,16 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from zoo import __version__
+from zoo.capabilities import Capabilities
 from zoo.errors import UsageError, ZooError
+
+if TYPE_CHECKING:
+    from zoo.export.gates import ParityResult
 
 _YES_NO = {True: "y", False: "-", None: "?"}
 _EXPORT_WORD = {True: "yes", False: "no", None: "not measured"}
@@ -139,15 +143,16 @@ def list_cmd(
 ) -> None:
     """List registered models; PATTERN takes wildcards (`resnet*`).
 
-    Columns TS/ONNX/PT2/AOTI/DYN: whether `zoo export` works for the model in TorchScript,
-    ONNX, torch.export and AOTInductor, and whether exported graphs take any batch size
-    (y yes, - no, ? not measured). For the built-in models these are measured (`make
-    capabilities`); a plugin declares its own. `zoo info NAME` says why a format is missing.
+    One column per export format (`zoo formats`), and DYN: whether `zoo export` works for the
+    model in that format, and whether exported graphs take any batch size (y yes, - no, ? not
+    measured). The built-in models' are measured (`make capabilities`); a plugin's model is
+    not measured until its author measures it. `zoo info NAME` says why a format is missing.
     """
     from zoo._pluginmanager import get_plugins
     from zoo.registry import suggest
 
-    registry = get_plugins().models
+    plugins = get_plugins()
+    registry = plugins.models
     names = registry.list(pattern, exclude=exclude, task=task, tag=tag)
     specs = [registry.get(n) for n in names]
     if as_json:
@@ -161,6 +166,7 @@ def list_cmd(
             extra += f" (no model has task {task!r}; the models' tasks: {', '.join(tasks)})"
         click.echo(f"zoo: no model matches {pattern!r} with these filters{extra}", err=True)
         sys.exit(1)
+    formats = list(plugins.formats)
     rows = []
     for s in specs:
         caps = s.capabilities
@@ -170,10 +176,7 @@ def list_cmd(
                 s.task,
                 s.input.describe(),
                 str(s.num_classes or ""),
-                _YES_NO[caps.scriptable],
-                _YES_NO[caps.onnx],
-                _YES_NO[caps.pt2],
-                _YES_NO[caps.aoti],
+                *(_YES_NO[caps.works(f.name)] for f in formats),
                 _YES_NO[caps.dynamic_batch],
                 s.plugin,
                 s.summary,
@@ -184,15 +187,23 @@ def list_cmd(
         "TASK",
         "INPUT",
         "CLASSES",
-        "TS",
-        "ONNX",
-        "PT2",
-        "AOTI",
+        *(f.column for f in formats),
         "DYN",
         "PLUGIN",
         "SUMMARY",
     ]
     click.echo(_table(headers, rows))
+
+
+def _exports_line(caps: Capabilities, formats: Sequence[str]) -> str:
+    """``torchscript yes (script), onnx no, ...`` for every registered format."""
+    cells = []
+    for fmt in [*formats, *(f for f in caps.formats if f not in formats)]:
+        outcome = caps.outcome(fmt)
+        how = f" ({outcome.method})" if outcome.method else ""
+        cells.append(f"{fmt} {_EXPORT_WORD[outcome.works]}{how}")
+    cells.append(f"dynamic batch {_EXPORT_WORD[caps.dynamic_batch]}")
+    return ", ".join(cells) + f" ({caps.measured or 'not measured'})"
 
 
 def _format_count(n: int) -> str:
@@ -225,7 +236,6 @@ def info_cmd(name: str, args: tuple[str, ...], as_json: bool) -> None:
         _echo_json(card)
         return
     m = card["measured"]
-    caps = card["capabilities"]
     inp = card["input"]
     spec = get_spec(name)
     outputs = ", ".join(
@@ -252,20 +262,7 @@ def info_cmd(name: str, args: tuple[str, ...], as_json: bool) -> None:
         ("tags", ", ".join(card["tags"]) or "-"),
         ("source", card["source"] or "-"),
         ("options", options or "-"),
-        (
-            "exports",
-            ", ".join(
-                f"{label} {_EXPORT_WORD[caps[k]]}"
-                for label, k in (
-                    ("torchscript", "scriptable"),
-                    ("onnx", "onnx"),
-                    ("pt2", "pt2"),
-                    ("aoti", "aoti"),
-                    ("dynamic batch", "dynamic_batch"),
-                )
-            )
-            + f" ({caps['measured'] or 'declared by the plugin, not measured'})",
-        ),
+        ("exports", _exports_line(spec.capabilities, get_plugins().formats.names())),
         ("parameters", f"{m['parameters']:,} ({m['trainable_parameters']:,} trainable)"),
         (
             "FLOPs",
@@ -273,8 +270,8 @@ def info_cmd(name: str, args: tuple[str, ...], as_json: bool) -> None:
         ),
         ("module", m["class"]),
     ]
-    if caps["notes"]:
-        lines.append(("notes", caps["notes"]))
+    if spec.capabilities.notes:
+        lines.append(("notes", spec.capabilities.notes))
     click.echo(lines[0])
     for key, value in lines[1:]:
         click.echo(f"  {key:<11} {value}")
@@ -445,10 +442,9 @@ def train_cmd(
 @click.option(
     "--format",
     "formats",
-    default="torchscript,onnx,pt2",
-    show_default=True,
-    help="Comma-separated: torchscript, onnx, pt2, aoti (AOTInductor-compiled .pt2 package; "
-    "needs a C++ compiler, takes minutes).",
+    default=None,
+    help="Comma-separated format names (`zoo formats` lists them; default: torchscript, onnx "
+    "and pt2, the formats marked default there). aoti compiles for minutes.",
 )
 @click.option("--out", type=click.Path(file_okay=False), help="Export directory.")
 @click.option(
@@ -482,7 +478,7 @@ def train_cmd(
 )
 def export_cmd(
     name: str | None,
-    formats: str,
+    formats: str | None,
     out: str | None,
     checkpoint: str | None,
     args: tuple[str, ...],
@@ -494,24 +490,27 @@ def export_cmd(
     rtol: float,
     check_dir: str | None,
 ) -> None:
-    """Export NAME to TorchScript, ONNX and .pt2 with its preprocessing, gated on parity.
+    """Export NAME with its preprocessing, gated on parity: TorchScript, ONNX and .pt2 by
+    default, or any registered format.
 
     Each artifact is loaded in its own runtime and compared with eager PyTorch at batch sizes
-    1 and 3 (two sequence lengths for the recurrent models). An artifact that fails is not
-    written, and the command exits 1 with the differences per output.
+    1 and 3 (two sequence lengths for the recurrent models, two image sizes for image
+    bundles). An artifact that fails is not written, and the command exits 1 with the
+    differences per output. The export directory also holds the weights
+    (weights.safetensors), the parity inputs and outputs, and manifest.json.
     """
     from zoo.export.exporter import check_export, export_model
 
     if check_dir:
         results = check_export(check_dir)
         _echo_parity(results)
-        if not all(r["passed"] for r in results.values()):
+        if not all(r.passed for r in results.values()):
             sys.exit(1)
         click.echo(f"{check_dir}: files match the manifest; parity holds")
         return
     if not name or not out:
         raise click.UsageError("give NAME and --out DIR (or --check DIR)")
-    wanted = tuple(f.strip() for f in formats.split(",") if f.strip())
+    wanted = _csv(formats, "--format") if formats is not None else None
     report = export_model(
         name,
         out,
@@ -525,47 +524,76 @@ def export_cmd(
         atol=atol,
         rtol=rtol,
     )
-    _echo_parity(report.manifest["parity"])
-    for fmt, status in report.status.items():
-        if status != "ok":
-            click.echo(f"zoo: {fmt}: {status}", err=True)
-    written = [fmt for fmt, status in report.status.items() if status == "ok"]
+    formats_done = report.manifest.formats
+    _echo_parity({f: r.parity for f, r in formats_done.items() if r.parity is not None})
+    for fmt, record in formats_done.items():
+        if not record.ok:
+            click.echo(f"zoo: {fmt}: failed: {record.reason}", err=True)
+    written = [fmt for fmt, record in formats_done.items() if record.ok]
     click.echo(f"wrote {report.out} ({', '.join(written) or 'no artifact'})")
     if not report.ok:
         sys.exit(1)
 
 
-def _echo_parity(parity: dict[str, Any]) -> None:
+def _echo_parity(parity: dict[str, ParityResult]) -> None:
     rows = []
-    runs = []
     for fmt, result in parity.items():
-        runs.append((fmt, result["checks"]))
-        if "optimized" in result:  # TorchScript after optimize_for_inference
-            runs.append((f"{fmt} (optimized)", result["optimized"]["checks"]))
-    for fmt, checks in runs:
-        for check in checks:
-            shape = "x".join(map(str, check["input_shape"]))
-            if "error" in check:
-                rows.append([fmt, shape, "-", "-", "-", "ERROR " + check["error"]])
-                continue
-            for output, diff in check["outputs"].items():
-                rows.append(
-                    [
-                        fmt,
-                        shape,
-                        output,
-                        f"{diff.get('max_abs', float('nan')):.2e}",
-                        f"{diff.get('max_rel', float('nan')):.2e}",
-                        "ok" if diff["ok"] else "FAIL",
-                    ]
-                )
+        runs = [(fmt, result), *((f"{fmt} ({v})", r) for v, r in result.variants.items())]
+        for label, run in runs:
+            for check in run.checks:
+                shape = "x".join(map(str, check.input_shape))
+                if check.error:
+                    rows.append([label, shape, "-", "-", "-", "ERROR " + check.error])
+                    continue
+                for output, diff in check.outputs.items():
+                    rows.append(
+                        [
+                            label,
+                            shape,
+                            output,
+                            f"{diff.max_abs:.2e}" if diff.max_abs is not None else "-",
+                            f"{diff.max_rel:.2e}" if diff.max_rel is not None else "-",
+                            "ok" if diff.ok else "FAIL " + diff.error,
+                        ]
+                    )
     if rows:
         click.echo(_table(["FORMAT", "INPUT", "OUTPUT", "MAX ABS", "MAX REL", "PARITY"], rows))
 
 
-_RUNTIME_NAMES = (
-    "eager, torchscript, onnxruntime, onnxruntime-default, onnxruntime-trt, pt2, aoti, compile"
-)
+@cli.command("formats")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def formats_cmd(as_json: bool) -> None:
+    """List the export formats `zoo export --format` accepts, from every plugin."""
+    from zoo._pluginmanager import get_plugins
+
+    registry = get_plugins().formats
+    entries: list[dict[str, Any]] = [
+        {
+            "name": f.name,
+            "files": list(f.files),
+            "default": f.default,
+            "isolated": f.isolated,
+            "devices": list(f.devices),
+            "plugin": registry.plugin_of(f.name),
+            "unavailable": f.unavailable(),
+            "description": f.description,
+        }
+        for f in registry
+    ]
+    if as_json:
+        _echo_json(entries)
+        return
+    rows = [
+        [
+            e["name"],
+            "yes" if e["default"] else "-",
+            ", ".join(e["files"]),
+            e["plugin"],
+            e["description"] if not e["unavailable"] else f"UNAVAILABLE: {e['unavailable']}",
+        ]
+        for e in entries
+    ]
+    click.echo(_table(["FORMAT", "DEFAULT", "FILES", "PLUGIN", "DESCRIPTION"], rows))
 
 
 def _csv(value: str, option: str, cast: Any = str) -> tuple[Any, ...]:
@@ -585,7 +613,7 @@ def _csv(value: str, option: str, cast: Any = str) -> tuple[Any, ...]:
     "runtimes",
     default="all",
     show_default=True,
-    help=f"Comma-separated: {_RUNTIME_NAMES}.",
+    help="Comma-separated runtime names (`zoo runtimes` lists them), or all.",
 )
 @click.option(
     "--device", "devices", default=None, help="cpu,cuda (default: cpu, and cuda if present)."
@@ -693,10 +721,10 @@ def bench_cmd(
     """
     from zoo.bench.report import compare_runs, plot_run, print_table
     from zoo.bench.results import load_run
-    from zoo.bench.runner import DEFAULT_RUNTIMES, BenchSettings, run_bench
+    from zoo.bench.runner import BenchSettings, run_bench
     from zoo.bench.timing import TimingPolicy
 
-    chosen = DEFAULT_RUNTIMES if runtimes == "all" else _csv(runtimes, "--runtime")
+    chosen = None if runtimes == "all" else _csv(runtimes, "--runtime")
     base = load_run(baseline) if baseline is not None else None  # fail early on a bad file
     if threshold < 0:
         raise click.BadParameter("must be >= 0", param_hint="--threshold")
@@ -730,6 +758,70 @@ def bench_cmd(
         if regressions:
             sys.exit(1)
         click.echo(f"no regression beyond {threshold:.0%} in {shared} cells against {baseline}")
+
+
+@cli.command("runtimes")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def runtimes_cmd(as_json: bool) -> None:
+    """List the runtimes `zoo bench --runtime` accepts, from every plugin."""
+    from zoo._pluginmanager import get_plugins
+
+    registry = get_plugins().runtimes
+    entries: list[dict[str, Any]] = [
+        {
+            "name": r.name,
+            "format": r.format,
+            "devices": list(r.devices),
+            "reference": r.reference,
+            "peer": r.peer,
+            "plugin": registry.plugin_of(r.name),
+            "description": r.description,
+        }
+        for r in registry
+    ]
+    if as_json:
+        _echo_json(entries)
+        return
+    rows = [
+        [e["name"], e["format"] or "-", ",".join(e["devices"]), e["plugin"], e["description"]]
+        for e in entries
+    ]
+    click.echo(_table(["RUNTIME", "FORMAT", "DEVICES", "PLUGIN", "DESCRIPTION"], rows))
+
+
+@cli.command("tasks")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def tasks_cmd(as_json: bool) -> None:
+    """List the training tasks models can name, from every plugin, with their options."""
+    from zoo._pluginmanager import get_plugins
+    from zoo.registry import json_value, options_of
+
+    registry = get_plugins().tasks
+    entries: list[dict[str, Any]] = [
+        {
+            "name": t.name,
+            "metrics": dict(t.metrics),
+            "monitor": t.monitor,
+            "options": {k: json_value(v) for k, v in options_of(t).items()},
+            "plugin": registry.plugin_of(t.name),
+            "description": t.description,
+        }
+        for t in registry
+    ]
+    if as_json:
+        _echo_json(entries)
+        return
+    rows = [
+        [
+            e["name"],
+            f"val_{e['monitor']}",
+            ", ".join(f"{k}={v!r}" for k, v in e["options"].items()) or "-",
+            e["plugin"],
+            e["description"],
+        ]
+        for e in entries
+    ]
+    click.echo(_table(["TASK", "MONITORS", "OPTIONS", "PLUGIN", "DESCRIPTION"], rows))
 
 
 @cli.command("datasets")

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
+from zoo.capabilities import Capabilities
 from zoo.errors import (
     DuplicateModelError,
     DuplicateNameError,
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = [
-    "Capabilities",
     "InputSpec",
     "ModelRegistry",
     "ModelSpec",
@@ -173,46 +173,6 @@ class OutputSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
-
-
-@final
-@dataclass(frozen=True)
-class Capabilities:
-    """Which export formats work for the model (built with default arguments).
-
-    "Works" means what ``zoo export`` checks: the artifact is written, loads in its runtime and
-    matches eager PyTorch at batch sizes 1 and 3 (and at other sizes on every dynamic axis).
-    The built-in models' capabilities are measured, not declared: ``make capabilities`` exports
-    each one to each format and records the outcome in ``zoo/plugins/capabilities.json``, and
-    ``tests/export/test_matrix.py`` fails when the record and a fresh export disagree. A
-    third-party plugin declares its own; the same test checks them while the plugin is installed.
-    """
-
-    #: A TorchScript artifact works: scripted, or traced where scripting fails.
-    scriptable: bool = True
-    #: The torch.export-based ONNX exporter works and onnxruntime matches eager.
-    onnx: bool = True
-    #: ``torch.export`` (``.pt2``) works and matches eager.
-    pt2: bool = True
-    #: AOTInductor packaging works; None: not measured (it compiles for minutes).
-    aoti: bool | None = None
-    #: Exported graphs accept any batch size (and any length on other dynamic axes).
-    dynamic_batch: bool = True
-    #: Why a capability is missing, or how one is met (e.g. "torchscript by trace").
-    notes: str = ""
-    #: Where the record comes from: "" for a plugin's claim, else what measured it.
-    measured: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "scriptable": self.scriptable,
-            "onnx": self.onnx,
-            "pt2": self.pt2,
-            "aoti": self.aoti,
-            "dynamic_batch": self.dynamic_batch,
-            "notes": self.notes,
-            "measured": self.measured,
-        }
 
 
 @final

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 import zoo
 from zoo.bench.results import load_run
 from zoo.bench.runner import physical_cores
-from zoo.bench.runtimes import cuda_present
 from zoo.cli import cli
 from zoo.export.exporter import export_model
 from zoo.export.manifest import sha256
+from zoo.runtimes import cuda_present
 
 ALL = "eager,torchscript,onnxruntime,onnxruntime-default,onnxruntime-trt,pt2,aoti,compile"
 QUICK = ["--min-time", "0.05", "--min-iters", "10", "--warmup", "2"]

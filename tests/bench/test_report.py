@@ -105,4 +105,4 @@ def test_zoo_ort_session_losing_to_the_plain_peer_beyond_noise_is_reported() -> 
     assert [loss.batch for loss in peer_losses(run)] == [1]
     out = io.StringIO()
     print_table(run, file=out)
-    assert "note: zoo's ORT session lost to the plain one: m cpu batch 1" in out.getvalue()
+    assert "note: a runtime lost to its plain peer: m cpu batch 1: onnxruntime" in out.getvalue()

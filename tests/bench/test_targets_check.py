@@ -25,6 +25,7 @@ def _run(rows: list[Row], flops: dict[str, int], ceiling: float = 200.0) -> Benc
         flops_per_sample=flops,
         rows=rows,
         harness_overhead_ns=150.0,
+        peers={"onnxruntime": "onnxruntime-default"},
     )
     run.finish()
     return run

@@ -67,6 +67,7 @@ def _run() -> BenchRun:
         settings={},
         ceiling_gflops={"cpu": 100.0},
         flops_per_sample={"m": 10_000_000},
+        peers={"onnxruntime": "onnxruntime-default"},
         rows=[
             _row("eager", 1, 2.0),
             _row("onnxruntime", 1, 0.5),

@@ -15,37 +15,78 @@ import torch
 from click.testing import CliRunner
 
 import zoo
+from zoo._pluginmanager import get_plugins
 from zoo.cli import cli
 from zoo.export import exporter
+from zoo.export.bundle import make_bundle
 from zoo.export.exporter import check_export, export_model
 from zoo.export.manifest import ArtifactError, sha256
+from zoo.formats import Format, Runner
+from zoo.plugins import onnx as onnx_plugin
+from zoo.plugins.torchscript import load
+from zoo.transforms import default_transform
 
 
 @pytest.fixture(scope="module")
 def lenet_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("exports") / "lenet"
-    report = export_model("lenet", out, raw=True)
-    assert report.ok, report.status
+    report = export_model("lenet", out, raw=True, seed=5)
+    assert report.ok, report.manifest.failures()
     return out
 
 
 def test_raw_export_writes_every_format_with_a_manifest(lenet_raw: Path) -> None:
     manifest = json.loads((lenet_raw / "manifest.json").read_text())
     assert manifest["model"] == "lenet" and manifest["raw"] is True
+    assert manifest["format_version"] == 2
     assert manifest["versions"]["torch"] == torch.__version__
+    assert manifest["versions"]["onnxruntime"]  # each format's libraries
     assert manifest["inputs"][0]["shape"] == ["batch", 1, 28, 28]
-    assert manifest["outputs"] == [{"name": "logits", "dtype": "float32", "shape": ["batch", 10]}]
-    assert manifest["opset"] == 20
+    assert manifest["outputs"] == [
+        {
+            "name": "logits",
+            "dtype": "float32",
+            "shape": ["batch", 10],
+            "dynamic_axes": {"0": "batch"},
+        }
+    ]
+    assert manifest["formats"]["onnx"]["details"] == {"opset": 20, "external_data": False}
+    assert manifest["weights"] == {
+        "source": "fresh weights (seed 5)",
+        "file": "weights.safetensors",
+    }
     for fmt, file in (("torchscript", "model.ts"), ("onnx", "model.onnx"), ("pt2", "model.pt2")):
-        assert manifest["formats"][fmt] == {"status": "ok", "file": file}
+        entry = manifest["formats"][fmt]
+        assert (entry["status"], entry["files"]) == ("ok", [file])
         assert manifest["files"][file]["sha256"] == sha256(lenet_raw / file)
-        parity = manifest["parity"][fmt]
+        parity = entry["parity"]
         assert parity["passed"] and [c["input_shape"][0] for c in parity["checks"]] == [1, 3]
+    assert manifest["formats"]["torchscript"]["parity"]["variants"]["optimized"]["passed"]
+    assert set(manifest["files"]) == {
+        "model.ts",
+        "model.onnx",
+        "model.pt2",
+        "parity.safetensors",
+        "weights.safetensors",
+    }
     assert not list(lenet_raw.parent.glob(".lenet*"))  # no staging left behind
 
 
+def test_export_saves_the_exact_weights_it_was_made_from(lenet_raw: Path) -> None:
+    from safetensors.torch import load_file
+
+    torch.manual_seed(5)
+    model = zoo.create_model("lenet")
+    saved = load_file(str(lenet_raw / "weights.safetensors"))
+    assert saved.keys() == model.state_dict().keys()
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(saved[key], value, rtol=0, atol=0)
+
+
 def test_check_reverifies_and_catches_tampering(lenet_raw: Path, tmp_path: Path) -> None:
-    assert all(r["passed"] for r in check_export(lenet_raw).values())
+    results = check_export(lenet_raw)
+    assert set(results) == {"torchscript", "onnx", "pt2"}
+    assert all(r.passed for r in results.values())
     copy = tmp_path / "copy"
     subprocess.run(["cp", "-r", str(lenet_raw), str(copy)], check=True)
     with open(copy / "model.onnx", "ab") as handle:
@@ -57,10 +98,10 @@ def test_check_reverifies_and_catches_tampering(lenet_raw: Path, tmp_path: Path)
 
 
 @pytest.mark.parametrize(
-    ("broken", "optimized", "kept"),
+    ("broken", "variant", "kept"),
     [
-        ("onnx", False, ("model.ts", "model.pt2")),
-        ("torchscript", True, ("model.onnx", "model.pt2")),
+        ("onnx", "", ("model.ts", "model.pt2")),
+        ("torchscript", "optimized", ("model.onnx", "model.pt2")),
     ],
     ids=["onnx", "torchscript-optimized-only"],
 )
@@ -68,26 +109,31 @@ def test_parity_failure_removes_the_artifact_and_fails(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     broken: str,
-    optimized: bool,
+    variant: str,
     kept: tuple[str, ...],
 ) -> None:
-    real = exporter.load_runtime
+    fmt = get_plugins().formats.get(broken)
+    real = type(fmt).load
 
-    def off_by_a_bit(fmt: str, path: Path, optimize: bool = False):  # type: ignore[no-untyped-def]
-        run = real(fmt, path, optimize=optimize)
-        if fmt != broken or optimize != optimized:
+    def off_by_a_bit(self: Format, directory: Path, variant_: str = "") -> Runner:
+        run = real(self, directory, variant_)
+        if variant_ != variant:
             return run
         return lambda x: tuple(o + 1e-2 for o in run(x))
 
-    monkeypatch.setattr(exporter, "load_runtime", off_by_a_bit)
+    monkeypatch.setattr(type(fmt), "load", off_by_a_bit)
     out = tmp_path / "bad"
     result = CliRunner().invoke(cli, ["export", "lenet", "--raw", "--out", str(out)])
     assert result.exit_code == 1
-    assert f"zoo: {broken}: parity failed" in result.stderr
+    assert f"zoo: {broken}: failed: parity failed: logits differs by up to 1.00e-02" in (
+        result.stderr
+    )
     assert "FAIL" in result.output and "1.00e-02" in result.output
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["formats"][broken] == {"status": "parity failed", "file": None}
-    assert not (out / exporter.FILES[broken]).exists()
+    entry = manifest["formats"][broken]
+    assert (entry["status"], entry["files"]) == ("failed", [])
+    assert entry["reason"].startswith("parity failed") and not entry["parity"]["passed"]
+    assert not any((out / file).exists() for file in fmt.files)
     assert all((out / file).exists() for file in kept)
 
 
@@ -105,7 +151,8 @@ def test_interrupted_export_leaves_nothing(tmp_path: Path, monkeypatch: pytest.M
     ("kwargs", "message"),
     [
         ({"opset": 9}, r"opset 9 is not supported: choose 18 to \d+"),
-        ({"formats": ("tflite",)}, "unknown format"),
+        ({"formats": ("tflite",)}, "unknown format 'tflite'"),
+        ({"formats": ()}, "give at least one format"),
     ],
 )
 def test_bad_options_are_refused_before_any_work(
@@ -135,7 +182,7 @@ def test_checkpoint_export_uses_the_trained_weights_and_refuses_other_models(
         "lenet", tmp_path / "exp", checkpoint=run, raw=True, formats=("torchscript",)
     )
     assert report.ok
-    from zoo.export.torchscript import load
+    assert report.manifest.weights_source == str(load_checkpoint(run, tag="best").path)
 
     loaded = load(tmp_path / "exp" / "model.ts")
     model = zoo.create_model("lenet").eval()
@@ -148,8 +195,10 @@ def test_checkpoint_export_uses_the_trained_weights_and_refuses_other_models(
 
 def test_lstm_export_keeps_batch_and_time_dynamic(tmp_path: Path) -> None:
     report = export_model("lstm", tmp_path / "lstm")
-    assert report.ok, report.status
-    shapes = [c["input_shape"] for c in report.manifest["parity"]["onnx"]["checks"]]
+    assert report.ok, report.manifest.failures()
+    parity = report.manifest.formats["onnx"].parity
+    assert parity is not None
+    shapes = [c.input_shape for c in parity.checks]
     assert sorted({s[0] for s in shapes}) == [1, 3] and len({s[1] for s in shapes}) == 2
 
 
@@ -200,8 +249,6 @@ def test_artifacts_run_without_zoo(lenet_raw: Path, tmp_path: Path, file: str) -
         text=True,
         cwd=tmp_path,
     )
-    from zoo.export.torchscript import load
-
     reference = load(lenet_raw / "model.ts")  # parity-checked against eager at export
     with torch.no_grad():
         expected = reference(x).numpy()
@@ -210,10 +257,9 @@ def test_artifacts_run_without_zoo(lenet_raw: Path, tmp_path: Path, file: str) -
 
 @pytest.mark.parametrize("name", ["lenet", "vae"])
 def test_bundles_take_raw_uint8_images(name: str, tmp_path: Path) -> None:
-    torch.manual_seed(7)  # export_model builds the model first thing: same weights as below
-    report = export_model(name, tmp_path / name)
-    assert report.ok, report.status
-    manifest = report.manifest
+    report = export_model(name, tmp_path / name, seed=7)
+    assert report.ok, report.manifest.failures()
+    manifest = report.manifest.to_json()
     spec = zoo.get_spec(name)
     channels, height, width = spec.input.shape
     assert manifest["inputs"][0]["dtype"] == "uint8"
@@ -225,9 +271,7 @@ def test_bundles_take_raw_uint8_images(name: str, tmp_path: Path) -> None:
         "Normalize",
     ]
     assert [o["name"] for o in manifest["outputs"]] == [o.name for o in spec.outputs]
-    assert manifest["parity"]["torchscript"]["method"] == "script"
-    from zoo.export.torchscript import load
-    from zoo.transforms import default_transform
+    assert manifest["formats"]["torchscript"]["details"]["method"] == "script"
 
     torch.manual_seed(7)
     model = zoo.create_model(name).eval()
@@ -245,9 +289,10 @@ def test_bundles_take_raw_uint8_images(name: str, tmp_path: Path) -> None:
 
 
 def test_softmax_postprocess_gives_probabilities(tmp_path: Path) -> None:
-    report = export_model("lenet", tmp_path / "p", postprocess="softmax", formats=("onnx",))
-    assert report.ok and report.manifest["outputs"][0]["name"] == "probabilities"
     import onnxruntime as ort
+
+    report = export_model("lenet", tmp_path / "p", postprocess="softmax", formats=("onnx",))
+    assert report.ok and report.manifest.output_names == ["probabilities"]
 
     session = ort.InferenceSession(str(tmp_path / "p" / "model.onnx"))
     images = np.random.default_rng(0).integers(0, 256, (3, 28, 28, 1), dtype=np.uint8)
@@ -258,16 +303,15 @@ def test_softmax_postprocess_gives_probabilities(tmp_path: Path) -> None:
 
 
 def test_topk_postprocess_gives_the_best_classes_in_every_format(tmp_path: Path) -> None:
-    report = export_model("lenet", tmp_path / "k", postprocess="topk", top_k=3)
-    assert report.ok, report.status
-    assert report.manifest["postprocess"] == {"kind": "topk", "k": 3}
-    assert [(o["name"], o["dtype"], o["shape"]) for o in report.manifest["outputs"]] == [
-        ("scores", "float32", ["batch", 3]),
-        ("indices", "int64", ["batch", 3]),
-    ]
     import onnxruntime as ort
 
-    from zoo.export.bundle import make_bundle
+    report = export_model("lenet", tmp_path / "k", postprocess="topk", top_k=3, seed=0)
+    assert report.ok, report.manifest.failures()
+    assert (report.manifest.postprocess, report.manifest.top_k) == ("topk", 3)
+    assert [(o.name, o.dtype, o.shape) for o in report.manifest.outputs] == [
+        ("scores", "float32", (3,)),
+        ("indices", "int64", (3,)),
+    ]
 
     session = ort.InferenceSession(str(tmp_path / "k" / "model.onnx"))
     images = np.random.default_rng(1).integers(0, 256, (4, 28, 28, 1), dtype=np.uint8)
@@ -275,7 +319,7 @@ def test_topk_postprocess_gives_the_best_classes_in_every_format(tmp_path: Path)
     assert indices.dtype == np.int64 and np.all(np.diff(scores, axis=1) <= 0)
     # The same classes eager softmax ranks first, for the exported weights.
     spec = zoo.get_spec("lenet")
-    torch.manual_seed(0)  # export_model built its model from the same seeded generator
+    torch.manual_seed(0)  # export_model built its model from the same seed
     plain, _, _ = make_bundle(spec, spec.build(), postprocess="softmax")
     with torch.no_grad():
         probabilities = plain(torch.from_numpy(images)).numpy()
@@ -286,14 +330,14 @@ def test_topk_postprocess_gives_the_best_classes_in_every_format(tmp_path: Path)
 
 
 def test_aoti_package_is_compiled_gated_and_runs_with_torch_alone(tmp_path: Path) -> None:
-    torch.manual_seed(3)  # export_model builds the model first thing: same weights as below
     out = tmp_path / "aoti"
-    report = export_model("lenet", out, formats=("aoti",))
-    assert report.ok, report.status
-    assert report.manifest["formats"]["aoti"] == {"status": "ok", "file": "model.aoti.pt2"}
-    checks = report.manifest["parity"]["aoti"]["checks"]
-    assert {tuple(c["input_shape"][:1]) for c in checks} == {(1,), (3,)}
-    assert check_export(out)["aoti"]["passed"]
+    report = export_model("lenet", out, formats=("aoti",), seed=3)
+    assert report.ok, report.manifest.failures()
+    record = report.manifest.formats["aoti"]
+    assert (record.status, record.files) == ("ok", ("model.aoti.pt2",))
+    assert record.parity is not None
+    assert {c.input_shape[0] for c in record.parity.checks} == {1, 3}
+    assert check_export(out)["aoti"].passed
     # Raw uint8 images of a size the parity gate did not use, in a process without zoo.
     images = torch.randint(0, 256, (4, 40, 36, 1), dtype=torch.uint8)
     np.save(tmp_path / "x.npy", images.numpy())
@@ -304,8 +348,6 @@ def test_aoti_package_is_compiled_gated_and_runs_with_torch_alone(tmp_path: Path
         capture_output=True,
         cwd=tmp_path,
     )
-    from zoo.export.bundle import make_bundle
-
     torch.manual_seed(3)
     spec = zoo.get_spec("lenet")
     bundle, _, _ = make_bundle(spec, spec.build())
@@ -318,15 +360,17 @@ def test_large_models_keep_onnx_weights_in_an_external_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # VGG16's 528 MB take the same path; a zero threshold sends LeNet's weights there too.
-    monkeypatch.setattr(exporter, "EXTERNAL_DATA_BYTES", 0)
+    monkeypatch.setattr(onnx_plugin, "EXTERNAL_DATA_BYTES", 0)
     out = tmp_path / "ext"
     report = export_model("lenet", out, formats=("onnx",))
-    assert report.ok, report.status
-    assert report.manifest["parity"]["onnx"]["external_data"] is True
-    data = [f for f in report.manifest["files"] if f.startswith("model.onnx") and f != "model.onnx"]
-    assert len(data) == 1 and (out / data[0]).stat().st_size > 100_000  # LeNet's 0.25 MB
+    assert report.ok, report.manifest.failures()
+    record = report.manifest.formats["onnx"]
+    assert record.details["external_data"] is True
+    assert record.files == ("model.onnx", "model.onnx.data")
+    data = [f for f in report.manifest.files if f.startswith("model.onnx") and f != "model.onnx"]
+    assert data == ["model.onnx.data"] and (out / data[0]).stat().st_size > 100_000  # 0.25 MB
     assert (out / "model.onnx").stat().st_size < 100_000
-    assert check_export(out)["onnx"]["passed"]
+    assert check_export(out)["onnx"].passed
     with open(out / data[0], "r+b") as handle:  # the weights are hashed like the graph
         handle.write(b"\\1\\2\\3\\4")
     with pytest.raises(ArtifactError, match="sha256 does not match"):

@@ -1,8 +1,8 @@
 """The capability matrix: every registered model through ``zoo export`` to every portable format.
 
-The outcome must equal what ``zoo list`` shows: the measured record for built-ins
-(``make capabilities`` rewrites it), the declared claim for a third-party plugin. A format
-that fails must fail with a reason, and never take the export of the other formats down.
+A measured outcome must equal what ``zoo list`` shows: the record for built-ins (``make
+capabilities`` rewrites it); a plugin's model is not measured until its author measures it. A
+format that fails must fail with a reason, and never take the export of the other formats down.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from click.testing import CliRunner
 import zoo
 from tests.helpers import spec_params
 from zoo._pluginmanager import get_plugins
+from zoo.capabilities import RECORD, CapabilityOutcome
 from zoo.cli import _YES_NO, cli
-from zoo.export import exporter, matrix
+from zoo.export import matrix
+from zoo.formats import ExportRequest, Format
+from zoo.plugins.onnx import OnnxFormat
 from zoo.registry import ModelSpec
 
 PORTABLE = ("torchscript", "onnx", "pt2")
@@ -27,18 +30,19 @@ PORTABLE = ("torchscript", "onnx", "pt2")
 def test_export_outcomes_match_the_capability_record(spec: ModelSpec, tmp_path: Path) -> None:
     outcomes = matrix.measure(spec.name, PORTABLE, tmp_path)
     for fmt, outcome in outcomes.items():
-        assert outcome["ok"] or outcome["why"], f"{spec.name} {fmt} failed without a reason"
-    measured = matrix.capabilities_from(outcomes, measured="now")
+        assert outcome.works or outcome.reason, f"{spec.name} {fmt} failed without a reason"
     shown = spec.capabilities
-    fields = ("scriptable", "onnx", "pt2", "dynamic_batch")
-    assert {f: getattr(measured, f) for f in fields} == {f: getattr(shown, f) for f in fields}, (
+    claimed = {f: shown.works(f) for f in PORTABLE if shown.works(f) is not None}
+    assert {f: outcomes[f].works for f in claimed} == claimed, (
         f"{spec.name}: zoo export gives {outcomes}, but zoo list shows {shown}; "
-        "for a built-in model run `make capabilities` and commit zoo/plugins/capabilities.json"
+        "for a built-in model run `make capabilities` and commit zoo/capabilities.json"
     )
+    if shown.dynamic_batch is not None:  # the gate ran batches 1 and 3 on a batch-2 export
+        assert any(o.works for o in outcomes.values()) == shown.dynamic_batch
 
 
 def test_every_builtin_model_is_in_the_record() -> None:
-    record = json.loads(matrix.RECORD.read_text())
+    record = json.loads(RECORD.read_text())
     assert record["measured_with"]["torch"]
     plugins = get_plugins()
     builtin = [n for n in zoo.list_models() if plugins.record(zoo.get_spec(n).plugin).builtin]
@@ -48,53 +52,93 @@ def test_every_builtin_model_is_in_the_record() -> None:
         assert zoo.get_spec(name).capabilities.measured.startswith("zoo export (zoo 0.")
 
 
-def test_capabilities_from_outcomes_says_why() -> None:
-    outcomes = {
-        "torchscript": {"ok": True, "method": "trace"},
-        "onnx": {"ok": False, "why": "TorchExportError: unsupported op"},
-        "pt2": {"ok": True},
-    }
-    caps = matrix.capabilities_from(outcomes, measured="test")
-    assert (caps.scriptable, caps.onnx, caps.pt2, caps.aoti) == (True, False, True, None)
-    assert caps.notes == (
-        "torchscript: traced (the model does not script); onnx: TorchExportError: unsupported op"
+def test_capabilities_say_what_failed_and_why() -> None:
+    caps = zoo.Capabilities(
+        formats={
+            "torchscript": CapabilityOutcome.ok("trace"),
+            "onnx": CapabilityOutcome.failed("TorchExportError: unsupported op"),
+        },
+        dynamic_batch=True,
+        measured="test",
     )
+    assert [caps.works(f) for f in ("torchscript", "onnx", "pt2")] == [True, False, None]
+    assert caps.notes == "onnx: TorchExportError: unsupported op"
+    assert caps.to_dict()["formats"]["torchscript"] == {"status": "ok", "method": "trace"}
+    with pytest.raises(zoo.InvalidSpecError, match="is not one of"):
+        CapabilityOutcome("maybe")
 
 
 def test_a_format_that_cannot_export_says_why_and_the_rest_are_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = exporter._export_one
+    def no_onnx(self: Format, request: ExportRequest) -> dict[str, object]:
+        raise RuntimeError("aten::frobnicate has no ONNX symbolic")
 
-    def no_onnx(fmt: str, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if fmt == "onnx":
-            raise RuntimeError("aten::frobnicate has no ONNX symbolic")
-        return real(fmt, *args, **kwargs)
-
-    monkeypatch.setattr(exporter, "_export_one", no_onnx)
+    monkeypatch.setattr(OnnxFormat, "export", no_onnx)
     result = CliRunner().invoke(cli, ["export", "lenet", "--out", str(tmp_path / "x")])
     assert result.exit_code == 1
     assert "zoo: onnx: failed: RuntimeError: aten::frobnicate has no ONNX symbolic" in result.stderr
     assert "Traceback" not in result.output + result.stderr
     assert (tmp_path / "x" / "model.ts").exists() and (tmp_path / "x" / "model.pt2").exists()
     manifest = json.loads((tmp_path / "x" / "manifest.json").read_text())
-    assert manifest["formats"]["onnx"]["status"].startswith("failed: RuntimeError")
+    assert manifest["formats"]["onnx"]["status"] == "failed"
+    assert manifest["formats"]["onnx"]["reason"].startswith("RuntimeError: aten::frobnicate")
 
 
-def test_zoo_list_shows_the_record() -> None:
+def test_a_format_may_write_only_the_files_it_declares(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = OnnxFormat.export
+
+    def litters(self: Format, request: ExportRequest) -> dict[str, object]:
+        (request.directory / "stray.bin").write_bytes(b"x")
+        return real(self, request)
+
+    monkeypatch.setattr(OnnxFormat, "export", litters)
+    report = matrix.export_model("lenet", tmp_path / "x", formats=("onnx", "pt2"))
+    assert report.manifest.formats["onnx"].reason == (
+        "ArtifactError: the format wrote files it does not declare: ['stray.bin']"
+    )
+    assert (
+        not (tmp_path / "x" / "stray.bin").exists() and not (tmp_path / "x" / "model.onnx").exists()
+    )
+    assert report.manifest.formats["pt2"].ok
+
+
+def test_zoo_list_shows_the_record_in_one_column_per_registered_format() -> None:
     result = CliRunner().invoke(cli, ["list", "lenet"])
     assert result.exit_code == 0
     header, row = result.output.splitlines()[:2]
-    columns = ("TS", "ONNX", "PT2", "AOTI", "DYN")
-    cells = {c: row[header.index(f" {c} ") + 1 :].split()[0] for c in columns}
+    formats = list(get_plugins().formats)
+    columns = [f.column for f in formats]
+    assert columns[:4] == ["ONNX", "PT2", "AOTI", "TS"]  # the built-ins, plugin order
+    cells = {c: row[header.index(f" {c} ") + 1 :].split()[0] for c in [*columns, "DYN"]}
     caps = zoo.get_spec("lenet").capabilities
     assert cells == {
-        "TS": _YES_NO[caps.scriptable],
-        "ONNX": _YES_NO[caps.onnx],
-        "PT2": _YES_NO[caps.pt2],
-        "AOTI": _YES_NO[caps.aoti],
+        **{f.column: _YES_NO[caps.works(f.name)] for f in formats},
         "DYN": _YES_NO[caps.dynamic_batch],
     }
+    assert set(cells.values()) == {"y"}
+
+
+def test_a_plugin_model_is_not_measured_until_measured(fresh_plugins) -> None:
+    from tests.helpers import tiny_spec
+
+    plugins = get_plugins()
+
+    class Unmeasured:
+        @zoo.hookimpl
+        def zoo_register_models(self, registry):  # type: ignore[no-untyped-def]
+            registry.register(tiny_spec("unmeasured"))
+
+    plugins.add_plugin(Unmeasured(), name="unmeasured")
+    result = CliRunner().invoke(cli, ["list", "unmeasured"])
+    header, row = result.output.splitlines()[:2]
+    columns = [f.column for f in plugins.formats] + ["DYN"]
+    cells = [row[header.index(f" {c} ") + 1 :].split()[0] for c in columns]
+    assert cells == ["?"] * len(columns)
+    info = CliRunner().invoke(cli, ["info", "unmeasured"])
+    assert "onnx not measured" in info.output and "(not measured)" in info.output
 
 
 def test_a_plugin_model_that_does_not_script_is_traced(
@@ -129,13 +173,9 @@ def test_a_plugin_model_that_does_not_script_is_traced(
     )
     on_path(site)
     outcomes = matrix.measure("traceonly", PORTABLE, tmp_path)
-    assert outcomes["torchscript"] == {"ok": True, "method": "trace"}
-    assert outcomes["onnx"]["ok"] and outcomes["pt2"]["ok"]
+    assert outcomes["torchscript"] == CapabilityOutcome.ok("trace")
+    assert outcomes["onnx"].works and outcomes["pt2"].works
     manifest = json.loads((tmp_path / "traceonly" / "manifest.json").read_text())
     # The traced graph still takes batches of 1 and 3 (it was traced at 2).
-    assert [c["input_shape"] for c in manifest["parity"]["torchscript"]["checks"]] == [
-        [1, 4],
-        [3, 4],
-    ]
-    caps = matrix.capabilities_from(outcomes, measured="test")
-    assert caps.scriptable and "torchscript: traced" in caps.notes
+    checks = manifest["formats"]["torchscript"]["parity"]["checks"]
+    assert [c["input_shape"] for c in checks] == [[1, 4], [3, 4]]

@@ -1,9 +1,10 @@
 """``zoo bench``: latency across runtimes (eager, TorchScript, ONNX Runtime, .pt2,
-AOTInductor, torch.compile) on CPU and GPU.
+AOTInductor, torch.compile, and any plugin's) on CPU and GPU.
 
-- ``runtimes/``: one adapter per runtime, one interface (``base.Runtime``).
+- the runtimes come from the runtime registry (``zoo.runtimes``; zoo's own in ``zoo/plugins/``).
 - ``timing.py``: warm-up, then per-call ``perf_counter_ns`` until a minimum count and time.
-- ``worker.py``: one runtime in a fresh process (thread pools never compete).
+- ``worker.py``: one runtime in a fresh process (thread pools never compete); its job and
+  result records.
 - ``runner.py``: artifacts, workers, rounds, the matmul ceiling, the environment.
 - ``results.py``: rows and the JSON document (schema ``zoo-bench/1``, ``schema.json``).
 - ``report.py``: terminal table, plot, ``--compare`` regressions.

@@ -110,7 +110,8 @@ def fault_notes(run: BenchRun, model: str, device: str) -> list[str]:
 
 @dataclass
 class PeerLoss:
-    """zoo's configured ORT session slower than the plain ``InferenceSession(path)`` peer."""
+    """A runtime slower than its plain peer (zoo's configured ORT session against a plain
+    ``InferenceSession(path)``) beyond noise."""
 
     model: str
     device: str
@@ -118,11 +119,13 @@ class PeerLoss:
     zoo_ms: float
     peer_ms: float
     noise: float
+    runtime: str = "onnxruntime"
+    peer: str = "onnxruntime-default"
 
     def describe(self) -> str:
         return (
-            f"{self.model} {self.device} batch {self.batch}: onnxruntime p50 "
-            f"{_ms(self.zoo_ms)} ms vs onnxruntime-default {_ms(self.peer_ms)} ms "
+            f"{self.model} {self.device} batch {self.batch}: {self.runtime} p50 "
+            f"{_ms(self.zoo_ms)} ms vs {self.peer} {_ms(self.peer_ms)} ms "
             f"({self.zoo_ms / self.peer_ms - 1:+.0%}, noise {self.noise:.0%})"
         )
 
@@ -137,20 +140,30 @@ def round_noise(row: Row) -> float:
 
 
 def peer_losses(run: BenchRun) -> list[PeerLoss]:
-    """Cells where zoo's ORT session (``onnxruntime``) is slower than the plain peer
-    (``onnxruntime-default``) beyond noise: by more than the larger of the two rows'
-    ``round_noise``, and at least ``NOISE_FLOOR``."""
+    """Cells where a runtime with a peer (``run.peers``: zoo's ORT session ``onnxruntime``
+    and the plain ``onnxruntime-default``) is slower than that peer beyond noise: by more
+    than the larger of the two rows' ``round_noise``, and at least ``NOISE_FLOOR``."""
     ok = {r.key: r for r in run.rows if r.status == "ok" and r.latency_ms is not None}
     losses = []
     for (model, runtime, device, batch), row in ok.items():
-        peer = ok.get((model, "onnxruntime-default", device, batch))
-        if runtime != "onnxruntime" or peer is None:
+        peer_name = run.peers.get(runtime)
+        peer = ok.get((model, peer_name, device, batch)) if peer_name else None
+        if peer_name is None or peer is None:
             continue
         assert row.latency_ms is not None and peer.latency_ms is not None
         noise = max(NOISE_FLOOR, round_noise(row), round_noise(peer))
         if row.latency_ms.p50 > peer.latency_ms.p50 * (1 + noise):
             losses.append(
-                PeerLoss(model, device, batch, row.latency_ms.p50, peer.latency_ms.p50, noise)
+                PeerLoss(
+                    model,
+                    device,
+                    batch,
+                    row.latency_ms.p50,
+                    peer.latency_ms.p50,
+                    noise,
+                    runtime=runtime,
+                    peer=peer_name,
+                )
             )
     return losses
 
@@ -174,9 +187,10 @@ HEADERS = [
 
 def headers(run: BenchRun) -> list[str]:
     """The table's columns; with several rounds, the spread of their p50s after the p50."""
+    columns = [f"vs {run.reference}" if h == "vs eager" and run.reference else h for h in HEADERS]
     if not _has_rounds(run):
-        return list(HEADERS)
-    return [*HEADERS[:3], "spread", *HEADERS[3:]]
+        return columns
+    return [*columns[:3], "spread", *columns[3:]]
 
 
 def print_table(run: BenchRun, file: Any = None) -> None:
@@ -220,7 +234,7 @@ def print_table(run: BenchRun, file: Any = None) -> None:
         console.print("spread: (max - min) / median of the p50s of the rounds")
     for loss in peer_losses(run):
         console.print(
-            f"note: zoo's ORT session lost to the plain one: {loss.describe()}",
+            f"note: a runtime lost to its plain peer: {loss.describe()}",
             markup=False,
             highlight=False,
         )

@@ -73,7 +73,8 @@ class Row:
     #: Page faults of the worker process per timed call (median over rounds). Thousands per
     #: call mean the allocator hands memory back and maps it again on every call.
     faults_per_call: float | None = None
-    #: Eager's p50 divided by this row's p50 (same model, device and batch).
+    #: The reference runtime's (eager's) p50 divided by this row's p50 (same model, device
+    #: and batch).
     speedup_vs_eager: float | None = None
     #: Model FLOPs per call divided by the p50 latency, and that as a share of the measured
     #: fp32 matmul ceiling of the device.
@@ -113,6 +114,10 @@ class BenchRun:
     created: str = ""
     #: device -> {"source": the fastest matmul, "measured": {matmul: GFLOP/s}}.
     ceiling_detail: dict[str, Any] = field(default_factory=dict)
+    #: The runtime every speed-up is measured against (the registry's reference runtime).
+    reference: str | None = "eager"
+    #: Runtime -> the plain runtime it must not be slower than beyond noise.
+    peers: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -124,6 +129,8 @@ class BenchRun:
             "ceiling_detail": self.ceiling_detail,
             "flops_per_sample": self.flops_per_sample,
             "harness_overhead_ns": self.harness_overhead_ns,
+            "reference_runtime": self.reference,
+            "peers": self.peers,
             "results": [r.to_dict() for r in self.rows],
             "recommendations": [
                 {"model": r.model, "device": r.device, "batch": r.batch, "runtime": r.runtime}
@@ -141,7 +148,7 @@ class BenchRun:
     def finish(self) -> None:
         """Fill speed-ups, GFLOP/s, ceiling shares and the recommended runtime of each cell."""
         ok = [r for r in self.rows if r.status == "ok" and r.latency_ms is not None]
-        eager = {(r.model, r.device, r.batch): r for r in ok if r.runtime == "eager"}
+        eager = {(r.model, r.device, r.batch): r for r in ok if r.runtime == self.reference}
         best: dict[tuple[str, str, int], Row] = {}
         for row in ok:
             assert row.latency_ms is not None
@@ -191,4 +198,7 @@ def load_run(path: str | Path) -> BenchRun:
         rows=[Row.from_dict(r) for r in data["results"]],
         harness_overhead_ns=data.get("harness_overhead_ns"),
         created=data.get("created", ""),
+        # What zoo 0.1 wrote without saying so.
+        reference=data.get("reference_runtime", "eager"),
+        peers=data.get("peers", {"onnxruntime": "onnxruntime-default"}),
     )

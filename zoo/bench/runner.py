@@ -20,39 +20,40 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from zoo import __version__
+from zoo._pluginmanager import get_plugins
+from zoo._process import crash_reason
 from zoo.bench.results import BenchRun, Latency, Row
-from zoo.bench.timing import TimingPolicy
+from zoo.bench.timing import TimingPolicy, harness_overhead_ns
+from zoo.bench.worker import CeilingJob, CeilingResult, Job, JobResult
+from zoo.card import model_card
 from zoo.errors import UsageError
+from zoo.export.exporter import export_model
+from zoo.export.manifest import ArtifactError, Manifest, read_manifest, verify_files
+from zoo.runtimes import Source, cuda_present
 
 __all__ = [
     "DEFAULT_BATCHES",
-    "DEFAULT_RUNTIMES",
     "BenchSettings",
     "formats_for",
     "physical_cores",
     "run_bench",
 ]
 
-DEFAULT_RUNTIMES = (
-    "eager",
-    "torchscript",
-    "onnxruntime",
-    "onnxruntime-default",
-    "onnxruntime-trt",
-    "pt2",
-    "aoti",
-    "compile",
-)
 DEFAULT_BATCHES = (1, 8, 32)
 
 
 def formats_for(runtimes: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """The export formats these runtimes load (each adapter's ``format``), in order; ``pt2``
-    alone when none needs one (eager and torch.compile read the manifest beside it)."""
-    from zoo.bench.runtimes import get_runtime
-
-    formats = (get_runtime(r).format for r in runtimes)
-    return tuple(dict.fromkeys(f for f in formats if f is not None)) or ("pt2",)
+    """The export formats these runtimes load (each runtime's ``format``), in order; the
+    default formats' first when none needs one (eager and torch.compile read the weights
+    beside it)."""
+    plugins = get_plugins()
+    formats = (plugins.runtimes.get(r).format for r in runtimes)
+    return tuple(dict.fromkeys(f for f in formats if f is not None)) or (
+        plugins.formats.defaults()[:1] or tuple(plugins.formats.names()[:1])
+    )
 
 
 def physical_cores() -> int:
@@ -64,7 +65,8 @@ def physical_cores() -> int:
 @dataclass
 class BenchSettings:
     models: list[str]
-    runtimes: tuple[str, ...] = DEFAULT_RUNTIMES
+    #: None: every registered runtime.
+    runtimes: tuple[str, ...] | None = None
     devices: tuple[str, ...] | None = None  # None: cpu, and cuda where present
     batches: tuple[int, ...] = DEFAULT_BATCHES
     threads: int | None = None  # None: the physical cores
@@ -78,12 +80,15 @@ class BenchSettings:
     timeout_s: float = 1800
 
 
-def _validate(settings: BenchSettings) -> None:
-    from zoo.bench.runtimes import cuda_present, get_runtime
-
-    for name in settings.runtimes:
-        get_runtime(name)  # unknown names: an error with suggestions
-    if not settings.runtimes:
+def _validate(settings: BenchSettings) -> tuple[str, ...]:
+    """The runtimes to time; UsageError for anything the settings get wrong."""
+    registry = get_plugins().runtimes
+    runtimes = (
+        tuple(settings.runtimes) if settings.runtimes is not None else tuple(registry.names())
+    )
+    for name in runtimes:
+        registry.get(name)  # unknown names: an error with suggestions
+    if not runtimes:
         raise UsageError("--runtime: give at least one runtime")
     bad = [b for b in settings.batches if b < 1]
     if bad or not settings.batches:
@@ -99,11 +104,10 @@ def _validate(settings: BenchSettings) -> None:
             raise UsageError(
                 "--device cuda: no CUDA device here (torch sees none); use --device cpu"
             )
+    return runtimes
 
 
 def _resolve_models(patterns: list[str]) -> list[str]:
-    from zoo._pluginmanager import get_plugins
-
     registry = get_plugins().models
     names: list[str] = []
     for pattern in patterns:
@@ -116,10 +120,6 @@ def _resolve_models(patterns: list[str]) -> list[str]:
     return names
 
 
-def _no_module() -> Any:
-    raise AssertionError("the parent process never builds the model's module")
-
-
 def cache_dir() -> Path:
     root = os.environ.get("ZOO_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "zoo"
@@ -129,16 +129,13 @@ def cache_dir() -> Path:
 
 def _export_dir(model: str, settings: BenchSettings, formats: tuple[str, ...]) -> Path:
     """The export to time: ``--artifacts`` (checked against its manifest), else a cached
-    export of fresh weights (seed 0), else a new one."""
-    from zoo.export.manifest import ArtifactError, read_manifest, verify_files
-
+    export of fresh weights (seeded), else a new one."""
     if settings.artifacts is not None:
         base = settings.artifacts
-        candidates = [base, base / model]
-        for directory in candidates:
+        for directory in (base, base / model):
             if (directory / "manifest.json").is_file():
                 manifest = read_manifest(directory)
-                if manifest["model"] != model:
+                if manifest.model != model:
                     continue
                 problems = verify_files(directory, manifest)
                 if problems:
@@ -150,13 +147,15 @@ def _export_dir(model: str, settings: BenchSettings, formats: tuple[str, ...]) -
             f"--artifacts {base}: no export of {model!r} there (expected {base}/manifest.json "
             f"or {base}/{model}/manifest.json, as `zoo export {model} --out DIR` writes)"
         )
-    import torch
-
-    from zoo import __version__
-    from zoo.export.exporter import export_model
-
     key = json.dumps(
-        [model, settings.raw, str(settings.checkpoint), torch.__version__, __version__],
+        [
+            model,
+            settings.raw,
+            str(settings.checkpoint),
+            settings.seed,
+            torch_version(),
+            __version__,
+        ],
         sort_keys=True,
     )
     if settings.checkpoint is not None:
@@ -166,36 +165,42 @@ def _export_dir(model: str, settings: BenchSettings, formats: tuple[str, ...]) -
     have: set[str] = set()
     if (out / "manifest.json").is_file():
         try:
-            manifest = read_manifest(out)
-            if not verify_files(out, manifest):
-                have = {f for f, e in manifest["formats"].items() if e["status"] == "ok"}
-                tried = set(manifest["formats"])
-                if set(formats) <= tried:
+            cached: Manifest = read_manifest(out)
+        except ArtifactError:  # an older zoo's export, or a damaged one: export again
+            pass
+        else:
+            if not verify_files(out, cached):
+                have = set(cached.artifacts())
+                if set(formats) <= set(cached.formats):
                     return out
-        except (ArtifactError, KeyError, ValueError):
-            have = set()
     wanted = tuple(dict.fromkeys([*sorted(have), *formats]))
-    torch.manual_seed(settings.seed)
     export_model(
         model,
         out,
         formats=wanted,
         checkpoint=settings.checkpoint,
         raw=settings.raw,
+        seed=None if settings.checkpoint is not None else settings.seed,
     )
     return out
 
 
-def _spawn(job: dict[str, Any], threads: int, timeout: float) -> dict[str, Any]:
-    from zoo.export.validate import crash_reason
+def torch_version() -> str:
+    import torch
 
+    return str(torch.__version__)
+
+
+def _spawn(job: Job | CeilingJob, timeout: float) -> dict[str, Any]:
+    """Run ``job`` in a worker process with its thread count set before torch starts; its
+    result as JSON, or a failure saying how the worker died."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        env[var] = str(threads)
+        env[var] = str(job.threads)
     try:
         child = subprocess.run(
             [sys.executable, "-m", "zoo.bench.worker"],
-            input=json.dumps(job),
+            input=json.dumps(job.to_json()),
             capture_output=True,
             text=True,
             env=env,
@@ -271,29 +276,25 @@ def _driver_version() -> str | None:
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout else None
 
 
-def _flops(model: str, manifest: dict[str, Any]) -> int:
-    from zoo._pluginmanager import get_spec
-    from zoo.card import model_card
-
-    card = model_card(get_spec(model), **manifest.get("model_args", {}))
+def _flops(manifest: Manifest) -> int:
+    spec = get_plugins().models.get(manifest.model)
+    card = model_card(spec, **manifest.model_args)
     return int(card["measured"]["flops"])
 
 
 def run_bench(settings: BenchSettings, echo: Callable[[str], None] = lambda _: None) -> BenchRun:
     """Benchmark ``settings.models`` (names or patterns); see the module docstring."""
-    from zoo.bench.runtimes import Source, cuda_present
-    from zoo.bench.timing import harness_overhead_ns
-    from zoo.export.manifest import read_manifest
-
-    _validate(settings)
+    runtimes = _validate(settings)
     models = _resolve_models(settings.models)
     devices = settings.devices or (("cpu", "cuda") if cuda_present() else ("cpu",))
     threads = settings.threads or physical_cores()
+    registry = get_plugins().runtimes
     run = BenchRun(
         environment=environment(threads, devices),
         settings={
             **{k: v for k, v in asdict(settings).items() if k not in ("policy",)},
             "models": models,
+            "runtimes": list(runtimes),
             "devices": list(devices),
             "threads": threads,
             "policy": asdict(settings.policy),
@@ -303,28 +304,32 @@ def run_bench(settings: BenchSettings, echo: Callable[[str], None] = lambda _: N
         ceiling_gflops={},
         flops_per_sample={},
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        reference=registry.reference(),
+        peers={r: p for r in runtimes if (p := registry.get(r).peer) is not None},
     )
     run.harness_overhead_ns = harness_overhead_ns()
     for device in devices:
         echo(f"measuring the fp32 matmul ceiling on {device} ({threads} threads)")
-        result = _spawn({"kind": "ceiling", "device": device, "threads": threads}, threads, 300)
-        if result["status"] == "ok":
-            run.ceiling_gflops[device] = result["gflops"]
-            run.ceiling_detail[device] = {
-                "source": result["source"],
-                "measured": result["measured"],
-            }
+        ceiling = CeilingResult.from_json(_spawn(CeilingJob(device, threads), 300))
+        if ceiling.status == "ok":
+            run.ceiling_gflops[device] = ceiling.gflops
+            run.ceiling_detail[device] = {"source": ceiling.source, "measured": ceiling.measured}
         else:
-            echo(f"the ceiling on {device} could not be measured: {result['reason']}")
-    formats = formats_for(settings.runtimes)
+            echo(f"the ceiling on {device} could not be measured: {ceiling.reason}")
+    formats = formats_for(runtimes)
     for model in models:
         artifacts = _export_dir(model, settings, formats)
         manifest = read_manifest(artifacts)
-        run.flops_per_sample[model] = _flops(model, manifest)
+        run.flops_per_sample[model] = _flops(manifest)
         # Enough of a Source to ask each runtime whether it can run here (no module needed).
-        source = Source(model, artifacts, manifest, build_module=_no_module)
+        source = Source(
+            model,
+            artifacts,
+            artifacts={fmt: artifacts / file for fmt, file in manifest.artifacts().items()},
+            failed=manifest.failures(),
+        )
         for device in devices:
-            _bench_model_device(run, settings, model, device, artifacts, source, threads, echo)
+            _bench_model_device(run, settings, runtimes, device, source, threads, echo)
     run.finish()
     return run
 
@@ -332,25 +337,23 @@ def run_bench(settings: BenchSettings, echo: Callable[[str], None] = lambda _: N
 def _bench_model_device(
     run: BenchRun,
     settings: BenchSettings,
-    model: str,
+    runtimes: tuple[str, ...],
     device: str,
-    artifacts: Path,
-    source: Any,
+    source: Source,
     threads: int,
     echo: Callable[[str], None],
 ) -> None:
-    from zoo.bench.runtimes import get_runtime
-
+    registry = get_plugins().runtimes
+    model = source.model
     active = []
-    for name in settings.runtimes:
-        why = get_runtime(name).unavailable(source, device)
+    for name in runtimes:
+        why = registry.get(name).unavailable(source, device)
         if why:
             for batch in settings.batches:
                 run.rows.append(Row(model, name, device, batch, "skipped", reason=why))
         else:
             active.append(name)
-    times: dict[tuple[str, int], list[list[int]]] = {}
-    extras: dict[str, dict[str, Any]] = {}
+    results: dict[str, list[JobResult]] = {name: [] for name in active}
     failed: dict[str, str] = {}
     for round_ in range(settings.rounds):
         order = active if round_ % 2 == 0 else list(reversed(active))
@@ -358,67 +361,54 @@ def _bench_model_device(
             if name in failed:
                 continue
             echo(f"{model} on {device}: {name} (round {round_ + 1}/{settings.rounds})")
-            job = {
-                "runtime": name,
-                "device": device,
-                "threads": threads,
-                "artifacts": str(artifacts),
-                "batches": list(settings.batches),
-                "seed": settings.seed,
-                "weights_seed": settings.seed,
-                "policy": asdict(settings.policy),
-            }
-            result = _spawn(job, threads, settings.timeout_s)
-            if result["status"] != "ok":
-                failed[name] = result["reason"]
-                continue
-            extra = extras.setdefault(
-                name, {"cold": [], "rss": [], "growth": [], "cuda": {}, "faults": {}}
+            job = Job(
+                runtime=name,
+                device=device,
+                threads=threads,
+                artifacts=str(source.directory),
+                batches=tuple(settings.batches),
+                seed=settings.seed,
+                policy=settings.policy,
             )
-            extra["cold"].append(result["cold_start_ms"])
-            extra["rss"].append(result["peak_rss_mb"])
-            extra["growth"].append(result["rss_growth_mb"])
-            for batch in settings.batches:
-                entry = result["batches"][str(batch)]
-                times.setdefault((name, batch), []).append(entry["times_ns"])
-                extra["faults"].setdefault(batch, []).append(entry["faults_per_call"])
-                if "cuda_max_allocated_mb" in entry:
-                    extra["cuda"][batch] = entry["cuda_max_allocated_mb"]
-    import numpy as np
-
+            result = JobResult.from_json(_spawn(job, settings.timeout_s))
+            if result.status != "ok":
+                failed[name] = result.reason
+                continue
+            results[name].append(result)
     for name in active:
         for batch in settings.batches:
             if name in failed:
                 run.rows.append(Row(model, name, device, batch, "failed", reason=failed[name]))
-                continue
-            rounds = times[(name, batch)]
-            extra = extras[name]
-            spread = None
-            medians = [float(np.median(r)) / 1e6 for r in rounds]
-            if len(rounds) > 1:
-                spread = (max(medians) - min(medians)) / float(np.median(medians))
-            best = int(np.argmin(medians))
-            run.rows.append(
-                Row(
-                    model,
-                    name,
-                    device,
-                    batch,
-                    "ok",
-                    # The least disturbed round: interference from outside (measured here:
-                    # whole workers 2.3x slower for tens of seconds, ASLR or not) only ever
-                    # slows a process down, so the fastest round is the runtime's own cost,
-                    # as timeit takes the best of its repeats.
-                    latency_ms=Latency.from_ns(rounds[best]),
-                    iterations=len(rounds[best]),
-                    cold_start_ms=float(np.median(extra["cold"])),
-                    peak_rss_mb=max(extra["rss"]),
-                    rss_growth_mb=max(extra["growth"]),
-                    cuda_max_allocated_mb=extra["cuda"].get(batch),
-                    # Over every round: a runtime whose allocator churns in some processes
-                    # and not in others is flagged even when its fastest round was lucky.
-                    faults_per_call=float(np.median(extra["faults"][batch])),
-                    round_spread=spread,
-                    round_p50_ms=medians,
-                )
-            )
+            else:
+                run.rows.append(_row(model, name, device, batch, results[name]))
+
+
+def _row(model: str, runtime: str, device: str, batch: int, rounds: list[JobResult]) -> Row:
+    """One row from every round of a runtime at one batch size."""
+    timed = [r.batches[batch] for r in rounds]
+    medians = [float(np.median(t.times_ns)) / 1e6 for t in timed]
+    spread = None
+    if len(rounds) > 1:
+        spread = (max(medians) - min(medians)) / float(np.median(medians))
+    best = int(np.argmin(medians))
+    return Row(
+        model,
+        runtime,
+        device,
+        batch,
+        "ok",
+        # The least disturbed round: interference from outside (measured here: whole workers
+        # 2.3x slower for tens of seconds, ASLR or not) only ever slows a process down, so the
+        # fastest round is the runtime's own cost, as timeit takes the best of its repeats.
+        latency_ms=Latency.from_ns(timed[best].times_ns),
+        iterations=len(timed[best].times_ns),
+        cold_start_ms=float(np.median([r.cold_start_ms for r in rounds])),
+        peak_rss_mb=max(r.peak_rss_mb for r in rounds),
+        rss_growth_mb=max(r.rss_growth_mb for r in rounds),
+        cuda_max_allocated_mb=timed[-1].cuda_max_allocated_mb,
+        # Over every round: a runtime whose allocator churns in some processes and not in
+        # others is flagged even when its fastest round was lucky.
+        faults_per_call=float(np.median([t.faults_per_call for t in timed])),
+        round_spread=spread,
+        round_p50_ms=medians,
+    )

@@ -1,10 +1,13 @@
 """One runtime, one model, one device, in a process of its own.
 
-``python -m zoo.bench.worker`` reads a job (JSON) on stdin and prints one JSON line: the
-cold start, memory and the per-call times of every batch size. The parent sets the thread
-count in the environment before this process imports torch, so the thread pools are sized
-once; nothing else runs here, so no other runtime's threads compete with the one timed
-(measured-pitfalls: in one process, on 2 cores, they distort small models several-fold).
+``python -m zoo.bench.worker`` reads a :class:`Job` (or a :class:`CeilingJob`) as JSON on
+stdin and prints its result as one JSON line: the cold start, memory and the per-call times of
+every batch size (:class:`JobResult`), or the device's matmul ceiling (:class:`CeilingResult`).
+The parent sets the thread count in the environment before this process imports torch, so the
+thread pools are sized once; nothing else runs here, so no other runtime's threads compete
+with the one timed (measured-pitfalls: in one process, on 2 cores, they distort small models
+several-fold). That is also why this module imports torch only inside the functions that run
+in the worker: the parent imports it for the records alone.
 """
 
 from __future__ import annotations
@@ -13,10 +16,149 @@ import json
 import resource
 import sys
 import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["run_job"]
+from zoo import _json as js
+from zoo.bench.timing import TimingPolicy
+
+if TYPE_CHECKING:
+    import torch
+
+    from zoo.runtimes import Source
+
+__all__ = ["CeilingJob", "CeilingResult", "Job", "JobResult", "run_job"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """Time one runtime on one export, on one device, at several batch sizes."""
+
+    runtime: str
+    device: str
+    threads: int
+    #: The export directory (its manifest and files were verified by the parent).
+    artifacts: str
+    batches: tuple[int, ...]
+    seed: int = 0
+    policy: TimingPolicy = field(default_factory=TimingPolicy)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "kind": "bench", "batches": list(self.batches)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Job:
+        policy = js.obj(data.get("policy", {}), "policy")
+        return cls(
+            runtime=js.string(data.get("runtime"), "runtime"),
+            device=js.string(data.get("device"), "device"),
+            threads=js.integer(data.get("threads"), "threads"),
+            artifacts=js.string(data.get("artifacts"), "artifacts"),
+            batches=tuple(js.integer(b, "batches") for b in js.seq(data["batches"], "batches")),
+            seed=js.integer(data.get("seed", 0), "seed"),
+            policy=TimingPolicy(**policy),
+        )
+
+
+@dataclass(frozen=True)
+class BatchTimes:
+    """The timed calls at one batch size."""
+
+    times_ns: tuple[int, ...]
+    #: Page faults of the process per timed call.
+    faults_per_call: float
+    #: ``torch.cuda.max_memory_allocated`` during these calls (CUDA only).
+    cuda_max_allocated_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What a :class:`Job` measured, or why it failed (``status`` ``failed``)."""
+
+    status: str
+    reason: str = ""
+    #: Load (or session creation, or compilation) plus the first call.
+    cold_start_ms: float = 0.0
+    #: Importing torch, zoo and the runtime's libraries, before loading.
+    import_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    rss_growth_mb: float = 0.0
+    batches: Mapping[int, BatchTimes] = field(default_factory=dict)
+
+    @classmethod
+    def failure(cls, reason: str) -> JobResult:
+        return cls("failed", reason)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["batches"] = {str(b): asdict(t) for b, t in self.batches.items()}
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> JobResult:
+        if js.string(data.get("status"), "status") != "ok":
+            return cls.failure(js.string(data.get("reason", "no reason given"), "reason"))
+        batches = {}
+        for batch, entry in js.obj(data.get("batches"), "batches").items():
+            entry = js.obj(entry, f"batch {batch}")
+            cuda = entry.get("cuda_max_allocated_mb")
+            batches[int(batch)] = BatchTimes(
+                times_ns=tuple(
+                    js.integer(t, "times_ns") for t in js.seq(entry.get("times_ns"), "times_ns")
+                ),
+                faults_per_call=js.number(entry.get("faults_per_call"), "faults_per_call"),
+                cuda_max_allocated_mb=None if cuda is None else js.number(cuda, "cuda memory"),
+            )
+        return cls(
+            status="ok",
+            cold_start_ms=js.number(data.get("cold_start_ms"), "cold_start_ms"),
+            import_s=js.number(data.get("import_s"), "import_s"),
+            peak_rss_mb=js.number(data.get("peak_rss_mb"), "peak_rss_mb"),
+            rss_growth_mb=js.number(data.get("rss_growth_mb"), "rss_growth_mb"),
+            batches=batches,
+        )
+
+
+@dataclass(frozen=True)
+class CeilingJob:
+    """Measure the fp32 matmul ceiling of a device with the run's threads."""
+
+    device: str
+    threads: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "kind": "ceiling"}
+
+
+@dataclass(frozen=True)
+class CeilingResult:
+    status: str
+    reason: str = ""
+    gflops: float = 0.0
+    #: The fastest matmul, and every measurement: matmul -> GFLOP/s.
+    source: str = ""
+    measured: Mapping[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def failure(cls, reason: str) -> CeilingResult:
+        return cls("failed", reason)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CeilingResult:
+        if js.string(data.get("status"), "status") != "ok":
+            return cls.failure(js.string(data.get("reason", "no reason given"), "reason"))
+        measured = js.obj(data.get("measured"), "measured")
+        return cls(
+            status="ok",
+            gflops=js.number(data.get("gflops"), "gflops"),
+            source=js.string(data.get("source"), "source"),
+            measured={k: js.number(v, k) for k, v in measured.items()},
+        )
 
 
 def _rss_mb() -> float:
@@ -37,101 +179,107 @@ def _page_faults() -> int:
     return int(usage.ru_minflt + usage.ru_majflt)
 
 
-def _source(job: dict[str, Any]) -> Any:
-    import torch
+def _source(directory: Path) -> Source:
+    """The export as a runtime sees it; eager and torch.compile rebuild its module with the
+    weights the export saved, so every runtime times the same model."""
+    from safetensors.torch import load_file
 
-    from zoo.bench.runtimes import Source
-    from zoo.export.manifest import read_manifest
+    from zoo._pluginmanager import get_plugins
+    from zoo.export.bundle import make_bundle
+    from zoo.export.manifest import WEIGHTS, read_manifest
+    from zoo.runtimes import Source
 
-    artifacts = Path(job["artifacts"])
-    manifest = read_manifest(artifacts)
+    manifest = read_manifest(directory)
 
     def build_module() -> torch.nn.Module:
-        from zoo._pluginmanager import get_spec
-        from zoo.export.bundle import make_bundle
-
-        spec = get_spec(manifest["model"])
-        torch.manual_seed(job.get("weights_seed", 0))  # zoo bench exports with this seed too
-        model = spec.build(**manifest.get("model_args", {})).eval()
-        weights = manifest.get("weights", "")
-        if weights and Path(weights).is_dir():
-            from zoo.checkpoint import load_checkpoint
-
-            load_checkpoint(weights, tag="best").load_into(model, spec.name)
-        postprocess = manifest.get("postprocess", "none")
-        top_k = 5
-        if isinstance(postprocess, dict):
-            postprocess, top_k = postprocess["kind"], postprocess["k"]
+        spec = get_plugins().models.get(manifest.model)
+        model = spec.build(**manifest.model_args).eval()
+        model.load_state_dict(load_file(str(directory / WEIGHTS)))
         bundle, _, _ = make_bundle(
-            spec, model, raw=manifest.get("raw", False), postprocess=postprocess, top_k=top_k
+            spec,
+            model,
+            raw=manifest.raw,
+            postprocess=manifest.postprocess,
+            top_k=manifest.top_k or 5,
         )
         return bundle
 
     return Source(
-        model=manifest["model"], artifacts=artifacts, manifest=manifest, build_module=build_module
+        model=manifest.model,
+        directory=directory,
+        artifacts={fmt: directory / file for fmt, file in manifest.artifacts().items()},
+        failed=manifest.failures(),
+        build_module=build_module,
     )
 
 
-def _example(manifest: dict[str, Any], batch: int, seed: int) -> Any:
+def _inputs(directory: Path, batches: tuple[int, ...], seed: int) -> dict[int, torch.Tensor]:
+    """The same seeded input tensors for every runtime, one per batch size."""
+    from zoo.export.manifest import read_manifest
     from zoo.registry import InputSpec
 
-    entry = manifest["inputs"][0]
+    entry = read_manifest(directory).inputs[0]
     spec = InputSpec(
-        tuple(entry["shape"][1:]),
-        dtype=entry["dtype"],
-        value_range=tuple(entry["value_range"]),
-        name=entry["name"],
+        entry.shape,
+        dtype=entry.dtype,
+        value_range=entry.value_range or (0.0, 1.0),
+        dynamic_axes=entry.dynamic_axes,
+        name=entry.name,
     )
-    return spec.example(batch, seed=seed)
+    return {b: spec.example(b, seed=seed) for b in batches}
 
 
-def run_job(job: dict[str, Any]) -> dict[str, Any]:
+def run_job(job: Job) -> JobResult:
     started = time.perf_counter()
     import torch
 
-    threads = int(job["threads"])
-    torch.set_num_threads(threads)
-    from zoo.bench.runtimes import get_runtime
-    from zoo.bench.timing import TimingPolicy, timed_calls, warm_up
+    torch.set_num_threads(job.threads)
+    from zoo._pluginmanager import get_plugins
+    from zoo.bench.timing import timed_calls, warm_up
 
-    runtime = get_runtime(job["runtime"])
-    device = job["device"]
-    policy = TimingPolicy(**job["policy"])
-    source = _source(job)
-    inputs = {b: _example(source.manifest, b, job.get("seed", 0)) for b in job["batches"]}
+    runtime = get_plugins().runtimes.get(job.runtime)
+    directory = Path(job.artifacts)
+    source = _source(directory)
+    inputs = _inputs(directory, job.batches, job.seed)
     import_s = time.perf_counter() - started
 
-    result: dict[str, Any] = {"import_s": import_s, "batches": {}}
+    batches: dict[int, BatchTimes] = {}
     with torch.inference_mode():
         rss_before = _rss_mb()
         t0 = time.perf_counter_ns()
-        session = runtime.load(source, device, threads)
-        first = session.prepare(inputs[job["batches"][0]])
+        session = runtime.load(source, job.device, job.threads)
+        first = session.prepare(inputs[job.batches[0]])
         session.run(first)
         session.sync()
-        result["cold_start_ms"] = (time.perf_counter_ns() - t0) / 1e6
-        for batch in job["batches"]:
+        cold_start_ms = (time.perf_counter_ns() - t0) / 1e6
+        for batch in job.batches:
             prepared = session.prepare(inputs[batch])
-            if device == "cuda":
+            if job.device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             run = session.run
             call = lambda: run(prepared)  # noqa: B023, E731
-            warm_up(call, session.sync, policy)
+            warm_up(call, session.sync, job.policy)
             faults = _page_faults()
-            times = timed_calls(call, session.sync, policy)
-            entry: dict[str, Any] = {
-                "times_ns": times,
-                "faults_per_call": (_page_faults() - faults) / len(times),
-            }
-            if device == "cuda":
-                entry["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
-            result["batches"][str(batch)] = entry
+            times = timed_calls(call, session.sync, job.policy)
+            batches[batch] = BatchTimes(
+                times_ns=tuple(times),
+                faults_per_call=(_page_faults() - faults) / len(times),
+                cuda_max_allocated_mb=(
+                    torch.cuda.max_memory_allocated() / 2**20 if job.device == "cuda" else None
+                ),
+            )
         # What the loaded runtime holds after its calls (the process's peak also counts the
         # imports, which are the same for every torch runtime).
-        result["rss_growth_mb"] = max(0.0, _rss_mb() - rss_before)
+        rss_growth_mb = max(0.0, _rss_mb() - rss_before)
         session.close()
-    result["peak_rss_mb"] = _peak_rss_mb()
-    return result
+    return JobResult(
+        status="ok",
+        cold_start_ms=cold_start_ms,
+        import_s=import_s,
+        peak_rss_mb=_peak_rss_mb(),
+        rss_growth_mb=rss_growth_mb,
+        batches=batches,
+    )
 
 
 #: Square GEMM sizes tried for the ceiling: small ones stay in cache and run fastest on a
@@ -186,7 +334,7 @@ def _ort_matmul(n: int, threads: int) -> Any:
     return lambda: session.run(None, feed)
 
 
-def measure_ceiling(device: str, threads: int, seconds: float = 3.0) -> dict[str, Any]:
+def measure_ceiling(device: str, threads: int, seconds: float = 3.0) -> CeilingResult:
     """This device's fp32 matmul ceiling: the best GFLOP/s of square matmuls over a few
     sizes, with torch (``torch.mm``: MKL or cuBLAS, TF32 off) and, on the CPU, ONNX Runtime's
     MLAS, whichever is faster here. Returns the best and every measurement behind it."""
@@ -216,20 +364,20 @@ def measure_ceiling(device: str, threads: int, seconds: float = 3.0) -> dict[str
             sync,
         )
     source = max(measured, key=lambda k: measured[k])
-    return {"gflops": measured[source], "source": source, "measured": measured}
+    return CeilingResult("ok", gflops=measured[source], source=source, measured=measured)
 
 
 def main() -> None:
-    job = json.loads(sys.stdin.read())
+    data = json.loads(sys.stdin.read())
+    output: JobResult | CeilingResult
     try:
-        if job.get("kind") == "ceiling":
-            output: dict[str, Any] = measure_ceiling(job["device"], int(job["threads"]))
+        if data.get("kind") == "ceiling":
+            output = measure_ceiling(data["device"], int(data["threads"]))
         else:
-            output = run_job(job)
-        output["status"] = "ok"
+            output = run_job(Job.from_json(data))
     except Exception as exc:  # reported as a failed row, not a crash of zoo bench
-        output = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
-    sys.stdout.write(json.dumps(output) + "\n")
+        output = JobResult.failure(f"{type(exc).__name__}: {exc}")
+    sys.stdout.write(json.dumps(output.to_json()) + "\n")
 
 
 if __name__ == "__main__":

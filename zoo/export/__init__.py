@@ -1,5 +1,4 @@
-"""Exporters: TorchScript, ONNX and torch.export programs.
-
-Every ``torch.jit`` call of zoo lives in ``zoo.export.torchscript`` (and, later, the runtime
-adapters), with TorchScript's deprecation warning filtered narrowly there.
+"""``zoo export``: the bundle (preprocessing + model), the parity gate, the manifest, and the
+exporter that writes every requested format (from the format registry) into one directory.
+The formats themselves are plugins (``zoo/plugins/``: TorchScript, ONNX, .pt2, AOTInductor).
 """

@@ -1,18 +1,44 @@
-"""``manifest.json``: what an export holds, how it was made, and proof that it matches eager."""
+"""``manifest.json``: what an export holds, how it was made, and proof that it matches eager.
+
+:class:`Manifest` is the one reader and writer of the file. A manifest is untrusted input
+(anyone can edit one): :meth:`Manifest.from_json` refuses a file that is not exactly what zoo
+writes, and every file name in it must be a plain name inside the export directory and be
+listed with its sha256, so a manifest can never point zoo at a file elsewhere.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
+from zoo import _json as js
+from zoo._io import atomic_write_json, is_plain_name
 from zoo.errors import ZooError
+from zoo.export.gates import ParityResult
 
-__all__ = ["MANIFEST", "ArtifactError", "read_manifest", "sha256", "verify_files"]
+__all__ = [
+    "FORMAT_VERSION",
+    "MANIFEST",
+    "WEIGHTS",
+    "ArtifactError",
+    "FileRecord",
+    "FormatRecord",
+    "Manifest",
+    "TensorRecord",
+    "read_manifest",
+    "sha256",
+    "verify_files",
+]
 
-MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+MANIFEST: Final = "manifest.json"
+#: The state dict of the exported model (the bare model: preprocessing has no weights).
+WEIGHTS: Final = "weights.safetensors"
+#: 2: zoo 0.2 (formats from plugins, typed records, the weights file).
+FORMAT_VERSION: Final = 2
 
 
 class ArtifactError(ZooError):
@@ -27,26 +53,289 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_manifest(directory: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TensorRecord:
+    """An input or output of the exported module."""
+
+    name: str
+    dtype: str
+    #: Per-sample shape, batch axis excluded.
+    shape: tuple[int, ...]
+    #: Axis (of the batched tensor) -> its name, for axes of any size.
+    dynamic_axes: Mapping[int, str] = field(default_factory=lambda: {0: "batch"})
+    #: Inputs: the range of meaningful values.
+    value_range: tuple[float, float] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "name": self.name,
+            "dtype": self.dtype,
+            "shape": ["batch", *self.shape],
+            "dynamic_axes": {str(k): v for k, v in sorted(self.dynamic_axes.items())},
+        }
+        if self.value_range is not None:
+            data["value_range"] = list(self.value_range)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> TensorRecord:
+        data = js.obj(data, "a tensor")
+        shape = js.seq(data.get("shape"), "shape")
+        if not shape or shape[0] != "batch":
+            raise ValueError(f"shape must be ['batch', ints...], got {shape!r:.60}")
+        axes = js.obj(data.get("dynamic_axes", {"0": "batch"}), "dynamic_axes")
+        if not all(k.isdigit() for k in axes):
+            raise ValueError(f"dynamic_axes must map axes to names, got {axes!r:.60}")
+        value_range = None
+        if data.get("value_range") is not None:
+            bounds = js.seq(data["value_range"], "value_range")
+            if len(bounds) != 2:
+                raise ValueError(f"value_range must be [low, high], got {bounds!r:.60}")
+            value_range = (js.number(bounds[0], "value_range"), js.number(bounds[1], "value_range"))
+        return cls(
+            name=js.string(data.get("name"), "name"),
+            dtype=js.string(data.get("dtype"), "dtype"),
+            shape=tuple(js.integer(d, "shape") for d in shape[1:]),
+            dynamic_axes={int(k): js.string(v, "dynamic axis name") for k, v in axes.items()},
+            value_range=value_range,
+        )
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One file of the export: its sha256 and size."""
+
+    sha256: str
+    bytes: int
+
+    @classmethod
+    def of(cls, path: Path) -> FileRecord:
+        return cls(sha256(path), path.stat().st_size)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "bytes": self.bytes}
+
+    @classmethod
+    def from_json(cls, data: Any) -> FileRecord:
+        data = js.obj(data, "a file entry")
+        digest = js.string(data.get("sha256"), "sha256")
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError(f"sha256 {digest!r:.70} is not a hex digest")
+        size = js.integer(data.get("bytes"), "bytes")
+        if size < 0:
+            raise ValueError(f"bytes must be a size, got {size}")
+        return cls(digest, size)
+
+
+@dataclass(frozen=True)
+class FormatRecord:
+    """What became of one format: its files and parity, or why it failed."""
+
+    #: ``ok`` or ``failed``.
+    status: str
+    #: The files it wrote, the artifact first (none when it failed: they were removed).
+    files: tuple[str, ...] = ()
+    reason: str = ""
+    #: What the format reported (TorchScript's ``method``, ONNX's ``opset``...).
+    details: Mapping[str, Any] = field(default_factory=dict)
+    devices: tuple[str, ...] = ("cpu",)
+    parity: ParityResult | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def artifact(self) -> str | None:
+        """The file a runtime loads, if the format succeeded."""
+        return self.files[0] if self.ok and self.files else None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "status": self.status,
+            "files": list(self.files),
+            "devices": list(self.devices),
+            "details": dict(self.details),
+        }
+        if self.reason:
+            data["reason"] = self.reason
+        if self.parity is not None:
+            data["parity"] = self.parity.to_json()
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> FormatRecord:
+        data = js.obj(data, "a format entry")
+        status = data.get("status")
+        if status not in ("ok", "failed"):
+            raise ValueError(f"status must be 'ok' or 'failed', got {status!r:.40}")
+        files = tuple(_names(data.get("files", []), "files"))
+        if status == "ok" and not files:
+            raise ValueError("a format that succeeded lists its files")
+        parity = data.get("parity")
+        return cls(
+            status=status,
+            files=files,
+            reason=js.string(data.get("reason", ""), "reason"),
+            details=js.obj(data.get("details", {}), "details"),
+            devices=tuple(
+                js.string(d, "device") for d in js.seq(data.get("devices", []), "devices")
+            ),
+            parity=ParityResult.from_json(js.obj(parity, "parity")) if parity else None,
+        )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything ``manifest.json`` says."""
+
+    #: The registered model name and the builder options it was built with.
+    model: str
+    model_args: Mapping[str, Any]
+    #: Where the weights came from: "fresh weights (seed 0)", or a checkpoint directory.
+    weights_source: str
+    created: str
+    #: zoo, torch and the libraries of every format tried.
+    versions: Mapping[str, str]
+    #: True: the bare model; False: the bundle with its preprocessing.
+    raw: bool
+    #: ``none``, ``softmax`` or ``topk``, and k for top-k.
+    postprocess: str
+    top_k: int | None
+    #: The bundle's preprocessing steps (``zoo.transforms.describe_transform``).
+    preprocessing: tuple[Mapping[str, Any], ...]
+    inputs: tuple[TensorRecord, ...]
+    outputs: tuple[TensorRecord, ...]
+    formats: Mapping[str, FormatRecord]
+    #: Every file of the export but the manifest: plain names -> sha256 and size.
+    files: Mapping[str, FileRecord]
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def output_names(self) -> list[str]:
+        return [o.name for o in self.outputs]
+
+    def artifacts(self) -> dict[str, str]:
+        """Format -> the file its runtime loads, for every format that succeeded."""
+        return {f: r.artifact for f, r in self.formats.items() if r.artifact is not None}
+
+    def failures(self) -> dict[str, str]:
+        """Format -> why it has no artifact."""
+        return {f: r.reason for f, r in self.formats.items() if not r.ok}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "model": self.model,
+            "model_args": dict(self.model_args),
+            "weights": {"source": self.weights_source, "file": WEIGHTS},
+            "created": self.created,
+            "versions": dict(self.versions),
+            "raw": self.raw,
+            "postprocess": {"kind": self.postprocess, "k": self.top_k},
+            "preprocessing": [dict(step) for step in self.preprocessing],
+            "inputs": [t.to_json() for t in self.inputs],
+            "outputs": [t.to_json() for t in self.outputs],
+            "formats": {name: f.to_json() for name, f in self.formats.items()},
+            "files": {name: f.to_json() for name, f in self.files.items()},
+        }
+
+    def save(self, directory: Path) -> None:
+        atomic_write_json(directory / MANIFEST, self.to_json())
+
+    @classmethod
+    def from_json(cls, data: Any) -> Manifest:
+        """Parse what :meth:`to_json` wrote; ValueError naming the first thing that is not."""
+        data = js.obj(data, "the manifest")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(
+                f"format_version is {version!r:.20}, this zoo reads {FORMAT_VERSION}: "
+                "export the model again with this zoo"
+            )
+        files = {
+            name: FileRecord.from_json(entry)
+            for name, entry in js.obj(data.get("files"), "files").items()
+        }
+        _names(list(files), "files")
+        weights = js.obj(data.get("weights"), "weights")
+        if weights.get("file") != WEIGHTS or WEIGHTS not in files:
+            raise ValueError(f"the weights must be {WEIGHTS}, listed in files")
+        formats = {
+            js.string(name, "format name"): FormatRecord.from_json(entry)
+            for name, entry in js.obj(data.get("formats"), "formats").items()
+        }
+        for name, record in formats.items():
+            unlisted = [f for f in record.files if f not in files]
+            if unlisted:
+                raise ValueError(f"format {name!r} names files not listed in files: {unlisted}")
+        post = js.obj(data.get("postprocess"), "postprocess")
+        top_k = post.get("k")
+        if top_k is not None:
+            top_k = js.integer(top_k, "postprocess.k")
+        return cls(
+            model=js.string(data.get("model"), "model"),
+            model_args=js.obj(data.get("model_args", {}), "model_args"),
+            weights_source=js.string(weights.get("source", ""), "weights.source"),
+            created=js.string(data.get("created", ""), "created"),
+            versions={
+                js.string(k, "version"): js.string(v, "version")
+                for k, v in js.obj(data.get("versions", {}), "versions").items()
+            },
+            raw=js.boolean(data.get("raw"), "raw"),
+            postprocess=js.string(post.get("kind"), "postprocess.kind"),
+            top_k=top_k,
+            preprocessing=tuple(
+                js.obj(step, "a preprocessing step")
+                for step in js.seq(data.get("preprocessing", []), "preprocessing")
+            ),
+            inputs=tuple(TensorRecord.from_json(t) for t in js.seq(data.get("inputs"), "inputs")),
+            outputs=tuple(
+                TensorRecord.from_json(t) for t in js.seq(data.get("outputs"), "outputs")
+            ),
+            formats=formats,
+            files=files,
+        )
+
+
+def read_manifest(directory: Path) -> Manifest:
+    """The manifest of export ``directory``; ArtifactError, naming the file and what is wrong
+    with it, for anything else."""
     path = directory / MANIFEST
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ArtifactError(f"{directory} has no {MANIFEST}: not a zoo export directory") from None
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"cannot read {path}: {exc}") from exc
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{path} has format {manifest.get('format_version')!r}, not 1")
+    try:
+        manifest = Manifest.from_json(data)
+    except ValueError as exc:
+        raise ArtifactError(f"{path} is not a zoo manifest: {exc}") from None
+    if len(manifest.inputs) != 1:
+        raise ArtifactError(
+            f"{path}: zoo exports have one input, this lists {len(manifest.inputs)}"
+        )
     return manifest
 
 
-def verify_files(directory: Path, manifest: dict[str, Any]) -> list[str]:
+def verify_files(directory: Path, manifest: Manifest) -> list[str]:
     """Problems with the files the manifest lists (missing, or sha256 mismatch)."""
     problems = []
-    for name, entry in manifest.get("files", {}).items():
+    for name, entry in manifest.files.items():
         path = directory / name
-        if not path.is_file():
+        if not path.is_file() or path.is_symlink():
             problems.append(f"{name}: missing")
-        elif sha256(path) != entry["sha256"]:
+        elif sha256(path) != entry.sha256:
             problems.append(f"{name}: sha256 does not match the manifest (modified or corrupt)")
     return problems
+
+
+def _names(values: Any, what: str) -> list[str]:
+    names = js.seq(values, what)
+    bad = [n for n in names if not is_plain_name(n)]
+    if bad:
+        raise ValueError(
+            f"{what} must be plain file names inside the export directory, got {bad[0]!r:.80}"
+        )
+    return names

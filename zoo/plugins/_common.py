@@ -1,4 +1,5 @@
-"""Helpers shared by the built-in model plugins: output specs, freezing, pretrained weights."""
+"""Helpers shared by the built-in model plugins: output specs, option checks, freezing,
+pretrained weights."""
 
 from __future__ import annotations
 
@@ -11,67 +12,15 @@ import torch
 from torch import nn
 
 from zoo.errors import InvalidArgumentsError, WeightsError
-from zoo.registry import Capabilities, OutputSpec
+from zoo.registry import OutputSpec
 
 __all__ = [
+    "check_positive",
     "freeze_first",
     "load_state_dict_file",
     "load_torchvision_weights",
     "logits",
-    "measured_with",
-    "read_record",
-    "recorded",
 ]
-
-
-def read_record() -> dict[str, Any]:
-    """The capability record ``make capabilities`` wrote (``zoo/plugins/capabilities.json``)."""
-    import json
-
-    from zoo.export.matrix import RECORD
-
-    try:
-        record: dict[str, Any] = json.loads(RECORD.read_text())
-    except FileNotFoundError:
-        record = {"measured_with": {}, "models": {}}
-    return record
-
-
-def measured_with() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-
-    from zoo import __version__
-
-    return {
-        "zoo": __version__,
-        "torch": torch.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-    }
-
-
-_RECORD: dict[str, Any] | None = None
-
-
-def recorded(name: str) -> Capabilities:
-    """The measured capabilities of built-in model ``name`` (see ``zoo.export.matrix``).
-
-    A model missing from the record (a new one, before ``make capabilities``) gets the default
-    claim, which ``tests/export/test_matrix.py`` then checks.
-    """
-    global _RECORD
-    from zoo.export.matrix import capabilities_from
-
-    if _RECORD is None:
-        _RECORD = read_record()
-    outcomes = _RECORD["models"].get(name)
-    if outcomes is None:
-        return Capabilities()
-    versions = _RECORD.get("measured_with", {})
-    order = ("zoo", "torch", "onnx", "onnxruntime")
-    by = ", ".join(f"{k} {versions[k]}" for k in order if k in versions)
-    return capabilities_from(outcomes, measured=f"zoo export ({by})" if by else "zoo export")
 
 
 def logits(num_classes: int) -> tuple[OutputSpec, ...]:

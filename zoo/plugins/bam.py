@@ -4,9 +4,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from zoo.capabilities import recorded
 from zoo.errors import InvalidArgumentsError
 from zoo.hookspecs import ModelRegistrar, hookimpl
-from zoo.plugins._common import check_positive, logits, recorded
+from zoo.plugins._common import check_positive, logits
 from zoo.plugins.resnet import ResidualBlock
 from zoo.registry import InputSpec, ModelSpec, OutputSpec
 from zoo.transforms import MNIST

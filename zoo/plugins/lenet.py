@@ -2,8 +2,9 @@
 
 from torch import Tensor, nn
 
+from zoo.capabilities import recorded
 from zoo.hookspecs import ModelRegistrar, hookimpl
-from zoo.plugins._common import check_positive, logits, recorded
+from zoo.plugins._common import check_positive, logits
 from zoo.registry import InputSpec, ModelSpec
 from zoo.transforms import MNIST
 

@@ -5,9 +5,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from zoo.capabilities import recorded
 from zoo.errors import InvalidArgumentsError
 from zoo.hookspecs import ModelRegistrar, hookimpl
-from zoo.plugins._common import check_positive, logits, recorded
+from zoo.plugins._common import check_positive, logits
 from zoo.registry import InputSpec, ModelSpec
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}

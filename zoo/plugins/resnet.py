@@ -10,13 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zoo.capabilities import recorded
 from zoo.hookspecs import ModelRegistrar, hookimpl
 from zoo.plugins._common import (
     check_positive,
     freeze_first,
     load_torchvision_weights,
     logits,
-    recorded,
 )
 from zoo.registry import InputSpec, ModelSpec
 from zoo.transforms import IMAGENET, MNIST

@@ -6,8 +6,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from zoo.capabilities import recorded
 from zoo.hookspecs import ModelRegistrar, hookimpl
-from zoo.plugins._common import check_positive, recorded
+from zoo.plugins._common import check_positive
 from zoo.registry import InputSpec, ModelSpec, OutputSpec
 from zoo.transforms import CIFAR
 

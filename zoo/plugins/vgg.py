@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from zoo.capabilities import recorded
 from zoo.errors import InvalidArgumentsError
 from zoo.hookspecs import ModelRegistrar, hookimpl
 from zoo.plugins._common import (
@@ -14,7 +15,6 @@ from zoo.plugins._common import (
     freeze_first,
     load_torchvision_weights,
     logits,
-    recorded,
 )
 from zoo.registry import InputSpec, ModelSpec
 from zoo.transforms import IMAGENET

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from zoo.plugins.torchscript import quiet_deprecation
+
 __all__ = ["TensorBoardLogger", "progress"]
 
 
@@ -49,9 +51,7 @@ class TensorBoardLogger:
 
     def graph(self, model: nn.Module, example: torch.Tensor) -> str | None:
         """Add the model graph; returns why not where it does not trace."""
-        # add_graph traces with torch.jit; its deprecation warning is silenced there only.
-        from zoo.export.torchscript import quiet_deprecation
-
+        # add_graph traces with torch.jit: TorchScript's own module silences that warning.
         try:
             with quiet_deprecation():
                 self.writer.add_graph(model, example)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from zoo.export import torchscript
+from zoo.plugins import torchscript
 
 
 def test_deprecation_warning_is_silenced_only_inside_zoo(tmp_path: Path) -> None:

@@ -1,4 +1,6 @@
-"""torch.export: an ExportedProgram with the spec's dynamic axes, saved as ``.pt2``."""
+"""torch.export, zoo's built-in format plugin: an ExportedProgram with the spec's dynamic axes
+saved as ``.pt2`` (format ``pt2``), and that program compiled ahead of time by AOTInductor
+(format ``aoti``); with the runtimes ``zoo bench`` times them in."""
 
 from __future__ import annotations
 
@@ -10,10 +12,29 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.export._shapes import dynamic_shapes, quiet_rnn_tracing
+from zoo.formats import (
+    ExportRequest,
+    Format,
+    Runner,
+    dynamic_shapes,
+    quiet_rnn_tracing,
+    torch_runner,
+)
+from zoo.hookspecs import FormatRegistrar, RuntimeRegistrar, hookimpl
 from zoo.registry import InputSpec
+from zoo.runtimes import Runtime, Session, Source, to_device, torch_sync
 
-__all__ = ["export_program", "load", "load_aoti", "package_aoti", "save"]
+__all__ = [
+    "AotiFormat",
+    "AotiRuntime",
+    "Pt2Format",
+    "Pt2Runtime",
+    "export_program",
+    "load",
+    "load_aoti",
+    "package_aoti",
+    "save",
+]
 
 
 def export_program(
@@ -111,3 +132,86 @@ def _quiet_inductor() -> Iterator[None]:
     finally:
         for logger in loggers:
             logger.removeFilter(keep)
+
+
+class Pt2Format(Format):
+    """``model.pt2``: ``torch.export.save`` of the ExportedProgram."""
+
+    name = "pt2"
+    files = ("model.pt2",)
+    description = "model.pt2: torch.export ExportedProgram; runs with torch.export.load"
+    default = True
+    devices = ("cpu", "cuda")
+
+    def export(self, request: ExportRequest) -> dict[str, Any]:
+        program = export_program(request.module, request.example, request.input)
+        save(program, request.path(self.files[0]))
+        return {}
+
+    def load(self, directory: Path, variant: str = "") -> Runner:
+        return torch_runner(load(directory / self.files[0]).module())
+
+
+class AotiFormat(Format):
+    """``model.aoti.pt2``: the program compiled ahead of time by AOTInductor for this
+    machine's CPU. Native code generated for this export: its gate runs in a child process,
+    so a crash fails this format instead of killing zoo."""
+
+    name = "aoti"
+    files = ("model.aoti.pt2",)
+    description = (
+        "model.aoti.pt2: AOTInductor package compiled for this CPU (needs a C++ compiler; "
+        "minutes for large models)"
+    )
+    isolated = True
+
+    def export(self, request: ExportRequest) -> dict[str, Any]:
+        program = export_program(request.module, request.example, request.input)
+        package_aoti(program, request.path(self.files[0]))
+        return {}
+
+    def load(self, directory: Path, variant: str = "") -> Runner:
+        return torch_runner(load_aoti(directory / self.files[0]))
+
+
+@hookimpl
+def zoo_register_formats(registry: FormatRegistrar) -> None:
+    registry.register(Pt2Format())
+    registry.register(AotiFormat())
+
+
+class Pt2Runtime(Runtime):
+    name = "pt2"
+    format = "pt2"
+    description = "model.pt2, torch.export.load(...).module()"
+
+    def load(self, source: Source, device: str, threads: int) -> Session:
+        path = source.artifact(self.format)
+        assert path is not None
+        program = load(path)
+        if device != "cpu":
+            from torch.export.passes import move_to_device_pass
+
+            # Moves parameters, buffers and constants baked into the graph (device= args).
+            program = move_to_device_pass(program, device)
+        module = program.module()
+        return Session(prepare=to_device(device), run=module, sync=torch_sync(device))
+
+
+class AotiRuntime(Runtime):
+    name = "aoti"
+    format = "aoti"
+    description = "model.aoti.pt2, AOTInductor package (compiled at export, for the CPU)"
+    devices = ("cpu",)  # zoo export compiles on the CPU; a CUDA package needs a GPU at export
+
+    def load(self, source: Source, device: str, threads: int) -> Session:
+        path = source.artifact(self.format)
+        assert path is not None
+        module = load_aoti(path)
+        return Session(prepare=to_device(device), run=module, sync=torch_sync(device))
+
+
+@hookimpl
+def zoo_register_runtimes(registry: RuntimeRegistrar) -> None:
+    registry.register(Pt2Runtime())
+    registry.register(AotiRuntime())

@@ -1,4 +1,5 @@
-"""TorchScript: scripting (with a trace fallback) and loading, in one place.
+"""TorchScript, zoo's built-in format plugin: scripting (with a trace fallback), saving,
+loading, and the runtime that times it; every ``torch.jit`` call of zoo is in this module.
 
 TorchScript is deprecated upstream and ``torch.jit.script/trace/load`` print a
 FutureWarning/DeprecationWarning saying so. zoo still ships it because many runtimes load it;
@@ -11,11 +12,25 @@ import contextlib
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["export_torchscript", "load", "optimize", "quiet_deprecation", "script", "trace"]
+from zoo.formats import ExportRequest, Format, Runner, torch_runner
+from zoo.hookspecs import FormatRegistrar, RuntimeRegistrar, hookimpl
+from zoo.runtimes import Runtime, Session, Source, to_device, torch_sync
+
+__all__ = [
+    "TorchScriptFormat",
+    "TorchScriptRuntime",
+    "export_torchscript",
+    "load",
+    "optimize",
+    "quiet_deprecation",
+    "script",
+    "trace",
+]
 
 
 @contextlib.contextmanager
@@ -79,3 +94,51 @@ def export_torchscript(module: nn.Module, example: torch.Tensor, path: str | Pat
         frozen = torch.jit.freeze(compiled)
         frozen.save(str(path))
     return method
+
+
+class TorchScriptFormat(Format):
+    """``model.ts``: scripted (traced where the model cannot script), frozen; checked as
+    loaded and after ``optimize_for_inference``, which is how zoo's runtime runs it."""
+
+    name = "torchscript"
+    files = ("model.ts",)
+    label = "TS"
+    description = "model.ts: scripted (or traced), frozen; runs with torch.jit.load"
+    default = True
+    devices = ("cpu", "cuda")
+    variants = ("optimized",)
+
+    def export(self, request: ExportRequest) -> dict[str, Any]:
+        path = request.path(self.files[0])
+        return {"method": export_torchscript(request.module, request.example, path)}
+
+    def load(self, directory: Path, variant: str = "") -> Runner:
+        module = load(directory / self.files[0])
+        if variant == "optimized":
+            module = optimize(module)
+        return torch_runner(module)
+
+
+@hookimpl
+def zoo_register_formats(registry: FormatRegistrar) -> None:
+    registry.register(TorchScriptFormat())
+
+
+class TorchScriptRuntime(Runtime):
+    """The frozen ``model.ts``, loaded and passed through ``optimize_for_inference`` (after
+    loading: a module saved after it does not load back)."""
+
+    name = "torchscript"
+    format = "torchscript"
+    description = "model.ts, torch.jit.load + optimize_for_inference"
+
+    def load(self, source: Source, device: str, threads: int) -> Session:
+        path = source.artifact(self.format)
+        assert path is not None
+        module = optimize(load(path, map_location=device))
+        return Session(prepare=to_device(device), run=module, sync=torch_sync(device))
+
+
+@hookimpl
+def zoo_register_runtimes(registry: RuntimeRegistrar) -> None:
+    registry.register(TorchScriptRuntime())
