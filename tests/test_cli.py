@@ -127,12 +127,41 @@ def test_click_usage_errors_are_one_line_too(args: list[str], message: str) -> N
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_plugins_json_lists_builtins_with_their_models() -> None:
+def test_plugins_json_lists_builtins_with_what_they_register() -> None:
     records = {r["name"]: r for r in json.loads(run("plugins", "--json").output)}
     assert records["lstm"]["models"] == ["gru", "lstm"]
     assert records["lstm"]["distribution"] == "zoo" and records["lstm"]["builtin"] is True
-    assert records["vae"]["hooks"] == ["zoo_register_models"]
+    assert records["vae"]["hooks"] == ["zoo_register_models", "zoo_register_tasks"]
+    assert (records["vae"]["models"], records["vae"]["tasks"]) == (["vae"], ["vae"])
+    assert records["onnx"]["formats"] == ["onnx"]
+    assert records["onnx"]["runtimes"] == ["onnxruntime", "onnxruntime-default", "onnxruntime-trt"]
+    assert records["classification"]["tasks"] == [
+        "classification",
+        "sequence_classification",
+        "block",
+    ]
+    assert "mnist5k" in records["datasets"]["datasets"]
     assert all(r["status"] == "loaded" for r in records.values() if r["builtin"])
+    table = run("plugins").output
+    assert "formats pt2, aoti; runtimes pt2, aoti" in table
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("formats", ["onnx", "pt2", "aoti", "torchscript"]),
+        ("runtimes", ["eager", "compile", "onnxruntime", "onnxruntime-default"]),
+        ("tasks", ["classification", "sequence_classification", "block", "vae"]),
+    ],
+)
+def test_each_kind_of_plugin_object_is_listed_with_its_plugin(
+    command: str, expected: list[str]
+) -> None:
+    entries = json.loads(run(command, "--json").output)
+    assert [e["name"] for e in entries][: len(expected)] == expected
+    assert all(e["plugin"] and e["description"] for e in entries)
+    table = run(command).output.splitlines()
+    assert [line.split()[0] for line in table[1 : len(expected) + 1]] == expected
 
 
 def test_version() -> None:

@@ -104,13 +104,13 @@ def cli(debug: bool) -> None:
         logger.propagate = False
 
 
-def _parse_args(pairs: Sequence[str]) -> dict[str, Any]:
+def _parse_args(pairs: Sequence[str], option: str = "--arg") -> dict[str, Any]:
     """``KEY=VALUE`` pairs; values are Python literals where they parse, else strings."""
     kwargs: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--arg")
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=option)
         try:
             value: Any = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
@@ -328,8 +328,6 @@ _TRAIN_HELP = {
     "early_stopping": "Stop after this many epochs without improvement of --monitor.",
     "monitor": "Metric for the best checkpoint and early stopping (val_accuracy or val_loss).",
     "augment": "Image classifiers: shift (random translations up to 7%; default) or none.",
-    "vae_loss": "VAE loss: elbo (KLD per element; default) or notes (the notes' exact sum).",
-    "kld_weight": "Weight of the VAE's KLD term (default 1).",
     "freeze": "Freeze the first N parameter tensors (backbones).",
     "device": "auto (CUDA when present), cpu or cuda.",
     "amp": "Mixed precision on CUDA (default on).",
@@ -346,7 +344,7 @@ _TRAIN_HELP = {
 
 
 def _train_options(command: Any) -> Any:
-    from zoo.train.config import AUGMENTATIONS, DEVICES, OPTIMIZERS, SCHEDULERS, VAE_LOSSES
+    from zoo.train.config import AUGMENTATIONS, DEVICES, OPTIMIZERS, SCHEDULERS
 
     flags = {"amp", "deterministic", "tensorboard", "progress"}
     types: dict[str, Any] = {
@@ -370,9 +368,7 @@ def _train_options(command: Any) -> Any:
         "optimizer": click.Choice(OPTIMIZERS),
         "scheduler": click.Choice(SCHEDULERS),
         "device": click.Choice(DEVICES),
-        "vae_loss": click.Choice(VAE_LOSSES),
         "augment": click.Choice(AUGMENTATIONS),
-        "kld_weight": float,
     }
     for name in reversed(list(_TRAIN_HELP)):
         option = "--" + name.replace("_", "-")
@@ -401,9 +397,20 @@ def _train_options(command: Any) -> Any:
     metavar="KEY=VALUE",
     help="Model builder option, e.g. --arg num_layers=2 (repeatable).",
 )
+@click.option(
+    "--task-arg",
+    "task_args",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Option of the model's task, e.g. --task-arg kld_weight=0.5 (`zoo tasks`).",
+)
 @_train_options
 def train_cmd(
-    model: str | None, config_file: str | None, args: tuple[str, ...], **options: Any
+    model: str | None,
+    config_file: str | None,
+    args: tuple[str, ...],
+    task_args: tuple[str, ...],
+    **options: Any,
 ) -> None:
     """Train MODEL on a dataset; checkpoints, metrics and logs go to the run directory.
 
@@ -428,6 +435,7 @@ def train_cmd(
     if model:
         values["model"] = model
     values["model_args"] = {**values.get("model_args", {}), **_parse_args(args)}
+    values["task_args"] = {**values.get("task_args", {}), **_parse_args(task_args, "--task-arg")}
     if "model" not in values:
         raise click.UsageError("give a MODEL (or `model = ...` in the --config file)")
     config = TrainConfig.from_dict(values)
@@ -821,7 +829,7 @@ def tasks_cmd(as_json: bool) -> None:
         ]
         for e in entries
     ]
-    click.echo(_table(["TASK", "MONITORS", "OPTIONS", "PLUGIN", "DESCRIPTION"], rows))
+    click.echo(_table(["TASK", "MONITOR", "OPTIONS", "PLUGIN", "DESCRIPTION"], rows))
 
 
 @cli.command("datasets")

@@ -3,22 +3,25 @@
 Figures are drawn on a ``matplotlib.figure.Figure`` with its own Agg canvas, never through
 pyplot, so the global backend and pyplot's figure list stay untouched. Every file is written
 through :func:`zoo._io.atomic_path`: a failed write leaves an earlier file intact.
+
+matplotlib and torchvision are imported by the functions that draw: the task plugins that
+import this module load with every ``zoo list``, which must not pay for them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from PIL import Image
 from torch import Tensor
-from torchvision.utils import make_grid
 
 from zoo._io import atomic_path
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = ["save_confusion_matrix_png", "save_image_grid_png", "save_reconstructions_png"]
 
@@ -61,6 +64,9 @@ def save_confusion_matrix_png(
 
     inches = max(4.0, 1.5 + 0.55 * size)
     fontsize = max(8.0, 12.0 - 0.2 * size)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(inches + 1.2, inches), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -102,6 +108,9 @@ def _check_images(images: Tensor, name: str) -> None:
 
 
 def _grid_image(images: Tensor, nrow: int, value_range: tuple[float, float]) -> Image.Image:
+    from PIL import Image
+    from torchvision.utils import make_grid
+
     low, high = float(value_range[0]), float(value_range[1])
     if not low < high:
         raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}")

@@ -26,6 +26,20 @@ def test_bad_values_are_refused(field: str, value: object, message: str) -> None
         TrainConfig("lenet", **{field: value})  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("legacy", "task_args"),
+    [
+        ({"vae_loss": "elbo", "kld_weight": 1.0}, {}),  # zoo 0.1's defaults, in every config
+        ({"vae_loss": "notes", "kld-weight": 0.1}, {"loss": "notes", "kld_weight": 0.1}),
+        ({"kld_weight": 0.5, "task_args": {"kld_weight": 0.2}}, {"kld_weight": 0.2}),
+    ],
+)
+def test_zoo_0_1_vae_options_become_task_options(legacy: dict, task_args: dict) -> None:
+    config = TrainConfig.from_dict({"model": "vae", **legacy})
+    assert config.task_args == task_args
+    assert "vae_loss" not in config.to_dict() and "kld_weight" not in config.to_dict()
+
+
 def test_unknown_option_suggests_the_closest() -> None:
     with pytest.raises(zoo.UsageError, match=r"unknown training option 'epoch' .*'epochs'"):
         TrainConfig.from_dict({"model": "lenet", "epoch": 3})

@@ -13,6 +13,8 @@ import torch
 
 import zoo
 from zoo.checkpoint import CheckpointError, load_checkpoint
+from zoo.plugins.classification import Classification
+from zoo.tasks import Task
 from zoo.train import TrainConfig, Trainer, TrainingError, train
 from zoo.train import trainer as trainer_module
 
@@ -87,14 +89,14 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
     _quiet(TrainConfig("lenet", epochs=1, out=str(out), **FAST)).fit()
     good = _weights(out)
     calls = {"n": 0}
-    real_loss = Trainer._loss
+    real_loss = Classification.loss
 
-    def poisoned(self: Trainer, outputs: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def poisoned(self: Task, outputs: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         calls["n"] += 1
         loss = real_loss(self, outputs, x, y)
         return loss * float("nan") if calls["n"] == 5 else loss
 
-    monkeypatch.setattr(Trainer, "_loss", poisoned)
+    monkeypatch.setattr(Classification, "loss", poisoned)
     with pytest.raises(
         TrainingError, match=r"the loss became nan at epoch 2, step \d+.*last good checkpoint"
     ):
@@ -218,8 +220,49 @@ def test_unknown_monitor_is_refused_before_training() -> None:
 
 
 def test_block_models_are_not_trainable() -> None:
-    with pytest.raises(zoo.UsageError, match=r"building block.*bam_resnet"):
+    with pytest.raises(zoo.UsageError, match=r"building block.*--task classification"):
         Trainer(TrainConfig("bam", **FAST))
+
+
+def test_the_task_options_are_checked_like_builder_options() -> None:
+    trainer = Trainer(TrainConfig("vae", task_args={"kld_weight": 0.25}, **FAST))
+    task: Any = trainer.task
+    assert (task.kld_weight, task.reduction) == (0.25, "elbo")
+    valid = "valid arguments: kld_weight, loss"
+    with pytest.raises(zoo.InvalidArgumentsError, match=f"task 'vae' does not take 'kld'; {valid}"):
+        Trainer(TrainConfig("vae", task_args={"kld": 0.25}, **FAST))
+    with pytest.raises(zoo.InvalidArgumentsError, match="kld_weight must be finite"):
+        Trainer(TrainConfig("vae", task_args={"kld_weight": float("nan")}, **FAST))
+    with pytest.raises(zoo.InvalidArgumentsError, match="task 'classification' does not take"):
+        Trainer(TrainConfig("lenet", task_args={"kld_weight": 0.5}, **FAST))
+
+
+def test_a_model_whose_task_nobody_registers_is_refused_by_name(fresh_plugins) -> None:
+    from tests.helpers import tiny_spec
+    from zoo._pluginmanager import get_plugins
+
+    class Orphan:
+        @zoo.hookimpl
+        def zoo_register_models(self, registry):  # type: ignore[no-untyped-def]
+            registry.register(tiny_spec("orphan", task="generative"))
+
+    get_plugins().add_plugin(Orphan(), name="orphan")
+    with pytest.raises(zoo.UsageError, match=r"model 'orphan' names task 'generative', which no"):
+        Trainer(TrainConfig("orphan", **FAST))
+
+
+def test_a_non_vae_model_is_refused_by_the_vae_task(fresh_plugins) -> None:
+    from tests.helpers import tiny_spec
+    from zoo._pluginmanager import get_plugins
+
+    class NotAVae:
+        @zoo.hookimpl
+        def zoo_register_models(self, registry):  # type: ignore[no-untyped-def]
+            registry.register(tiny_spec("notavae", task="vae"))
+
+    get_plugins().add_plugin(NotAVae(), name="notavae")
+    with pytest.raises(zoo.UsageError, match=r"task 'vae' needs \(reconstruction"):
+        Trainer(TrainConfig("notavae", **FAST))
 
 
 def test_cuda_requested_without_one_is_a_clear_error(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ cannot be trained alone."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -63,7 +63,13 @@ class Classification(Task):
 
     name = "classification"
     description = "cross-entropy on logits; accuracy, top-5, OA/AA/kappa, confusion matrix PNG"
-    metrics = {"accuracy": True, "loss": False, "oa": True, "aa": True, "kappa": True}
+    metrics: ClassVar[Mapping[str, bool]] = {
+        "accuracy": True,
+        "loss": False,
+        "oa": True,
+        "aa": True,
+        "kappa": True,
+    }
     monitor = "accuracy"
 
     def check_model(self, spec: ModelSpec) -> None:
@@ -151,7 +157,7 @@ class Block(Task):
 
     name = "block"
     description = "a building block of other models; not trained alone"
-    metrics = {"loss": False}
+    metrics: ClassVar[Mapping[str, bool]] = {"loss": False}
     monitor = "loss"
 
     def check_model(self, spec: ModelSpec) -> None:

@@ -3,9 +3,6 @@ speed-up is measured against) and ``torch.compile`` of it."""
 
 from __future__ import annotations
 
-import torch
-import torch._dynamo
-
 from zoo.hookspecs import RuntimeRegistrar, hookimpl
 from zoo.runtimes import Runtime, Session, Source, to_device, torch_sync
 
@@ -27,6 +24,8 @@ class Compile(Runtime):
     description = "torch.compile(module), Inductor, one graph per batch size"
 
     def load(self, source: Source, device: str, threads: int) -> Session:
+        import torch._dynamo  # here: it takes a second to import, and zoo list loads plugins
+
         # Without this Dynamo skips nn.LSTM/GRU forwards and the "compiled" model silently
         # runs eager (measured-pitfalls).
         torch._dynamo.config.allow_rnn = True

@@ -1,15 +1,22 @@
-"""The convolutional VAE of the notes (002 section 32) and its loss."""
+"""The convolutional VAE of the notes (002 section 32), its loss, and the task that trains it
+(``vae``: reconstruction, no labels), registered through the same hooks a third party uses."""
 
-from typing import Any, NamedTuple
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from zoo.capabilities import recorded
-from zoo.hookspecs import ModelRegistrar, hookimpl
+from zoo.datasets import DataSplits
+from zoo.errors import InvalidArgumentsError, UsageError
+from zoo.hookspecs import ModelRegistrar, TaskRegistrar, hookimpl
+from zoo.plots import save_reconstructions_png
 from zoo.plugins._common import check_positive
 from zoo.registry import InputSpec, ModelSpec, OutputSpec
+from zoo.tasks import EpochLogger, Metrics, Task, TaskRun
 from zoo.transforms import CIFAR
 
 
@@ -155,6 +162,104 @@ class VAEMetrics:
         }
 
 
+class _VAEAccumulator:
+    """:class:`VAEMetrics` behind the task's ``Metrics`` interface."""
+
+    def __init__(self, metrics: VAEMetrics) -> None:
+        self.metrics = metrics
+
+    def update(self, outputs: Any, x: Tensor, y: Tensor, loss: Tensor) -> None:
+        recon, mu, logvar = (o.detach().float() for o in outputs)
+        self.metrics.update(recon, x.float(), mu, logvar)
+
+    def compute(self) -> dict[str, Any]:
+        return self.metrics.compute()
+
+
+class VAETask(Task):
+    """Trains a VAE (outputs ``(reconstruction, mu, logvar)``) to reconstruct its input: the
+    labels are not used. Options: ``kld_weight`` (the weight of the KLD term) and ``loss``:
+    ``elbo`` (the KLD per element, which trains well; the default) or ``notes`` (the notes'
+    exact sum, which collapses the posterior)."""
+
+    name = "vae"
+    description = "reconstruction MSE + KLD of a (reconstruction, mu, logvar) model; image grid"
+    metrics: ClassVar[Mapping[str, bool]] = {
+        "loss": False,
+        "reconstruction_mse": False,
+        "kld": False,
+    }
+    monitor = "loss"
+
+    def __init__(self, kld_weight: float = 1.0, loss: str = "elbo") -> None:
+        if isinstance(kld_weight, bool) or not isinstance(kld_weight, (int, float)):
+            raise InvalidArgumentsError(f"kld_weight must be a number, got {kld_weight!r}")
+        if not math.isfinite(kld_weight) or kld_weight < 0:
+            raise InvalidArgumentsError(f"kld_weight must be finite and >= 0, got {kld_weight!r}")
+        if loss not in VAE_REDUCTIONS:
+            raise InvalidArgumentsError(f"loss={loss!r} is not one of {', '.join(VAE_REDUCTIONS)}")
+        self.kld_weight = float(kld_weight)
+        self.reduction = loss
+
+    def check_model(self, spec: ModelSpec) -> None:
+        shapes = [o.shape for o in spec.outputs]
+        if len(shapes) != 3 or shapes[0] != spec.input.shape or shapes[1] != shapes[2]:
+            raise UsageError(
+                f"model {spec.name!r} outputs {', '.join(o.name for o in spec.outputs)}; task "
+                f"{self.name!r} needs (reconstruction shaped like the input, mu, logvar)"
+            )
+
+    def default_data(self, spec: ModelSpec) -> str:
+        return "mnist5k"
+
+    def loss(self, outputs: Any, x: Tensor, y: Tensor) -> Tensor:
+        recon, mu, logvar = outputs
+        return vae_loss(
+            recon.float(),
+            x.float(),
+            mu.float(),
+            logvar.float(),
+            kld_weight=self.kld_weight,
+            reduction=self.reduction,
+        ).total
+
+    def new_metrics(self, run: TaskRun) -> Metrics:
+        return _VAEAccumulator(VAEMetrics(self.kld_weight, reduction=self.reduction))
+
+    def summary(self, values: Mapping[str, Any]) -> str:
+        parts = [super().summary(values)]
+        if "reconstruction_mse" in values:
+            parts.append(f"mse {values['reconstruction_mse']:.4f} kld {values['kld']:.2f}")
+        return " ".join(p for p in parts if p)
+
+    def _reconstruct(self, model: nn.Module, dataset: Any, run: TaskRun) -> tuple[Tensor, Tensor]:
+        """Eight samples and the model's reconstructions of them (the same eight every time)."""
+        x = run.sample(dataset, 8)
+        with torch.no_grad():
+            return x, model.eval()(x)[0].float()
+
+    def log_epoch(
+        self, logger: EpochLogger, model: nn.Module, val: Any, run: TaskRun, epoch: int
+    ) -> None:
+        x, recon = self._reconstruct(model, val, run)
+        value_range = run.spec.input.value_range
+        if epoch == 1:
+            logger.images("val/originals", x, epoch, value_range)
+        logger.images("val/reconstructions", recon, epoch, value_range)
+
+    def finish(
+        self, model: nn.Module, test: Mapping[str, Any], splits: DataSplits, run: TaskRun
+    ) -> dict[str, Any]:
+        x, recon = self._reconstruct(model, splits.test, run)
+        save_reconstructions_png(
+            x.cpu(),
+            recon.cpu(),
+            run.run_dir / "reconstructions.png",
+            value_range=run.spec.input.value_range,
+        )
+        return {}
+
+
 @hookimpl
 def zoo_register_models(registry: ModelRegistrar) -> None:
     registry.register(
@@ -174,3 +279,8 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
             source="notes 002 section 32; Kingma & Welling 2013",
         )
     )
+
+
+@hookimpl
+def zoo_register_tasks(registry: TaskRegistrar) -> None:
+    registry.register(VAETask)

@@ -24,8 +24,9 @@ __all__ = ["OPTIMIZERS", "SCHEDULERS", "TrainConfig", "load_config_file"]
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "step", "multistep", "exponential", "cosine", "cosine-restarts", "plateau")
 DEVICES = ("auto", "cpu", "cuda")
-VAE_LOSSES = ("elbo", "notes")
 AUGMENTATIONS = ("shift", "none")
+#: Options of zoo 0.1 that became the VAE task's: old name -> (task option, its default).
+_LEGACY_TASK_OPTIONS = {"vae_loss": ("loss", "elbo"), "kld_weight": ("kld_weight", 1.0)}
 
 
 @dataclass
@@ -37,6 +38,8 @@ class TrainConfig:
     data: str = ""
     #: Builder options of the model (``--arg KEY=VALUE``).
     model_args: dict[str, Any] = field(default_factory=dict)
+    #: Options of the model's task (``--task-arg KEY=VALUE``; ``zoo tasks`` lists them).
+    task_args: dict[str, Any] = field(default_factory=dict)
     data_dir: str | None = None
     epochs: int = 15
     batch_size: int = 64
@@ -66,10 +69,6 @@ class TrainConfig:
     monitor: str = ""
     #: Image classifiers: ``shift`` (random translations of up to 7%) or ``none``.
     augment: str = "shift"
-    #: VAE loss: ``elbo`` (KLD per element, trains well) or ``notes`` (the notes' exact sum).
-    vae_loss: str = "elbo"
-    #: Weight of the KLD term of the VAE loss.
-    kld_weight: float = 1.0
     #: Freeze the first N parameter tensors (backbones).
     freeze: int = 0
     device: str = "auto"
@@ -90,6 +89,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.model_args = dict(self.model_args)
+        self.task_args = dict(self.task_args)
         self.milestones = tuple(int(m) for m in self.milestones)
         positive = {
             "epochs": self.epochs,
@@ -122,7 +122,6 @@ class TrainConfig:
             "optimizer": OPTIMIZERS,
             "scheduler": SCHEDULERS,
             "device": DEVICES,
-            "vae_loss": VAE_LOSSES,
             "augment": AUGMENTATIONS,
         }
         for name, allowed in choices.items():
@@ -139,9 +138,21 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Build from a mapping, refusing unknown keys with the closest valid name."""
+        """Build from a mapping, refusing unknown keys with the closest valid name.
+
+        zoo 0.1's ``vae_loss`` and ``kld_weight`` (in every saved ``config.json`` and
+        checkpoint) become the VAE task's ``loss`` and ``kld_weight`` options where they are
+        not their defaults, and are dropped where they are.
+        """
         names = cls.field_names()
         clean: dict[str, Any] = {}
+        data = dict(data)
+        legacy = {k: data.pop(k) for k in list(data) if k.replace("-", "_") in _LEGACY_TASK_OPTIONS}
+        for key, value in legacy.items():
+            option, default = _LEGACY_TASK_OPTIONS[key.replace("-", "_")]
+            if value != default:
+                data.setdefault("task_args", {})
+                data["task_args"] = {option: value, **data["task_args"]}
         for key, value in data.items():
             name = key.replace("-", "_")
             if name not in names:

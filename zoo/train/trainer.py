@@ -1,9 +1,11 @@
 """The training loop: any registered model, any dataset that fits it, resumable exactly.
 
 The routine of the notes (002 sections 14, 17, 20, 29, 36-37; 004 sections 10-12): seed,
-``model.train()`` / ``model.eval()``, task-aware loss, optimizer and scheduler, evaluation
-under ``torch.no_grad()``, checkpoints holding everything needed to continue, metrics and
-TensorBoard. See ``TrainConfig`` for the options.
+``model.train()`` / ``model.eval()``, optimizer and scheduler, evaluation under
+``torch.no_grad()``, checkpoints holding everything needed to continue, metrics and
+TensorBoard. Everything that depends on what the model does (its loss, metrics, what the run
+writes at its end) is asked of the model's task (``zoo.tasks.Task``, registered by a plugin):
+the loop never looks at a task's name. See ``TrainConfig`` for the options.
 """
 
 from __future__ import annotations
@@ -22,13 +24,17 @@ from torch import nn
 
 from zoo import __version__
 from zoo._io import atomic_write_json
-from zoo._pluginmanager import get_spec
+from zoo._pluginmanager import get_plugins
 from zoo.checkpoint import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
-from zoo.errors import UsageError, ZooError
+from zoo.data import load_dataset
+from zoo.datasets import DatasetInfo, DataSplits
+from zoo.errors import UnknownTaskError, UsageError, ZooError
+from zoo.plugins._common import freeze_first
 from zoo.registry import ModelSpec
-from zoo.train.augment import random_shift
+from zoo.tasks import Task, TaskRun
 from zoo.train.batches import Batches
 from zoo.train.config import TrainConfig
+from zoo.train.loggers import TensorBoardLogger, progress
 from zoo.train.optim import Warmup, build_optimizer, build_scheduler
 from zoo.train.reproducibility import (
     deterministic_algorithms,
@@ -49,16 +55,6 @@ RESUMABLE_OVERRIDES = (
     "out",
     "resume",
 )
-
-
-_CLASSIFIER_MONITORS = ("val_accuracy", "val_loss", "val_oa", "val_aa", "val_kappa")
-#: Metrics ``--monitor`` may name, per task.
-_MONITORS = {
-    "classification": _CLASSIFIER_MONITORS,
-    "sequence_classification": _CLASSIFIER_MONITORS,
-    "vae": ("val_loss", "val_reconstruction_mse", "val_kld"),
-    "block": (),
-}
 
 
 class TrainingError(ZooError):
@@ -110,28 +106,41 @@ class Trainer:
         self.echo = echo
         self.stop = _StopRequest()
         self.config = config
-        self.spec = get_spec(config.model)
-        if self.spec.task == "block":
-            raise UsageError(
-                f"model {config.model!r} is a building block, not a trainable model; "
-                "train a model that contains it (e.g. bam_resnet)"
-            )
-        monitors = _MONITORS[self.spec.task]
-        if config.monitor and config.monitor not in monitors:
-            raise UsageError(
-                f"--monitor {config.monitor!r} is not one of {', '.join(monitors)} "
-                f"(for a {self.spec.task} model)"
-            )
-        self.data_name = config.data or ("names" if self.spec.input.is_integer else "mnist5k")
+        plugins = get_plugins()
+        self.spec = plugins.models.get(config.model)
+        self.task = self._task(self.config)
+        self.data_name = config.data or self.task.default_data(self.spec)
         self.resume_from = self._resume_source()
         if self.resume_from is not None:
             self.checkpoint = load_checkpoint(self.resume_from)
             stored = self.checkpoint.meta["config"]
             overrides = {k: getattr(config, k) for k in RESUMABLE_OVERRIDES}
             self.config = TrainConfig.from_dict({**stored, **overrides})
+            self.task = self._task(self.config)
+        monitors = [f"val_{m}" for m in self.task.metrics]
+        if self.config.monitor and self.config.monitor not in monitors:
+            raise UsageError(
+                f"--monitor {self.config.monitor!r} is not one of {', '.join(monitors)} "
+                f"(for task {self.task.name!r})"
+            )
         self.run_dir = self._run_dir()
 
     # -- set-up ----------------------------------------------------------------------------
+
+    def _task(self, config: TrainConfig) -> Task:
+        """The model's task with the run's options, after it has accepted the model."""
+        try:
+            task = get_plugins().tasks.create(self.spec.task, config.task_args)
+        except UnknownTaskError as exc:
+            hint = (
+                f"did you mean {', '.join(map(repr, exc.suggestions))}?" if exc.suggestions else ""
+            )
+            raise UsageError(
+                f"model {self.spec.name!r} names task {self.spec.task!r}, which no installed "
+                f"plugin registers; {hint or 'run `zoo tasks` to see the tasks'}"
+            ) from None
+        task.check_model(self.spec)
+        return task
 
     def _resume_source(self) -> Path | None:
         resume = self.config.resume
@@ -178,21 +187,9 @@ class Trainer:
             wanted = "cuda" if torch.cuda.is_available() else "cpu"
         return torch.device(wanted)
 
-    def _model_args(self, spec: ModelSpec, info: Any) -> dict[str, Any]:
-        args = dict(self.config.model_args)
-        options = spec.builder_parameters()
-        derived = {"num_classes": info.num_classes}
-        if info.vocab_size is not None:
-            derived["vocab_size"] = info.vocab_size
-        for key, value in derived.items():
-            if key not in options or spec.task == "vae":
-                continue
-            if key in args and args[key] != value:
-                raise UsageError(
-                    f"{key}={args[key]} does not match dataset {info.name!r}, which has {value}"
-                )
-            args[key] = value
-        if self.config.freeze and "freeze" in options:
+    def _model_args(self, spec: ModelSpec, info: DatasetInfo) -> dict[str, Any]:
+        args = self.task.model_args(spec, info, self.config.model_args)
+        if self.config.freeze and "freeze" in spec.builder_parameters():
             args["freeze"] = self.config.freeze
         return args
 
@@ -204,8 +201,6 @@ class Trainer:
             return self._fit()
 
     def _fit(self) -> TrainResult:
-        from zoo.data import load_dataset
-
         cfg = self.config
         spec = self.spec
         seed_everything(cfg.seed)
@@ -222,8 +217,6 @@ class Trainer:
         model_args = self._model_args(spec, info)
         model = spec.build(**model_args)
         if cfg.freeze and "freeze" not in spec.builder_parameters():
-            from zoo.plugins._common import freeze_first
-
             freeze_first(model, cfg.freeze)
         model.to(device)
         optimizer = build_optimizer(model, cfg)
@@ -240,6 +233,15 @@ class Trainer:
         )
         steps_per_epoch = len(train_batches)
         warmup = Warmup(optimizer, cfg.warmup_epochs * steps_per_epoch)
+        run = TaskRun(
+            spec=spec,
+            info=info,
+            run_dir=self.run_dir,
+            device=device,
+            seed=cfg.seed,
+            augment=cfg.augment,
+            sample=lambda dataset, n: self._sample(dataset, n, splits, device),
+        )
 
         progress_state: dict[str, Any] = {
             "epoch": 0,
@@ -268,8 +270,6 @@ class Trainer:
 
         logger = None
         if cfg.tensorboard:
-            from zoo.train.loggers import TensorBoardLogger
-
             logger = TensorBoardLogger(self.run_dir / "tensorboard")
             if progress_state["step"] == 0:
                 # A real batch: the spec's example may not fit the dataset's vocabulary.
@@ -305,7 +305,7 @@ class Trainer:
 
         status = "completed"
         monitor = self._monitor()
-        maximize = "accuracy" in monitor or monitor.endswith(("oa", "aa", "kappa"))
+        maximize = self.task.metrics[monitor.removeprefix("val_")]
         self.echo(
             f"training {cfg.model} on {info.name} ({len(splits.train)} train, "  # type: ignore[arg-type]
             f"{len(splits.val)} val, {len(splits.test)} test) on {device}; run dir {self.run_dir}"  # type: ignore[arg-type]
@@ -324,7 +324,7 @@ class Trainer:
                         device,
                         use_amp,
                         progress_state,
-                        info,
+                        run,
                         logger,
                     )
                     if self.stop.requested:
@@ -337,7 +337,7 @@ class Trainer:
                         break
                     elapsed = time.perf_counter() - started
                     lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
-                    val_metrics = self.evaluate(model, splits.val, splits.collate_fn, device, info)
+                    val_metrics = self.evaluate(model, splits.val, splits.collate_fn, device, run)
                     current = val_metrics[monitor.removeprefix("val_")]
                     if scheduler is not None and not warmup.active(progress_state["step"]):
                         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -363,7 +363,7 @@ class Trainer:
                     save(("last", "best") if improved else ("last",), record)
                     self._report(record, improved, monitor)
                     if logger is not None:
-                        self._log_epoch(logger, model, splits.val, device, record)
+                        self._log_epoch(logger, model, splits.val, run, record)
                     if cfg.early_stopping and progress_state["bad_epochs"] >= cfg.early_stopping:
                         self.echo(
                             f"early stopping: {monitor} did not improve for "
@@ -377,17 +377,24 @@ class Trainer:
                 logger.close()
         if status == "interrupted":
             return TrainResult(self.run_dir, {}, status)
-        metrics = self._finish(
-            model, splits, device, info, progress_state, logger_dir=cfg.tensorboard
-        )
+        metrics = self._finish(model, splits, run, progress_state)
         metrics["status"] = status
         atomic_write_json(self.run_dir / "metrics.json", metrics)
         return TrainResult(self.run_dir, metrics, status)
 
     def _monitor(self) -> str:
-        if self.config.monitor:
-            return self.config.monitor
-        return "val_loss" if self.spec.task == "vae" else "val_accuracy"
+        return self.config.monitor or f"val_{self.task.monitor}"
+
+    def _sample(
+        self, dataset: Any, n: int, splits: DataSplits, device: torch.device
+    ) -> torch.Tensor:
+        """``n`` inputs of ``dataset``: a seeded shuffle, so several classes rather than the
+        first few samples, and the same ``n`` every time."""
+        sample = Batches(
+            dataset, n, shuffle=True, seed=self.config.seed, collate_fn=splits.collate_fn
+        )
+        x: torch.Tensor = next(iter(sample.epoch(0)))[0]
+        return x.to(device)
 
     def _train_epoch(
         self,
@@ -399,17 +406,12 @@ class Trainer:
         device: torch.device,
         use_amp: bool,
         progress_state: dict[str, Any],
-        info: Any,
+        run: TaskRun,
         logger: Any,
     ) -> tuple[dict[str, Any], int]:
-        from zoo.train.loggers import progress
-
         cfg = self.config
         model.train()
-        metrics = self._new_metrics(info)
-        augment = (
-            cfg.augment == "shift" and self.spec.task == "classification" and info.kind == "image"
-        )
+        metrics = self.task.new_metrics(run)
         epoch = progress_state["epoch"]
         samples = 0
         iterator, set_postfix, close = progress(
@@ -425,12 +427,11 @@ class Trainer:
                     batch[0].to(device, non_blocking=True),
                     batch[1].to(device, non_blocking=True),
                 )
-                if augment:
-                    x = random_shift(x)
+                x = self.task.augment(x, run)
                 warmup.apply(progress_state["step"])
                 with torch.autocast(device.type, enabled=use_amp):
                     outputs = model(x)
-                    loss = self._loss(outputs, x, y)
+                    loss = self.task.loss(outputs, x, y)
                 if not torch.isfinite(loss):
                     raise TrainingError(
                         f"the loss became {loss.item()} at epoch {epoch + 1}, step "
@@ -447,7 +448,7 @@ class Trainer:
                 progress_state["step"] += 1
                 progress_state["batch"] += 1
                 samples += x.shape[0]
-                self._update(metrics, outputs, x, y, loss.detach())
+                metrics.update(outputs, x, y, loss.detach())
                 if logger is not None and progress_state["step"] % 10 == 0:
                     logger.scalars(
                         {"step/loss": loss.item(), "step/lr": optimizer.param_groups[0]["lr"]},
@@ -467,69 +468,26 @@ class Trainer:
             close()
         return (metrics.compute() if samples else {}), samples
 
-    def _loss(self, outputs: Any, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.spec.task == "vae":
-            from zoo.plugins.vae import vae_loss
-
-            recon, mu, logvar = outputs
-            cfg = self.config
-            return vae_loss(
-                recon.float(),
-                x.float(),
-                mu.float(),
-                logvar.float(),
-                kld_weight=cfg.kld_weight,
-                reduction=cfg.vae_loss,
-            ).total
-        return nn.functional.cross_entropy(outputs.float(), y)
-
-    def _new_metrics(self, info: Any) -> Any:
-        from zoo.metrics import ClassificationMetrics
-        from zoo.plugins.vae import VAEMetrics
-
-        if self.spec.task == "vae":
-            return VAEMetrics(self.config.kld_weight, reduction=self.config.vae_loss)
-        return ClassificationMetrics(info.num_classes, class_names=info.class_names)
-
-    def _update(
-        self, metrics: Any, outputs: Any, x: torch.Tensor, y: torch.Tensor, loss: torch.Tensor
-    ) -> None:
-        if self.spec.task == "vae":
-            recon, mu, logvar = (o.detach().float() for o in outputs)
-            metrics.update(recon, x.float(), mu, logvar)
-        else:
-            metrics.update(outputs.detach(), y, loss)
-
     @torch.no_grad()
     def evaluate(
-        self, model: nn.Module, dataset: Any, collate_fn: Any, device: torch.device, info: Any
+        self, model: nn.Module, dataset: Any, collate_fn: Any, device: torch.device, run: TaskRun
     ) -> dict[str, Any]:
         """Metrics of ``model`` in eval mode on ``dataset``."""
         model.eval()
-        metrics = self._new_metrics(info)
+        metrics = self.task.new_metrics(run)
         batches = Batches(
             dataset, max(self.config.batch_size, 256), shuffle=False, collate_fn=collate_fn
         )
         for batch in batches.epoch(0):
             x, y = batch[0].to(device), batch[1].to(device)
             outputs = model(x)
-            self._update(metrics, outputs, x, y, self._loss(outputs, x, y))
+            metrics.update(outputs, x, y, self.task.loss(outputs, x, y))
         return metrics.compute()
 
-    @torch.no_grad()
-    def _reconstruct(
-        self, model: nn.Module, dataset: Any, device: torch.device
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eight samples and the model's reconstructions of them (the same eight every time)."""
-        # A seeded shuffle shows several classes rather than the first few samples.
-        sample = Batches(dataset, 8, shuffle=True, seed=self.config.seed)
-        x = next(iter(sample.epoch(0)))[0].to(device)
-        return x, model.eval()(x)[0].float()
-
     def _log_epoch(
-        self, logger: Any, model: nn.Module, val: Any, device: torch.device, record: dict[str, Any]
+        self, logger: Any, model: nn.Module, val: Any, run: TaskRun, record: dict[str, Any]
     ) -> None:
-        """Epoch scalars (train and val metrics, lr, speed); VAE reconstructions as images."""
+        """Epoch scalars (train and val metrics, lr, speed), then whatever the task logs."""
         epoch = record["epoch"]
         values = {f"epoch/val_{k}": v for k, v in record["val"].items() if k != "samples"}
         values |= {f"epoch/train_{k}": v for k, v in record["train"].items() if k != "samples"}
@@ -538,21 +496,12 @@ class Trainer:
             "epoch/samples_per_second": record["samples_per_second"] or 0.0,
         }
         logger.scalars(values, epoch)
-        if self.spec.task == "vae":
-            x, recon = self._reconstruct(model, val, device)
-            value_range = self.spec.input.value_range
-            if epoch == 1:
-                logger.images("val/originals", x, epoch, value_range)
-            logger.images("val/reconstructions", recon, epoch, value_range)
+        self.task.log_epoch(logger, model, val, run, epoch)
 
     def _report(self, record: dict[str, Any], improved: bool, monitor: str) -> None:
         def part(name: str, values: dict[str, Any]) -> str:
-            items = [f"loss {values['loss']:.4f}"] if values.get("loss") is not None else []
-            if "accuracy" in values:
-                items.append(f"acc {100 * values['accuracy']:.2f}%")
-            if "reconstruction_mse" in values:
-                items.append(f"mse {values['reconstruction_mse']:.4f} kld {values['kld']:.2f}")
-            return f"{name} " + " ".join(items) if items else ""
+            summary = self.task.summary(values)
+            return f"{name} {summary}" if summary else ""
 
         speed = record["samples_per_second"]
         line = "  ".join(
@@ -570,55 +519,24 @@ class Trainer:
         self.echo(line)
 
     def _finish(
-        self,
-        model: nn.Module,
-        splits: Any,
-        device: torch.device,
-        info: Any,
-        progress_state: dict[str, Any],
-        logger_dir: bool,
+        self, model: nn.Module, splits: DataSplits, run: TaskRun, progress_state: dict[str, Any]
     ) -> dict[str, Any]:
-        """Evaluate the best checkpoint on the test split; write PNGs; return metrics."""
+        """Evaluate the best checkpoint on the test split; the task writes its figures."""
         best = load_checkpoint(self.run_dir, tag="best")
         best.load_into(model, self.config.model)
-        model.to(device)
-        test = self.evaluate(model, splits.test, splits.collate_fn, device, info)
+        model.to(run.device)
+        test = self.evaluate(model, splits.test, splits.collate_fn, run.device, run)
         metrics: dict[str, Any] = {
             "model": self.config.model,
-            "dataset": info.name,
+            "dataset": run.info.name,
+            "task": self.task.name,
             "best_epoch": progress_state["best_epoch"],
             "monitor": self._monitor(),
             "best": progress_state["best"],
             "test": test,
             "history": progress_state["history"],
         }
-        from zoo import plots
-
-        if self.spec.task == "vae":
-            x, recon = self._reconstruct(model, splits.test, device)
-            plots.save_reconstructions_png(
-                x.cpu(),
-                recon.cpu(),
-                self.run_dir / "reconstructions.png",
-                value_range=self.spec.input.value_range,
-            )
-        else:
-            labels = torch.cat(
-                [
-                    b[1]
-                    for b in Batches(
-                        splits.test, 1024, shuffle=False, collate_fn=splits.collate_fn
-                    ).epoch(0)
-                ]
-            )
-            counts = torch.bincount(labels, minlength=info.num_classes)
-            metrics["majority_baseline_accuracy"] = counts.max().item() / max(1, len(labels))
-            plots.save_confusion_matrix_png(
-                test["confusion_matrix"],
-                list(info.class_names),
-                self.run_dir / "confusion_matrix.png",
-                title=f"{self.config.model} on {info.name} (test)",
-            )
+        metrics.update(self.task.finish(model, test, splits, run))
         summary = ", ".join(f"{k} {v:.4f}" for k, v in _scalars(test).items() if k != "samples")
         self.echo(
             f"test ({test['samples']} samples, best epoch {progress_state['best_epoch']}): "

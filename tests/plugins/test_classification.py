@@ -1,6 +1,6 @@
 import torch
 
-from zoo.train.augment import random_shift
+from zoo.plugins.classification import random_shift
 
 
 def test_shift_translates_each_image_by_whole_pixels_and_repeats_edges() -> None:
