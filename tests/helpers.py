@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -35,3 +40,40 @@ def tiny_spec(name: str = "tiny", **overrides: object) -> ModelSpec:
     )
     fields.update(overrides)
     return ModelSpec(**fields)  # type: ignore[arg-type]
+
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+ZOO = str(Path(sys.executable).with_name("zoo"))
+
+
+def install_example(name: str, target: Path) -> Path:
+    """``pip install`` ``examples/<name>`` for real (built offline, no dependencies: they are
+    zoo's test extras) into ``target``, a site directory to put on ``PYTHONPATH``."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            str(EXAMPLES / name),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return target
+
+
+def run_zoo(*args: str, path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """The ``zoo`` command in a process that sees the plugins installed in ``path``."""
+    environ = {**os.environ, "PYTHONPATH": str(path), **env}
+    for key in ("ZOO_STRICT_PLUGINS", "ZOO_DISABLE_PLUGINS"):
+        if key not in env:
+            environ.pop(key, None)
+    return subprocess.run([ZOO, *args], capture_output=True, text=True, env=environ)

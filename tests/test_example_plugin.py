@@ -10,42 +10,16 @@ from pathlib import Path
 
 import pytest
 
-EXAMPLE = Path(__file__).parents[1] / "examples" / "zoo-plugin-example"
-ZOO = str(Path(sys.executable).with_name("zoo"))
+from tests.helpers import install_example
+from tests.helpers import run_zoo as _zoo
 
 
 @pytest.fixture(scope="module")
 def installed_example(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``pip install`` the example package (built for real, offline) into a fresh target."""
-    target = tmp_path_factory.mktemp("site")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--disable-pip-version-check",
-            "--target",
-            str(target),
-            str(EXAMPLE),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    target = install_example("zoo-plugin-example", tmp_path_factory.mktemp("site"))
     assert list(target.glob("zoo_plugin_example-0.1.0.dist-info"))
     return target
-
-
-def _zoo(*args: str, path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, "PYTHONPATH": str(path), **env}
-    for key in ("ZOO_STRICT_PLUGINS", "ZOO_DISABLE_PLUGINS"):
-        if key not in env:
-            environ.pop(key, None)
-    return subprocess.run([ZOO, *args], capture_output=True, text=True, env=environ)
 
 
 def test_installed_plugin_model_is_listed_created_and_reported(installed_example: Path) -> None:

@@ -4,11 +4,11 @@ Everything zoo works with is registered by a plugin through the ``zoo`` entry-po
 zoo's own built-ins included: models (``zoo_register_models``), export formats
 (``zoo_register_formats``), benchmark runtimes (``zoo_register_runtimes``), training tasks
 (``zoo_register_tasks``) and datasets (``zoo_register_datasets``); see :mod:`zoo.hookspecs`.
-``list_models``, ``get_spec`` and ``create_model`` read the models.
+``list_models``, ``get_spec`` and ``create_model`` read the models, ``get_format`` the formats.
 Importing zoo is cheap: torch is imported only when a model is built or a plugin is loaded.
 """
 
-from zoo._pluginmanager import create_model, get_spec, list_models
+from zoo._pluginmanager import create_model, get_format, get_spec, list_models
 from zoo.capabilities import Capabilities, CapabilityOutcome
 from zoo.errors import (
     DataError,
@@ -29,7 +29,7 @@ from zoo.errors import (
     WeightsError,
     ZooError,
 )
-from zoo.formats import ExportRequest, Format
+from zoo.formats import ExportRequest, Format, Runner
 from zoo.hookspecs import hookimpl
 from zoo.registry import InputSpec, ModelSpec, OutputSpec
 from zoo.runtimes import Runtime, Session, Source
@@ -53,6 +53,7 @@ __all__ = [
     "OutputSpec",
     "PluginError",
     "RegistryError",
+    "Runner",
     "Runtime",
     "Session",
     "Source",
@@ -69,6 +70,7 @@ __all__ = [
     "ZooError",
     "__version__",
     "create_model",
+    "get_format",
     "get_spec",
     "hookimpl",
     "list_models",

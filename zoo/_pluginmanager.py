@@ -31,7 +31,7 @@ import pluggy
 from zoo import hookspecs
 from zoo.datasets import DatasetEntry, DatasetRegistry
 from zoo.errors import PluginError
-from zoo.formats import FormatRegistry
+from zoo.formats import Format, FormatRegistry
 from zoo.registry import ModelRegistry, ModelSpec, Registry
 from zoo.runtimes import RuntimeRegistry
 from zoo.tasks import TaskRegistry
@@ -47,6 +47,7 @@ __all__ = [
     "PluginRecord",
     "ZooPlugins",
     "create_model",
+    "get_format",
     "get_plugins",
     "get_spec",
     "list_models",
@@ -318,6 +319,13 @@ def list_models(
 def get_spec(name: str) -> ModelSpec:
     """The spec registered as ``name``; UnknownModelError suggests close names."""
     return get_plugins().models.get(name)
+
+
+def get_format(name: str) -> Format:
+    """The export format registered as ``name`` (a plugin's format may build on zoo's own:
+    OpenVINO's converts the ``onnx`` format's export); UnknownFormatError suggests close
+    names."""
+    return get_plugins().formats.get(name)
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:

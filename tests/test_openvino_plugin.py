@@ -1,0 +1,152 @@
+"""A real deploy target zoo does not ship, added by installing a plugin package:
+``examples/zoo-openvino`` (an export format and a bench runtime), installed for real and driven
+through the CLI, with no change to zoo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import openvino
+import pytest
+import torch
+
+from tests.helpers import install_example, run_zoo
+from zoo.bench.results import load_run
+
+#: fp32: on CPUs with AMX, OpenVINO may pick bf16 unless told.
+FP32 = {"INFERENCE_PRECISION_HINT": "f32"}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = install_example("zoo-openvino", tmp_path_factory.mktemp("site"))
+    assert list(target.glob("zoo_openvino-0.1.0.dist-info"))
+    return target
+
+
+@pytest.fixture(scope="module")
+def lenet_export(site: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("exports") / "lenet"
+    done = run_zoo("export", "lenet", "--format", "onnx,openvino", "--out", str(out), path=site)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_the_plugin_registers_a_format_and_a_runtime(site: Path) -> None:
+    records = {r["name"]: r for r in json.loads(run_zoo("plugins", "--json", path=site).stdout)}
+    plugin = records["openvino"]
+    assert (plugin["status"], plugin["distribution"], plugin["builtin"]) == (
+        "loaded",
+        "zoo-openvino",
+        False,
+    )
+    assert (plugin["formats"], plugin["runtimes"]) == (["openvino"], ["openvino"])
+    formats = {f["name"]: f for f in json.loads(run_zoo("formats", "--json", path=site).stdout)}
+    assert formats["openvino"]["files"] == ["model.xml", "model.bin"]
+    assert formats["openvino"]["plugin"] == "openvino" and not formats["openvino"]["unavailable"]
+    runtimes = json.loads(run_zoo("runtimes", "--json", path=site).stdout)
+    assert {"name": "openvino", "format": "openvino"}.items() <= runtimes[-1].items()
+
+
+def test_export_passes_the_parity_gate_with_the_preprocessing_inside(lenet_export: Path) -> None:
+    manifest = json.loads((lenet_export / "manifest.json").read_text())
+    entry = manifest["formats"]["openvino"]
+    assert (entry["status"], entry["files"]) == ("ok", ["model.xml", "model.bin"])
+    assert entry["details"] == {"from": "onnx opset 20", "pillow_resizes": 1}
+    parity = entry["parity"]
+    # Raw uint8 images smaller and larger than the model's 28x28, batches of 1 and 3.
+    assert parity["passed"] and [c["input_shape"] for c in parity["checks"]] == [
+        [1, 13, 13, 1],
+        [1, 59, 59, 1],
+        [3, 13, 13, 1],
+        [3, 59, 59, 1],
+    ]
+    assert manifest["versions"]["openvino"].startswith(openvino.get_version()[:6])
+    assert manifest["files"]["model.bin"]["bytes"] > 4 * 40_000  # fp32 weights, not fp16
+
+
+def test_the_ir_runs_in_openvino_alone_and_matches_the_onnx_artifact(lenet_export: Path) -> None:
+    import onnxruntime as ort
+
+    images = np.random.default_rng(3).integers(0, 256, (5, 40, 33, 1), dtype=np.uint8)
+    core = openvino.Core()
+    compiled = core.compile_model(str(lenet_export / "model.xml"), "CPU", FP32)
+    got = compiled(images)[compiled.outputs[0]]
+    session = ort.InferenceSession(str(lenet_export / "model.onnx"))
+    want = session.run(None, {"image": images})[0]
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-3)
+
+
+def test_check_reverifies_the_openvino_artifact(site: Path, lenet_export: Path) -> None:
+    done = run_zoo("export", "--check", str(lenet_export), path=site)
+    assert done.returncode == 0, done.stderr
+    assert "openvino" in done.stdout and "parity holds" in done.stdout
+    # Without the plugin, zoo says which format it cannot check.
+    bare = run_zoo(
+        "export", "--check", str(lenet_export), path=site, ZOO_DISABLE_PLUGINS="openvino"
+    )
+    assert bare.returncode == 2 and "unknown format 'openvino'" in bare.stderr
+
+
+def test_zoo_list_and_info_show_the_format(site: Path) -> None:
+    listed = run_zoo("list", "lenet", path=site)
+    header, row = listed.stdout.splitlines()[:2]
+    assert " OV " in header
+    assert row[header.index(" OV ") + 1 :].split()[0] == "?"  # not in zoo's measured record
+    info = run_zoo("info", "lenet", path=site)
+    assert "openvino not measured" in info.stdout
+
+
+def test_bench_times_the_openvino_runtime_beside_the_others(
+    site: Path, lenet_export: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run.json"
+    done = run_zoo(
+        "bench",
+        "lenet",
+        "--artifacts",
+        str(lenet_export),
+        "--runtime",
+        "eager,openvino",
+        "--batch",
+        "1,4",
+        "--min-time",
+        "0.05",
+        "--min-iters",
+        "5",
+        "--warmup",
+        "1",
+        "--json",
+        str(out),
+        path=site,
+        ZOO_CACHE_DIR=str(tmp_path / "cache"),
+    )
+    assert done.returncode == 0, done.stderr
+    run = load_run(out)
+    rows = {(r.runtime, r.batch): r for r in run.rows}
+    for batch in (1, 4):
+        row = rows[("openvino", batch)]
+        assert row.status == "ok", row.reason
+        assert row.latency_ms is not None and row.latency_ms.p50 > 0
+        assert row.speedup_vs_eager is not None and row.cold_start_ms
+    assert "openvino" in done.stdout
+
+
+def test_eager_in_the_bench_runs_the_exported_weights(site: Path, lenet_export: Path) -> None:
+    """The bench's eager module is rebuilt from weights.safetensors: it equals the artifact."""
+    from safetensors.torch import load_file
+
+    import zoo
+    from zoo.export.bundle import make_bundle
+
+    model = zoo.create_model("lenet").eval()
+    model.load_state_dict(load_file(str(lenet_export / "weights.safetensors")))
+    bundle, _, _ = make_bundle(zoo.get_spec("lenet"), model)
+    images = torch.randint(0, 256, (2, 28, 28, 1), dtype=torch.uint8)
+    core = openvino.Core()
+    compiled = core.compile_model(str(lenet_export / "model.xml"), "CPU", FP32)
+    got = compiled(images.numpy())[compiled.outputs[0]]
+    with torch.no_grad():
+        np.testing.assert_allclose(got, bundle(images).numpy(), atol=1e-4, rtol=1e-3)
