@@ -1,0 +1,113 @@
+"""manifest.json is untrusted input: the Manifest record refuses anything zoo did not write,
+and never lets a manifest point zoo at a file outside its export directory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from zoo.cli import cli
+from zoo.export.exporter import check_export, export_model
+from zoo.export.manifest import ArtifactError, Manifest, read_manifest
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("exports") / "lenet"
+    assert export_model("lenet", out, raw=True, formats=("onnx",)).ok
+    return out
+
+
+def _tampered(export: Path, tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    copy = tmp_path / "copy"
+    shutil.copytree(export, copy)
+    data = json.loads((copy / "manifest.json").read_text())
+    change(data)
+    (copy / "manifest.json").write_text(json.dumps(data))
+    return copy
+
+
+def test_the_record_round_trips(export: Path) -> None:
+    manifest = read_manifest(export)
+    assert Manifest.from_json(json.loads(json.dumps(manifest.to_json()))) == manifest
+    assert manifest.artifacts() == {"onnx": "model.onnx"}
+    assert manifest.formats["onnx"].parity is not None
+
+
+def _escape_file(data: dict[str, Any]) -> None:
+    data["files"]["../../x/model.onnx"] = data["files"].pop("model.onnx")
+    data["formats"]["onnx"]["files"] = ["../../x/model.onnx"]
+
+
+def _absolute_file(data: dict[str, Any]) -> None:
+    data["files"]["/etc/passwd"] = data["files"]["model.onnx"]
+
+
+def _unlisted_format_file(data: dict[str, Any]) -> None:
+    data["formats"]["onnx"]["files"] = ["model.onnx", "elsewhere.onnx"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (_escape_file, "files must be plain file names inside the export directory, got '../../x"),
+        (_absolute_file, "got '/etc/passwd'"),
+        (_unlisted_format_file, "format 'onnx' names files not listed in files: ['elsewhere"),
+        (lambda d: d.pop("formats"), "formats must be a JSON object, got nothing"),
+        (lambda d: d.update(formats=[]), "formats must be a JSON object, got list"),
+        (lambda d: d.update(format_version=1), "format_version is 1, this zoo reads 2"),
+        (lambda d: d.update(raw="yes"), "raw must be true or false"),
+        (lambda d: d["files"]["model.onnx"].update(sha256="0" * 10), "is not a hex digest"),
+        (lambda d: d["weights"].update(file="../w.safetensors"), "the weights must be"),
+        (lambda d: d["formats"]["onnx"].update(status="maybe"), "status must be 'ok' or"),
+    ],
+    ids=[
+        "escaping-path",
+        "absolute-path",
+        "unlisted-format-file",
+        "no-formats",
+        "formats-list",
+        "old-version",
+        "raw-string",
+        "bad-digest",
+        "weights-elsewhere",
+        "bad-status",
+    ],
+)
+def test_a_manifest_zoo_did_not_write_is_refused_in_one_line(
+    export: Path, tmp_path: Path, change: Callable[[dict[str, Any]], None], message: str
+) -> None:
+    copy = _tampered(export, tmp_path, change)
+    with pytest.raises(ArtifactError) as caught:
+        read_manifest(copy)
+    assert message in str(caught.value) and str(copy / "manifest.json") in str(caught.value)
+    result = CliRunner().invoke(cli, ["export", "--check", str(copy)])
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and "not a zoo manifest" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_a_format_must_read_files_the_manifest_hash_checks(export: Path, tmp_path: Path) -> None:
+    def renamed(data: dict[str, Any]) -> None:  # claims another file is the ONNX artifact
+        data["formats"]["onnx"]["files"] = ["weights.safetensors"]
+
+    copy = _tampered(export, tmp_path, renamed)
+    with pytest.raises(ArtifactError, match="are not the ones the onnx format reads"):
+        check_export(copy)
+
+
+def test_an_unreadable_manifest_is_one_line(export: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(export, copy)
+    (copy / "manifest.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match=r"cannot read .*manifest\.json"):
+        read_manifest(copy)
+    (copy / "manifest.json").write_text("[]")
+    with pytest.raises(ArtifactError, match="the manifest must be a JSON object, got list"):
+        read_manifest(copy)
