@@ -34,10 +34,17 @@ demo: $(STAMP)
 	@echo
 	$(BIN)/zoo bench lenet --artifacts $(DEMO_RUN)-export --device cpu --json $(DEMO_RUN)-bench.json
 
-lint: $(STAMP)
-	$(PIP) install --quiet -c constraints.txt -e '.[dev]'
-	$(BIN)/ruff check zoo tests benchmarks
+# ruff (style), mypy (types), import-linter (the layers of README: Architecture; no cycles).
+LINT_STAMP := $(VENV)/.zoo-lint-installed
+$(LINT_STAMP): $(STAMP)
+	$(PIP) install --quiet -c constraints.txt -e '.[test,dev]'
+	touch $(LINT_STAMP)
+
+lint: $(LINT_STAMP)
+	$(BIN)/ruff check zoo tests benchmarks examples
+	$(BIN)/ruff format --check zoo tests benchmarks examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # pytest-benchmark: start-up, trainer speed and latency per (model, runtime, batch), and the
 # performance targets measured with zoo bench; narrow it with ZOO_BENCH_MODELS /

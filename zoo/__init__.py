@@ -9,6 +9,7 @@ Importing zoo is cheap: torch is imported only when a model is built or a plugin
 """
 
 from zoo._pluginmanager import create_model, get_format, get_spec, list_models
+from zoo._version import __version__
 from zoo.capabilities import Capabilities, CapabilityOutcome
 from zoo.errors import (
     DataError,
@@ -34,8 +35,6 @@ from zoo.hookspecs import hookimpl
 from zoo.registry import InputSpec, ModelSpec, OutputSpec
 from zoo.runtimes import Runtime, Session, Source
 from zoo.tasks import Task, TaskRun
-
-__version__ = "0.2.0"
 
 __all__ = [
     "Capabilities",

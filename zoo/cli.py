@@ -1,8 +1,9 @@
 """The ``zoo`` command line.
 
-Kept cheap to import: ``zoo --help`` loads no plugin and no torch; subcommands import what
-they need. Errors zoo raises on purpose print one line to stderr and exit 2 (usage) or 1
-(runtime); ``zoo --debug ...`` shows the traceback instead.
+Kept cheap to import: ``zoo --help`` loads no plugin and no torch, so the modules that import
+torch (the trainer, the exporter, the benchmark, the model card, the dataset loaders) are
+imported by the subcommands that use them. Errors zoo raises on purpose print one line to
+stderr and exit 2 (usage) or 1 (runtime); ``zoo --debug ...`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -18,9 +19,20 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from zoo import __version__
+from zoo._pluginmanager import get_plugins, get_spec
+from zoo._version import __version__
+from zoo.bench.timing import TimingPolicy
 from zoo.capabilities import Capabilities
 from zoo.errors import UsageError, ZooError
+from zoo.registry import json_value, options_of, suggest
+from zoo.train.config import (
+    AUGMENTATIONS,
+    DEVICES,
+    OPTIMIZERS,
+    SCHEDULERS,
+    TrainConfig,
+    load_config_file,
+)
 
 if TYPE_CHECKING:
     from zoo.export.gates import ParityResult
@@ -148,9 +160,6 @@ def list_cmd(
     measured). The built-in models' are measured (`make capabilities`); a plugin's model is
     not measured until its author measures it. `zoo info NAME` says why a format is missing.
     """
-    from zoo._pluginmanager import get_plugins
-    from zoo.registry import suggest
-
     plugins = get_plugins()
     registry = plugins.models
     names = registry.list(pattern, exclude=exclude, task=task, tag=tag)
@@ -225,7 +234,6 @@ def _format_count(n: int) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the card as JSON.")
 def info_cmd(name: str, args: tuple[str, ...], as_json: bool) -> None:
     """Show the card of model NAME: its spec, parameters and FLOPs (measured at batch 1)."""
-    from zoo._pluginmanager import get_plugins, get_spec
     from zoo.card import model_card
 
     card = model_card(get_spec(name), **_parse_args(args))
@@ -286,8 +294,6 @@ def plugins_cmd(as_json: bool) -> None:
     Plugins are code that runs when zoo loads them: ZOO_DISABLE_PLUGINS=a,b skips plugins by
     name or distribution.
     """
-    from zoo._pluginmanager import get_plugins
-
     records = get_plugins().records
     if as_json:
         _echo_json([r.to_dict() for r in records])
@@ -344,8 +350,6 @@ _TRAIN_HELP = {
 
 
 def _train_options(command: Any) -> Any:
-    from zoo.train.config import AUGMENTATIONS, DEVICES, OPTIMIZERS, SCHEDULERS
-
     flags = {"amp", "deterministic", "tensorboard", "progress"}
     types: dict[str, Any] = {
         "epochs": int,
@@ -418,7 +422,6 @@ def train_cmd(
     metrics.json, confusion_matrix.png (classifiers) or reconstructions.png (VAE), and
     tensorboard/. Ctrl-C saves a resumable checkpoint; `--resume auto` continues exactly.
     """
-    from zoo.train.config import TrainConfig, load_config_file
     from zoo.train.trainer import Trainer
 
     values: dict[str, Any] = load_config_file(config_file) if config_file else {}
@@ -572,8 +575,6 @@ def _echo_parity(parity: dict[str, ParityResult]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def formats_cmd(as_json: bool) -> None:
     """List the export formats `zoo export --format` accepts, from every plugin."""
-    from zoo._pluginmanager import get_plugins
-
     registry = get_plugins().formats
     entries: list[dict[str, Any]] = [
         {
@@ -730,7 +731,6 @@ def bench_cmd(
     from zoo.bench.report import compare_runs, plot_run, print_table
     from zoo.bench.results import load_run
     from zoo.bench.runner import BenchSettings, run_bench
-    from zoo.bench.timing import TimingPolicy
 
     chosen = None if runtimes == "all" else _csv(runtimes, "--runtime")
     base = load_run(baseline) if baseline is not None else None  # fail early on a bad file
@@ -772,8 +772,6 @@ def bench_cmd(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def runtimes_cmd(as_json: bool) -> None:
     """List the runtimes `zoo bench --runtime` accepts, from every plugin."""
-    from zoo._pluginmanager import get_plugins
-
     registry = get_plugins().runtimes
     entries: list[dict[str, Any]] = [
         {
@@ -801,9 +799,6 @@ def runtimes_cmd(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def tasks_cmd(as_json: bool) -> None:
     """List the training tasks models can name, from every plugin, with their options."""
-    from zoo._pluginmanager import get_plugins
-    from zoo.registry import json_value, options_of
-
     registry = get_plugins().tasks
     entries: list[dict[str, Any]] = [
         {
@@ -835,7 +830,7 @@ def tasks_cmd(as_json: bool) -> None:
 @cli.command("datasets")
 def datasets_cmd() -> None:
     """List the datasets `zoo train --data` accepts."""
-    from zoo.data import list_datasets
+    from zoo.data import list_datasets  # here: the loaders import torch
 
     click.echo(_table(["DATASET", "DESCRIPTION"], [list(row) for row in list_datasets()]))
 

@@ -128,7 +128,7 @@ class InputSpec:
 
         The default batch of 2 is deliberate: exporters specialise a batch of 1 into a constant.
         """
-        import torch
+        import torch  # here: ``import zoo`` must not import torch
 
         gen = torch.Generator().manual_seed(seed)
         shape = self.batched_shape(batch_size)
@@ -240,7 +240,7 @@ class ModelSpec:
 
     def build(self, **kwargs: Any) -> nn.Module:
         """Validate ``kwargs`` against the builder, then build a fresh model."""
-        from torch import nn
+        from torch import nn  # here: ``import zoo`` must not import torch
 
         self.check_kwargs(kwargs)
         model = self.builder(**kwargs)

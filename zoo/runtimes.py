@@ -150,7 +150,7 @@ def cuda_present() -> bool:
 
 def torch_sync(device: str) -> Callable[[], None]:
     """``torch.cuda.synchronize`` on a GPU, nothing on the CPU."""
-    import torch
+    import torch  # here: importing this module must not import torch
 
     if device == "cuda":
         return torch.cuda.synchronize

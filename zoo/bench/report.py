@@ -6,7 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from zoo._io import atomic_path
 from zoo.bench.results import BenchRun, Row
+from zoo.errors import UsageError
 
 __all__ = [
     "FAULTS_WORTH_A_NOTE",
@@ -195,9 +201,6 @@ def headers(run: BenchRun) -> list[str]:
 
 def print_table(run: BenchRun, file: Any = None) -> None:
     """One table per (model, device); ``*`` marks the fastest runtime at each batch size."""
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console(file=file)
     if not console.is_terminal:
         console.width = 160  # a pipe or a file: no terminal to fit
@@ -207,6 +210,8 @@ def print_table(run: BenchRun, file: Any = None) -> None:
         f"onnxruntime {env.get('onnxruntime')}"
         + (f" | {env['gpu']} (driver {env.get('gpu_driver')})" if env.get("gpu") else "")
     )
+    if env.get("cpu_flags"):
+        console.print(f"cpu flags: {' '.join(env['cpu_flags'])}", highlight=False)
     ceilings = ", ".join(
         f"{d} {g:.0f} GFLOP/s"
         + (f" ({run.ceiling_detail[d]['source']})" if d in run.ceiling_detail else "")
@@ -242,14 +247,12 @@ def print_table(run: BenchRun, file: Any = None) -> None:
 
 def plot_run(run: BenchRun, path: str | Path) -> Path:
     """PNG: latency vs batch size per runtime, p50 bars with p99 whiskers, one panel per
-    (model, device), log scale."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from zoo._io import atomic_path
+    (model, device), log scale. Drawn on a Figure of its own (no pyplot: the global backend
+    and figure list stay untouched)."""
+    # here: only --plot pays for matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
     groups = _groups(run)
     panels = [
@@ -258,12 +261,12 @@ def plot_run(run: BenchRun, path: str | Path) -> Path:
     ]
     panels = [(key, rows) for key, rows in panels if rows]
     if not panels:
-        from zoo.errors import UsageError
-
         raise UsageError("nothing to plot: no runtime produced a measurement")
     columns = min(3, len(panels))
     lines = (len(panels) + columns - 1) // columns
-    fig, axes = plt.subplots(lines, columns, figsize=(5.5 * columns, 4 * lines), squeeze=False)
+    fig = Figure(figsize=(5.5 * columns, 4 * lines))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(lines, columns, squeeze=False)
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     # One colour per runtime across every panel, whichever runtimes a panel has.
@@ -310,8 +313,6 @@ def plot_run(run: BenchRun, path: str | Path) -> Path:
         fontsize=9,
     )
     # One legend for the figure: the colours are the same in every panel.
-    from matplotlib.patches import Patch
-
     ordered = [name for name in palette if name in plotted]
     fig.legend(
         [Patch(color=colors[name]) for name in ordered],
@@ -326,7 +327,6 @@ def plot_run(run: BenchRun, path: str | Path) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
     return path
 
 

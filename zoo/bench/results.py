@@ -13,6 +13,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from zoo._io import atomic_write_json
+from zoo.errors import UsageError
+
 __all__ = ["SCHEMA", "BenchRun", "Latency", "Row", "load_run"]
 
 SCHEMA = "zoo-bench/1"
@@ -32,8 +37,6 @@ class Latency:
 
     @classmethod
     def from_ns(cls, times_ns: Any) -> Latency:
-        import numpy as np
-
         ms = np.asarray(times_ns, dtype=np.float64) / 1e6
         p50, p90, p99 = np.percentile(ms, [50, 90, 99])
         return cls(
@@ -140,8 +143,6 @@ class BenchRun:
         }
 
     def save(self, path: str | Path) -> Path:
-        from zoo._io import atomic_write_json
-
         atomic_write_json(Path(path), self.to_dict())
         return Path(path)
 
@@ -177,8 +178,6 @@ class BenchRun:
 
 def load_run(path: str | Path) -> BenchRun:
     """Read a ``zoo bench --json`` file (schema ``zoo-bench/1``)."""
-    from zoo.errors import UsageError
-
     path = Path(path)
     try:
         data = json.loads(path.read_text())

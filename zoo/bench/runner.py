@@ -13,6 +13,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import platform
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
+import torch
 
-from zoo import __version__
 from zoo._pluginmanager import get_plugins
 from zoo._process import crash_reason
+from zoo._version import __version__
 from zoo.bench.results import BenchRun, Latency, Row
 from zoo.bench.timing import TimingPolicy, harness_overhead_ns
 from zoo.bench.worker import CeilingJob, CeilingResult, Job, JobResult
@@ -57,8 +60,6 @@ def formats_for(runtimes: tuple[str, ...] | list[str]) -> tuple[str, ...]:
 
 
 def physical_cores() -> int:
-    import psutil
-
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
@@ -153,7 +154,7 @@ def _export_dir(model: str, settings: BenchSettings, formats: tuple[str, ...]) -
             settings.raw,
             str(settings.checkpoint),
             settings.seed,
-            torch_version(),
+            str(torch.__version__),
             __version__,
         ],
         sort_keys=True,
@@ -185,12 +186,6 @@ def _export_dir(model: str, settings: BenchSettings, formats: tuple[str, ...]) -
     return out
 
 
-def torch_version() -> str:
-    import torch
-
-    return str(torch.__version__)
-
-
 def _spawn(job: Job | CeilingJob, timeout: float) -> dict[str, Any]:
     """Run ``job`` in a worker process with its thread count set before torch starts; its
     result as JSON, or a failure saying how the worker died."""
@@ -214,24 +209,34 @@ def _spawn(job: Job | CeilingJob, timeout: float) -> dict[str, Any]:
     return result
 
 
-def environment(threads: int, devices: tuple[str, ...]) -> dict[str, Any]:
-    """What the numbers were measured on."""
-    import platform
+#: The CPU flags that decide which kernels run (vector width, fused multiply-add, bf16/int8
+#: dot products and matrix units): recorded with every run, since these machines differ.
+_SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512", "vnni", "amx")
 
-    import psutil
-    import torch
 
-    cpu = platform.processor() or platform.machine()
+def cpu_description() -> tuple[str, list[str]]:
+    """The CPU's model name and its SIMD flags (from ``/proc/cpuinfo`` where there is one)."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
+            for line in handle:  # the first processor's fields are enough
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+                if "model name" in fields and "flags" in fields:
                     break
     except OSError:
         pass
+    cpu = fields.get("model name") or platform.processor() or platform.machine()
+    flags = sorted(f for f in fields.get("flags", "").split() if f.startswith(_SIMD_FLAGS))
+    return cpu, flags
+
+
+def environment(threads: int, devices: tuple[str, ...]) -> dict[str, Any]:
+    """What the numbers were measured on."""
+    cpu, flags = cpu_description()
     env: dict[str, Any] = {
         "cpu": cpu,
+        "cpu_flags": flags,
         "physical_cores": psutil.cpu_count(logical=False),
         "logical_cores": psutil.cpu_count(logical=True),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
@@ -241,13 +246,11 @@ def environment(threads: int, devices: tuple[str, ...]) -> dict[str, Any]:
         "torch": torch.__version__,
     }
     try:
-        import onnxruntime
+        import onnxruntime  # here: an optional library, recorded where installed
 
         env["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         env["onnxruntime"] = None
-    from zoo import __version__
-
     env["zoo"] = __version__
     # What changes the memory allocator of every worker (they inherit this environment):
     # large per-call allocations can cost more in page faults than in compute.

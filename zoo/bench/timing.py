@@ -4,10 +4,13 @@ device synchronisation, so the time is the device's, not the launch's)."""
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from zoo.errors import UsageError
 
 __all__ = ["TimingPolicy", "harness_overhead_ns", "time_calls", "timed_calls", "warm_up"]
 
@@ -22,8 +25,6 @@ class TimingPolicy:
     max_iters: int = 200_000
 
     def __post_init__(self) -> None:
-        from zoo.errors import UsageError
-
         if self.min_iters < 1 or self.warmup_iters < 0 or self.max_iters < self.min_iters:
             raise UsageError("timing: need min_iters >= 1, warmup_iters >= 0, max >= min")
         if self.min_time_s < 0 or self.warmup_time_s < 0:
@@ -78,7 +79,6 @@ def harness_overhead_ns(repeats: int = 5) -> float:
     call that does nothing, made exactly as the worker makes its timed calls (a closure
     calling the session's ``run`` on a prepared input, then ``sync``). Best of ``repeats``
     runs of 20,000 calls."""
-    import statistics
 
     def identity(x: Any) -> Any:
         return x

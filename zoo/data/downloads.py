@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import torch
+from torchvision import datasets
 
 from zoo.data.images import ImageShaper, PILImageShaper
 from zoo.data.splits import LabelledSubset, stratified_split, to_label
@@ -170,12 +171,6 @@ def _failure(download: Download, root: Path, allowed: bool, error: BaseException
 def load_download(request: LoadRequest, download: Download) -> DataSplits:
     """Load ``download`` from ``request.data_dir``, fetching it first when allowed."""
     request.check(download.info)
-    try:
-        from torchvision import datasets
-    except ImportError as exc:
-        raise DataError(
-            f"dataset {download.info.name!r} needs torchvision: pip install torchvision"
-        ) from exc
     root = Path(request.data_dir).expanduser()
     cls: Any = getattr(datasets, download.torchvision_class)
     transform = PILImageShaper(ImageShaper(request.input))

@@ -11,6 +11,7 @@ import gzip
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -68,8 +69,6 @@ def _read_table(path: Path) -> tuple[Tensor, Tensor]:
 
     Cached: every split of every load reuses one parse (callers must not modify the tensors).
     """
-    import numpy as np
-
     try:
         with gzip.open(path, "rt") as handle:
             table = np.loadtxt(handle, delimiter=",", dtype=np.float32)

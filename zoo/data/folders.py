@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import torch
+from PIL import Image
 from torch import Tensor
 
 from zoo.data.images import GREY_MODES, ImageShaper, PILImageShaper
@@ -54,7 +55,7 @@ class _Remap:
 
 
 def _image_folder(path: Path, request: LoadRequest, transform: Any, **kwargs: Any) -> Any:
-    from torchvision.datasets import ImageFolder
+    from torchvision.datasets import ImageFolder  # here: textfolder needs no torchvision
 
     try:
         return ImageFolder(str(path), transform=transform, **kwargs)
@@ -66,8 +67,6 @@ def _image_folder(path: Path, request: LoadRequest, transform: Any, **kwargs: An
 
 def _channels(samples: list[tuple[str, int]]) -> int:
     """1 if every probed image is grey, else 3."""
-    from PIL import Image
-
     probed: dict[int, int] = {}
     for path, target in samples:
         if probed.get(target, 0) >= _PROBE_PER_CLASS:
@@ -84,8 +83,6 @@ def _channels(samples: list[tuple[str, int]]) -> int:
 
 def _sizes(samples: list[tuple[str, int]]) -> tuple[int, int] | None:
     """``(height, width)`` of the first image: informative only, every image is resized."""
-    from PIL import Image
-
     try:
         with Image.open(samples[0][0]) as image:
             width, height = image.size
@@ -100,10 +97,6 @@ def load_imagefolder(request: LoadRequest) -> DataSplits:
     train_dir = root / "train" if (root / "train").is_dir() else root
     val_dir = _first_dir(root, _VAL_NAMES) if train_dir != root else None
     test_dir = _first_dir(root, _TEST_NAMES) if train_dir != root else None
-    try:
-        import torchvision  # noqa: F401
-    except ImportError as exc:
-        raise DataError("imagefolder datasets need torchvision: pip install torchvision") from exc
     transform = PILImageShaper(ImageShaper(request.input))
     train_set = _image_folder(train_dir, request, transform, target_transform=to_label)
     classes: list[str] = list(train_set.classes)

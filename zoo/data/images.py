@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -99,8 +100,6 @@ class PILImageShaper:
         self.mode = "L" if shaper.channels == 1 else "RGB"
 
     def __call__(self, image: Image) -> Tensor:
-        import numpy as np
-
         array = np.array(image.convert(self.mode), dtype=np.uint8)
         pixels = torch.from_numpy(array)
         pixels = pixels.unsqueeze(0) if pixels.dim() == 2 else pixels.permute(2, 0, 1)

@@ -13,7 +13,7 @@ import importlib.util
 from collections.abc import Iterable
 from typing import Any, Final
 
-from zoo.data.tokens import text_splits
+from zoo.data.tokens import clean_texts, text_splits
 from zoo.datasets import DataSplits, LoadRequest
 from zoo.errors import DataError
 
@@ -70,8 +70,6 @@ def read_names() -> dict[str, tuple[str, ...]]:
 
     Cached: faker's lists do not change while a process runs.
     """
-    from zoo.data.tokens import clean_texts
-
     if importlib.util.find_spec("faker") is None:
         raise DataError("the names dataset is built from faker's surname lists: pip install faker")
     raw = {

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from zoo._pluginmanager import get_plugins
+from zoo.data.splits import check_fractions
 from zoo.datasets import (
     DatasetInfo,
     DatasetRegistry,
@@ -57,8 +58,6 @@ def load_dataset(
     or read, and UsageError for fractions that leave no training data. ``data_dir`` (default
     :func:`default_data_dir`) is where downloadable datasets live.
     """
-    from zoo.data.splits import check_fractions
-
     if registry is None:
         registry = default_dataset_registry()
     entry = registry.get(name)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from zoo.errors import UsageError
 from zoo.registry import InputSpec, ModelSpec, OutputSpec
+from zoo.transforms import default_transform
 
 __all__ = [
     "POSTPROCESS",
@@ -96,8 +98,6 @@ def make_bundle(
     ``top_k`` best probabilities and their class indices); the last two need a classifier.
     Stochastic models export their deterministic eval path (the VAE uses z = mu).
     """
-    from zoo.errors import UsageError
-
     if postprocess not in POSTPROCESS:
         raise UsageError(f"postprocess {postprocess!r} is not one of {', '.join(POSTPROCESS)}")
     if postprocess != "none":
@@ -113,8 +113,6 @@ def make_bundle(
             )
     preprocess = None
     if not raw and spec.input.mean is not None:
-        from zoo.transforms import default_transform
-
         preprocess = default_transform(spec.input)
     bundle: Bundle
     if postprocess == "topk":

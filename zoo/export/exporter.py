@@ -20,9 +20,9 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from zoo import __version__
 from zoo._io import atomic_path, usual_mode
 from zoo._pluginmanager import get_plugins
+from zoo._version import __version__
 from zoo.checkpoint import load_checkpoint
 from zoo.errors import UsageError
 from zoo.export.bundle import make_bundle, run_eager

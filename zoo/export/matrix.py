@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from zoo import __version__
 from zoo._pluginmanager import PluginRecord, get_plugins
+from zoo._version import __version__
 from zoo.capabilities import CapabilityOutcome, read_record, write_record
 from zoo.export.exporter import ExportReport, export_model
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from zoo.errors import InvalidArgumentsError, WeightsError
@@ -51,8 +52,6 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
     path = Path(path)
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             state: Any = load_file(str(path), device="cpu")
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)

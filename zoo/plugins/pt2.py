@@ -5,12 +5,18 @@ saved as ``.pt2`` (format ``pt2``), and that program compiled ahead of time by A
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch.export._patches import (
+    register_gru_while_loop_decomposition,
+    register_lstm_while_loop_decomposition,
+)
+from torch.export.passes import move_to_device_pass
 
 from zoo.formats import (
     ExportRequest,
@@ -57,11 +63,6 @@ def _rnn_loops(*, enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    from torch.export._patches import (
-        register_gru_while_loop_decomposition,
-        register_lstm_while_loop_decomposition,
-    )
-
     ops = (torch.ops.aten.lstm.input, torch.ops.aten.gru.input)
     # The patches swap py_kernels without clearing the ops' dispatch caches, so after one
     # export (the ONNX exporter applies them too) a stale cached kernel unrolls the loop
@@ -98,7 +99,7 @@ def package_aoti(program: torch.export.ExportedProgram, path: str | Path) -> Pat
     program is on it) with the program's dynamic axes; it needs a C++ compiler at export time
     and only torch (``torch._inductor.aoti_load_package``) to run. Minutes for large models.
     """
-    from torch._inductor import aoti_compile_and_package
+    from torch._inductor import aoti_compile_and_package  # here: a second to import
 
     with _quiet_inductor():
         return Path(aoti_compile_and_package(program, package_path=str(path)))
@@ -106,7 +107,7 @@ def package_aoti(program: torch.export.ExportedProgram, path: str | Path) -> Pat
 
 def load_aoti(path: str | Path) -> Any:
     """Load an AOTInductor package; the result is called like the model."""
-    from torch._inductor import aoti_load_package
+    from torch._inductor import aoti_load_package  # here: a second to import
 
     with _quiet_inductor():
         return aoti_load_package(str(path))
@@ -117,8 +118,6 @@ def _quiet_inductor() -> Iterator[None]:
     """Hide two log lines Inductor prints on every CPU-only compile, and nothing else:
     "No CUDA runtime is found, using CUDA_HOME" (a CUDA build of torch on a machine without a
     GPU) and "missing a c-shim implementation, using proxy executor" (a supported fallback)."""
-    import logging
-
     noise = ("No CUDA runtime is found", "is missing a c-shim implementation")
 
     def keep(record: logging.LogRecord) -> bool:
@@ -190,8 +189,6 @@ class Pt2Runtime(Runtime):
         assert path is not None
         program = load(path)
         if device != "cpu":
-            from torch.export.passes import move_to_device_pass
-
             # Moves parameters, buffers and constants baked into the graph (device= args).
             program = move_to_device_pass(program, device)
         module = program.module()

@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from zoo.errors import InvalidArgumentsError, UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 # No torch import here: the CLI reads these choices to build `zoo train --help`.
 
@@ -180,14 +187,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
-            if sys.version_info >= (3, 11):
-                import tomllib
-            else:  # pragma: no cover - Python 3.10
-                import tomli as tomllib
             data: Any = tomllib.loads(text)
         elif suffix in (".yaml", ".yml"):
-            import yaml
-
             data = yaml.safe_load(text)
         elif suffix == ".json":
             data = json.loads(text)

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from zoo.plugins.torchscript import quiet_deprecation
 
@@ -23,8 +24,6 @@ def progress(
     Returns the iterator, a function to set the bar's postfix, and one to close it.
     """
     if enabled and sys.stderr.isatty():
-        from tqdm import tqdm
-
         bar = tqdm(batches, total=total, desc=description, leave=False, dynamic_ncols=True)
         return iter(bar), lambda info: bar.set_postfix(info, refresh=False), bar.close
     return iter(batches), lambda info: None, lambda: None
@@ -34,6 +33,7 @@ class TensorBoardLogger:
     """Scalars (loss, accuracy, learning rate), images and the model graph."""
 
     def __init__(self, log_dir: Path) -> None:
+        # here: tensorboard takes a second to import, and a run may not log to it
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(log_dir=str(log_dir))

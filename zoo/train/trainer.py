@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo import __version__
 from zoo._io import atomic_write_json
 from zoo._pluginmanager import get_plugins
+from zoo._version import __version__
 from zoo.checkpoint import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
 from zoo.data import load_dataset
 from zoo.datasets import DatasetInfo, DataSplits
