@@ -40,6 +40,7 @@ __all__ = [
     "FormatRegistry",
     "Runner",
     "dynamic_shapes",
+    "fresh_rnn_kernels",
     "quiet_rnn_tracing",
     "torch_runner",
 ]
@@ -169,6 +170,33 @@ def quiet_rnn_tracing() -> Iterator[None]:
             "ignore", message=r"The tensor attributes .*_flat_weights", category=UserWarning
         )
         yield
+
+
+@contextlib.contextmanager
+def fresh_rnn_kernels() -> Iterator[None]:
+    """Clear the dispatch caches of ``aten.lstm``/``aten.gru`` on entry and exit.
+
+    To keep the time axis dynamic, torch.export and the ONNX exporter trace LSTM/GRU as a
+    ``while_loop`` by swapping the ops' Python kernels, without clearing their dispatch
+    caches: after one export, a stale cached kernel unrolls the loop of the next one, which
+    then fixes the sequence length of its example (measured: the second ONNX export of the
+    LSTM in a process took only 16 tokens). Every export that may trace an RNN runs in this.
+    """
+    import torch  # here: importing this module must not import torch
+
+    ops = (torch.ops.aten.lstm.input, torch.ops.aten.gru.input)
+    _clear_dispatch_caches(ops)
+    try:
+        yield
+    finally:
+        _clear_dispatch_caches(ops)
+
+
+def _clear_dispatch_caches(ops: tuple[Any, ...]) -> None:
+    for op in ops:
+        cache = getattr(op, "_dispatch_cache", None)
+        if cache is not None:
+            cache.clear()
 
 
 def dynamic_shapes(spec: InputSpec, *, dynamic: bool = True) -> tuple[dict[int, Any]] | None:

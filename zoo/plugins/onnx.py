@@ -22,6 +22,7 @@ from zoo.formats import (
     Format,
     Runner,
     dynamic_shapes,
+    fresh_rnn_kernels,
     quiet_rnn_tracing,
 )
 from zoo.hookspecs import FormatRegistrar, RuntimeRegistrar, hookimpl
@@ -60,7 +61,7 @@ def export_onnx(
     axis despite the dynamic-shape spec.
     """
     model.eval()
-    with quiet_rnn_tracing():
+    with fresh_rnn_kernels(), quiet_rnn_tracing():
         program = torch.onnx.export(
             model,
             (example,),

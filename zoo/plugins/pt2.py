@@ -23,6 +23,7 @@ from zoo.formats import (
     Format,
     Runner,
     dynamic_shapes,
+    fresh_rnn_kernels,
     quiet_rnn_tracing,
     torch_runner,
 )
@@ -63,24 +64,13 @@ def _rnn_loops(*, enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    ops = (torch.ops.aten.lstm.input, torch.ops.aten.gru.input)
-    # The patches swap py_kernels without clearing the ops' dispatch caches, so after one
-    # export (the ONNX exporter applies them too) a stale cached kernel unrolls the loop
-    # again. Clearing the caches on entry and exit makes each export see the patch.
-    _clear_dispatch_caches(ops)
-    try:
-        with register_lstm_while_loop_decomposition(), register_gru_while_loop_decomposition():
-            _clear_dispatch_caches(ops)
-            yield
-    finally:
-        _clear_dispatch_caches(ops)
-
-
-def _clear_dispatch_caches(ops: tuple[Any, ...]) -> None:
-    for op in ops:
-        cache = getattr(op, "_dispatch_cache", None)
-        if cache is not None:
-            cache.clear()
+    with (
+        fresh_rnn_kernels(),
+        register_lstm_while_loop_decomposition(),
+        register_gru_while_loop_decomposition(),
+        fresh_rnn_kernels(),  # the patches are in place now: no stale kernel may hide them
+    ):
+        yield
 
 
 def save(program: torch.export.ExportedProgram, path: str | Path) -> Path:
