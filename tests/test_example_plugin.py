@@ -111,3 +111,45 @@ def test_strict_mode_makes_a_broken_plugin_fatal(broken_site: Path) -> None:
     assert "ZOO_STRICT_PLUGINS=1" in result.stderr
     quiet = _zoo("list", path=broken_site, ZOO_DISABLE_PLUGINS="crash_import,crash_hook")
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_the_example_image_model_trains_and_exports_as_a_uint8_bundle(
+    installed_example: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    trained = _zoo(
+        "train",
+        "tiny_mlp",
+        "--data",
+        "digits",
+        "--epochs",
+        "1",
+        "--no-tensorboard",
+        "--out",
+        str(run),
+        path=installed_example,
+    )
+    assert trained.returncode == 0, trained.stderr
+    out = tmp_path / "export"
+    done = _zoo(
+        "export",
+        "tiny_mlp",
+        "--checkpoint",
+        str(run),
+        "--format",
+        "onnx",
+        "--out",
+        str(out),
+        path=installed_example,
+    )
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["inputs"][0]["dtype"] == "uint8"
+    assert manifest["inputs"][0]["shape"] == ["batch", 28, 28, 1]
+    assert [s["op"] for s in manifest["preprocessing"]] == [
+        "ToFloat",
+        "Resize",
+        "ToChannels",
+        "Normalize",
+    ]
+    assert manifest["formats"]["onnx"]["parity"]["passed"]

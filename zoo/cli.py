@@ -315,7 +315,7 @@ def plugins_cmd(as_json: bool) -> None:
 
 
 _TRAIN_HELP = {
-    "data": "Dataset (`zoo datasets`); default mnist5k for images, names for tokens.",
+    "data": "Dataset (`zoo datasets`); default: the task's (mnist5k for images, names for tokens).",
     "data_dir": "Where downloadable datasets live (default $ZOO_DATA_DIR or ~/.cache/zoo/data).",
     "epochs": "Epochs to train (default 15).",
     "batch_size": "Batch size (default 64).",
@@ -332,7 +332,8 @@ _TRAIN_HELP = {
     "plateau_patience": "plateau: epochs without improvement before decaying (default 2).",
     "warmup_epochs": "Linear warm-up over this many epochs, per step (default 0).",
     "early_stopping": "Stop after this many epochs without improvement of --monitor.",
-    "monitor": "Metric for the best checkpoint and early stopping (val_accuracy or val_loss).",
+    "monitor": "Metric for the best checkpoint and early stopping: val_ and a metric of the task "
+    "(`zoo tasks`; default val_accuracy for classifiers).",
     "augment": "Image classifiers: shift (random translations up to 7%; default) or none.",
     "freeze": "Freeze the first N parameter tensors (backbones).",
     "device": "auto (CUDA when present), cpu or cuda.",
@@ -418,8 +419,9 @@ def train_cmd(
 ) -> None:
     """Train MODEL on a dataset; checkpoints, metrics and logs go to the run directory.
 
-    The run directory holds `last` and `best` checkpoints (safetensors + state), config.json,
-    metrics.json, confusion_matrix.png (classifiers) or reconstructions.png (VAE), and
+    The model's task (`zoo tasks`) decides the loss and metrics. The run directory holds
+    `last` and `best` checkpoints (safetensors + state), config.json, metrics.json, what the
+    task writes (confusion_matrix.png for classifiers, reconstructions.png for the VAE), and
     tensorboard/. Ctrl-C saves a resumable checkpoint; `--resume auto` continues exactly.
     """
     from zoo.train.trainer import Trainer

@@ -109,7 +109,7 @@ def fault_notes(run: BenchRun, model: str, device: str) -> list[str]:
             )
     return [
         f"  {runtime}: page faults per call: {', '.join(cells)} (the allocator maps fresh "
-        "memory on every call; README: Page faults)"
+        "memory on every call; docs/benchmarks.md: Page faults)"
         for runtime, cells in notes.items()
     ]
 

@@ -282,7 +282,7 @@ class Trainer:
         meta_base = {
             "model": cfg.model,
             "model_args": model_args,
-            "dataset": _info_dict(info),
+            "dataset": info.to_dict(),
             "config": cfg.to_dict(),
             "versions": {"zoo": __version__, "torch": torch.__version__},
         }
@@ -538,10 +538,8 @@ class Trainer:
         }
         metrics.update(self.task.finish(model, test, splits, run))
         summary = ", ".join(f"{k} {v:.4f}" for k, v in _scalars(test).items() if k != "samples")
-        self.echo(
-            f"test ({test['samples']} samples, best epoch {progress_state['best_epoch']}): "
-            f"{summary}"
-        )
+        counted = f"{test['samples']} samples, " if "samples" in test else ""
+        self.echo(f"test ({counted}best epoch {progress_state['best_epoch']}): {summary}")
         return metrics
 
 
@@ -550,15 +548,4 @@ def _scalars(values: dict[str, Any]) -> dict[str, float]:
         k: float(v)
         for k, v in values.items()
         if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    }
-
-
-def _info_dict(info: Any) -> dict[str, Any]:
-    return {
-        "name": info.name,
-        "kind": info.kind,
-        "num_classes": info.num_classes,
-        "class_names": list(info.class_names),
-        "vocabulary": list(info.vocabulary) if info.vocabulary else None,
-        "max_length": info.max_length,
     }

@@ -1,4 +1,4 @@
-"""An example zoo plugin: one small MLP classifier for 28x28 digits."""
+"""An example zoo plugin: one small MLP classifier for 28x28 grey digits."""
 
 from torch import Tensor, nn
 
@@ -21,13 +21,15 @@ def tiny_mlp(num_classes: int = 10, hidden: int = 64) -> TinyMLP:
 
 
 @zoo.hookimpl
-def zoo_register_models(registry):
+def zoo_register_models(registry: zoo.hookspecs.ModelRegistrar) -> None:
     registry.register(
         zoo.ModelSpec(
             name="tiny_mlp",
             builder=tiny_mlp,
             task="classification",
-            input=zoo.InputSpec((1, 28, 28), value_range=(0.0, 1.0)),
+            # An image: zoo exports it as a bundle that takes uint8 [B, H, W, 1] images of any
+            # size and resizes and normalises them inside, and trains it on image datasets.
+            input=zoo.InputSpec.image((1, 28, 28), mean=(0.1307,), std=(0.3081,)),
             outputs=(zoo.OutputSpec("logits", (10,)),),
             num_classes=10,
             summary="A two-layer MLP from the zoo-plugin-example package",
