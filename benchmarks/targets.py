@@ -2,7 +2,7 @@
 
 One list of targets, used twice: `benchmarks/test_targets.py` measures the cells they need
 and fails on a missed target (`make bench`), and `python benchmarks/targets.py RUN.json...`
-prints the check of recorded runs as a Markdown table (the README's).
+prints the check of recorded runs as a Markdown table (docs/benchmarks.md's).
 
 The targets are ratios measured within one run on one machine (speed-up over eager, share of
 the fp32 matmul ceiling measured in the same run), so they carry across machines better than
