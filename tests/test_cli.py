@@ -152,6 +152,7 @@ def test_plugins_json_lists_builtins_with_what_they_register() -> None:
         ("formats", ["onnx", "pt2", "aoti", "torchscript"]),
         ("runtimes", ["eager", "compile", "onnxruntime", "onnxruntime-default"]),
         ("tasks", ["classification", "sequence_classification", "block", "vae"]),
+        ("datasets", ["cifar10", "digits", "fashion-mnist", "imagefolder:PATH", "mnist"]),
     ],
 )
 def test_each_kind_of_plugin_object_is_listed_with_its_plugin(

@@ -97,7 +97,7 @@ def test_duplicate_name_names_both_plugins() -> None:
 
 
 def test_register_refuses_non_specs() -> None:
-    with pytest.raises(zoo.InvalidSpecError, match=r"expected a zoo\.ModelSpec, got dict"):
+    with pytest.raises(zoo.InvalidSpecError, match=r"expected a zoo\.ModelSpec instance, got dict"):
         ModelRegistry().register({"name": "x"})  # type: ignore[arg-type]
 
 

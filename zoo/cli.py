@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -573,12 +573,25 @@ def _echo_parity(parity: dict[str, ParityResult]) -> None:
         click.echo(_table(["FORMAT", "INPUT", "OUTPUT", "MAX ABS", "MAX REL", "PARITY"], rows))
 
 
+def _echo_listing(
+    entries: list[dict[str, Any]],
+    as_json: bool,
+    columns: dict[str, Callable[[dict[str, Any]], str]],
+) -> None:
+    """``--json``: the entries; otherwise a table of ``columns`` (heading -> an entry's cell)."""
+    if as_json:
+        _echo_json(entries)
+        return
+    rows = [[cell(entry) for cell in columns.values()] for entry in entries]
+    click.echo(_table(list(columns), rows))
+
+
 @cli.command("formats")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def formats_cmd(as_json: bool) -> None:
     """List the export formats `zoo export --format` accepts, from every plugin."""
     registry = get_plugins().formats
-    entries: list[dict[str, Any]] = [
+    entries = [
         {
             "name": f.name,
             "files": list(f.files),
@@ -591,20 +604,19 @@ def formats_cmd(as_json: bool) -> None:
         }
         for f in registry
     ]
-    if as_json:
-        _echo_json(entries)
-        return
-    rows = [
-        [
-            e["name"],
-            "yes" if e["default"] else "-",
-            ", ".join(e["files"]),
-            e["plugin"],
-            e["description"] if not e["unavailable"] else f"UNAVAILABLE: {e['unavailable']}",
-        ]
-        for e in entries
-    ]
-    click.echo(_table(["FORMAT", "DEFAULT", "FILES", "PLUGIN", "DESCRIPTION"], rows))
+    _echo_listing(
+        entries,
+        as_json,
+        {
+            "FORMAT": lambda e: e["name"],
+            "DEFAULT": lambda e: "yes" if e["default"] else "-",
+            "FILES": lambda e: ", ".join(e["files"]),
+            "PLUGIN": lambda e: e["plugin"],
+            "DESCRIPTION": lambda e: (
+                f"UNAVAILABLE: {e['unavailable']}" if e["unavailable"] else e["description"]
+            ),
+        },
+    )
 
 
 def _csv(value: str, option: str, cast: Any = str) -> tuple[Any, ...]:
@@ -775,7 +787,7 @@ def bench_cmd(
 def runtimes_cmd(as_json: bool) -> None:
     """List the runtimes `zoo bench --runtime` accepts, from every plugin."""
     registry = get_plugins().runtimes
-    entries: list[dict[str, Any]] = [
+    entries = [
         {
             "name": r.name,
             "format": r.format,
@@ -787,14 +799,17 @@ def runtimes_cmd(as_json: bool) -> None:
         }
         for r in registry
     ]
-    if as_json:
-        _echo_json(entries)
-        return
-    rows = [
-        [e["name"], e["format"] or "-", ",".join(e["devices"]), e["plugin"], e["description"]]
-        for e in entries
-    ]
-    click.echo(_table(["RUNTIME", "FORMAT", "DEVICES", "PLUGIN", "DESCRIPTION"], rows))
+    _echo_listing(
+        entries,
+        as_json,
+        {
+            "RUNTIME": lambda e: e["name"],
+            "FORMAT": lambda e: e["format"] or "-",
+            "DEVICES": lambda e: ",".join(e["devices"]),
+            "PLUGIN": lambda e: e["plugin"],
+            "DESCRIPTION": lambda e: e["description"],
+        },
+    )
 
 
 @cli.command("tasks")
@@ -802,7 +817,7 @@ def runtimes_cmd(as_json: bool) -> None:
 def tasks_cmd(as_json: bool) -> None:
     """List the training tasks models can name, from every plugin, with their options."""
     registry = get_plugins().tasks
-    entries: list[dict[str, Any]] = [
+    entries = [
         {
             "name": t.name,
             "metrics": dict(t.metrics),
@@ -813,28 +828,43 @@ def tasks_cmd(as_json: bool) -> None:
         }
         for t in registry
     ]
-    if as_json:
-        _echo_json(entries)
-        return
-    rows = [
-        [
-            e["name"],
-            f"val_{e['monitor']}",
-            ", ".join(f"{k}={v!r}" for k, v in e["options"].items()) or "-",
-            e["plugin"],
-            e["description"],
-        ]
-        for e in entries
-    ]
-    click.echo(_table(["TASK", "MONITOR", "OPTIONS", "PLUGIN", "DESCRIPTION"], rows))
+    _echo_listing(
+        entries,
+        as_json,
+        {
+            "TASK": lambda e: e["name"],
+            "MONITOR": lambda e: f"val_{e['monitor']}",
+            "OPTIONS": lambda e: ", ".join(f"{k}={v!r}" for k, v in e["options"].items()) or "-",
+            "PLUGIN": lambda e: e["plugin"],
+            "DESCRIPTION": lambda e: e["description"],
+        },
+    )
 
 
 @cli.command("datasets")
-def datasets_cmd() -> None:
-    """List the datasets `zoo train --data` accepts."""
-    from zoo.data import list_datasets  # here: the loaders import torch
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def datasets_cmd(as_json: bool) -> None:
+    """List the datasets `zoo train --data` accepts, from every plugin."""
+    from zoo.data import default_dataset_registry  # here: the loaders import torch
 
-    click.echo(_table(["DATASET", "DESCRIPTION"], [list(row) for row in list_datasets()]))
+    entries = [
+        {
+            "name": e.display_name,
+            "kind": e.kind,
+            "plugin": e.plugin,
+            "description": e.description,
+        }
+        for e in default_dataset_registry()
+    ]
+    _echo_listing(
+        entries,
+        as_json,
+        {
+            "DATASET": lambda e: e["name"],
+            "PLUGIN": lambda e: e["plugin"],
+            "DESCRIPTION": lambda e: e["description"],
+        },
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

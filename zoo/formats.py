@@ -131,13 +131,9 @@ class FormatRegistry(Registry[Format]):
     """Format names -> :class:`Format` objects, in registration order (built-ins first)."""
 
     def __init__(self) -> None:
-        super().__init__("format", unknown=UnknownFormatError)
+        super().__init__("format", expected=Format, unknown=UnknownFormatError)
 
     def check(self, obj: Format) -> str:
-        if not isinstance(obj, Format):
-            raise InvalidSpecError(
-                f"expected a zoo.Format instance, got {type(obj).__name__}: {obj!r:.80}"
-            )
         name = super().check(obj)
         files = getattr(obj, "files", None)
         if not isinstance(files, tuple) or not files or not all(map(is_plain_name, files)):

@@ -336,11 +336,14 @@ class Registry(Generic[T]):
         self,
         kind: str,
         *,
+        expected: type | None = None,
         unknown: type[UnknownNameError] = UnknownNameError,
         duplicate: type[DuplicateNameError] = DuplicateNameError,
     ) -> None:
         #: What the objects are, in messages: ``"format"``, ``"runtime"``...
         self.kind = kind
+        #: The class every registered object must be an instance of (None: any).
+        self._expected = expected
         self._unknown = unknown
         self._duplicate = duplicate
         #: name -> the registered object
@@ -351,8 +354,13 @@ class Registry(Generic[T]):
     def check(self, obj: T) -> str:
         """The name of ``obj`` if it may be registered; raises InvalidSpecError otherwise.
 
-        Subclasses check the kind (a Format, a Runtime...) and call this for the name.
+        Subclasses add the checks of their kind and call this first.
         """
+        if self._expected is not None and not isinstance(obj, self._expected):
+            raise InvalidSpecError(
+                f"expected a zoo.{self._expected.__name__} instance, got "
+                f"{type(obj).__name__}: {obj!r:.80}"
+            )
         name = getattr(obj, "name", None)
         check_name(name, self.kind)
         assert isinstance(name, str)
@@ -404,14 +412,9 @@ class ModelRegistry(Registry[ModelSpec]):
     """Maps model names to specs; ``spec.plugin`` names the plugin that registered each."""
 
     def __init__(self) -> None:
-        super().__init__("model", unknown=UnknownModelError, duplicate=DuplicateModelError)
-
-    def check(self, obj: ModelSpec) -> str:
-        if not isinstance(obj, ModelSpec):
-            raise InvalidSpecError(
-                f"expected a zoo.ModelSpec, got {type(obj).__name__}: {obj!r:.80}"
-            )
-        return obj.name
+        super().__init__(
+            "model", expected=ModelSpec, unknown=UnknownModelError, duplicate=DuplicateModelError
+        )
 
     def check_free(self, obj: ModelSpec, *, plugin: str = "") -> None:
         super().check_free(obj, plugin=plugin or obj.plugin)

@@ -124,13 +124,9 @@ class RuntimeRegistry(Registry[Runtime]):
     """Runtime names -> :class:`Runtime` objects, in registration order (built-ins first)."""
 
     def __init__(self) -> None:
-        super().__init__("runtime", unknown=UnknownRuntimeError)
+        super().__init__("runtime", expected=Runtime, unknown=UnknownRuntimeError)
 
     def check(self, obj: Runtime) -> str:
-        if not isinstance(obj, Runtime):
-            raise InvalidSpecError(
-                f"expected a zoo.Runtime instance, got {type(obj).__name__}: {obj!r:.80}"
-            )
         name = super().check(obj)
         if obj.reference and any(r.reference and r.name != name for r in self):
             raise InvalidSpecError(f"runtime {name!r}: only one runtime can be the reference")
