@@ -71,6 +71,8 @@ PLUGINS = {
     """,
     # Registration succeeds: the object fails when it is used, and only that work fails.
     "zoo_test_raising_objects": """
+        import os
+
         import zoo
 
         class Raising(zoo.Format):
@@ -92,13 +94,37 @@ PLUGINS = {
             def load(self, source, device, threads):
                 raise RuntimeError("cannot load today")
 
+        class Crashing(zoo.Format):
+            # Writes its artifact, then kills the process that loads it (native code gone
+            # wrong): isolated, so only its gate's child process dies.
+
+            name = "crashing"
+            files = ("model.crash",)
+            isolated = True
+
+            def export(self, request):
+                request.path(self.files[0]).write_bytes(b"not a model")
+                return {}
+
+            def load(self, directory, variant=""):
+                os.abort()
+
+        class Aborting(zoo.Runtime):
+            name = "aborting"
+            format = None
+
+            def load(self, source, device, threads):
+                os.abort()
+
         @zoo.hookimpl
         def zoo_register_formats(registry):
             registry.register(Raising())
+            registry.register(Crashing())
 
         @zoo.hookimpl
         def zoo_register_runtimes(registry):
             registry.register(Unloadable())
+            registry.register(Aborting())
     """,
 }
 
@@ -142,7 +168,8 @@ def test_broken_registrations_are_recorded_and_skipped_whole(site: Path) -> None
         assert f"plugin {name!r} (zoo-broken-kinds 0.0.1) failed and was skipped" in listed.stderr
     assert records["raising_objects"]["status"] == "loaded"
     table = run_zoo("plugins", path=site).stdout
-    assert "raising_objects  loaded" in table and "formats raising; runtimes unloadable" in table
+    assert "raising_objects  loaded" in table
+    assert "formats raising, crashing; runtimes unloadable, aborting" in table
     assert "\ndup_format (zoo_test_dup_format) failed: DuplicateNameError" in table
     # zoo's own formats, runtimes and tasks are all still there.
     assert [f["name"] for f in json.loads(run_zoo("formats", "--json", path=site).stdout)] == [
@@ -151,30 +178,39 @@ def test_broken_registrations_are_recorded_and_skipped_whole(site: Path) -> None
         "aoti",
         "torchscript",
         "raising",
+        "crashing",
     ]
     strict = run_zoo("list", path=site, ZOO_STRICT_PLUGINS="1")
     assert strict.returncode == 1 and "ZOO_STRICT_PLUGINS=1" in strict.stderr
 
 
-def test_a_format_whose_export_raises_fails_alone(site: Path, tmp_path: Path) -> None:
+def test_a_format_whose_export_raises_or_whose_runtime_crashes_fails_alone(
+    site: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "x"
-    done = run_zoo("export", "lenet", "--format", "onnx,raising", "--out", str(out), path=site)
+    done = run_zoo(
+        "export", "lenet", "--format", "onnx,raising,crashing", "--out", str(out), path=site
+    )
     assert done.returncode == 1
     assert "zoo: raising: failed: RuntimeError: the exporter crashed" in done.stderr
+    assert "zoo: crashing: failed: the crashing runtime crashed (killed by SIGABRT)" in (
+        done.stderr
+    )
     assert "Traceback" not in done.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["formats"]["onnx"]["status"] == "ok"
     assert manifest["formats"]["raising"]["status"] == "failed"
-    assert not (out / "model.raise").exists()
+    assert manifest["formats"]["crashing"]["status"] == "failed"
+    assert not (out / "model.raise").exists() and not (out / "model.crash").exists()
 
 
-def test_a_runtime_whose_load_raises_is_a_failed_row(site: Path, tmp_path: Path) -> None:
+def test_a_runtime_whose_load_raises_or_crashes_is_a_failed_row(site: Path, tmp_path: Path) -> None:
     out = tmp_path / "run.json"
     done = run_zoo(
         "bench",
         "lenet",
         "--runtime",
-        "eager,unloadable",
+        "eager,unloadable,aborting",
         "--batch",
         "1",
         "--min-time",
@@ -193,3 +229,5 @@ def test_a_runtime_whose_load_raises_is_a_failed_row(site: Path, tmp_path: Path)
     assert rows["eager"].status == "ok"
     assert rows["unloadable"].status == "failed"
     assert rows["unloadable"].reason == "RuntimeError: cannot load today"
+    assert rows["aborting"].status == "failed"
+    assert rows["aborting"].reason.startswith("crashed (killed by SIGABRT)")

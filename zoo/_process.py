@@ -1,11 +1,49 @@
-"""Child processes: how zoo reports one that died (the parity gate of a native artifact, a
-benchmark worker)."""
+"""Child processes: zoo runs code that may crash the process that runs it (the parity gate of
+a native artifact, a benchmark worker) in a child, reads its result as the last line of its
+output, and says in one line how it died when it did."""
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-__all__ = ["crash_reason"]
+__all__ = ["ChildFailed", "crash_reason", "run_json_child"]
+
+
+class ChildFailed(RuntimeError):
+    """A child process died, timed out, or printed no result; the message says which."""
+
+
+def run_json_child(
+    command: Sequence[str],
+    *,
+    timeout: float,
+    input: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Any:
+    """Run ``command`` and return the JSON value of the last line it printed; ChildFailed
+    with the reason if it did not finish in ``timeout`` seconds, failed, or printed no JSON."""
+    try:
+        child = subprocess.run(
+            list(command),
+            input=input,
+            capture_output=True,
+            text=True,
+            env=dict(env) if env is not None else None,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        raise ChildFailed(f"did not finish in {timeout:.0f} s") from None
+    lines = child.stdout.strip().splitlines()
+    if child.returncode != 0 or not lines:
+        raise ChildFailed(crash_reason(child.returncode, child.stderr))
+    try:
+        return json.loads(lines[-1])
+    except ValueError:
+        raise ChildFailed(f"printed no result: {lines[-1][:200]}") from None
 
 
 def crash_reason(returncode: int, stderr: str) -> str:

@@ -26,7 +26,7 @@ import psutil
 import torch
 
 from zoo._pluginmanager import get_plugins
-from zoo._process import crash_reason
+from zoo._process import ChildFailed, run_json_child
 from zoo._version import __version__
 from zoo.bench.results import BenchRun, Latency, Row
 from zoo.bench.timing import TimingPolicy, harness_overhead_ns
@@ -192,21 +192,12 @@ def _spawn(job: Job | CeilingJob, timeout: float) -> dict[str, Any]:
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env[var] = str(job.threads)
+    command = [sys.executable, "-m", "zoo.bench.worker"]
     try:
-        child = subprocess.run(
-            [sys.executable, "-m", "zoo.bench.worker"],
-            input=json.dumps(job.to_json()),
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        return {"status": "failed", "reason": f"did not finish in {timeout:.0f} s"}
-    if child.returncode != 0 or not child.stdout.strip():
-        return {"status": "failed", "reason": crash_reason(child.returncode, child.stderr)}
-    result: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
-    return result
+        result = run_json_child(command, input=json.dumps(job.to_json()), env=env, timeout=timeout)
+    except ChildFailed as exc:
+        return {"status": "failed", "reason": str(exc)}
+    return result if isinstance(result, dict) else {"status": "failed", "reason": "no result"}
 
 
 #: The CPU flags that decide which kernels run (vector width, fused multiply-add, bf16/int8

@@ -11,7 +11,6 @@ or its checkpoint. A format marked ``isolated`` is checked in a child process
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,7 +25,7 @@ from torch import Tensor
 from zoo import _json as js
 from zoo._io import atomic_path
 from zoo._pluginmanager import get_plugins
-from zoo._process import crash_reason
+from zoo._process import ChildFailed, run_json_child
 from zoo.formats import Format, Runner
 from zoo.registry import InputSpec
 
@@ -303,12 +302,9 @@ def _gate_in_child(
     command = [sys.executable, "-m", "zoo.export.gates", fmt.name, str(directory)]
     command += [json.dumps(list(names)), repr(atol), repr(rtol)]
     try:
-        child = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise RuntimeCrash(f"the {fmt.name} runtime did not finish in {timeout:.0f} s") from None
-    if child.returncode != 0:
-        raise RuntimeCrash(f"the {fmt.name} runtime {crash_reason(child.returncode, child.stderr)}")
-    return ParityResult.from_json(json.loads(child.stdout.splitlines()[-1]))
+        return ParityResult.from_json(run_json_child(command, timeout=timeout))
+    except ChildFailed as exc:
+        raise RuntimeCrash(f"the {fmt.name} runtime {exc}") from None
 
 
 def _main(argv: Sequence[str]) -> None:
