@@ -38,6 +38,7 @@ __all__ = [
     "Source",
     "cuda_present",
     "to_device",
+    "torch_session",
     "torch_sync",
 ]
 
@@ -160,3 +161,9 @@ def to_device(device: str) -> Callable[[torch.Tensor], torch.Tensor]:
         return x.to(device).contiguous()
 
     return prepare
+
+
+def torch_session(module: Callable[[torch.Tensor], Any], device: str) -> Session:
+    """The session of a runtime that calls a PyTorch callable (a module, a compiled or loaded
+    program): the input moved to ``device`` beforehand, a device synchronisation after."""
+    return Session(prepare=to_device(device), run=module, sync=torch_sync(device))

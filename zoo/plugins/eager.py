@@ -4,7 +4,7 @@ speed-up is measured against) and ``torch.compile`` of it."""
 from __future__ import annotations
 
 from zoo.hookspecs import RuntimeRegistrar, hookimpl
-from zoo.runtimes import Runtime, Session, Source, to_device, torch_sync
+from zoo.runtimes import Runtime, Session, Source, torch_session
 
 __all__ = ["Compile", "Eager"]
 
@@ -16,7 +16,7 @@ class Eager(Runtime):
 
     def load(self, source: Source, device: str, threads: int) -> Session:
         module = source.module().to(device).eval()
-        return Session(prepare=to_device(device), run=module, sync=torch_sync(device))
+        return torch_session(module, device)
 
 
 class Compile(Runtime):
@@ -31,7 +31,7 @@ class Compile(Runtime):
         torch._dynamo.config.allow_rnn = True
         module = source.module().to(device).eval()
         compiled = torch.compile(module, dynamic=False)
-        return Session(prepare=to_device(device), run=compiled, sync=torch_sync(device))
+        return torch_session(compiled, device)
 
 
 @hookimpl

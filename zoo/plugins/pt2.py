@@ -29,7 +29,7 @@ from zoo.formats import (
 )
 from zoo.hookspecs import FormatRegistrar, RuntimeRegistrar, hookimpl
 from zoo.registry import InputSpec
-from zoo.runtimes import Runtime, Session, Source, to_device, torch_sync
+from zoo.runtimes import Runtime, Session, Source, torch_session
 
 __all__ = [
     "AotiFormat",
@@ -182,7 +182,7 @@ class Pt2Runtime(Runtime):
             # Moves parameters, buffers and constants baked into the graph (device= args).
             program = move_to_device_pass(program, device)
         module = program.module()
-        return Session(prepare=to_device(device), run=module, sync=torch_sync(device))
+        return torch_session(module, device)
 
 
 class AotiRuntime(Runtime):
@@ -195,7 +195,7 @@ class AotiRuntime(Runtime):
         path = source.artifact(self.format)
         assert path is not None
         module = load_aoti(path)
-        return Session(prepare=to_device(device), run=module, sync=torch_sync(device))
+        return torch_session(module, device)
 
 
 @hookimpl

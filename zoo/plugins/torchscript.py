@@ -19,7 +19,7 @@ from torch import nn
 
 from zoo.formats import ExportRequest, Format, Runner, torch_runner
 from zoo.hookspecs import FormatRegistrar, RuntimeRegistrar, hookimpl
-from zoo.runtimes import Runtime, Session, Source, to_device, torch_sync
+from zoo.runtimes import Runtime, Session, Source, torch_session
 
 __all__ = [
     "TorchScriptFormat",
@@ -136,7 +136,7 @@ class TorchScriptRuntime(Runtime):
         path = source.artifact(self.format)
         assert path is not None
         module = optimize(load(path, map_location=device))
-        return Session(prepare=to_device(device), run=module, sync=torch_sync(device))
+        return torch_session(module, device)
 
 
 @hookimpl
