@@ -28,6 +28,7 @@ from zoo._pluginmanager import get_plugins
 from zoo.bench.runner import BenchSettings, _export_dir, formats_for
 from zoo.bench.timing import harness_overhead_ns
 from zoo.bench.worker import _inputs, _source
+from zoo.export.manifest import read_manifest
 
 
 def _env_list(name: str, default: list[str]) -> list[str]:
@@ -64,14 +65,15 @@ def test_latency(
 ) -> None:
     threads = THREADS or torch.get_num_threads()
     torch.set_num_threads(threads)
-    source = _source(exports[model])
+    manifest = read_manifest(exports[model])
+    source = _source(exports[model], manifest)
     adapter = get_plugins().runtimes.get(runtime)
     why = adapter.unavailable(source, "cpu")
     if why:
         pytest.skip(why)  # reported as skipped with the reason, as zoo bench does
     with torch.inference_mode():
         session = adapter.load(source, "cpu", threads)
-        prepared = session.prepare(_inputs(exports[model], (batch,), 0)[batch])
+        prepared = session.prepare(_inputs(manifest, (batch,), 0)[batch])
         run, sync = session.run, session.sync
 
         def call() -> None:

@@ -30,6 +30,7 @@ from zoo.registry import InputSpec
 if TYPE_CHECKING:
     import torch
 
+    from zoo.export.manifest import Manifest
     from zoo.runtimes import Source
 
 __all__ = ["CeilingJob", "CeilingResult", "Job", "JobResult", "run_job"]
@@ -180,17 +181,15 @@ def _page_faults() -> int:
     return int(usage.ru_minflt + usage.ru_majflt)
 
 
-def _source(directory: Path) -> Source:
+def _source(directory: Path, manifest: Manifest) -> Source:
     """The export as a runtime sees it; eager and torch.compile rebuild its module with the
     weights the export saved, so every runtime times the same model."""
     from safetensors.torch import load_file
 
     from zoo._pluginmanager import get_plugins
     from zoo.export.bundle import make_bundle
-    from zoo.export.manifest import WEIGHTS, read_manifest
+    from zoo.export.manifest import WEIGHTS
     from zoo.runtimes import Source
-
-    manifest = read_manifest(directory)
 
     def build_module() -> torch.nn.Module:
         spec = get_plugins().models.get(manifest.model)
@@ -214,11 +213,9 @@ def _source(directory: Path) -> Source:
     )
 
 
-def _inputs(directory: Path, batches: tuple[int, ...], seed: int) -> dict[int, torch.Tensor]:
+def _inputs(manifest: Manifest, batches: tuple[int, ...], seed: int) -> dict[int, torch.Tensor]:
     """The same seeded input tensors for every runtime, one per batch size."""
-    from zoo.export.manifest import read_manifest
-
-    entry = read_manifest(directory).inputs[0]
+    entry = manifest.inputs[0]
     spec = InputSpec(
         entry.shape,
         dtype=entry.dtype,
@@ -235,11 +232,13 @@ def run_job(job: Job) -> JobResult:
 
     torch.set_num_threads(job.threads)
     from zoo._pluginmanager import get_plugins
+    from zoo.export.manifest import read_manifest
 
     runtime = get_plugins().runtimes.get(job.runtime)
     directory = Path(job.artifacts)
-    source = _source(directory)
-    inputs = _inputs(directory, job.batches, job.seed)
+    manifest = read_manifest(directory)  # checked against its files by the parent
+    source = _source(directory, manifest)
+    inputs = _inputs(manifest, job.batches, job.seed)
     import_s = time.perf_counter() - started
 
     batches: dict[int, BatchTimes] = {}
