@@ -75,13 +75,20 @@ def bundle_input_spec(spec: ModelSpec, *, raw: bool) -> InputSpec:
 
 
 def bundle_outputs(
-    spec: ModelSpec, *, postprocess: str = "none", top_k: int = 5
+    spec: ModelSpec,
+    *,
+    postprocess: str = "none",
+    top_k: int = 5,
+    model_outputs: tuple[OutputSpec, ...] | None = None,
 ) -> tuple[OutputSpec, ...]:
+    """The bundle's outputs: the model's (``model_outputs`` as observed, else the spec's),
+    or what the postprocessing makes of them."""
+    outputs = model_outputs if model_outputs is not None else spec.outputs
     if postprocess == "softmax":
-        return (OutputSpec("probabilities", spec.outputs[0].shape),)
+        return (OutputSpec("probabilities", outputs[0].shape),)
     if postprocess == "topk":
         return (OutputSpec("scores", (top_k,)), OutputSpec("indices", (top_k,), dtype="int64"))
-    return spec.outputs
+    return outputs
 
 
 def make_bundle(
@@ -91,8 +98,13 @@ def make_bundle(
     raw: bool = False,
     postprocess: str = "none",
     top_k: int = 5,
+    model_outputs: tuple[OutputSpec, ...] | None = None,
 ) -> tuple[Bundle, InputSpec, tuple[OutputSpec, ...]]:
     """The eval-mode module to export, its input spec and its outputs.
+
+    ``model_outputs``: the model's outputs as :func:`zoo.spec_check.check_outputs` observed
+    them (a model built with other options than the spec's defaults may have other shapes);
+    default: the spec's.
 
     ``postprocess``: ``"none"``, ``"softmax"`` (class probabilities) or ``"topk"`` (the
     ``top_k`` best probabilities and their class indices); the last two need a classifier.
@@ -106,7 +118,7 @@ def make_bundle(
                 f"--postprocess {postprocess} needs a classifier (one output of class scores); "
                 f"{spec.name} is a {spec.task} model"
             )
-        classes = spec.outputs[0].shape[-1]
+        classes = (model_outputs or spec.outputs)[0].shape[-1]
         if postprocess == "topk" and not 1 <= top_k <= classes:
             raise UsageError(
                 f"--top-k {top_k}: {spec.name} has {classes} classes; choose 1 to {classes}"
@@ -122,7 +134,9 @@ def make_bundle(
     bundle.eval()
     for parameter in bundle.parameters():
         parameter.requires_grad_(False)
-    outputs = bundle_outputs(spec, postprocess=postprocess, top_k=top_k)
+    outputs = bundle_outputs(
+        spec, postprocess=postprocess, top_k=top_k, model_outputs=model_outputs
+    )
     return bundle, bundle_input_spec(spec, raw=raw), outputs
 
 

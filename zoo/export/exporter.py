@@ -49,6 +49,7 @@ from zoo.export.manifest import (
     verify_files,
 )
 from zoo.formats import ExportRequest, Format
+from zoo.spec_check import check_outputs
 from zoo.transforms import describe_transform
 
 __all__ = ["ExportReport", "check_export", "export_model", "resolve_formats"]
@@ -131,8 +132,9 @@ def export_model(
     model = spec.build(**args).eval()
     if ckpt is not None:
         ckpt.load_into(model, name)
+    model_outputs = check_outputs(spec, model, args)  # before any work: the manifest says these
     bundle, input_spec, outputs = make_bundle(
-        spec, model, raw=raw, postprocess=postprocess, top_k=top_k
+        spec, model, raw=raw, postprocess=postprocess, top_k=top_k, model_outputs=model_outputs
     )
     output_names = tuple(o.name for o in outputs)
     example = input_spec.example(2)  # batch 2: a batch of 1 gets specialised (pitfalls)

@@ -31,6 +31,7 @@ from zoo.datasets import DatasetInfo, DataSplits
 from zoo.errors import UnknownTaskError, UsageError, ZooError
 from zoo.plugins._common import freeze_first
 from zoo.registry import ModelSpec
+from zoo.spec_check import check_outputs
 from zoo.tasks import Task, TaskRun
 from zoo.train.batches import Batches
 from zoo.train.config import TrainConfig
@@ -219,6 +220,10 @@ class Trainer:
         if cfg.freeze and "freeze" not in spec.builder_parameters():
             freeze_first(model, cfg.freeze)
         model.to(device)
+        # Before any work, the model's real outputs against its spec: a model that returns
+        # [B, 7] under a spec of 10 classes would otherwise fail deep inside the loss.
+        probe = Batches(splits.val, 2, shuffle=False, collate_fn=splits.collate_fn)
+        check_outputs(spec, model, model_args, next(iter(probe.epoch(0)))[0].to(device))
         optimizer = build_optimizer(model, cfg)
         scheduler = build_scheduler(optimizer, replace(cfg, monitor=self._monitor()))
         use_amp = cfg.amp and device.type == "cuda"
