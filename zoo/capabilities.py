@@ -154,27 +154,34 @@ def write_record(record: Mapping[str, Any], path: Path = RECORD) -> None:
     atomic_write_json(path, {**record, "format_version": RECORD_VERSION})
 
 
-_RECORD: dict[str, Any] | None = None
+_RECORDS: dict[Path, dict[str, Any]] = {}
 
 
-def recorded(name: str) -> Capabilities:
-    """The measured capabilities of built-in model ``name``; not measured where the record
-    has nothing (a new model, before ``make capabilities``)."""
-    global _RECORD
-    if _RECORD is None:
-        _RECORD = read_record()
+def recorded(name: str, record: str | Path = RECORD) -> Capabilities:
+    """The measured capabilities of model ``name`` in ``record`` (default: zoo's own, for the
+    built-in models); not measured where the record has nothing (a new model, before
+    ``make capabilities``).
+
+    A plugin ships the record ``zoo check-plugin DIST --record FILE`` writes beside its
+    module and reads it in its spec: ``capabilities=recorded("my_model", HERE / "caps.json")``.
+    """
+    path = Path(record).resolve()
+    if path not in _RECORDS:
+        _RECORDS[path] = read_record(path)
+    data = _RECORDS[path]
     outcomes = {
-        fmt: CapabilityOutcome.from_json(data)
-        for fmt, data in _RECORD["models"].get(name, {}).items()
+        fmt: CapabilityOutcome.from_json(outcome)
+        for fmt, outcome in data["models"].get(name, {}).items()
     }
     if not outcomes:
         return Capabilities()
-    versions = _RECORD.get("measured_with", {})
+    versions = data.get("measured_with", {})
     order = sorted(versions, key=lambda k: (k not in ("zoo", "torch"), k != "zoo", k))
     by = ", ".join(f"{k} {versions[k]}" for k in order)
+    how = "zoo export" if path == RECORD else "zoo check-plugin"
     return Capabilities(
         formats=outcomes,
         # The parity gate runs batch sizes 1 and 3 on a graph exported at batch 2.
         dynamic_batch=any(o.works for o in outcomes.values()),
-        measured=f"zoo export ({by})" if by else "zoo export",
+        measured=f"{how} ({by})" if by else how,
     )

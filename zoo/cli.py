@@ -782,6 +782,60 @@ def bench_cmd(
         click.echo(f"no regression beyond {threshold:.0%} in {shared} cells against {baseline}")
 
 
+@cli.command("check-plugin")
+@click.argument("target", metavar="PLUGIN|DISTRIBUTION")
+@click.option(
+    "--format",
+    "formats",
+    default=None,
+    help="Comma-separated formats to export its models to (default: every registered one).",
+)
+@click.option(
+    "--record",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the measured capabilities of its models to this JSON file (a spec reads it "
+    "with zoo.capabilities.recorded).",
+)
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the exports and checkpoints in this directory (default: a temporary one).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def check_plugin_cmd(
+    target: str, formats: str | None, record: Path | None, keep: Path | None, as_json: bool
+) -> None:
+    """Check that a plugin works with everything zoo does: the conformance kit.
+
+    Every model, format, runtime, task and dataset that PLUGIN (an entry-point name, or every
+    plugin of DISTRIBUTION) registers goes through what `zoo train`, `zoo export` and `zoo
+    bench` do with it: spec and real outputs, a training step, deterministic eval, a
+    checkpoint round trip, export to every format with the parity gate, dynamic batch; a
+    format, runtime, task or dataset against a built-in model. One line per check (pass, fail
+    or skip, with the reason); exit 1 if any check fails.
+    """
+    from zoo.conformance.kit import check_plugin, describe_result  # here: imports torch
+
+    wanted = _csv(formats, "--format") if formats is not None else None
+    if wanted == ():
+        raise click.BadParameter("give at least one format", param_hint="--format")
+    report = check_plugin(
+        target,
+        formats=wanted,
+        workdir=keep,
+        echo=None if as_json else lambda result: click.echo(describe_result(result)),
+    )
+    wrote = record is not None and bool(report.capabilities)
+    if record is not None and report.capabilities:
+        report.write_record(record)
+    if as_json:
+        _echo_json(report.to_json())
+    else:
+        click.echo(report.verdict() + (f"; wrote {record}" if wrote else ""))
+    if not report.ok:
+        sys.exit(1)
+
+
 @cli.command("runtimes")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def runtimes_cmd(as_json: bool) -> None:

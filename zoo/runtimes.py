@@ -82,6 +82,11 @@ class Session:
     sync: Callable[[], None] = lambda: None
     #: Called once after the last timed call (frees threads and memory).
     close: Callable[[], None] = lambda: None
+    #: Turns what ``run`` returned into the outputs (arrays or tensors, in the export's output
+    #: order), outside the timed region: for runtimes whose ``run`` leaves them in bound
+    #: buffers. None: ``run`` returns the outputs itself. The conformance kit compares them
+    #: with eager PyTorch.
+    fetch: Callable[[Any], Any] | None = None
 
 
 class Runtime(ABC):

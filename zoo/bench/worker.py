@@ -181,7 +181,7 @@ def _page_faults() -> int:
     return int(usage.ru_minflt + usage.ru_majflt)
 
 
-def _source(directory: Path, manifest: Manifest) -> Source:
+def source_of(directory: Path, manifest: Manifest) -> Source:
     """The export as a runtime sees it; eager and torch.compile rebuild its module with the
     weights the export saved, so every runtime times the same model."""
     from safetensors.torch import load_file
@@ -213,7 +213,7 @@ def _source(directory: Path, manifest: Manifest) -> Source:
     )
 
 
-def _inputs(manifest: Manifest, batches: tuple[int, ...], seed: int) -> dict[int, torch.Tensor]:
+def inputs_of(manifest: Manifest, batches: tuple[int, ...], seed: int) -> dict[int, torch.Tensor]:
     """The same seeded input tensors for every runtime, one per batch size."""
     entry = manifest.inputs[0]
     spec = InputSpec(
@@ -237,8 +237,8 @@ def run_job(job: Job) -> JobResult:
     runtime = get_plugins().runtimes.get(job.runtime)
     directory = Path(job.artifacts)
     manifest = read_manifest(directory)  # checked against its files by the parent
-    source = _source(directory, manifest)
-    inputs = _inputs(manifest, job.batches, job.seed)
+    source = source_of(directory, manifest)
+    inputs = inputs_of(manifest, job.batches, job.seed)
     import_s = time.perf_counter() - started
 
     batches: dict[int, BatchTimes] = {}

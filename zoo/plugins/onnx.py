@@ -225,7 +225,12 @@ class OnnxRuntime(Runtime):
 
         # On the CPU the outputs are ready when run_with_iobinding returns: no sync call.
         sync = binding.synchronize_outputs if device != "cpu" else (lambda: None)
-        return Session(prepare=prepare, run=run, sync=sync)
+        return Session(
+            prepare=prepare,
+            run=run,
+            sync=sync,
+            fetch=lambda _: binding.copy_outputs_to_cpu(),
+        )
 
 
 class OnnxRuntimeDefault(OnnxRuntime):

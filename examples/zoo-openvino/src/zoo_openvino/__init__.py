@@ -148,7 +148,10 @@ class OpenVINORuntime(zoo.Runtime):
         def run(tensor: Any) -> None:
             request.infer()
 
-        return zoo.Session(prepare=prepare, run=run)
+        def fetch(_: Any) -> list[np.ndarray]:  # the outputs, copied out of the request
+            return [np.array(t.data) for t in request.output_tensors]
+
+        return zoo.Session(prepare=prepare, run=run, fetch=fetch)
 
 
 @zoo.hookimpl
