@@ -541,6 +541,18 @@ def test_isolated_loading_finds_the_plugins_that_kill_or_hang_the_interpreter(
     assert hung.returncode == 1
     assert re.search(r"\nhangs +hung +zoo-fatal ", hung.stdout)
     assert "\nhangs (zoo_test_hangs) hung: did not finish in 2 s\n" in hung.stdout
+    strict = run_zoo(
+        "plugins",
+        "--isolated",
+        "--json",
+        path=fatal,
+        ZOO_DISABLE_PLUGINS="zoo,exits,interrupts,killed,hangs,noisy",
+        ZOO_STRICT_PLUGINS="1",
+    )
+    assert strict.returncode == 1 and "empty (failed)" in strict.stderr
+    (empty,) = [r for r in json.loads(strict.stdout) if r["name"] == "empty"]
+    assert (empty["status"], empty["warning"]) == ("failed", None)
+    assert empty["error"].startswith("registers nothing: it defines no zoo hook (a function")
     refused = run_zoo("plugins", "--isolated", "--timeout", "nan", path=fatal)
     assert refused.returncode == 2 and "--timeout" in refused.stderr
     # In-process, the first of them ends zoo with nothing said: why --isolated exists...

@@ -423,3 +423,48 @@ def test_a_dataset_with_fields_of_the_wrong_type_is_refused(
     manager = _plugins(Garbage())
     assert manager.records[0].error == f"InvalidSpecError: {error}"
     assert len(manager.datasets) == 0
+
+
+class HostileDir:
+    def __dir__(self):
+        raise SystemExit("no dir for you")
+
+
+class HostileAttributes:
+    def __dir__(self):
+        return ["zoo_register_models"]
+
+    def __getattr__(self, name):
+        raise KeyboardInterrupt(f"no {name} for you")
+
+
+class HostileEquality:
+    @zoo.hookimpl
+    def zoo_register_models(self, registry):
+        raise AssertionError("never called: pluggy compares it first")
+
+    def __eq__(self, other):
+        raise RuntimeError("cannot compare")
+
+    __hash__ = object.__hash__
+
+
+@pytest.mark.parametrize(
+    ("plugins", "error"),
+    [
+        ((HostileDir(), GoodPlugin()), "SystemExit: no dir for you"),
+        ((HostileAttributes(), GoodPlugin()), "KeyboardInterrupt: no zoo_register_models for you"),
+        # Alone: pluggy cannot unregister it (it compares plugins with ==), and a plugin loaded
+        # after it would fail the same way: zoo's own load first.
+        ((HostileEquality(),), "RuntimeError: cannot compare"),
+    ],
+    ids=["dir", "getattr", "eq"],
+)
+def test_a_plugin_object_that_breaks_introspection_fails_alone(
+    plugins: tuple[object, ...], error: str
+) -> None:
+    manager = _plugins(*plugins)
+    broken, *good = manager.records
+    assert (broken.status, broken.error) == ("failed", error)
+    assert [r.status for r in good] == ["loaded"] * len(good)
+    assert manager.models.list() == (["good_a", "good_b"] if good else [])

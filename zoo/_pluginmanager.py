@@ -325,12 +325,14 @@ class ZooPlugins:
                 self._call_hooks(plugin, record)
             except BaseException as exc:
                 watch.reraise_if_interrupted(exc)
-                self.pm.unregister(plugin)
+                # pluggy compares plugins with ==, which a plugin's own __eq__ may break.
+                with contextlib.suppress(Exception):
+                    self.pm.unregister(plugin)
                 self._fail(record, _describe(exc), exc)
                 return
         watch.raise_if_swallowed()
-        if not set(record.hooks) & set(_HOOKS):  # an optional hook of another name is none
-            self._empty(record, plugin)
+        if record.warning is not None:
+            self._empty(record)
         self.records.append(record)
 
     def _call_hooks(self, plugin: object, record: PluginRecord) -> None:
@@ -344,6 +346,8 @@ class ZooPlugins:
                 self._call_one(plugin, hook, registry=stagings[kind])
         for kind, staging in stagings.items():
             setattr(record, kind, staging.commit())
+        if not set(record.hooks) & set(_HOOKS):  # an optional hook of another name is none
+            record.warning = _no_hook_reason(plugin)
 
     def _call_one(self, plugin: object, hook_name: str, **kwargs: Any) -> list[Any]:
         """Call ``hook_name`` on this plugin only, so its failure is attributed to it."""
@@ -390,13 +394,13 @@ class ZooPlugins:
             record.name,
         )
 
-    def _empty(self, record: PluginRecord, plugin: object) -> None:
+    def _empty(self, record: PluginRecord) -> None:
         """A plugin with no hook registers nothing: a warning (a failure in strict mode)."""
-        reason = _no_hook_reason(plugin)
+        reason = record.warning
         if self.strict:
+            record.warning = None
             self._fail(record, f"registers nothing: {reason}", None)
         record.status = "empty"
-        record.warning = reason
         log.warning(
             "%s registers nothing: %s; see `zoo plugins`, or set %s=%s",
             self._where(record),
@@ -489,11 +493,19 @@ def probe_plugins(
         if record.name in disabled or (record.distribution or "") in disabled:
             record.status = "disabled"
     active = [r for r in records if r.status != "disabled"]
+    strict = _env_flag(STRICT_ENV)
     builtins = [r for r in active if r.builtin]
     jobs = ([builtins] if builtins else []) + [[r] for r in active if not r.builtin]
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
         found = [
             r for rs in pool.map(lambda job: _probe_job(job, group, timeout), jobs) for r in rs
+        ]
+    if strict:  # an empty plugin fails, as it would in zoo
+        found = [
+            _replace_status(r, "failed", f"registers nothing: {r.warning}")
+            if r.status == "empty"
+            else r
+            for r in found
         ]
     results = {(r.distribution, r.name): r for r in found}
     return [results.get((r.distribution, r.name), r) for r in records]
@@ -521,7 +533,7 @@ def _probe_job(job: list[PluginRecord], group: str, timeout: float) -> list[Plug
 
 
 def _replace_status(record: PluginRecord, status: str, error: str) -> PluginRecord:
-    return PluginRecord(**{**record.to_dict(), "status": status, "error": error})
+    return PluginRecord(**{**record.to_dict(), "status": status, "error": error, "warning": None})
 
 
 def _probe(argv: list[str]) -> None:
