@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 
@@ -201,3 +202,269 @@ def test_listing_builds_no_model(fresh_plugins, monkeypatch: pytest.MonkeyPatch)
     for args in (["list"], ["list", "--json"], ["plugins"]):
         assert CliRunner().invoke(cli, args).exit_code == 0
     assert built == []
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise ValueError("no")
+
+
+class PluginBaseException(BaseException):
+    """Neither an Exception nor one of Python's own."""
+
+
+def _raising_hook(exc: BaseException) -> object:
+    class Plugin:
+        @zoo.hookimpl
+        def zoo_register_models(self, registry):
+            registry.register(tiny_spec("before_the_raise"))
+            raise exc
+
+    return Plugin()
+
+
+@pytest.mark.parametrize(
+    ("exc", "error"),
+    [
+        (KeyboardInterrupt("from the plugin"), "KeyboardInterrupt: from the plugin"),
+        (SystemExit(3), "SystemExit: 3"),
+        (GeneratorExit(), "GeneratorExit"),
+        (PluginBaseException("odd"), "PluginBaseException: odd"),
+        (Unprintable(), "Unprintable: (its message could not be printed)"),
+        (RuntimeError("two\nlines"), "RuntimeError: two lines"),
+    ],
+    ids=[
+        "KeyboardInterrupt",
+        "SystemExit",
+        "GeneratorExit",
+        "BaseException",
+        "unprintable",
+        "lines",
+    ],
+)
+def test_whatever_a_hook_raises_fails_that_plugin_alone(exc: BaseException, error: str) -> None:
+    manager = _plugins(_raising_hook(exc), GoodPlugin())
+    broken, good = manager.records
+    assert (broken.status, broken.error) == ("failed", error)
+    assert good.status == "loaded"
+    assert manager.models.list() == ["good_a", "good_b"]
+
+
+def test_a_real_ctrl_c_while_a_plugin_loads_still_aborts() -> None:
+    """A SIGINT that arrives while a plugin runs is the user's: it propagates, even when
+    the plugin catches it, and the SIGINT handler is restored either way."""
+    import signal
+
+    class Interrupted:
+        @zoo.hookimpl
+        def zoo_register_models(self, registry):
+            signal.raise_signal(signal.SIGINT)
+
+    class Swallowing:
+        @zoo.hookimpl
+        def zoo_register_models(self, registry):
+            with contextlib.suppress(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+            registry.register(tiny_spec("swallowed"))
+
+    class Converting:
+        @zoo.hookimpl
+        def zoo_register_models(self, registry):
+            try:
+                signal.raise_signal(signal.SIGINT)
+            except KeyboardInterrupt:
+                raise RuntimeError("interrupted, said otherwise") from None
+
+    before = signal.getsignal(signal.SIGINT)
+    assert before is signal.default_int_handler
+    for plugin in (Interrupted(), Swallowing(), Converting()):
+        manager = ZooPlugins(strict=False, disabled=())
+        with pytest.raises(KeyboardInterrupt):
+            manager.add_plugin(plugin)
+        assert signal.getsignal(signal.SIGINT) is before
+    # Without a real signal, a KeyboardInterrupt is the plugin's own failure.
+    manager = _plugins(_raising_hook(KeyboardInterrupt()))
+    assert manager.records[0].status == "failed"
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_off_the_main_thread_every_keyboard_interrupt_is_the_plugins() -> None:
+    import threading
+
+    managers: list[ZooPlugins] = []
+    thread = threading.Thread(
+        target=lambda: managers.append(_plugins(_raising_hook(KeyboardInterrupt())))
+    )
+    thread.start()
+    thread.join()
+    assert managers[0].records[0].status == "failed"
+
+
+class Unmarked:
+    def zoo_register_models(self, registry):  # no @zoo.hookimpl
+        registry.register(tiny_spec("never"))
+
+
+class MisspelledUnmarked:
+    def zoo_register_dataset(self, registry):
+        raise AssertionError("never called")
+
+
+class MisspelledOptional:
+    # check_pending ignores optional hooks: without the hint it would load as "loaded".
+    @zoo.hookimpl(optionalhook=True)
+    def zoo_register_runtime(self, registry):
+        raise AssertionError("never called")
+
+
+class Nothing:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("plugin", "warning"),
+    [
+        (Unmarked(), "it defines no zoo hook: zoo_register_models is not marked @zoo.hookimpl"),
+        (
+            MisspelledUnmarked(),
+            "zoo_register_dataset is no hook: did you mean zoo_register_datasets?",
+        ),
+        (
+            MisspelledOptional(),
+            "zoo_register_runtime is no hook: did you mean zoo_register_runtimes?",
+        ),
+        (Nothing(), "it defines no zoo hook (a function named zoo_register_models, "),
+    ],
+    ids=["unmarked", "misspelled", "misspelled-optional", "nothing"],
+)
+def test_a_plugin_without_hooks_is_empty_with_a_warning_and_fails_strict_mode(
+    plugin: object, warning: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    manager = _plugins(plugin, GoodPlugin())
+    empty, good = manager.records
+    assert (empty.status, empty.error) == ("empty", None)
+    assert warning in (empty.warning or "")
+    assert good.status == "loaded"
+    assert f"plugin {empty.name!r} registers nothing: {empty.warning}" in caplog.text
+    strict = ZooPlugins(strict=True, disabled=())
+    with pytest.raises(zoo.PluginError) as raised:
+        strict.add_plugin(plugin, name="p")
+    message = str(raised.value)
+    assert message.startswith("plugin 'p' failed: registers nothing: it defines no zoo hook")
+    assert "zoo stops because ZOO_STRICT_PLUGINS=1" in message and "skipped" not in message
+    assert strict.records[0].status == "failed"
+
+
+def test_strict_mode_says_zoo_stops_not_that_the_plugin_was_skipped() -> None:
+    manager = ZooPlugins(strict=True, disabled=())
+    with pytest.raises(zoo.PluginError) as raised:
+        manager.add_plugin(RaisingPlugin(), name="RaisingPlugin")
+    assert str(raised.value) == (
+        "plugin 'RaisingPlugin' failed: RuntimeError: boom in the hook; zoo stops because "
+        "ZOO_STRICT_PLUGINS=1 (fix or uninstall it, or set ZOO_DISABLE_PLUGINS=RaisingPlugin)"
+    )
+
+
+class Wrapper:
+    @zoo.hookimpl(wrapper=True)
+    def zoo_register_models(self, registry):
+        return (yield)
+
+
+class Generating:
+    @zoo.hookimpl
+    def zoo_register_models(self, registry):
+        registry.register(tiny_spec("generated"))
+        yield
+
+
+class Async:
+    @zoo.hookimpl
+    async def zoo_register_models(self, registry):
+        registry.register(tiny_spec("awaited"))
+
+
+@pytest.mark.parametrize(
+    ("plugin", "error"),
+    [
+        (Wrapper(), "PluginError: zoo_register_models is a hook wrapper"),
+        (Generating(), "PluginError: zoo_register_models returned a generator without running"),
+        (Async(), "PluginError: zoo_register_models returned a coroutine without running"),
+    ],
+    ids=["wrapper", "generator", "async"],
+)
+def test_a_hook_that_would_not_run_fails_instead_of_registering_nothing(
+    plugin: object, error: str
+) -> None:
+    manager = _plugins(plugin)
+    assert manager.records[0].status == "failed"
+    assert (manager.records[0].error or "").startswith(error)
+    assert len(manager.models) == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"description": 3}, "dataset 'd': description must be a string, got 3"),
+        ({"argument": ""}, "dataset 'd': argument must be a non-empty string or None"),
+        ({"kind": ["image"]}, "dataset 'd': kind must be a non-empty string or None"),
+        ({"channels": True}, "dataset 'd': channels must be a positive int or None"),
+        ({"channels": 0}, "dataset 'd': channels must be a positive int or None"),
+    ],
+)
+def test_a_dataset_with_fields_of_the_wrong_type_is_refused(
+    fields: dict[str, object], error: str
+) -> None:
+    class Garbage:
+        @zoo.hookimpl
+        def zoo_register_datasets(self, registry):
+            registry.register("d", lambda request: None, **{"description": "a dataset", **fields})
+
+    manager = _plugins(Garbage())
+    assert manager.records[0].error == f"InvalidSpecError: {error}"
+    assert len(manager.datasets) == 0
+
+
+class HostileDir:
+    def __dir__(self):
+        raise SystemExit("no dir for you")
+
+
+class HostileAttributes:
+    def __dir__(self):
+        return ["zoo_register_models"]
+
+    def __getattr__(self, name):
+        raise KeyboardInterrupt(f"no {name} for you")
+
+
+class HostileEquality:
+    @zoo.hookimpl
+    def zoo_register_models(self, registry):
+        raise AssertionError("never called: pluggy compares it first")
+
+    def __eq__(self, other):
+        raise RuntimeError("cannot compare")
+
+    __hash__ = object.__hash__
+
+
+@pytest.mark.parametrize(
+    ("plugins", "error"),
+    [
+        ((HostileDir(), GoodPlugin()), "SystemExit: no dir for you"),
+        ((HostileAttributes(), GoodPlugin()), "KeyboardInterrupt: no zoo_register_models for you"),
+        # Alone: pluggy cannot unregister it (it compares plugins with ==), and a plugin loaded
+        # after it would fail the same way: zoo's own load first.
+        ((HostileEquality(),), "RuntimeError: cannot compare"),
+    ],
+    ids=["dir", "getattr", "eq"],
+)
+def test_a_plugin_object_that_breaks_introspection_fails_alone(
+    plugins: tuple[object, ...], error: str
+) -> None:
+    manager = _plugins(*plugins)
+    broken, *good = manager.records
+    assert (broken.status, broken.error) == ("failed", error)
+    assert [r.status for r in good] == ["loaded"] * len(good)
+    assert manager.models.list() == (["good_a", "good_b"] if good else [])

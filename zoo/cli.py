@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -19,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from zoo._pluginmanager import get_plugins, get_spec
+from zoo._pluginmanager import PROBE_TIMEOUT, get_plugins, get_spec, probe_plugins
 from zoo._version import __version__
 from zoo.bench.timing import TimingPolicy
 from zoo.capabilities import Capabilities
-from zoo.errors import UsageError, ZooError
+from zoo.errors import PluginError, UsageError, ZooError
 from zoo.registry import json_value, options_of, suggest
 from zoo.train.config import (
     AUGMENTATIONS,
@@ -287,31 +288,62 @@ def info_cmd(name: str, args: tuple[str, ...], as_json: bool) -> None:
 
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (a list of plugin records).")
-def plugins_cmd(as_json: bool) -> None:
+@click.option(
+    "--isolated",
+    is_flag=True,
+    help="Load each plugin in a child process of its own and report the ones that crash the "
+    "interpreter, hang or fail; exit 1 if any does.",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=PROBE_TIMEOUT,
+    show_default=True,
+    help="With --isolated: seconds a plugin may take to load before it counts as hung.",
+)
+def plugins_cmd(as_json: bool, isolated: bool, timeout: float) -> None:
     """List plugins: name, status, distribution, version, what each registered (models,
     formats, runtimes, tasks, datasets), and why a failed one failed.
 
     Plugins are code that runs when zoo loads them: ZOO_DISABLE_PLUGINS=a,b skips plugins by
-    name or distribution.
+    name or distribution. A plugin that kills or hangs the interpreter while it loads takes
+    every zoo command with it: --isolated finds it without loading any plugin in this process.
     """
-    records = get_plugins().records
+    if isolated and not (math.isfinite(timeout) and timeout > 0):
+        raise click.BadParameter(
+            f"{timeout} is not a positive number of seconds", param_hint="--timeout"
+        )
+    records = probe_plugins(timeout=timeout) if isolated else get_plugins().records
     if as_json:
         _echo_json([r.to_dict() for r in records])
-        return
-    rows = [
-        [
-            r.name,
-            r.status,
-            r.distribution or "-",
-            r.version or "-",
-            "; ".join(f"{kind} {', '.join(names)}" for kind, names in r.provides().items()) or "-",
+    else:
+        rows = [
+            [
+                r.name,
+                r.status,
+                r.distribution or "-",
+                r.version or "-",
+                "; ".join(f"{kind} {', '.join(names)}" for kind, names in r.provides().items())
+                or "-",
+            ]
+            for r in records
         ]
-        for r in records
-    ]
-    click.echo(_table(["PLUGIN", "STATUS", "DISTRIBUTION", "VERSION", "PROVIDES"], rows))
-    for r in records:
-        if r.error:
-            click.echo(f"\n{r.name} ({r.entry_point}) failed: {r.error}")
+        click.echo(_table(["PLUGIN", "STATUS", "DISTRIBUTION", "VERSION", "PROVIDES"], rows))
+        for r in records:
+            if r.error or r.warning:
+                how = _PLUGIN_TROUBLE.get(r.status, r.status)
+                click.echo(f"\n{r.name} ({r.entry_point}) {how}: {r.error or r.warning}")
+    broken = [r for r in records if r.status in ("failed", "crashed", "hung")]
+    if isolated and broken:
+        names = ",".join(r.name for r in broken)
+        raise PluginError(
+            f"{len(broken)} of {len(records)} plugins broken: "
+            + ", ".join(f"{r.name} ({r.status})" for r in broken)
+            + f"; uninstall or fix them, or set ZOO_DISABLE_PLUGINS={names} to skip them"
+        )
+
+
+_PLUGIN_TROUBLE = {"empty": "registers nothing", "crashed": "killed the interpreter"}
 
 
 _TRAIN_HELP = {

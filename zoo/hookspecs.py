@@ -23,9 +23,12 @@ zoo loads plugins one at a time, the first time it needs what they register (``z
 ``zoo.create_model``...), never on ``import zoo`` or ``zoo --help``, zoo's own built-ins first.
 Each hook of a plugin is called alone; what it registers is kept only if every hook of the
 plugin returned normally and everything it registered is valid and free: a plugin that fails
-to import, raises in a hook, registers something malformed or a name already taken is recorded
-and skipped as a whole (``zoo plugins`` shows why); ``ZOO_STRICT_PLUGINS=1`` makes that an
-error.
+to import, raises in a hook (anything, ``KeyboardInterrupt`` and ``SystemExit`` included; a
+real Ctrl-C still aborts), registers something malformed or a name already taken is recorded
+and skipped as a whole (``zoo plugins`` shows why); one that defines no hook is recorded as
+``empty``, with a warning; ``ZOO_STRICT_PLUGINS=1`` makes either an error. A plugin that
+kills or hangs the interpreter cannot be caught in-process: ``zoo plugins --isolated`` loads
+each plugin in a child process to find it.
 """
 
 from __future__ import annotations
