@@ -243,20 +243,14 @@ def check_plugin(
     report = Report(target=target, plugins=tuple(r.name for r in records))
     run = _Run(report, echo)
     for record in records:
-        if record.status != "loaded":
+        if record.status == "empty" or (record.status == "loaded" and not record.provides()):
+            why = record.warning or "it registers nothing"
+            run.add(
+                CheckResult(f"plugin {record.name}", "load", FAIL, f"registered nothing: {why}")
+            )
+        elif record.status != "loaded":
             why = record.error or record.status
             run.add(CheckResult(f"plugin {record.name}", "load", FAIL, why))
-        elif not record.provides():
-            run.add(
-                CheckResult(
-                    f"plugin {record.name}",
-                    "load",
-                    FAIL,
-                    "loaded but registered nothing: are its hook functions decorated with "
-                    "@zoo.hookimpl and named zoo_register_models/_formats/_runtimes/_tasks/"
-                    "_datasets?",
-                )
-            )
         else:
             kinds = ", ".join(f"{k} {', '.join(v)}" for k, v in record.provides().items())
             run.add(CheckResult(f"plugin {record.name}", "load", PASS, kinds))
