@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo._io import atomic_write_json
+from zoo.bench.outputs import write_output
 from zoo.errors import UsageError
 
 __all__ = ["SCHEMA", "BenchRun", "Latency", "Row", "load_run"]
@@ -143,7 +143,9 @@ class BenchRun:
         }
 
     def save(self, path: str | Path) -> Path:
-        atomic_write_json(Path(path), self.to_dict())
+        """Write the JSON document (through, to a character device or FIFO; see outputs)."""
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str) + "\n"
+        write_output(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
         return Path(path)
 
     def finish(self) -> None:

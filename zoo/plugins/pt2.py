@@ -79,7 +79,23 @@ def save(program: torch.export.ExportedProgram, path: str | Path) -> Path:
 
 
 def load(path: str | Path) -> torch.export.ExportedProgram:
-    return torch.export.load(str(path))
+    """``torch.export.load``; a file that is not a .pt2 archive raises its error once, without
+    the traceback torch logs as a warning before raising it again."""
+    with _quiet_export_load():
+        return torch.export.load(str(path))
+
+
+@contextlib.contextmanager
+def _quiet_export_load() -> Iterator[None]:
+    def keep(record: logging.LogRecord) -> bool:
+        return "error when deserializing" not in str(record.msg)
+
+    logger = logging.getLogger("torch.export")
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 def package_aoti(program: torch.export.ExportedProgram, path: str | Path) -> Path:
