@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -247,3 +249,58 @@ def test_bench_fails_every_garbage_artifact_alone_and_exits_1(
         assert reason.startswith(f"{directory / name}: does not load in {runtime}: "), reason
         assert why in reason and "\n" not in reason
     shutil.rmtree(directory.parent / "outside", ignore_errors=True)
+
+
+class _Payload:
+    """Unpickled without ``weights_only``, runs ``touch MARKER``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _pickling_pt2(part: str, marker: Path) -> Tamper:
+    """A model.pt2 whose ``part`` torch.export.load would unpickle in full (listed with its
+    true hash): the sample inputs as a pickle, or a weight marked ``use_pickle``."""
+
+    def change(d: Path, m: dict[str, Any]) -> None:
+        evil = pickle.dumps(_Payload(marker))
+        source, target = d / "model.pt2", d / "evil.pt2"
+        with zipfile.ZipFile(source) as zin:
+            entries = {name: zin.read(name) for name in zin.namelist()}
+        for name, data in list(entries.items()):
+            if part == "sample inputs" and name.endswith("sample_inputs/model.pt"):
+                entries[name] = evil
+            if part == "weights" and name.endswith("_weights_config.json"):
+                config = json.loads(data)
+                first = next(iter(config["config"].values()))
+                first["use_pickle"] = True
+                entries[name] = json.dumps(config).encode()
+                entries[name.rsplit("/", 1)[0] + "/" + first["path_name"]] = evil
+        with zipfile.ZipFile(target, "w") as zout:
+            for name, data in entries.items():
+                zout.writestr(name, data)
+        target.replace(source)
+        relist(d, m, "model.pt2")
+
+    return change
+
+
+@pytest.mark.parametrize("part", ["sample inputs", "weights"])
+def test_a_pt2_that_torch_would_unpickle_is_never_loaded(
+    tampered: Callable[[Tamper], Path], tmp_path: Path, part: str
+) -> None:
+    marker = tmp_path / "PWNED"
+    directory = tampered(_pickling_pt2(part, marker))
+    result = zoo("export", "--check", str(directory))
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert f"{directory / 'model.pt2'}: does not load as pt2: ValueError: " in line, line
+    assert "pickle zoo never loads" in line or "which zoo never loads" in line, line
+    result = zoo(
+        "bench", "lenet", "--artifacts", str(directory), "--runtime", "pt2", "--batch", "1"
+    )
+    assert result.returncode == 1 and "never loads" in result.stdout
+    assert not marker.exists()  # the payload never ran
