@@ -138,3 +138,36 @@ def test_an_empty_format_list_is_refused(tmp_path: Path, formats: str) -> None:
         "zoo: error: --format: give at least one format (`zoo formats` lists them)"
     )
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    ("baseline", "why"),
+    [
+        ('{"schema": "zoo-bench/1"}', "not a zoo bench JSON file (lacks 'environment')"),
+        ("[]", "schema is None, expected 'zoo-bench/1' (a zoo bench --json)"),
+        (
+            '{"schema": "zoo-bench/1", "environment": {}, "settings": {}, "ceiling_gflops": {},'
+            ' "flops_per_sample": {}, "results": 7}',
+            "not a zoo bench JSON file (TypeError: 'int' object is not iterable)",
+        ),
+        ("/dev/zero", "not a zoo bench JSON file (/dev/zero is not a regular file)"),
+    ],
+    ids=["no-environment", "a-list", "results-a-number", "a-device"],
+)
+def test_a_malformed_baseline_is_refused_before_the_benchmark(
+    tmp_path: Path, baseline: str, why: str
+) -> None:
+    path = Path(baseline) if baseline.startswith("/") else tmp_path / "base.json"
+    if not baseline.startswith("/"):
+        path.write_text(baseline)
+    result = zoo("bench", "lenet", "--compare", str(path))
+    assert result.returncode == 2
+    assert one_error_line(result) == f"zoo: error: {path}: {why}"
+
+
+def test_a_bad_checkpoint_is_refused_before_the_ceiling(tmp_path: Path) -> None:
+    (tmp_path / "not-a-run").mkdir()
+    result = zoo("bench", "lenet", "--checkpoint", str(tmp_path / "not-a-run"))
+    assert result.returncode in (1, 2)
+    one_error_line(result)
+    assert "ceiling" not in result.stderr and str(tmp_path / "not-a-run") in result.stderr
