@@ -37,10 +37,12 @@ from zoo.export.exporter import export_model
 from zoo.export.manifest import (
     ArtifactError,
     Manifest,
+    one_line,
     read_manifest,
     verify_export,
     verify_files,
 )
+from zoo.plugins.onnx import check_external_data
 from zoo.runtimes import Source, cuda_present
 
 __all__ = [
@@ -146,6 +148,14 @@ def _export_dir(model: str, settings: BenchSettings, formats: tuple[str, ...]) -
                 if manifest.model != model:
                     continue
                 verify_export(directory, manifest)
+                onnx = manifest.artifacts().get("onnx")
+                if onnx is not None:  # here, not in the worker: its load is timed
+                    try:
+                        check_external_data(directory / onnx)
+                    except ValueError as exc:
+                        raise ArtifactError(f"{directory / onnx}: {one_line(exc)}") from None
+                    except Exception:  # a file that does not parse: its rows say so
+                        pass
                 return directory
         raise UsageError(
             f"--artifacts {base}: no export of {model!r} there (expected {base}/manifest.json "

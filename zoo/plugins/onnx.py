@@ -214,7 +214,6 @@ class OnnxRuntime(Runtime):
 
         path = source.artifact(self.format)
         assert path is not None
-        check_external_data(path)
         session = ort.InferenceSession(
             str(path), sess_options=self.options(threads), providers=self.providers(device)
         )
@@ -260,7 +259,6 @@ class OnnxRuntimeDefault(OnnxRuntime):
 
         path = source.artifact(self.format)
         assert path is not None
-        check_external_data(path)
         # ORT's defaults: one thread per physical core, all graph optimisations.
         session = ort.InferenceSession(str(path), providers=self.providers(device))
         name = session.get_inputs()[0].name
