@@ -203,9 +203,9 @@ def test_train_from_a_config_file_with_command_line_overrides(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["train", "lenet", "--epochs", "0"], "epochs must be positive"),
-        (["train", "lenet", "--batch-size", "-1"], "batch_size must be positive"),
-        (["train", "lenet", "--lr", "0"], "lr must be positive"),
+        (["train", "lenet", "--epochs", "0"], "--epochs': must be an integer >= 1, got '0'"),
+        (["train", "lenet", "--batch-size", "-1"], "must be an integer >= 1, got '-1'"),
+        (["train", "lenet", "--lr", "0"], "--lr': must be a finite number > 0, got '0'"),
         (["train", "lenett"], "unknown model 'lenett'; did you mean 'lenet'"),
         (
             ["train", "lenet", "--data", "mnist5"],

@@ -26,14 +26,7 @@ from zoo.bench.timing import TimingPolicy
 from zoo.capabilities import Capabilities
 from zoo.errors import PluginError, UsageError, ZooError
 from zoo.registry import json_value, options_of, suggest
-from zoo.train.config import (
-    AUGMENTATIONS,
-    DEVICES,
-    OPTIMIZERS,
-    SCHEDULERS,
-    TrainConfig,
-    load_config_file,
-)
+from zoo.train.config import Option, TrainConfig, accepts, load_config_file, options
 
 if TYPE_CHECKING:
     from zoo.export.gates import ParityResult
@@ -64,6 +57,9 @@ class ZooGroup(click.Group):
             return super().main(args, prog_name, complete_var, False, **extra)
         try:
             code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:  # `zoo` alone: help, not an error
+            exc.show()  # as click does: the help on stderr, exit 2
+            sys.exit(exc.exit_code)
         except click.UsageError as exc:  # click's own: missing argument, unknown option...
             hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
             click.echo(f"zoo: error: {exc.format_message()}{hint}", err=True)
@@ -346,76 +342,54 @@ def plugins_cmd(as_json: bool, isolated: bool, timeout: float) -> None:
 _PLUGIN_TROUBLE = {"empty": "registers nothing", "crashed": "killed the interpreter"}
 
 
-_TRAIN_HELP = {
-    "data": "Dataset (`zoo datasets`); default: the task's (mnist5k for images, names for tokens).",
-    "data_dir": "Where downloadable datasets live (default $ZOO_DATA_DIR or ~/.cache/zoo/data).",
-    "epochs": "Epochs to train (default 15).",
-    "batch_size": "Batch size (default 64).",
-    "optimizer": "Optimizer (default adam).",
-    "lr": "Learning rate (default 1e-3).",
-    "momentum": "SGD momentum (default 0.9).",
-    "weight_decay": "Weight decay (default 0).",
-    "grad_clip": "Clip the gradient norm to this value.",
-    "scheduler": "LR scheduler, stepped per epoch (default cosine).",
-    "step_size": "step: period in epochs (default 5).",
-    "milestones": "multistep: comma-separated epochs (default 5,8).",
-    "gamma": "Decay factor for step, multistep, exponential, plateau (default 0.1).",
-    "restart_period": "cosine-restarts: epochs of the first cycle (default 5).",
-    "plateau_patience": "plateau: epochs without improvement before decaying (default 2).",
-    "warmup_epochs": "Linear warm-up over this many epochs, per step (default 0).",
-    "early_stopping": "Stop after this many epochs without improvement of --monitor.",
-    "monitor": "Metric for the best checkpoint and early stopping: val_ and a metric of the task "
-    "(`zoo tasks`; default val_accuracy for classifiers).",
-    "augment": "Image classifiers: shift (random translations up to 7%; default) or none.",
-    "freeze": "Freeze the first N parameter tensors (backbones).",
-    "device": "auto (CUDA when present), cpu or cuda.",
-    "amp": "Mixed precision on CUDA (default on).",
-    "seed": "Seed python, numpy, torch and the data order (default 0).",
-    "deterministic": "Use deterministic algorithms only.",
-    "num_workers": "DataLoader worker processes for datasets read from disk (default 0).",
-    "out": "Run directory (default runs/MODEL-DATA).",
-    "resume": "Continue a run: 'auto' (the --out directory, if it has a checkpoint) or a run dir.",
-    "tensorboard": "Write TensorBoard logs under RUN/tensorboard (default on).",
-    "progress": "Show a progress bar on a terminal (default on).",
-    "val_fraction": "Share of the training data held out for validation (default 0.1).",
-    "test_fraction": "Share held out for testing where a dataset has no test split (default 0.1).",
-}
+class _Checked(click.ParamType):
+    """A value from the command line, parsed and checked against its declared
+    :class:`~zoo.train.config.Option` (the schema config files are checked against): the
+    same type, range and message wherever the value comes from."""
+
+    def __init__(self, declared: Option) -> None:
+        self.declared = declared
+        self.name = {"integer": "integer", "number": "float", "integers": "integers"}.get(
+            declared.kind, "text"
+        )
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str | None:
+        choices = self.declared.choices
+        return f"[{'|'.join(choices)}]" if choices else None
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        parsers: dict[str, Callable[[str], Any]] = {
+            "integer": int,
+            "number": float,
+            "integers": lambda text: [int(v) for v in text.split(",") if v.strip()],
+        }
+        parse = parsers.get(self.declared.kind, str)
+        try:
+            parsed = parse(value)
+        except ValueError:
+            parsed = None
+        if parsed is None or not accepts(self.declared, parsed):
+            self.fail(f"must be {self.declared.expects()}, got {value!r}", param, ctx)
+        return parsed
+
+
+#: Tolerances, thresholds and durations: finite, and not negative.
+_NON_NEGATIVE = _Checked(Option("number", minimum=0))
 
 
 def _train_options(command: Any) -> Any:
-    flags = {"amp", "deterministic", "tensorboard", "progress"}
-    types: dict[str, Any] = {
-        "epochs": int,
-        "batch_size": int,
-        "step_size": int,
-        "restart_period": int,
-        "plateau_patience": int,
-        "warmup_epochs": int,
-        "early_stopping": int,
-        "freeze": int,
-        "seed": int,
-        "num_workers": int,
-        "lr": float,
-        "momentum": float,
-        "weight_decay": float,
-        "grad_clip": float,
-        "gamma": float,
-        "val_fraction": float,
-        "test_fraction": float,
-        "optimizer": click.Choice(OPTIMIZERS),
-        "scheduler": click.Choice(SCHEDULERS),
-        "device": click.Choice(DEVICES),
-        "augment": click.Choice(AUGMENTATIONS),
-    }
-    for name in reversed(list(_TRAIN_HELP)):
-        option = "--" + name.replace("_", "-")
-        if name in flags:
+    declared = options()
+    for name in reversed([n for n in declared if n not in ("model_args", "task_args")]):
+        option, what = "--" + name.replace("_", "-"), declared[name]
+        if what.kind == "boolean":
             decl = f"{option}/--no-{name.replace('_', '-')}"
-            command = click.option(decl, name, default=None, help=_TRAIN_HELP[name])(command)
+            command = click.option(decl, name, default=None, help=what.help)(command)
         else:
-            command = click.option(
-                option, name, type=types.get(name, str), default=None, help=_TRAIN_HELP[name]
-            )(command)
+            command = click.option(option, name, type=_Checked(what), default=None, help=what.help)(
+                command
+            )
     return command
 
 
@@ -447,7 +421,7 @@ def train_cmd(
     config_file: str | None,
     args: tuple[str, ...],
     task_args: tuple[str, ...],
-    **options: Any,
+    **given_options: Any,
 ) -> None:
     """Train MODEL on a dataset; checkpoints, metrics and logs go to the run directory.
 
@@ -459,16 +433,7 @@ def train_cmd(
     from zoo.train.trainer import Trainer
 
     values: dict[str, Any] = load_config_file(config_file) if config_file else {}
-    values = {k.replace("-", "_"): v for k, v in values.items()}
-    given = {k: v for k, v in options.items() if v is not None}
-    if "milestones" in given:
-        try:
-            given["milestones"] = [int(m) for m in str(given["milestones"]).split(",") if m]
-        except ValueError:
-            raise click.BadParameter(
-                "comma-separated integers", param_hint="--milestones"
-            ) from None
-    values.update(given)
+    values.update({k: v for k, v in given_options.items() if v is not None})
     if model:
         values["model"] = model
     values["model_args"] = {**values.get("model_args", {}), **_parse_args(args)}
@@ -510,10 +475,18 @@ def train_cmd(
 @click.option("--top-k", type=int, default=5, show_default=True, help="k for --postprocess topk.")
 @click.option("--opset", type=int, default=20, show_default=True, help="ONNX opset.")
 @click.option(
-    "--atol", type=float, default=1e-4, show_default=True, help="Parity: absolute tolerance."
+    "--atol",
+    type=_NON_NEGATIVE,
+    default=1e-4,
+    show_default=True,
+    help="Parity: absolute tolerance.",
 )
 @click.option(
-    "--rtol", type=float, default=1e-3, show_default=True, help="Parity: relative tolerance."
+    "--rtol",
+    type=_NON_NEGATIVE,
+    default=1e-3,
+    show_default=True,
+    help="Parity: relative tolerance.",
 )
 @click.option(
     "--check",
@@ -715,14 +688,14 @@ def _csv(value: str, option: str, cast: Any = str) -> tuple[Any, ...]:
 )
 @click.option(
     "--threshold",
-    type=float,
+    type=_NON_NEGATIVE,
     default=0.10,
     show_default=True,
     help="Regression threshold for --compare (0.10 = 10% slower).",
 )
 @click.option(
     "--min-time",
-    type=float,
+    type=_NON_NEGATIVE,
     default=1.0,
     show_default=True,
     help="Seconds of timed calls per batch size (at least).",
@@ -774,14 +747,16 @@ def bench_cmd(
     against the measured fp32 matmul ceiling, cold start (load + first call) and memory.
     Runtimes that cannot run here are listed with the reason.
     """
+    from zoo.bench.outputs import check_output
     from zoo.bench.report import compare_runs, plot_run, print_table
     from zoo.bench.results import load_run
     from zoo.bench.runner import BenchSettings, run_bench
 
     chosen = None if runtimes == "all" else _csv(runtimes, "--runtime")
     base = load_run(baseline) if baseline is not None else None  # fail early on a bad file
-    if threshold < 0:
-        raise click.BadParameter("must be >= 0", param_hint="--threshold")
+    for path, option in ((json_path, "--json"), (plot_path, "--plot")):
+        if path is not None:  # before the benchmark: a bad path fails now, not after it
+            check_output(path, option)
     settings = BenchSettings(
         models=list(models),
         runtimes=chosen,
@@ -799,6 +774,13 @@ def bench_cmd(
     if json_path is not None:
         run.save(json_path)
         click.echo(f"wrote {json_path}")
+    if not any(row.status == "ok" for row in run.rows):
+        failed = sorted({r.runtime for r in run.rows if r.status == "failed"})
+        skipped = sorted({r.runtime for r in run.rows if r.status == "skipped"})
+        what = [f"{len(failed)} failed ({', '.join(failed)})"] if failed else []
+        what += [f"{len(skipped)} skipped ({', '.join(skipped)})"] if skipped else []
+        click.echo(f"zoo: no runtime was measured: {'; '.join(what)}", err=True)
+        sys.exit(1)
     if plot_path is not None:
         plot_run(run, plot_path)
         click.echo(f"wrote {plot_path}")

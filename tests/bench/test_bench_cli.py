@@ -165,7 +165,8 @@ def test_a_runtime_that_fails_becomes_a_failed_row(tmp_path: Path) -> None:
     rows = {r.runtime: r for r in load_run(tmp_path / "r.json").rows}
     assert rows["eager"].status == "ok"
     assert (
-        rows["onnxruntime"].status == "failed" and "InvalidProtobuf" in rows["onnxruntime"].reason
+        rows["onnxruntime"].status == "failed"
+        and f"{out / 'model.onnx'}: does not load in onnxruntime" in rows["onnxruntime"].reason
     )
     assert rows["pt2"].status == "skipped" and "no pt2 artifact" in rows["pt2"].reason
 
@@ -209,5 +210,6 @@ def test_missing_or_tampered_artifacts_are_clear_errors(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["bench", "lenet", "--artifacts", str(out)])
     assert result.exit_code == 1
     assert (
-        "model.onnx: sha256 does not match" in result.stderr and "export it again" in result.stderr
+        "model.onnx: sha256 does not match the manifest" in result.stderr
+        and str(out / "manifest.json") in result.stderr
     )

@@ -13,12 +13,12 @@ from zoo.train.optim import Warmup, build_optimizer, build_scheduler
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("epochs", 0, "epochs must be positive"),
-        ("batch_size", -2, "batch_size must be positive"),
-        ("lr", 0.0, "lr must be positive"),
-        ("optimizer", "rmsprop", "optimizer='rmsprop' is not one of sgd, adam, adamw"),
-        ("grad_clip", 0.0, "grad_clip must be positive"),
-        ("gamma", 1.5, "gamma must be in"),
+        ("epochs", 0, "epochs: must be an integer >= 1, got 0"),
+        ("batch_size", -2, "batch_size: must be an integer >= 1, got -2"),
+        ("lr", 0.0, r"lr: must be a finite number > 0, got 0\.0"),
+        ("optimizer", "rmsprop", "optimizer: must be one of sgd, adam, adamw, got 'rmsprop'"),
+        ("grad_clip", 0.0, r"grad_clip: must be a finite number > 0 \(or nothing\)"),
+        ("gamma", 1.5, "gamma: must be a finite number > 0 and <= 1, got 1.5"),
     ],
 )
 def test_bad_values_are_refused(field: str, value: object, message: str) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from zoo._io import atomic_path
+from zoo.bench.outputs import write_output
 from zoo.bench.results import BenchRun, Row
 from zoo.errors import UsageError
 
@@ -325,8 +325,7 @@ def plot_run(run: BenchRun, path: str | Path) -> Path:
     )
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.55 / (4 * lines)))
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+    write_output(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     return path
 
 

@@ -9,13 +9,15 @@ The JSON document is described in ``docs/bench-schema.md`` and checked against
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from zoo._io import atomic_write_json
+from zoo import _json as js
+from zoo.bench.outputs import write_output
 from zoo.errors import UsageError
 
 __all__ = ["SCHEMA", "BenchRun", "Latency", "Row", "load_run"]
@@ -143,7 +145,9 @@ class BenchRun:
         }
 
     def save(self, path: str | Path) -> Path:
-        atomic_write_json(Path(path), self.to_dict())
+        """Write the JSON document (through, to a character device or FIFO; see outputs)."""
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str) + "\n"
+        write_output(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
         return Path(path)
 
     def finish(self) -> None:
@@ -180,15 +184,31 @@ def load_run(path: str | Path) -> BenchRun:
     """Read a ``zoo bench --json`` file (schema ``zoo-bench/1``)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(js.read_text(path, str(path), MAX_RUN_BYTES))
     except FileNotFoundError:
         raise UsageError(f"{path}: no such benchmark file") from None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise UsageError(f"{path}: not a zoo bench JSON file ({exc.strerror or exc})") from None
+    except ValueError as exc:
         raise UsageError(f"{path}: not a zoo bench JSON file ({exc})") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         found = data.get("schema") if isinstance(data, dict) else None
         raise UsageError(f"{path}: schema is {found!r}, expected {SCHEMA!r} (a zoo bench --json)")
-    return BenchRun(
+    try:
+        return _run_of(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        what = f"lacks {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise UsageError(f"{path}: not a zoo bench JSON file ({what})") from None
+
+
+#: zoo bench files are a few MB at most; a baseline is not read beyond this.
+MAX_RUN_BYTES = 256 * 2**20
+
+
+def _run_of(data: dict[str, Any]) -> BenchRun:
+    """The run ``data`` holds; KeyError/TypeError/ValueError for what --compare would trip on
+    after the benchmark (a row without its fields, a p50 that is not a number)."""
+    run = BenchRun(
         environment=data["environment"],
         settings=data["settings"],
         ceiling_gflops=data["ceiling_gflops"],
@@ -201,3 +221,8 @@ def load_run(path: str | Path) -> BenchRun:
         reference=data.get("reference_runtime", "eager"),
         peers=data.get("peers", {"onnxruntime": "onnxruntime-default"}),
     )
+    for row in run.rows:
+        hash(row.key)
+        if row.latency_ms is not None and not math.isfinite(js.number(row.latency_ms.p50, "p50")):
+            raise ValueError(f"a p50 of {row.runtime!r:.40} is not finite")
+    return run

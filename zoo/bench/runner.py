@@ -34,7 +34,15 @@ from zoo.bench.worker import CeilingJob, CeilingResult, Job, JobResult
 from zoo.card import model_card
 from zoo.errors import UsageError
 from zoo.export.exporter import export_model
-from zoo.export.manifest import ArtifactError, Manifest, read_manifest, verify_files
+from zoo.export.manifest import (
+    ArtifactError,
+    Manifest,
+    one_line,
+    read_manifest,
+    verify_export,
+    verify_files,
+)
+from zoo.plugins.onnx import check_external_data
 from zoo.runtimes import Source, cuda_present
 
 __all__ = [
@@ -134,15 +142,20 @@ def _export_dir(model: str, settings: BenchSettings, formats: tuple[str, ...]) -
     if settings.artifacts is not None:
         base = settings.artifacts
         for directory in (base, base / model):
-            if (directory / "manifest.json").is_file():
+            # lexists: a manifest that is a link or a FIFO is refused by read_manifest, by name
+            if os.path.lexists(directory / "manifest.json"):
                 manifest = read_manifest(directory)
                 if manifest.model != model:
                     continue
-                problems = verify_files(directory, manifest)
-                if problems:
-                    raise ArtifactError(
-                        f"{directory}: " + "; ".join(problems) + " (export it again)"
-                    )
+                verify_export(directory, manifest)
+                onnx = manifest.artifacts().get("onnx")
+                if onnx is not None:  # here, not in the worker: its load is timed
+                    try:
+                        check_external_data(directory / onnx)
+                    except ValueError as exc:
+                        raise ArtifactError(f"{directory / onnx}: {one_line(exc)}") from None
+                    except Exception:  # a file that does not parse: its rows say so
+                        pass
                 return directory
         raise UsageError(
             f"--artifacts {base}: no export of {model!r} there (expected {base}/manifest.json "
@@ -302,6 +315,10 @@ def run_bench(settings: BenchSettings, echo: Callable[[str], None] = lambda _: N
         peers={r: p for r in runtimes if (p := registry.get(r).peer) is not None},
     )
     run.harness_overhead_ns = harness_overhead_ns()
+    formats = formats_for(runtimes)
+    # Every export is found (and checked) or made before anything is measured: a bad
+    # --artifacts or --checkpoint fails now, not after the ceiling.
+    exports = {model: _export_dir(model, settings, formats) for model in models}
     for device in devices:
         echo(f"measuring the fp32 matmul ceiling on {device} ({threads} threads)")
         ceiling = CeilingResult.from_json(_spawn(CeilingJob(device, threads), 300))
@@ -310,9 +327,7 @@ def run_bench(settings: BenchSettings, echo: Callable[[str], None] = lambda _: N
             run.ceiling_detail[device] = {"source": ceiling.source, "measured": ceiling.measured}
         else:
             echo(f"the ceiling on {device} could not be measured: {ceiling.reason}")
-    formats = formats_for(runtimes)
-    for model in models:
-        artifacts = _export_dir(model, settings, formats)
+    for model, artifacts in exports.items():
         manifest = read_manifest(artifacts)
         run.flops_per_sample[model] = _flops(manifest)
         # Enough of a Source to ask each runtime whether it can run here (no module needed).

@@ -4,6 +4,7 @@ device synchronisation, so the time is the device's, not the launch's)."""
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -27,8 +28,9 @@ class TimingPolicy:
     def __post_init__(self) -> None:
         if self.min_iters < 1 or self.warmup_iters < 0 or self.max_iters < self.min_iters:
             raise UsageError("timing: need min_iters >= 1, warmup_iters >= 0, max >= min")
-        if self.min_time_s < 0 or self.warmup_time_s < 0:
-            raise UsageError("timing: times must be >= 0")
+        times = (self.min_time_s, self.warmup_time_s)
+        if not all(math.isfinite(t) and t >= 0 for t in times):  # nan: an endless loop
+            raise UsageError("timing: times must be finite and >= 0")
 
 
 def warm_up(call: Callable[[], Any], sync: Callable[[], None], policy: TimingPolicy) -> int:

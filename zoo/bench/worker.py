@@ -232,7 +232,7 @@ def run_job(job: Job) -> JobResult:
 
     torch.set_num_threads(job.threads)
     from zoo._pluginmanager import get_plugins
-    from zoo.export.manifest import read_manifest
+    from zoo.export.manifest import WEIGHTS, one_line, read_manifest
 
     runtime = get_plugins().runtimes.get(job.runtime)
     directory = Path(job.artifacts)
@@ -245,7 +245,11 @@ def run_job(job: Job) -> JobResult:
     with torch.inference_mode():
         rss_before = _rss_mb()
         t0 = time.perf_counter_ns()
-        session = runtime.load(source, job.device, job.threads)
+        try:
+            session = runtime.load(source, job.device, job.threads)
+        except Exception as exc:
+            read = source.artifact(runtime.format) if runtime.format else directory / WEIGHTS
+            return JobResult.failure(f"{read}: does not load in {job.runtime}: {one_line(exc)}")
         first = session.prepare(inputs[job.batches[0]])
         session.run(first)
         session.sync()
@@ -374,7 +378,9 @@ def main() -> None:
         else:
             output = run_job(Job.from_json(data))
     except Exception as exc:  # reported as a failed row, not a crash of zoo bench
-        output = JobResult.failure(f"{type(exc).__name__}: {exc}")
+        from zoo.export.manifest import one_line  # here: the worker's imports are timed
+
+        output = JobResult.failure(one_line(exc))
     sys.stdout.write(json.dumps(output.to_json()) + "\n")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,32 +18,49 @@ from typing import Any, Final
 
 from zoo import _json as js
 from zoo._io import atomic_write_json, is_plain_name
+from zoo._pluginmanager import get_plugins
 from zoo.errors import ZooError
 from zoo.export.gates import ParityResult
 
 __all__ = [
     "FORMAT_VERSION",
     "MANIFEST",
+    "MAX_MANIFEST_BYTES",
     "WEIGHTS",
     "ArtifactError",
     "FileRecord",
     "FormatRecord",
     "Manifest",
     "TensorRecord",
+    "one_line",
     "read_manifest",
     "sha256",
+    "verify_export",
     "verify_files",
 ]
 
 MANIFEST: Final = "manifest.json"
 #: The state dict of the exported model (the bare model: preprocessing has no weights).
 WEIGHTS: Final = "weights.safetensors"
+#: A manifest is a few KB; a larger one is not zoo's (and is not read into memory).
+MAX_MANIFEST_BYTES: Final = 16 * 2**20
 #: 2: zoo 0.2 (formats from plugins, typed records, the weights file).
 FORMAT_VERSION: Final = 2
 
 
 class ArtifactError(ZooError):
     """An export directory is missing, corrupt, or fails its parity check."""
+
+
+def one_line(exc: BaseException, limit: int = 240) -> str:
+    """``Type: message`` of an error raised by a library reading a file, in one line: its
+    first line, cut after the first sentence when long (torch's and ORT's run on)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else "no message"
+    if len(text) > limit and ". " in text[:limit]:
+        text = text[: text.index(". ") + 1]
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}"
 
 
 def sha256(path: Path) -> str:
@@ -300,17 +318,20 @@ class Manifest:
 
 def read_manifest(directory: Path) -> Manifest:
     """The manifest of export ``directory``; ArtifactError, naming the file and what is wrong
-    with it, for anything else."""
+    with it, for anything else (a symbolic link, a device or FIFO, more than
+    :data:`MAX_MANIFEST_BYTES`, not JSON, not what zoo writes)."""
     path = directory / MANIFEST
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(js.read_text(path, str(path), MAX_MANIFEST_BYTES, follow=False))
     except FileNotFoundError:
         raise ArtifactError(f"{directory} has no {MANIFEST}: not a zoo export directory") from None
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"cannot read {path}: {exc}") from exc
+    except OSError as exc:
+        raise ArtifactError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise ArtifactError(f"cannot read {path}: {exc}") from None
     try:
         manifest = Manifest.from_json(data)
-    except ValueError as exc:
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise ArtifactError(f"{path} is not a zoo manifest: {exc}") from None
     if len(manifest.inputs) != 1:
         raise ArtifactError(
@@ -320,15 +341,59 @@ def read_manifest(directory: Path) -> Manifest:
 
 
 def verify_files(directory: Path, manifest: Manifest) -> list[str]:
-    """Problems with the files the manifest lists (missing, or sha256 mismatch)."""
+    """Problems with the files the manifest lists (missing, not a regular file, a symbolic
+    link, sha256 mismatch), and with any symbolic link in the directory: each ``name: why``."""
     problems = []
     for name, entry in manifest.files.items():
         path = directory / name
-        if not path.is_file() or path.is_symlink():
+        if path.is_symlink():
+            problems.append(f"{name}: is a symbolic link (an export holds regular files only)")
+        elif not path.exists():
             problems.append(f"{name}: missing")
+        elif not path.is_file():
+            problems.append(f"{name}: is not a regular file")
         elif sha256(path) != entry.sha256:
             problems.append(f"{name}: sha256 does not match the manifest (modified or corrupt)")
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError as exc:
+        return [*problems, f"cannot list the directory: {exc.strerror or exc}"]
+    for item in entries:
+        if item.is_symlink() and item.name not in manifest.files:
+            problems.append(
+                f"{item.name}: a symbolic link in the export directory (refused: an export "
+                "holds regular files only)"
+            )
     return problems
+
+
+def verify_export(directory: Path, manifest: Manifest) -> None:
+    """Refuse an export whose runtimes could read anything the manifest does not vouch for:
+    ArtifactError, in one line naming the manifest and the entry, unless every listed file is
+    a regular file with its sha256, no symbolic link lies in the directory, and each format
+    registered here reads exactly the artifact its entry names and only listed files."""
+    where = directory / MANIFEST
+    problems = verify_files(directory, manifest)
+    if problems:
+        raise ArtifactError(f"{where}: " + "; ".join(problems))
+    registry = get_plugins().formats
+    for name, record in manifest.formats.items():
+        if not record.ok or name not in registry:
+            continue
+        fmt = registry.get(name)
+        if record.files[0] != fmt.files[0]:
+            raise ArtifactError(
+                f"{where}: formats.{name}: names {record.files[0]!r} as its artifact, but the "
+                f"{name} format reads {fmt.files[0]!r}"
+            )
+        # The format reads its own file names: each present must be one the manifest checked.
+        unlisted = [f for f in fmt.files if os.path.lexists(directory / f)]
+        unlisted = [f for f in unlisted if f not in manifest.files]
+        if unlisted:
+            raise ArtifactError(
+                f"{where}: formats.{name}: the {name} format would read {unlisted[0]!r}, "
+                "which the manifest does not list (remove it or export again)"
+            )
 
 
 def _names(values: Any, what: str) -> list[str]:
@@ -336,6 +401,6 @@ def _names(values: Any, what: str) -> list[str]:
     bad = [n for n in names if not is_plain_name(n)]
     if bad:
         raise ValueError(
-            f"{what} must be plain file names inside the export directory, got {bad[0]!r:.80}"
+            f"{what} must be plain file names inside the export directory, got {bad[0]!r:.200}"
         )
     return names

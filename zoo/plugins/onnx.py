@@ -36,6 +36,7 @@ __all__ = [
     "OnnxRuntime",
     "OnnxRuntimeDefault",
     "OnnxRuntimeTensorRT",
+    "check_external_data",
     "export_onnx",
     "opset_range",
 ]
@@ -90,6 +91,25 @@ def opset_range() -> tuple[int, int]:
     return 18, onnx.defs.onnx_opset_version()
 
 
+def check_external_data(path: Path) -> None:
+    """Refuse a model.onnx whose weights live anywhere but the ``model.onnx.data`` beside it:
+    the one external file zoo writes, and the one the export's manifest hash-checks (ONNX
+    Runtime itself refuses paths out of the model's directory)."""
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors
+
+    model = onnx.load(str(path), load_external_data=False)
+    for tensor in _get_all_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        if location != OnnxFormat.files[1]:
+            raise ValueError(
+                f"tensor {tensor.name!r:.60} is stored in {location!r:.80}: zoo loads ONNX "
+                f"weights only from {OnnxFormat.files[1]} beside the model"
+            )
+
+
 class OnnxFormat(Format):
     """``model.onnx`` (+ ``model.onnx.data`` above 100 MB of weights), opset 18 and up,
     ``onnx.checker``'s full check, gated in ONNX Runtime's CPU provider."""
@@ -134,6 +154,7 @@ class OnnxFormat(Format):
     def load(self, directory: Path, variant: str = "") -> Runner:
         import onnxruntime as ort
 
+        check_external_data(directory / self.files[0])
         session = ort.InferenceSession(
             str(directory / self.files[0]), providers=["CPUExecutionProvider"]
         )

@@ -5,7 +5,11 @@ saved as ``.pt2`` (format ``pt2``), and that program compiled ahead of time by A
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import logging
+import warnings
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +40,7 @@ __all__ = [
     "AotiRuntime",
     "Pt2Format",
     "Pt2Runtime",
+    "check_no_pickle",
     "export_program",
     "load",
     "load_aoti",
@@ -79,7 +84,63 @@ def save(program: torch.export.ExportedProgram, path: str | Path) -> Path:
 
 
 def load(path: str | Path) -> torch.export.ExportedProgram:
-    return torch.export.load(str(path))
+    """``torch.export.load`` of an archive :func:`check_no_pickle` passed; a file that is not
+    a .pt2 archive raises its error once, without the traceback torch logs as a warning."""
+    check_no_pickle(path)
+    with _quiet_export_load():
+        return torch.export.load(str(path))
+
+
+def check_no_pickle(path: str | Path) -> None:
+    """Refuse a ``.pt2`` that ``torch.export.load`` would unpickle.
+
+    torch unpickles with ``weights_only=False`` (code runs) the weights and constants an
+    archive marks ``use_pickle``, its custom and opaque objects, the legacy layouts, and the
+    sample inputs when they do not load with ``weights_only=True``. What ``torch.export.save``
+    writes for zoo's models has none of these: such an archive was not written by zoo's
+    export, and is refused (ValueError) before torch opens it.
+    """
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        legacy = "version" in names or any("serialized_" in n for n in names)
+        if legacy or not any(n.endswith("/archive_format") for n in names):
+            raise ValueError("not a torch.export archive of this torch (old layouts are pickles)")
+        for name in names:
+            parts = name.split("/")
+            if name.endswith("_weights_config.json") or name.endswith("_constants_config.json"):
+                entries = json.loads(archive.read(name)).get("config", {})
+                for fqn, meta in entries.items():
+                    pickled = meta.get("use_pickle") or not str(
+                        meta.get("path_name", "")
+                    ).startswith(("weight_", "tensor_"))
+                    if pickled:
+                        raise ValueError(
+                            f"{fqn!r:.60} is stored as a pickle, which zoo never loads"
+                        )
+            elif len(parts) >= 2 and parts[-2] in ("weights", "constants") and name.endswith(".pt"):
+                raise ValueError(f"{name!r:.80} is a pickled legacy payload, which zoo never loads")
+            elif len(parts) >= 2 and parts[-2] == "sample_inputs":
+                try:  # what torch tries first; if it failed, torch would unpickle in full
+                    with warnings.catch_warnings():  # "Detected pickle protocol 4...": noise
+                        warnings.simplefilter("ignore")
+                        torch.load(io.BytesIO(archive.read(name)), weights_only=True)
+                except Exception:
+                    raise ValueError(
+                        f"{name!r:.80} holds objects beyond tensors (a pickle zoo never loads)"
+                    ) from None
+
+
+@contextlib.contextmanager
+def _quiet_export_load() -> Iterator[None]:
+    def keep(record: logging.LogRecord) -> bool:
+        return "error when deserializing" not in str(record.msg)
+
+    logger = logging.getLogger("torch.export")
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 def package_aoti(program: torch.export.ExportedProgram, path: str | Path) -> Path:

@@ -1,0 +1,302 @@
+"""Hostile and malformed export directories, through the real ``zoo export --check`` and
+``zoo bench --artifacts``: each is refused in one line naming the manifest (or the file) and
+the entry, with exit 1, and nothing outside the directory is read or written.
+
+"Not read" is checked with FIFOs: every outside file a hostile manifest points at is a named
+pipe without a writer, so a zoo that opened it would hang until the test's timeout."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import onnx
+import pytest
+
+from tests.hostile.conftest import Tamper, one_error_line, relist, snapshot, zoo
+
+
+def _outside(directory: Path, name: str = "model.onnx") -> Path:
+    """A FIFO outside the export directory (beside it): reading it would block forever."""
+    target = directory.parent / "outside" / name
+    target.parent.mkdir(exist_ok=True)
+    os.mkfifo(target)
+    return target
+
+
+def escaping_format_file(d: Path, m: dict[str, Any]) -> None:
+    _outside(d)
+    m["files"]["../outside/model.onnx"] = m["files"].pop("model.onnx")
+    m["formats"]["onnx"]["files"] = ["../outside/model.onnx"]
+
+
+def absolute_format_file(d: Path, m: dict[str, Any]) -> None:
+    target = _outside(d)
+    m["files"][str(target)] = m["files"]["model.onnx"]
+    m["formats"]["onnx"]["files"] = [str(target)]
+
+
+def escaping_listed_file(d: Path, m: dict[str, Any]) -> None:  # a hash oracle for any file
+    _outside(d, "passwd")
+    m["files"]["../../../../" + str(d.parent / "outside" / "passwd")] = m["files"]["model.ts"]
+
+
+def unlisted_format_file(d: Path, m: dict[str, Any]) -> None:
+    m["formats"]["onnx"]["files"] = ["model.onnx", "model.onnx.data"]
+
+
+def hash_differs(d: Path, m: dict[str, Any]) -> None:
+    with open(d / "model.onnx", "ab") as handle:
+        handle.write(b"\0")
+
+
+def artifact_links_outside(d: Path, m: dict[str, Any]) -> None:
+    target = _outside(d)
+    (d / "model.onnx").unlink()
+    (d / "model.onnx").symlink_to(target)
+
+
+def unlisted_link_outside(d: Path, m: dict[str, Any]) -> None:  # what ORT would read beside
+    (d / "model.onnx.data").symlink_to(_outside(d, "data"))
+
+
+def unlisted_file_a_format_reads(d: Path, m: dict[str, Any]) -> None:
+    (d / "model.onnx.data").write_bytes(b"\0" * 64)
+
+
+def manifest_links_to_a_device(d: Path, m: dict[str, Any]) -> None:
+    (d / "manifest.json").unlink()
+    (d / "manifest.json").symlink_to("/dev/zero")
+
+
+def manifest_is_a_fifo(d: Path, m: dict[str, Any]) -> None:
+    (d / "manifest.json").unlink()
+    os.mkfifo(d / "manifest.json")
+
+
+def manifest_is_huge(d: Path, m: dict[str, Any]) -> None:
+    with open(d / "manifest.json", "r+b") as handle:
+        handle.truncate(64 * 2**20)  # sparse: costs no disk
+
+
+def formats_missing(d: Path, m: dict[str, Any]) -> None:
+    m.pop("formats")
+
+
+def format_entry_a_list(d: Path, m: dict[str, Any]) -> None:
+    m["formats"]["onnx"] = []
+
+
+def manifest_a_list(d: Path, m: dict[str, Any]) -> None:
+    (d / "manifest.json").write_text("[1, 2]")
+
+
+def files_entry_wrong_type(d: Path, m: dict[str, Any]) -> None:
+    m["files"]["model.onnx"]["bytes"] = "many"
+
+
+def onnx_weights_elsewhere(d: Path, m: dict[str, Any]) -> None:
+    # ONNX Runtime reads external data anywhere inside the model's directory: here an
+    # initializer stored in weights.safetensors, a listed file the manifest never meant.
+    model = onnx.load(str(d / "model.onnx"))
+    tensor = model.graph.initializer[0]
+    tensor.ClearField("raw_data")
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", "weights.safetensors"), ("offset", "0"), ("length", "4")):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(d / "model.onnx"))
+    relist(d, m, "model.onnx")
+
+
+CASES: list[tuple[Tamper, str, str]] = [
+    # (the change, the entry the message names, what it says about it)
+    (escaping_format_file, "'../outside/model.onnx'", "must be plain file names"),
+    (absolute_format_file, "outside/model.onnx'", "must be plain file names"),
+    (escaping_listed_file, "outside/passwd'", "must be plain file names"),
+    (unlisted_format_file, "'onnx' names files not listed in files", "model.onnx.data"),
+    (hash_differs, "model.onnx:", "sha256 does not match the manifest"),
+    (artifact_links_outside, "model.onnx:", "is a symbolic link"),
+    (unlisted_link_outside, "model.onnx.data:", "a symbolic link in the export directory"),
+    (unlisted_file_a_format_reads, "formats.onnx:", "would read 'model.onnx.data'"),
+    (manifest_links_to_a_device, "manifest.json", "is a symbolic link"),
+    (manifest_is_a_fifo, "manifest.json", "is not a regular file"),
+    (manifest_is_huge, "manifest.json", "more than the 16,777,216 zoo reads"),
+    (formats_missing, "formats", "must be a JSON object, got nothing"),
+    (format_entry_a_list, "a format entry", "must be a JSON object, got list"),
+    (manifest_a_list, "the manifest", "must be a JSON object, got list"),
+    (files_entry_wrong_type, "bytes", "must be an integer, got str"),
+    (onnx_weights_elsewhere, "model.onnx", "zoo loads ONNX weights only from model.onnx.data"),
+]
+IDS = [change.__name__ for change, _, _ in CASES]
+
+
+@pytest.mark.parametrize(("change", "entry", "problem"), CASES, ids=IDS)
+def test_export_check_refuses_it_in_one_line(
+    tampered: Callable[[Tamper], Path], change: Tamper, entry: str, problem: str
+) -> None:
+    directory = tampered(change)
+    before = snapshot(directory.parent)
+    result = zoo("export", "--check", str(directory))
+    assert result.returncode == 1, result.stdout + result.stderr
+    line = one_error_line(result)
+    assert str(directory) in line and entry in line and problem in line, line
+    assert "parity holds" not in result.stdout
+    assert snapshot(directory.parent) == before  # nothing written, inside or beside
+
+
+@pytest.mark.parametrize(("change", "entry", "problem"), CASES, ids=IDS)
+def test_bench_refuses_it_before_measuring_anything(
+    tampered: Callable[[Tamper], Path], change: Tamper, entry: str, problem: str
+) -> None:
+    directory = tampered(change)
+    before = snapshot(directory.parent)
+    result = zoo("bench", "lenet", "--artifacts", str(directory), "--runtime", "onnxruntime")
+    assert result.returncode == 1, result.stdout + result.stderr
+    line = one_error_line(result)
+    assert entry in line and problem in line, line
+    assert "ceiling" not in result.stderr  # validated before the matmul ceiling
+    assert snapshot(directory.parent) == before
+
+
+def _garbage(name: str) -> Tamper:
+    def change(d: Path, m: dict[str, Any]) -> None:
+        if name == "model.aoti.pt2":  # an aoti entry like the others (no compile needed)
+            m["formats"]["aoti"] = {**m["formats"]["pt2"], "files": [name]}
+        (d / name).write_bytes(b"garbage " * 64)
+        relist(d, m, name)
+
+    change.__name__ = f"garbage {name}"
+    return change
+
+
+GARBAGE = {
+    "onnx": ("model.onnx", "Error parsing message with type 'onnx.ModelProto'"),
+    "torchscript": ("model.ts", "PytorchStreamReader failed reading zip archive"),
+    "pt2": ("model.pt2", "BadZipFile: File is not a zip file"),
+    "aoti": ("model.aoti.pt2", "Failed to initialize zip archive"),
+}
+
+
+@pytest.mark.parametrize("fmt", list(GARBAGE))
+def test_a_garbage_artifact_with_a_true_hash_is_one_line_naming_it(
+    tampered: Callable[[Tamper], Path], fmt: str
+) -> None:
+    name, why = GARBAGE[fmt]
+    directory = tampered(_garbage(name))
+    result = zoo("export", "--check", str(directory))
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert f"{directory / name}: does not load as {fmt}: " in line and why in line, line
+
+
+def test_a_garbage_parity_fixture_is_one_line_naming_it(
+    tampered: Callable[[Tamper], Path],
+) -> None:
+    directory = tampered(_garbage("parity.safetensors"))
+    line = one_error_line(zoo("export", "--check", str(directory)))
+    assert f"{directory / 'parity.safetensors'}: not this export's parity fixture" in line
+
+
+def test_bench_fails_every_garbage_artifact_alone_and_exits_1(
+    tampered: Callable[[Tamper], Path],
+) -> None:
+    def all_garbage(d: Path, m: dict[str, Any]) -> None:
+        for name, _ in GARBAGE.values():
+            _garbage(name)(d, m)
+
+    directory = tampered(all_garbage)
+    result = zoo(
+        "bench",
+        "lenet",
+        "--artifacts",
+        str(directory),
+        "--runtime",
+        "onnxruntime,torchscript,pt2,aoti",
+        "--batch",
+        "1",
+        "--min-time",
+        "0",
+        "--min-iters",
+        "2",
+        "--warmup",
+        "1",
+        "--json",
+        str(directory.parent / "run.json"),
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "zoo: no runtime was measured: 4 failed (aoti, onnxruntime, pt2, torchscript)"
+    )
+    rows = {
+        r["runtime"]: r for r in json.loads((directory.parent / "run.json").read_text())["results"]
+    }
+    for runtime, (name, why) in zip(
+        ["onnxruntime", "torchscript", "pt2", "aoti"], GARBAGE.values(), strict=True
+    ):
+        reason = rows[runtime]["reason"]
+        why = "Protobuf parsing failed" if runtime == "onnxruntime" else why  # ORT's own words
+        assert reason.startswith(f"{directory / name}: does not load in {runtime}: "), reason
+        assert why in reason and "\n" not in reason
+    shutil.rmtree(directory.parent / "outside", ignore_errors=True)
+
+
+class _Payload:
+    """Unpickled without ``weights_only``, runs ``touch MARKER``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _pickling_pt2(part: str, marker: Path) -> Tamper:
+    """A model.pt2 whose ``part`` torch.export.load would unpickle in full (listed with its
+    true hash): the sample inputs as a pickle, or a weight marked ``use_pickle``."""
+
+    def change(d: Path, m: dict[str, Any]) -> None:
+        evil = pickle.dumps(_Payload(marker))
+        source, target = d / "model.pt2", d / "evil.pt2"
+        with zipfile.ZipFile(source) as zin:
+            entries = {name: zin.read(name) for name in zin.namelist()}
+        for name, data in list(entries.items()):
+            if part == "sample inputs" and name.endswith("sample_inputs/model.pt"):
+                entries[name] = evil
+            if part == "weights" and name.endswith("_weights_config.json"):
+                config = json.loads(data)
+                first = next(iter(config["config"].values()))
+                first["use_pickle"] = True
+                entries[name] = json.dumps(config).encode()
+                entries[name.rsplit("/", 1)[0] + "/" + first["path_name"]] = evil
+        with zipfile.ZipFile(target, "w") as zout:
+            for name, data in entries.items():
+                zout.writestr(name, data)
+        target.replace(source)
+        relist(d, m, "model.pt2")
+
+    return change
+
+
+@pytest.mark.parametrize("part", ["sample inputs", "weights"])
+def test_a_pt2_that_torch_would_unpickle_is_never_loaded(
+    tampered: Callable[[Tamper], Path], tmp_path: Path, part: str
+) -> None:
+    marker = tmp_path / "PWNED"
+    directory = tampered(_pickling_pt2(part, marker))
+    result = zoo("export", "--check", str(directory))
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert f"{directory / 'model.pt2'}: does not load as pt2: ValueError: " in line, line
+    assert "pickle zoo never loads" in line or "which zoo never loads" in line, line
+    result = zoo(
+        "bench", "lenet", "--artifacts", str(directory), "--runtime", "pt2", "--batch", "1"
+    )
+    assert result.returncode == 1 and "never loads" in result.stdout
+    assert not marker.exists()  # the payload never ran

@@ -1,0 +1,73 @@
+"""The files ``zoo bench`` writes (``--json``, ``--plot``): checked before the benchmark runs,
+and never replaced when they are not regular files.
+
+A regular file (or a path that does not exist yet) is written atomically: a temporary file
+beside it, renamed over it. A character device or a FIFO (``/dev/null``, ``/dev/stdout``, a
+named pipe) is written through, as a shell's ``>`` would: renaming a file over ``/dev/null``
+would replace the device. Anything else (a directory, a socket, a block device) is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from zoo._io import atomic_path
+from zoo.errors import UsageError
+
+__all__ = ["check_output", "write_output"]
+
+
+def _written_through(mode: int) -> bool:
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+
+
+def check_output(path: Path, option: str) -> None:
+    """UsageError naming ``option`` unless ``path`` can be written: an existing regular file,
+    character device or FIFO, or a new name in an existing directory this process can write."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: {exc.strerror or exc}") from None
+    if mode is not None:
+        if stat.S_ISDIR(mode):
+            raise UsageError(f"{option} {path}: is a directory; give a file name")
+        if _written_through(mode):
+            if not os.access(path, os.W_OK):
+                raise UsageError(f"{option} {path}: not writable")
+            return
+        if not stat.S_ISREG(mode):
+            raise UsageError(
+                f"{option} {path}: is not a regular file, a character device or a FIFO; "
+                "zoo neither writes into it nor replaces it"
+            )
+    parent = Path(os.path.realpath(path)).parent
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path}: the directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: the directory {parent} is not writable")
+
+
+def write_output(path: Path, write: Callable[[Path], object]) -> None:
+    """Call ``write(p)`` to write the file at ``p``; a character device or FIFO at ``path``
+    receives its bytes (written through), anything else gets the file atomically (a symbolic
+    link's target is replaced, the link stays)."""
+    try:
+        mode: int | None = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and _written_through(mode):
+        with tempfile.TemporaryDirectory(prefix="zoo-output-") as tmp:
+            staged = Path(tmp) / path.name
+            write(staged)
+            with open(staged, "rb") as source, open(path, "wb") as target:
+                shutil.copyfileobj(source, target)
+        return
+    with atomic_path(os.path.realpath(path)) as tmp:
+        write(tmp)
