@@ -243,7 +243,16 @@ class ModelSpec:
         from torch import nn  # here: ``import zoo`` must not import torch
 
         self.check_kwargs(kwargs)
-        model = self.builder(**kwargs)
+        try:
+            model = self.builder(**kwargs)
+        except (TypeError, ValueError, OverflowError) as exc:
+            if not kwargs:
+                raise  # the builder's own defaults fail: a bug of the plugin, not the caller's
+            given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+            why = " ".join(f"{type(exc).__name__}: {exc}".split())
+            raise InvalidArgumentsError(
+                f"model {self.name!r} cannot be built with {given}: {why}"
+            ) from exc
         if not isinstance(model, nn.Module):
             raise InvalidSpecError(
                 f"model {self.name!r}: builder returned {type(model).__name__}, not an nn.Module"
