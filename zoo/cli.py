@@ -489,6 +489,11 @@ def train_cmd(
     type=click.Path(file_okay=False),
     help="Re-verify an export directory (hashes and parity) instead of exporting.",
 )
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace the export already in --out (kept whole until the new one is complete).",
+)
 def export_cmd(
     name: str | None,
     formats: str | None,
@@ -502,6 +507,7 @@ def export_cmd(
     atol: float,
     rtol: float,
     check_dir: str | None,
+    overwrite: bool,
 ) -> None:
     """Export NAME with its preprocessing, gated on parity: TorchScript, ONNX and .pt2 by
     default, or any registered format.
@@ -536,6 +542,7 @@ def export_cmd(
         opset=opset,
         atol=atol,
         rtol=rtol,
+        overwrite=overwrite,
     )
     formats_done = report.manifest.formats
     _echo_parity({f: r.parity for f, r in formats_done.items() if r.parity is not None})
