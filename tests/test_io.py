@@ -66,4 +66,6 @@ def test_no_space_is_recognised_from_oserror_and_from_torch_archive_writer() -> 
     message = "[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534"
     assert is_no_space(RuntimeError(message))
     assert not is_no_space(RuntimeError("unexpected pos"))
+    safetensors = "Error while serializing: I/O error: No space left on device (os error 28)"
+    assert is_no_space(Exception(safetensors))
     assert no_space_message("/x", 3_400_000) == "no space left on /x (needs ~3 MB)"

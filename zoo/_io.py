@@ -65,12 +65,15 @@ def is_no_space(exc: BaseException) -> bool:
     """Whether ``exc`` says the disk (or the quota) is full.
 
     torch's archive writer reports a failed write as ``RuntimeError: [enforce fail at
-    inline_container.cc] . unexpected pos`` or ``... file write failed``, without errno.
+    inline_container.cc] . unexpected pos`` or ``... file write failed``, without errno;
+    safetensors (Rust) as ``SafetensorError: ... (os error 28)``.
     """
     if isinstance(exc, OSError):
         return exc.errno in _NO_SPACE
+    text = str(exc)
+    if any(f"(os error {code})" in text for code in _NO_SPACE):
+        return True
     if isinstance(exc, RuntimeError):
-        text = str(exc)
         return "inline_container" in text and ("unexpected pos" in text or "write failed" in text)
     return False
 
