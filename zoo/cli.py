@@ -12,7 +12,9 @@ import ast
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +50,44 @@ class _EchoHandler(logging.Handler):
         click.echo(f"zoo: warning: {record.getMessage()}", err=True)
 
 
+class _ImportSafeInterrupt:
+    """SIGINT handler: Ctrl-C raises KeyboardInterrupt, except while a module imports.
+
+    torch imports numpy from C and swallows any exception there, KeyboardInterrupt too: zoo
+    then went on with half a numpy (``AttributeError: module 'numpy' has no attribute
+    'multiply'``). So a Ctrl-C during an import is kept until the import is done (checked
+    every 50 ms); a second one while it is kept aborts at once.
+    """
+
+    def __init__(self) -> None:
+        self.pending = False
+        self.rechecks = 0
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        recheck = self.rechecks > 0
+        if recheck:
+            self.rechecks -= 1
+        if not _importing(frame):
+            self.pending = False
+            raise KeyboardInterrupt
+        if self.pending and not recheck:  # a second Ctrl-C during an import that hangs
+            os.write(2, b"\nzoo: aborted\n")
+            os._exit(130)
+        self.pending = True
+        self.rechecks += 1
+        timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+        timer.daemon = True
+        timer.start()
+
+
+def _importing(frame: Any) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 class ZooGroup(click.Group):
     """Turns every user error into one line on stderr and an exit code (2 usage, 1 runtime)."""
 
@@ -61,6 +101,8 @@ class ZooGroup(click.Group):
     ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, _ImportSafeInterrupt())
         try:
             code = super().main(args, prog_name, complete_var, False, **extra)
         except click.UsageError as exc:  # click's own: missing argument, unknown option...
