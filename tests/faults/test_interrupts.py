@@ -94,3 +94,27 @@ def test_one_ctrl_c_during_a_save_stops_at_the_next_batch_and_resumes_exactly(
     resumed = run(*STEADY, "--epochs", "2", "--out", "R", "--resume", "auto", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert_identical(weights(straight), weights(tmp_path / "R"))
+
+
+def test_what_a_killed_run_left_is_removed_by_the_next_run_of_its_directory(
+    tmp_path: Path,
+) -> None:
+    first = run(*STEADY, "--epochs", "1", "--out", "R", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    run_dir = tmp_path / "R"
+    # What a process SIGKILLed mid-write leaves (no finally block runs).
+    left = [
+        run_dir / ".metrics.json.k2j4_x.tmp",
+        run_dir / ".confusion_matrix.png.9dfa1q.tmp",
+        run_dir / ".last.link-tmp",
+        run_dir / "checkpoints" / ".epoch0002-step0000012.partial" / "model.safetensors",
+    ]
+    for path in left:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half")
+    mine = run_dir / "notes.tmp"  # not zoo's: kept
+    mine.write_text("keep")
+    resumed = run(*STEADY, "--epochs", "2", "--out", "R", "--resume", "auto", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert leftovers(tmp_path) == []
+    assert mine.read_text() == "keep"
