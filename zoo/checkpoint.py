@@ -193,7 +193,9 @@ def save_checkpoint(
         if is_no_space(exc):
             raise NoSpaceError(no_space_message(root, needs)) from None
         raise
-    for tag in tags:
+    # ``last`` is switched last: it is what --resume reads, so a crash before it repeats this
+    # step, and ``best`` never lags behind a ``last`` that recorded a better epoch.
+    for tag in sorted(tags, key=lambda tag: tag == "last"):
         _point(run_dir, tag, target)
     _prune(run_dir)
     return target
