@@ -5,7 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from zoo._io import atomic_path, atomic_write_json, fsync_dir, is_no_space, no_space_message
+from zoo._io import (
+    atomic_path,
+    atomic_write_json,
+    exchange,
+    fsync_dir,
+    is_no_space,
+    no_space_message,
+)
 
 
 def test_atomic_write_replaces_and_uses_the_usual_mode(tmp_path: Path) -> None:
@@ -69,3 +76,14 @@ def test_no_space_is_recognised_from_oserror_and_from_torch_archive_writer() -> 
     safetensors = "Error while serializing: I/O error: No space left on device (os error 28)"
     assert is_no_space(Exception(safetensors))
     assert no_space_message("/x", 3_400_000) == "no space left on /x (needs ~3 MB)"
+
+
+def test_exchange_swaps_two_directories_in_one_step(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f").write_text("a")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "f").write_text("b")
+    assert exchange(tmp_path / "a", tmp_path / "b")  # Linux file systems here support it
+    assert (tmp_path / "a" / "f").read_text() == "b" and (tmp_path / "b" / "f").read_text() == "a"
+    with pytest.raises(FileNotFoundError):
+        exchange(tmp_path / "a", tmp_path / "missing")

@@ -17,6 +17,7 @@ __all__ = [
     "atomic_path",
     "atomic_write_json",
     "atomic_write_text",
+    "exchange",
     "free_bytes",
     "fsync_dir",
     "is_no_space",
@@ -55,6 +56,29 @@ def fsync_dir(directory: Path) -> None:
             raise
     finally:
         os.close(fd)
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def exchange(first: Path, second: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``):
+    a reader sees one or the other, never neither. False where the system or the file system
+    cannot (then nothing happened)."""
+    import ctypes  # here: only a replaced export needs it
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd = -100
+    done = renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), _RENAME_EXCHANGE)
+    if done == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(first), None, str(second))
 
 
 #: errno values of a full disk or an exhausted quota.

@@ -24,7 +24,15 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from zoo._io import atomic_path, free_bytes, fsync_dir, is_no_space, no_space_message, usual_mode
+from zoo._io import (
+    atomic_path,
+    exchange,
+    free_bytes,
+    fsync_dir,
+    is_no_space,
+    no_space_message,
+    usual_mode,
+)
 from zoo._lock import DirectoryLocked, lock_directory
 from zoo._pluginmanager import get_plugins
 from zoo._version import __version__
@@ -319,8 +327,14 @@ def _remove(directory: Path, names: set[str]) -> None:
 
 
 def _move_into_place(staging: Path, out: Path) -> None:
-    """Swap the complete staging directory in; an earlier export is kept as ``.OUT.old``
-    until the new one is in place (``_recover`` puts it back if a crash came between)."""
+    """Put the complete staging directory in place of ``out``. An earlier export is swapped
+    out in one atomic step where the file system can (a reader sees the old export or the new
+    one); elsewhere it is kept as ``.OUT.old`` until the new one is in place (``_recover``
+    puts it back if a crash came between the two renames)."""
+    if out.exists() and exchange(staging, out):
+        fsync_dir(out.resolve().parent)
+        shutil.rmtree(staging)  # now the old export
+        return
     old = out.with_name(f".{out.name}.old")
     if old.exists():
         shutil.rmtree(old)
