@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,13 @@ def test_an_export_of_trained_weights_is_not_replaced_without_overwrite(tmp_path
         "(nothing was changed)"
     )
     assert _hashes(tmp_path / "D") == before
+    # Every file follows the umask (safetensors files were written 0600).
+    umask = os.umask(0)
+    os.umask(umask)
+    files = [*(tmp_path / "D").iterdir(), *(tmp_path / "R" / "best").iterdir()]
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in files} == {
+        p.name: 0o666 & ~umask for p in files
+    }
     replaced = run(
         "export", "lenet", "--format", "torchscript", "--out", "D", "--overwrite", cwd=tmp_path
     )
