@@ -106,3 +106,13 @@ def test_a_second_trainer_in_one_process_is_refused_until_the_first_is_done(
     )
     resumed.fit()  # the lock was released: a resume may take it
     assert set(before) == set(weights(tmp_path))
+
+
+def test_a_run_directory_that_cannot_be_made_is_refused_in_one_line(tmp_path: Path) -> None:
+    from zoo.errors import UsageError
+    from zoo.train import TrainConfig, Trainer
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(UsageError, match=r"cannot write to run directory .*file/R: Not a dir"):
+        Trainer(TrainConfig("lenet", data="digits", out=str(blocker / "R")))

@@ -139,10 +139,12 @@ class Trainer:
         if config.resume is None:
             self._check_monitor()  # before the run directory is made
         self.run_dir = self._run_dir()
-        try:
+        try:  # creating the lock file also proves the directory writable
             self.lock = lock_directory(self.run_dir)
         except DirectoryLocked as exc:
             raise UsageError(str(exc)) from None
+        except OSError as exc:
+            raise self._unwritable(self.run_dir, exc) from None
         try:
             self._set_up()
         except BaseException:
@@ -236,14 +238,15 @@ class Trainer:
             run_dir = self._default_out()
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
-            probe = run_dir / ".zoo-write-test"
-            probe.write_text("")
-            probe.unlink()
         except OSError as exc:
-            if is_no_space(exc):
-                raise NoSpaceError(no_space_message(run_dir, 1)) from None
-            raise UsageError(f"cannot write to run directory {run_dir}: {exc.strerror}") from exc
+            raise self._unwritable(run_dir, exc) from exc
         return run_dir
+
+    @staticmethod
+    def _unwritable(run_dir: Path, exc: OSError) -> ZooError:
+        if is_no_space(exc):
+            return NoSpaceError(no_space_message(run_dir, 1))
+        return UsageError(f"cannot write to run directory {run_dir}: {exc.strerror or exc}")
 
     def _device(self) -> torch.device:
         wanted = self.config.device
