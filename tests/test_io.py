@@ -1,10 +1,18 @@
+import errno
 import os
 import stat
 from pathlib import Path
 
 import pytest
 
-from zoo._io import atomic_path, atomic_write_json
+from zoo._io import (
+    atomic_path,
+    atomic_write_json,
+    exchange,
+    fsync_dir,
+    is_no_space,
+    no_space_message,
+)
 
 
 def test_atomic_write_replaces_and_uses_the_usual_mode(tmp_path: Path) -> None:
@@ -26,3 +34,56 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> No
         raise RuntimeError("crash mid-write")
     assert target.read_bytes() == b"good"
     assert [p.name for p in tmp_path.iterdir()] == ["weights.bin"]
+
+
+def test_a_file_its_writer_recreates_still_gets_the_usual_mode(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    target = tmp_path / "w.safetensors"
+    with atomic_path(target) as tmp:
+        save_file({"w": torch.zeros(2)}, str(tmp))  # safetensors makes the file 0600
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+
+
+@pytest.mark.parametrize(
+    ("code", "raised"), [(errno.EIO, True), (errno.ENOSPC, True), (errno.EINVAL, False)]
+)
+def test_a_directory_fsync_raises_io_errors_and_ignores_only_unsupported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, raised: bool
+) -> None:
+    def failing(fd: int) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "fsync", failing)
+    if raised:
+        with pytest.raises(OSError) as info:
+            fsync_dir(tmp_path)
+        assert info.value.errno == code
+    else:
+        fsync_dir(tmp_path)
+
+
+def test_no_space_is_recognised_from_oserror_and_from_torch_archive_writer() -> None:
+    assert is_no_space(OSError(errno.ENOSPC, "No space left on device"))
+    assert is_no_space(OSError(errno.EDQUOT, "Disk quota exceeded"))
+    assert not is_no_space(OSError(errno.EACCES, "Permission denied"))
+    message = "[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534"
+    assert is_no_space(RuntimeError(message))
+    assert not is_no_space(RuntimeError("unexpected pos"))
+    safetensors = "Error while serializing: I/O error: No space left on device (os error 28)"
+    assert is_no_space(Exception(safetensors))
+    assert no_space_message("/x", 3_400_000) == "no space left on /x (needs ~3 MB)"
+
+
+def test_exchange_swaps_two_directories_in_one_step(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "f").write_text("a")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "f").write_text("b")
+    assert exchange(tmp_path / "a", tmp_path / "b")  # Linux file systems here support it
+    assert (tmp_path / "a" / "f").read_text() == "b" and (tmp_path / "b" / "f").read_text() == "a"
+    with pytest.raises(FileNotFoundError):
+        exchange(tmp_path / "a", tmp_path / "missing")

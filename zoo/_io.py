@@ -4,8 +4,10 @@ and which names may be read from or written into a directory zoo owns."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +17,12 @@ __all__ = [
     "atomic_path",
     "atomic_write_json",
     "atomic_write_text",
+    "exchange",
+    "free_bytes",
     "fsync_dir",
+    "is_no_space",
     "is_plain_name",
+    "no_space_message",
     "usual_mode",
 ]
 
@@ -29,18 +35,85 @@ def usual_mode(mode: int) -> int:
     return mode & ~_UMASK
 
 
+#: fsync errors that only say "directories cannot be fsynced here" (some network and FUSE
+#: file systems); any other (EIO above all) means the rename may not be on disk: raised.
+_FSYNC_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF})
+
+
 def fsync_dir(directory: Path) -> None:
-    """Persist a rename in ``directory`` (no-op where directories cannot be opened)."""
+    """Persist a rename in ``directory``; a no-op only where directories cannot be opened or
+    fsynced at all. An I/O error is raised: the rename may not have reached the disk."""
     try:
         fd = os.open(directory, os.O_RDONLY)
-    except OSError:
+    except OSError as exc:
+        if exc.errno == errno.EIO:
+            raise
         return
     try:
         os.fsync(fd)
-    except OSError:
-        pass
+    except OSError as exc:
+        if exc.errno not in _FSYNC_UNSUPPORTED:
+            raise
     finally:
         os.close(fd)
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def exchange(first: Path, second: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``):
+    a reader sees one or the other, never neither. False where the system or the file system
+    cannot (then nothing happened)."""
+    import ctypes  # here: only a replaced export needs it
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd = -100
+    done = renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), _RENAME_EXCHANGE)
+    if done == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(first), None, str(second))
+
+
+#: errno values of a full disk or an exhausted quota.
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the quota) is full.
+
+    torch's archive writer reports a failed write as ``RuntimeError: [enforce fail at
+    inline_container.cc] . unexpected pos`` or ``... file write failed``, without errno;
+    safetensors (Rust) as ``SafetensorError: ... (os error 28)``.
+    """
+    if isinstance(exc, OSError):
+        return exc.errno in _NO_SPACE
+    text = str(exc)
+    if any(f"(os error {code})" in text for code in _NO_SPACE):
+        return True
+    if isinstance(exc, RuntimeError):
+        return "inline_container" in text and ("unexpected pos" in text or "write failed" in text)
+    return False
+
+
+def free_bytes(directory: str | os.PathLike[str]) -> int:
+    """Bytes a process of this user may still write in ``directory`` (its nearest existing
+    ancestor while it does not exist yet)."""
+    path = Path(directory).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def no_space_message(directory: str | os.PathLike[str], needs: int) -> str:
+    """The one line zoo prints for a full disk."""
+    return f"no space left on {directory} (needs ~{max(1, round(needs / 1e6))} MB)"
 
 
 @contextlib.contextmanager
@@ -52,19 +125,22 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.fchmod(fd, usual_mode(0o666))  # mkstemp makes 0600; give the file the usual mode
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp: Path | None = None
     try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        tmp = Path(tmp_name)
+        os.close(fd)
         yield tmp
+        # mkstemp makes 0600, and some writers (safetensors) recreate the file 0600: give
+        # the file the mode open() would have given it.
+        os.chmod(tmp, usual_mode(0o666))
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
         fsync_dir(target.parent)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -12,14 +12,23 @@ Layout inside a run directory::
 
 A checkpoint directory is written completely (each file fsynced) before ``last``/``best``
 are switched to it with an atomic rename of a symlink, so a crash at any moment leaves the
-previous checkpoint in place. Directories no tag points to are removed afterwards.
+previous checkpoint in place. Directories no tag points to are removed afterwards, but only
+while every tag points to a valid checkpoint. Free space is checked before writing; a disk
+that fills up anyway leaves no partial checkpoint (:class:`zoo.errors.NoSpaceError`).
+
+A checkpoint is untrusted input: ``meta.json`` is checked field by field, ``state.pt`` is
+read with ``torch.load(weights_only=True)`` (tensors and plain values; a pickle payload is
+refused, never run), and every problem is one line naming the file.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pickle
 import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,20 +37,51 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from zoo._io import atomic_path, atomic_write_json, fsync_dir
-from zoo.errors import ZooError
+from zoo._io import (
+    atomic_path,
+    atomic_write_json,
+    free_bytes,
+    fsync_dir,
+    is_no_space,
+    no_space_message,
+)
+from zoo.errors import NoSpaceError, ZooError
 
 __all__ = [
     "FORMAT_VERSION",
     "Checkpoint",
     "CheckpointError",
     "find_checkpoint",
+    "is_valid_checkpoint",
     "load_checkpoint",
+    "newest_checkpoint",
     "save_checkpoint",
 ]
 
 FORMAT_VERSION = 1
 TAGS = ("last", "best")
+#: The files of a checkpoint directory.
+FILES = ("model.safetensors", "state.pt", "meta.json")
+#: Room for meta.json, file system blocks and the zip container, beyond the tensors' bytes.
+SPACE_MARGIN = 1 << 20
+
+#: Tests only: ``N:SIGNAL[,N:SIGNAL...]`` (``3:KILL``, ``2:INT,3:INT``) makes this process
+#: send itself SIGNAL at the N-th commit point of save_checkpoint (counted over the process's
+#: life), to prove that a crash or Ctrl-C at any step of a save loses nothing.
+SIGNAL_ENV = "ZOO_TEST_SIGNAL_AT_COMMIT_POINT"
+_commit_points = 0
+
+
+def _commit_point() -> None:
+    global _commit_points
+    wanted = os.environ.get(SIGNAL_ENV)
+    if not wanted:
+        return
+    _commit_points += 1
+    for item in wanted.split(","):
+        point, _, name = item.partition(":")
+        if int(point) == _commit_points:
+            os.kill(os.getpid(), getattr(signal, f"SIG{name}"))
 
 
 class CheckpointError(ZooError):
@@ -91,6 +131,16 @@ def _dir_name(meta: dict[str, Any]) -> str:
     return f"epoch{int(meta['epoch']):04d}-step{int(meta['step']):07d}"
 
 
+def _tensor_bytes(value: Any) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
+
+
 def save_checkpoint(
     run_dir: Path,
     model: nn.Module,
@@ -98,9 +148,17 @@ def save_checkpoint(
     meta: dict[str, Any],
     tags: tuple[str, ...] = ("last",),
 ) -> Path:
-    """Write one checkpoint and point ``tags`` (``last``, ``best``) at it atomically."""
+    """Write one checkpoint and point ``tags`` (``last``, ``best``) at it atomically.
+
+    Raises :class:`NoSpaceError` (nothing written, the earlier checkpoints intact) when the
+    disk cannot hold it: checked first, from the size of the tensors, and again on any write
+    that fails for want of space."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    needs = _tensor_bytes(weights) + _tensor_bytes(state) + SPACE_MARGIN
+    if free_bytes(root) < needs:
+        raise NoSpaceError(no_space_message(root, needs))
     name = _dir_name(meta)
     target = root / name
     suffix = 1
@@ -110,16 +168,34 @@ def save_checkpoint(
     staging = root / f".{target.name}.partial"
     if staging.exists():
         shutil.rmtree(staging)
-    staging.mkdir()
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(staging / "model.safetensors") as tmp:
-        save_file(weights, str(tmp), metadata={"format": "zoo", "model": str(meta.get("model"))})
-    with atomic_path(staging / "state.pt") as tmp:
-        torch.save(state, tmp)
-    atomic_write_json(staging / "meta.json", {"format_version": FORMAT_VERSION, **meta})
-    os.replace(staging, target)
-    fsync_dir(root)
-    for tag in tags:
+    try:
+        staging.mkdir()
+        _commit_point()
+        with atomic_path(staging / "model.safetensors") as tmp:
+            save_file(
+                weights, str(tmp), metadata={"format": "zoo", "model": str(meta.get("model"))}
+            )
+        _commit_point()
+        # Serialised in memory, then written: a write that fails is an OSError, instead of
+        # torch's archive writer failing in C++ (an enforce error, or an abort).
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        with atomic_path(staging / "state.pt") as tmp:
+            tmp.write_bytes(buffer.getbuffer())
+        _commit_point()
+        atomic_write_json(staging / "meta.json", {"format_version": FORMAT_VERSION, **meta})
+        _commit_point()
+        os.replace(staging, target)
+        _commit_point()
+        fsync_dir(root)
+    except BaseException as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if is_no_space(exc):
+            raise NoSpaceError(no_space_message(root, needs)) from None
+        raise
+    # ``last`` is switched last: it is what --resume reads, so a crash before it repeats this
+    # step, and ``best`` never lags behind a ``last`` that recorded a better epoch.
+    for tag in sorted(tags, key=lambda tag: tag == "last"):
         _point(run_dir, tag, target)
     _prune(run_dir)
     return target
@@ -131,15 +207,49 @@ def _point(run_dir: Path, tag: str, target: Path) -> None:
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
     os.symlink(os.path.relpath(target, run_dir), tmp)
+    _commit_point()
     os.replace(tmp, link)
+    _commit_point()
     fsync_dir(run_dir)
 
 
 def _prune(run_dir: Path) -> None:
-    keep = {(run_dir / tag).resolve() for tag in TAGS if (run_dir / tag).is_symlink()}
+    """Remove the checkpoints no tag points to, once every tag points to a valid one: while a
+    tag is dangling or broken nothing is removed (what it pointed to cannot be known)."""
+    tags = [run_dir / tag for tag in TAGS if (run_dir / tag).is_symlink()]
+    if not all(is_valid_checkpoint(tag) for tag in tags):
+        return
+    keep = {tag.resolve() for tag in tags}
     for entry in (run_dir / "checkpoints").iterdir():
         if entry.is_dir() and entry.resolve() not in keep and not entry.name.startswith("."):
             shutil.rmtree(entry, ignore_errors=True)
+    _commit_point()
+
+
+def is_valid_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a complete checkpoint directory whose meta.json zoo can read."""
+    try:
+        if not all((path / f).is_file() for f in FILES):
+            return False
+        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
+        _check_meta(path, meta)
+    except (OSError, ValueError, CheckpointError):
+        return False
+    return True
+
+
+def newest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The valid checkpoint of ``run_dir`` with the most steps, whatever its tags say."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return None
+    found = []
+    for entry in root.iterdir():
+        if entry.name.startswith(".") or not entry.is_dir() or not is_valid_checkpoint(entry):
+            continue
+        meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+        found.append((meta["step"], meta["epoch"], entry.name, entry))
+    return max(found)[-1].resolve() if found else None
 
 
 def find_checkpoint(path: str | Path, tag: str = "last") -> Path | None:
@@ -153,6 +263,53 @@ def find_checkpoint(path: str | Path, tag: str = "last") -> Path | None:
     return None
 
 
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), type(value).__name__ if value is not None else "null"
+    )
+
+
+def _field(path: Path, data: dict[str, Any], key: str, kinds: tuple[type, ...], what: str) -> Any:
+    value = data.get(key)
+    if (
+        key not in data
+        or not isinstance(value, kinds)
+        or isinstance(value, bool) != (bool in kinds)
+    ):
+        found = "missing" if key not in data else f"{_kind(value)} {json.dumps(value)[:40]}"
+        raise CheckpointError(
+            f"checkpoint {path / 'meta.json'} is malformed: {key!r} must be {what}, got {found}"
+            " (zoo writes this file; was it edited?)"
+        )
+    return value
+
+
+def _check_meta(path: Path, meta: Any) -> None:
+    """Refuse a meta.json that zoo did not write, one line naming the field."""
+    if not isinstance(meta, dict):
+        raise CheckpointError(
+            f"checkpoint {path / 'meta.json'} is malformed: expected an object, got {_kind(meta)}"
+        )
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format {meta.get('format_version')!r:.40}; "
+            f"this zoo reads format {FORMAT_VERSION}"
+        )
+    _field(path, meta, "model", (str,), "a model name")
+    for key in ("epoch", "step"):
+        if _field(path, meta, key, (int,), "a count") < 0:
+            raise CheckpointError(f"checkpoint {path / 'meta.json'}: {key!r} is negative")
+    for key in ("config", "model_args", "progress"):
+        _field(path, meta, key, (dict,), "an object")
+    progress = meta["progress"]
+    for key in ("epoch", "batch", "step", "bad_epochs"):
+        if _field(path, progress, key, (int,), "a count (in 'progress')") < 0:
+            raise CheckpointError(f"checkpoint {path / 'meta.json'}: progress {key!r} is negative")
+    _field(path, progress, "history", (list,), "a list (in 'progress')")
+    if progress.get("best") is not None:
+        _field(path, progress, "best", (int, float), "a number (in 'progress')")
+
+
 def load_checkpoint(
     path: str | Path, tag: str = "last", map_location: str | torch.device = "cpu"
 ) -> Checkpoint:
@@ -163,17 +320,31 @@ def load_checkpoint(
             f"no checkpoint at {path}: expected a run directory with a '{tag}' checkpoint "
             "(written by `zoo train --out DIR`) or a checkpoint directory holding meta.json"
         )
+    current = found / "meta.json"
     try:
-        meta = json.loads((found / "meta.json").read_text(encoding="utf-8"))
-        weights = load_file(str(found / "model.safetensors"), device="cpu")
-        state = torch.load(found / "state.pt", map_location=map_location, weights_only=True)
+        meta = json.loads(current.read_text(encoding="utf-8"))
+        _check_meta(found, meta)
+        current = found / "model.safetensors"
+        weights = load_file(str(current), device="cpu")
+        current = found / "state.pt"
+        state = torch.load(current, map_location=map_location, weights_only=True)
+    except CheckpointError:
+        raise
+    except pickle.UnpicklingError:
+        # torch's multi-line advice to pass weights_only=False: zoo never does.
+        raise CheckpointError(
+            f"checkpoint file {current} holds Python objects, not only tensors and plain "
+            "values; zoo does not load such files (zoo never wrote it): use a checkpoint "
+            "written by `zoo train`"
+        ) from None
     except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(
-            f"cannot read checkpoint {found}: {type(exc).__name__}: {exc}"
+            f"cannot read checkpoint file {current}: {type(exc).__name__}: {first}"
         ) from exc
-    if meta.get("format_version") != FORMAT_VERSION:
+    if not isinstance(state, dict) or not isinstance(state.get("optimizer"), dict):
         raise CheckpointError(
-            f"checkpoint {found} has format {meta.get('format_version')!r}; "
-            f"this zoo reads format {FORMAT_VERSION}"
+            f"checkpoint file {found / 'state.pt'} is malformed: expected the optimizer and "
+            "RNG states that `zoo train` writes"
         )
     return Checkpoint(path=found, weights=weights, state=state, meta=meta)

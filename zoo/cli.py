@@ -13,7 +13,9 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +44,44 @@ class _EchoHandler(logging.Handler):
         click.echo(f"zoo: warning: {record.getMessage()}", err=True)
 
 
+class _ImportSafeInterrupt:
+    """SIGINT handler: Ctrl-C raises KeyboardInterrupt, except while a module imports.
+
+    torch imports numpy from C and swallows any exception there, KeyboardInterrupt too: zoo
+    then went on with half a numpy (``AttributeError: module 'numpy' has no attribute
+    'multiply'``). So a Ctrl-C during an import is kept until the import is done (checked
+    every 50 ms); a second one while it is kept aborts at once.
+    """
+
+    def __init__(self) -> None:
+        self.pending = False
+        self.rechecks = 0
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        recheck = self.rechecks > 0
+        if recheck:
+            self.rechecks -= 1
+        if not _importing(frame):
+            self.pending = False
+            raise KeyboardInterrupt
+        if self.pending and not recheck:  # a second Ctrl-C during an import that hangs
+            os.write(2, b"\nzoo: aborted\n")
+            os._exit(130)
+        self.pending = True
+        self.rechecks += 1
+        timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+        timer.daemon = True
+        timer.start()
+
+
+def _importing(frame: Any) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 class ZooGroup(click.Group):
     """Turns every user error into one line on stderr and an exit code (2 usage, 1 runtime)."""
 
@@ -55,6 +95,8 @@ class ZooGroup(click.Group):
     ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, _ImportSafeInterrupt())
         try:
             code = super().main(args, prog_name, complete_var, False, **extra)
         except click.exceptions.NoArgsIsHelpError as exc:  # `zoo` alone: help, not an error
@@ -494,6 +536,11 @@ def train_cmd(
     type=click.Path(file_okay=False),
     help="Re-verify an export directory (hashes and parity) instead of exporting.",
 )
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace the export already in --out (kept whole until the new one is complete).",
+)
 def export_cmd(
     name: str | None,
     formats: str | None,
@@ -507,6 +554,7 @@ def export_cmd(
     atol: float,
     rtol: float,
     check_dir: str | None,
+    overwrite: bool,
 ) -> None:
     """Export NAME with its preprocessing, gated on parity: TorchScript, ONNX and .pt2 by
     default, or any registered format.
@@ -541,6 +589,7 @@ def export_cmd(
         opset=opset,
         atol=atol,
         rtol=rtol,
+        overwrite=overwrite,
     )
     formats_done = report.manifest.formats
     _echo_parity({f: r.parity for f, r in formats_done.items() if r.parity is not None})

@@ -23,7 +23,8 @@ ZooError
 │       └── DuplicateModelError
 ├── PluginError                a plugin failed to load (raised only with ZOO_STRICT_PLUGINS=1)
 ├── WeightsError               pretrained weights could not be found, downloaded or loaded
-└── DataError                  a dataset could not be found, downloaded or read
+├── DataError                  a dataset could not be found, downloaded or read
+└── NoSpaceError               the disk (or quota) is full; what was there before is kept
 ```
 """
 
@@ -36,6 +37,7 @@ __all__ = [
     "DuplicateNameError",
     "InvalidArgumentsError",
     "InvalidSpecError",
+    "NoSpaceError",
     "PluginError",
     "RegistryError",
     "UnknownDatasetError",
@@ -148,3 +150,8 @@ class WeightsError(ZooError):
 
 class DataError(ZooError):
     """A dataset could not be found, downloaded or read."""
+
+
+class NoSpaceError(ZooError):
+    """The disk (or the quota) filled up, or would have: the partial files were removed and
+    the earlier checkpoint or export is intact."""

@@ -195,6 +195,7 @@ def _export_dir(model: str, settings: BenchSettings, formats: tuple[str, ...]) -
         checkpoint=settings.checkpoint,
         raw=settings.raw,
         seed=None if settings.checkpoint is not None else settings.seed,
+        overwrite=True,  # zoo's own cache: an export missing formats is made again
     )
     return out
 

@@ -2,8 +2,12 @@
 
 Everything is written into a staging directory beside ``--out`` and moved into place at the
 end, so an interrupted export never leaves a half-written directory that looks complete, and
-an artifact that fails its parity check is removed rather than shipped. The formats come from
-the format registry (``zoo formats``): zoo's own and any plugin's are exported the same way.
+an artifact that fails its parity check is removed rather than shipped. One process at a time
+writes an export directory (a lock beside it); an existing export is replaced only when asked
+(``overwrite``), and stays whole until its replacement is complete. Free space is checked
+first; a disk that fills up anyway aborts the export and keeps the earlier one. The formats
+come from the format registry (``zoo formats``): zoo's own and any plugin's are exported the
+same way.
 """
 
 from __future__ import annotations
@@ -20,11 +24,20 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from zoo._io import atomic_path, usual_mode
+from zoo._io import (
+    atomic_path,
+    exchange,
+    free_bytes,
+    fsync_dir,
+    is_no_space,
+    no_space_message,
+    usual_mode,
+)
+from zoo._lock import DirectoryLocked, lock_directory
 from zoo._pluginmanager import get_plugins
 from zoo._version import __version__
 from zoo.checkpoint import load_checkpoint
-from zoo.errors import UsageError
+from zoo.errors import NoSpaceError, UsageError
 from zoo.export.bundle import make_bundle, run_eager
 from zoo.export.gates import (
     DEFAULT_ATOL,
@@ -50,6 +63,7 @@ from zoo.export.manifest import (
     verify_export,
 )
 from zoo.formats import ExportRequest, Format
+from zoo.registry import ModelSpec
 from zoo.spec_check import check_outputs
 from zoo.transforms import describe_transform
 
@@ -80,6 +94,12 @@ def resolve_formats(names: Sequence[str] | None) -> list[Format]:
     return list(dict.fromkeys(chosen))
 
 
+#: Space assumed per format, in multiples of the weights' bytes (TorchScript, ONNX and .pt2
+#: artifacts hold the weights once, plus the graph); the export also writes the weights.
+SPACE_PER_FORMAT = 2.0
+SPACE_MARGIN = 1 << 20
+
+
 def _check_writable(out: Path) -> None:
     parent = out.resolve().parent
     try:
@@ -87,9 +107,38 @@ def _check_writable(out: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=parent, prefix=".zoo-write-test"):
             pass
     except OSError as exc:
+        if is_no_space(exc):
+            raise NoSpaceError(no_space_message(parent, SPACE_MARGIN)) from None
         raise UsageError(f"cannot write to {parent}: {exc.strerror or exc}") from exc
     if out.exists() and not (out / MANIFEST).is_file() and any(out.iterdir()):
         raise UsageError(f"{out} exists and is not a zoo export directory; choose another --out")
+
+
+def _describe_export(out: Path) -> str:
+    """What the export in ``out`` holds, in a few words: model, weights, formats."""
+    try:
+        manifest = read_manifest(out)
+    except ArtifactError as exc:
+        reason = (str(exc).splitlines() or [""])[0][:120]
+        return f"an export zoo cannot read ({reason})"
+    source = manifest.weights_source
+    weights = "fresh random weights" if source.startswith("fresh") else f"the weights of {source}"
+    formats = ", ".join(f for f, r in manifest.formats.items() if r.ok) or "no artifact"
+    return f"an export of {manifest.model} with {weights} ({formats})"
+
+
+def _recover(out: Path) -> None:
+    """Under the lock: finish or undo what an export killed mid-way left beside ``out``."""
+    parent = out.resolve().parent
+    old = parent / f".{out.name}.old"
+    if old.is_dir() and not old.is_symlink():
+        if out.exists():
+            shutil.rmtree(old)  # killed after the new export was in place
+        else:
+            os.replace(old, out)  # killed between the two renames: put the old one back
+    for staging in parent.glob(f".{out.name}.partial-*"):
+        if staging.is_dir() and not staging.is_symlink():
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def export_model(
@@ -106,9 +155,12 @@ def export_model(
     atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL,
     seed: int | None = None,
+    overwrite: bool = False,
 ) -> ExportReport:
     """Export model ``name`` (fresh weights, or a run directory's best checkpoint) to
-    ``formats`` (the registry's defaults if None). ``seed`` seeds fresh weights."""
+    ``formats`` (the registry's defaults if None). ``seed`` seeds fresh weights. An export
+    already in ``out`` is refused unless ``overwrite``; another process exporting to ``out``
+    is refused (:class:`UsageError` naming its pid)."""
     out = Path(out)
     chosen = resolve_formats(formats)
     options = {"opset": opset}
@@ -116,7 +168,48 @@ def export_model(
         fmt.check_options(options)
     spec = get_plugins().models.get(name)
     _check_writable(out)
+    try:
+        lock = lock_directory(out, beside=True)
+    except DirectoryLocked as exc:
+        raise UsageError(str(exc)) from None
+    with lock:
+        _recover(out)
+        if (out / MANIFEST).is_file() and not overwrite:
+            raise UsageError(
+                f"{out} already holds {_describe_export(out)}: pass --overwrite to replace it, "
+                "or choose another --out (nothing was changed)"
+            )
+        return _export(
+            spec,
+            out,
+            chosen,
+            options,
+            checkpoint,
+            model_args,
+            raw,
+            postprocess,
+            top_k,
+            atol,
+            rtol,
+            seed,
+        )
 
+
+def _export(
+    spec: ModelSpec,
+    out: Path,
+    chosen: list[Format],
+    options: dict[str, Any],
+    checkpoint: str | Path | None,
+    model_args: dict[str, Any] | None,
+    raw: bool,
+    postprocess: str,
+    top_k: int,
+    atol: float,
+    rtol: float,
+    seed: int | None,
+) -> ExportReport:
+    name = spec.name
     args = dict(model_args or {})
     source = "fresh weights" + (f" (seed {seed})" if seed is not None else "")
     ckpt = None
@@ -142,11 +235,16 @@ def export_model(
     inputs = parity_inputs(input_spec)
     expected = [[t.numpy() for t in run_eager(bundle, x)] for x in inputs]
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.resolve().parent))
-    staging.chmod(usual_mode(0o777))  # mkdtemp makes 0700; the export is an ordinary folder
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    weight_bytes = sum(t.numel() * t.element_size() for t in state.values())
+    needs = int(weight_bytes * (1 + SPACE_PER_FORMAT * len(chosen))) + SPACE_MARGIN
+    parent = out.resolve().parent
+    if free_bytes(parent) < needs:
+        raise NoSpaceError(no_space_message(parent, needs))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
     try:
+        staging.chmod(usual_mode(0o777))  # mkdtemp makes 0700; the export is an ordinary folder
         with atomic_path(staging / WEIGHTS) as tmp:
-            state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
             save_file(state, str(tmp), metadata={"format": "zoo", "model": name})
         save_fixture(staging / PARITY_FILE, inputs, expected, list(output_names))
         request = ExportRequest(bundle, example, input_spec, output_names, staging, options)
@@ -184,6 +282,10 @@ def export_model(
         )
         manifest.save(staging)
         _move_into_place(staging, out)
+    except BaseException as exc:
+        if is_no_space(exc):
+            raise NoSpaceError(no_space_message(parent, needs)) from None
+        raise
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -204,6 +306,8 @@ def _export_one(fmt: Format, request: ExportRequest, atol: float, rtol: float) -
             raise ArtifactError(f"the format wrote no {fmt.files[0]}")
         parity = gate(fmt, request.directory, request.output_names, atol, rtol)
     except Exception as exc:
+        if is_no_space(exc):  # not this format's failure: the whole export stops
+            raise
         _remove(request.directory, set(os.listdir(request.directory)) - before)
         reason = str(exc) if isinstance(exc, RuntimeCrash) else f"{type(exc).__name__}: {exc}"
         return FormatRecord("failed", reason=reason, devices=fmt.devices)
@@ -226,12 +330,21 @@ def _remove(directory: Path, names: set[str]) -> None:
 
 
 def _move_into_place(staging: Path, out: Path) -> None:
+    """Put the complete staging directory in place of ``out``. An earlier export is swapped
+    out in one atomic step where the file system can (a reader sees the old export or the new
+    one); elsewhere it is kept as ``.OUT.old`` until the new one is in place (``_recover``
+    puts it back if a crash came between the two renames)."""
+    if out.exists() and exchange(staging, out):
+        fsync_dir(out.resolve().parent)
+        shutil.rmtree(staging)  # now the old export
+        return
     old = out.with_name(f".{out.name}.old")
     if old.exists():
         shutil.rmtree(old)
     if out.exists():
         os.replace(out, old)
     os.replace(staging, out)
+    fsync_dir(out.resolve().parent)
     if old.exists():
         shutil.rmtree(old)
 

@@ -79,7 +79,11 @@ def _rnn_loops(*, enabled: bool) -> Iterator[None]:
 
 
 def save(program: torch.export.ExportedProgram, path: str | Path) -> Path:
-    torch.export.save(program, str(path))
+    # In memory, then written: on a full disk torch's archive writer aborts the process
+    # (SIGABRT); a plain write raises OSError (ENOSPC), which zoo reports.
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    Path(path).write_bytes(buffer.getbuffer())
     return Path(path)
 
 

@@ -9,6 +9,7 @@ the warning is silenced here, for these calls only, by message.
 from __future__ import annotations
 
 import contextlib
+import io
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,7 +93,11 @@ def export_torchscript(module: nn.Module, example: torch.Tensor, path: str | Pat
         method = "trace"
     with quiet_deprecation():
         frozen = torch.jit.freeze(compiled)
-        frozen.save(str(path))
+        # In memory, then written: on a full disk torch's archive writer aborts the process
+        # (SIGABRT); a plain write raises OSError (ENOSPC), which zoo reports.
+        buffer = io.BytesIO()
+        torch.jit.save(frozen, buffer)
+        Path(path).write_bytes(buffer.getbuffer())
     return method
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -22,13 +23,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo._io import atomic_write_json
+from zoo._io import atomic_write_json, is_no_space, no_space_message
+from zoo._lock import DirectoryLocked, lock_directory
 from zoo._pluginmanager import get_plugins
 from zoo._version import __version__
-from zoo.checkpoint import CheckpointError, find_checkpoint, load_checkpoint, save_checkpoint
+from zoo.checkpoint import (
+    CheckpointError,
+    find_checkpoint,
+    is_valid_checkpoint,
+    load_checkpoint,
+    newest_checkpoint,
+    save_checkpoint,
+)
 from zoo.data import load_dataset
 from zoo.datasets import DatasetInfo, DataSplits
-from zoo.errors import UnknownTaskError, UsageError, ZooError
+from zoo.errors import NoSpaceError, UnknownTaskError, UsageError, ZooError
 from zoo.plugins._common import freeze_first
 from zoo.registry import ModelSpec
 from zoo.spec_check import check_outputs
@@ -77,10 +86,13 @@ def train(model: str, data: str = "", **options: Any) -> TrainResult:
 
 
 class _StopRequest:
-    """First Ctrl-C asks the loop to stop at the next batch boundary; a second one forces."""
+    """First Ctrl-C asks the loop to stop at the next batch boundary; a second one forces,
+    except while a checkpoint is being committed: then it waits for the commit to finish."""
 
     def __init__(self) -> None:
         self.requested = False
+        self.forced = False
+        self.shielded = False
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
@@ -94,14 +106,28 @@ class _StopRequest:
         finally:
             signal.signal(signal.SIGINT, previous)
 
+    @contextlib.contextmanager
+    def shield(self) -> Iterator[None]:
+        """Defer a forcing Ctrl-C to the end of the block."""
+        self.shielded = True
+        try:
+            yield
+        finally:
+            self.shielded = False
+
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
-            raise KeyboardInterrupt
+            self.forced = True
+            if not self.shielded:
+                raise KeyboardInterrupt
         self.requested = True
 
 
 class Trainer:
-    """Trains one model as ``config`` says; ``fit()`` returns the run's metrics."""
+    """Trains one model as ``config`` says; ``fit()`` returns the run's metrics.
+
+    It holds the run directory's lock from construction to the end of ``fit()``: a second
+    trainer of the same directory is refused with the first one's pid."""
 
     def __init__(self, config: TrainConfig, echo: Callable[[str], None] = print) -> None:
         self.echo = echo
@@ -111,20 +137,47 @@ class Trainer:
         self.spec = plugins.models.get(config.model)
         self.task = self._task(self.config)
         self.data_name = config.data or self.task.default_data(self.spec)
+        if config.resume is None:
+            self._check_monitor()  # before the run directory is made
+        self.run_dir = self._run_dir()
+        try:  # creating the lock file also proves the directory writable
+            self.lock = lock_directory(self.run_dir)
+        except DirectoryLocked as exc:
+            raise UsageError(str(exc)) from None
+        except OSError as exc:
+            raise self._unwritable(self.run_dir, exc) from None
+        try:
+            self._set_up()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    def _set_up(self) -> None:
+        """Under the lock: find what to resume, refuse to overwrite, clear leftovers."""
         self.resume_from = self._resume_source()
+        if self.resume_from is None and (
+            find_checkpoint(self.run_dir) is not None or newest_checkpoint(self.run_dir) is not None
+        ):
+            raise UsageError(
+                f"{self.run_dir} already holds a checkpoint: pass --resume auto to continue it, "
+                "or choose another --out (nothing was overwritten)"
+            )
         if self.resume_from is not None:
             self.checkpoint = load_checkpoint(self.resume_from)
             stored = self.checkpoint.meta["config"]
-            overrides = {k: getattr(config, k) for k in RESUMABLE_OVERRIDES}
+            overrides = {k: getattr(self.config, k) for k in RESUMABLE_OVERRIDES}
             self.config = TrainConfig.from_dict({**stored, **overrides})
             self.task = self._task(self.config)
+            self._check_monitor()
+        _remove_leftovers(self.run_dir)
+
+    def _check_monitor(self) -> None:
         monitors = [f"val_{m}" for m in self.task.metrics]
         if self.config.monitor and self.config.monitor not in monitors:
             raise UsageError(
                 f"--monitor {self.config.monitor!r} is not one of {', '.join(monitors)} "
                 f"(for task {self.task.name!r})"
             )
-        self.run_dir = self._run_dir()
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -144,41 +197,57 @@ class Trainer:
         return task
 
     def _resume_source(self) -> Path | None:
+        """The checkpoint to resume: ``--resume auto`` reads the run directory's ``last``,
+        or, where ``last`` is dangling or broken, its newest valid checkpoint (said in a
+        line); it never starts afresh beside a valid checkpoint."""
         resume = self.config.resume
         if resume is None:
             return None
-        if resume == "auto":
-            out = Path(self.config.out) if self.config.out else self._default_out()
-            return find_checkpoint(out)
-        found = find_checkpoint(resume)
-        if found is None:
+        where = self.run_dir if resume == "auto" else Path(resume)
+        found = find_checkpoint(where)
+        if found is not None and is_valid_checkpoint(found):
+            return found
+        newest = newest_checkpoint(where)
+        if newest is not None:
+            self.echo(
+                f"note: {where / 'last'} is missing or broken; resuming from the newest valid "
+                f"checkpoint, {newest}"
+            )
+            return newest
+        if found is None and resume != "auto":
             raise CheckpointError(f"--resume {resume}: no checkpoint there")
-        return found
+        return found  # None: nothing to resume; or a broken one, which load_checkpoint names
 
     def _default_out(self) -> Path:
         data = self.data_name.replace(":", "-").replace("/", "_")
         return Path("runs") / f"{self.config.model}-{data}"
 
     def _run_dir(self) -> Path:
+        """The run directory, made and checked writable (before it is locked)."""
+        resume = self.config.resume
         if self.config.out:
             run_dir = Path(self.config.out)
-        elif self.resume_from is not None:
-            run_dir = self.resume_from.parent.parent  # <run>/checkpoints/<dir>
+        elif resume not in (None, "auto"):
+            found = find_checkpoint(resume)
+            if found is None:
+                if newest_checkpoint(resume) is None:
+                    raise CheckpointError(f"--resume {resume}: no checkpoint there")
+                run_dir = Path(resume)
+            else:
+                run_dir = found.parent.parent  # <run>/checkpoints/<dir>
         else:
             run_dir = self._default_out()
-        if self.resume_from is None and find_checkpoint(run_dir) is not None:
-            raise UsageError(
-                f"{run_dir} already holds a checkpoint: pass --resume auto to continue it, "
-                "or choose another --out (nothing was overwritten)"
-            )
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
-            probe = run_dir / ".zoo-write-test"
-            probe.write_text("")
-            probe.unlink()
         except OSError as exc:
-            raise UsageError(f"cannot write to run directory {run_dir}: {exc.strerror}") from exc
+            raise self._unwritable(run_dir, exc) from exc
         return run_dir
+
+    @staticmethod
+    def _unwritable(run_dir: Path, exc: OSError) -> ZooError:
+        if is_no_space(exc):
+            return NoSpaceError(no_space_message(run_dir, 1))
+        return UsageError(f"cannot write to run directory {run_dir}: {exc.strerror or exc}")
 
     def _device(self) -> torch.device:
         wanted = self.config.device
@@ -198,8 +267,15 @@ class Trainer:
 
     def fit(self) -> TrainResult:
         """Train, evaluate the best checkpoint on the test split, write metrics.json."""
-        with deterministic_algorithms(self.config.deterministic):
-            return self._fit()
+        try:
+            with deterministic_algorithms(self.config.deterministic):
+                return self._fit()
+        except OSError as exc:
+            if is_no_space(exc):  # metrics.json, a figure, TensorBoard...
+                raise NoSpaceError(no_space_message(self.run_dir, 1 << 20)) from None
+            raise
+        finally:
+            self.lock.release()
 
     def _fit(self) -> TrainResult:
         cfg = self.config
@@ -306,7 +382,15 @@ class Trainer:
                 "progress": dict(progress_state),
                 "metrics": metrics or {},
             }
-            return save_checkpoint(self.run_dir, model, state, meta, tags)
+            with self.stop.shield():
+                path = save_checkpoint(self.run_dir, model, state, meta, tags)
+            if self.stop.forced:  # a second Ctrl-C came during the save, which completed
+                self.echo(
+                    f"interrupted during a checkpoint save, which completed: saved {path}; "
+                    f"continue with --resume {self.run_dir}"
+                )
+                raise KeyboardInterrupt
+            return path
 
         status = "completed"
         monitor = self._monitor()
@@ -546,6 +630,19 @@ class Trainer:
         counted = f"{test['samples']} samples, " if "samples" in test else ""
         self.echo(f"test ({counted}best epoch {progress_state['best_epoch']}): {summary}")
         return metrics
+
+
+def _remove_leftovers(run_dir: Path) -> None:
+    """Remove what an earlier process killed mid-write left (temporary files, a partial
+    checkpoint): only zoo's own names, and only under the run directory's lock."""
+    for entry in run_dir.glob(".*"):
+        if entry.is_file() and (entry.name.endswith(".tmp") or entry.name.endswith(".link-tmp")):
+            entry.unlink(missing_ok=True)
+    checkpoints = run_dir / "checkpoints"
+    if checkpoints.is_dir():
+        for entry in checkpoints.glob(".*.partial"):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
 
 
 def _scalars(values: dict[str, Any]) -> dict[str, float]:

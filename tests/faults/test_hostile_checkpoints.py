@@ -1,0 +1,124 @@
+"""A malformed or hostile checkpoint gets one line naming the file, and runs nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tests.faults.conftest import TRAIN, one_line_error, run
+from zoo.checkpoint import CheckpointError, load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def good_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    where = tmp_path_factory.mktemp("good")
+    assert run(*TRAIN, "--epochs", "1", "--out", "R", cwd=where).returncode == 0
+    return where / "R"
+
+
+def _copy(good_run: Path, tmp_path: Path) -> tuple[Path, Path]:
+    run_dir = tmp_path / "R"
+    shutil.copytree(good_run, run_dir, symlinks=True)
+    return run_dir, (run_dir / "last").resolve()
+
+
+def _edit_meta(checkpoint: Path, change: Any) -> None:
+    meta = json.loads((checkpoint / "meta.json").read_text())
+    (checkpoint / "meta.json").write_text(json.dumps(change(meta)))
+
+
+MALFORMED = {
+    "not JSON": (lambda m: None, r"meta.json: JSONDecodeError"),
+    "a list": (lambda m: [m], r"meta.json is malformed: expected an object, got a list"),
+    "no config": (
+        lambda m: {k: v for k, v in m.items() if k != "config"},
+        r"meta.json is malformed: 'config' must be an object, got missing",
+    ),
+    "config a list": (
+        lambda m: {**m, "config": [1]},
+        r"meta.json is malformed: 'config' must be an object, got a list \[1\]",
+    ),
+    "epoch a string": (
+        lambda m: {**m, "epoch": "1"},
+        r"meta.json is malformed: 'epoch' must be a count, got a string \"1\"",
+    ),
+    "step a boolean": (
+        lambda m: {**m, "step": True},
+        r"meta.json is malformed: 'step' must be a count, got a boolean true",
+    ),
+    "progress without history": (
+        lambda m: {**m, "progress": {k: v for k, v in m["progress"].items() if k != "history"}},
+        r"'history' must be a list \(in 'progress'\), got missing",
+    ),
+    "model_args a string": (
+        lambda m: {**m, "model_args": "x"},
+        r"'model_args' must be an object, got a string",
+    ),
+    "format 7": (lambda m: {**m, "format_version": 7}, r"has format 7; this zoo reads format 1"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_meta_json_is_one_line_naming_the_file(
+    good_run: Path, tmp_path: Path, case: str
+) -> None:
+    change, message = MALFORMED[case]
+    run_dir, checkpoint = _copy(good_run, tmp_path)
+    if case == "not JSON":
+        (checkpoint / "meta.json").write_text("{'config': ")
+    else:
+        _edit_meta(checkpoint, change)
+    with pytest.raises(CheckpointError, match=message) as info:
+        load_checkpoint(run_dir)
+    assert str(checkpoint) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_malformed_meta_json_through_the_commands(good_run: Path, tmp_path: Path) -> None:
+    _, checkpoint = _copy(good_run, tmp_path)
+    _edit_meta(checkpoint, lambda m: {k: v for k, v in m.items() if k != "config"})
+    resumed = run(*TRAIN, "--epochs", "2", "--out", "R", "--resume", "auto", cwd=tmp_path)
+    exported = run("export", "lenet", "--checkpoint", "R", "--out", "D", cwd=tmp_path)
+    for result in (resumed, exported):
+        assert result.returncode == 1
+        assert one_line_error(result.stderr) == (
+            f"zoo: error: checkpoint {checkpoint / 'meta.json'} is malformed: 'config' must be "
+            "an object, got missing (zoo writes this file; was it edited?)"
+        )
+    assert not (tmp_path / "D").exists()
+
+
+class Payload:
+    """Unpickling this would print; torch.load(weights_only=True) must refuse it unrun."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (print, ("PAYLOAD RAN",))
+
+
+def test_a_pickle_payload_in_state_pt_is_refused_in_one_line_and_never_runs(
+    good_run: Path, tmp_path: Path
+) -> None:
+    _, checkpoint = _copy(good_run, tmp_path)
+    state = torch.load(checkpoint / "state.pt", weights_only=True)
+    torch.save({**state, "extra": Payload()}, checkpoint / "state.pt")
+    result = run(*TRAIN, "--epochs", "2", "--out", "R", "--resume", "auto", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "PAYLOAD RAN" not in result.stdout + result.stderr
+    assert one_line_error(result.stderr) == (
+        f"zoo: error: checkpoint file {checkpoint / 'state.pt'} holds Python objects, not only "
+        "tensors and plain values; zoo does not load such files (zoo never wrote it): use a "
+        "checkpoint written by `zoo train`"
+    )
+
+
+def test_a_state_pt_that_is_not_the_trainer_state_is_refused(
+    good_run: Path, tmp_path: Path
+) -> None:
+    run_dir, checkpoint = _copy(good_run, tmp_path)
+    torch.save([torch.zeros(1)], checkpoint / "state.pt")
+    with pytest.raises(CheckpointError, match=r"state.pt is malformed: expected the optimizer"):
+        load_checkpoint(run_dir)
