@@ -87,3 +87,31 @@ def test_exchange_swaps_two_directories_in_one_step(tmp_path: Path) -> None:
     assert (tmp_path / "a" / "f").read_text() == "b" and (tmp_path / "b" / "f").read_text() == "a"
     with pytest.raises(FileNotFoundError):
         exchange(tmp_path / "a", tmp_path / "missing")
+
+
+def test_an_atomic_write_never_replaces_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    import os
+
+    from zoo._io import NotARegularFileError, atomic_write_text
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(NotARegularFileError, match="not a regular file"):
+        atomic_write_text(fifo, "x")
+    assert fifo.is_fifo()
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(NotARegularFileError):
+        atomic_write_text(tmp_path / "dir", "x")
+    assert (tmp_path / "dir").is_dir()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_an_atomic_write_through_a_symbolic_link_replaces_its_target(tmp_path: Path) -> None:
+    from zoo._io import atomic_write_text
+
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    atomic_write_text(link, "new")
+    assert link.is_symlink() and target.read_text() == "new"

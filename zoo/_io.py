@@ -8,12 +8,14 @@ import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "NotARegularFileError",
     "atomic_path",
     "atomic_write_json",
     "atomic_write_text",
@@ -116,14 +118,30 @@ def no_space_message(directory: str | os.PathLike[str], needs: int) -> str:
     return f"no space left on {directory} (needs ~{max(1, round(needs / 1e6))} MB)"
 
 
+class NotARegularFileError(FileExistsError):
+    """An output path holds something that is not a regular file (a device, a FIFO, a
+    directory), which an atomic write would replace."""
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``.
 
     Write the file at the yielded path (any library, any format). If the block raises, the
-    temporary file is removed and ``path`` is untouched.
+    temporary file is removed and ``path`` is untouched. A symbolic link at ``path`` keeps
+    pointing where it did (its target is replaced); anything at ``path`` that is not a regular
+    file (a device, a FIFO, a directory) is never replaced: :class:`NotARegularFileError`,
+    before anything is written.
     """
-    target = Path(path)
+    target = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
+    try:
+        mode: int | None = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise NotARegularFileError(
+            errno.EEXIST, "not a regular file: zoo does not replace it", str(path)
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp: Path | None = None
     try:

@@ -877,11 +877,16 @@ def check_plugin_cmd(
     format, runtime, task or dataset against a built-in model. One line per check (pass, fail
     or skip, with the reason); exit 1 if any check fails.
     """
+    from zoo.bench.outputs import check_output
     from zoo.conformance.kit import check_plugin, describe_result  # here: imports torch
 
     wanted = _csv(formats, "--format") if formats is not None else None
     if wanted == ():
         raise click.BadParameter("give at least one format", param_hint="--format")
+    if record is not None:  # before the checks, which take minutes
+        check_output(record, "--record")
+        if record.exists() and not record.is_file():
+            raise UsageError(f"--record {record}: not a regular file (zoo updates the record)")
     report = check_plugin(
         target,
         formats=wanted,
