@@ -479,7 +479,15 @@ def _checkpoint_round_trip(spec: ModelSpec, trained: Mapping[str, Any], root: Pa
     optimizer = trained.get("optimizer")
     state = {"optimizer": optimizer.state_dict() if optimizer is not None else {}}
     run_dir = root / f"checkpoint-{spec.name}"
-    meta = {"model": spec.name, "model_args": args, "epoch": 0, "step": 1, "config": {}}
+    progress = {"epoch": 0, "batch": 1, "step": 1, "best": None, "bad_epochs": 0, "history": []}
+    meta = {
+        "model": spec.name,
+        "model_args": args,
+        "epoch": 0,
+        "step": 1,
+        "config": {},
+        "progress": progress,
+    }
     save_checkpoint(run_dir, model, state, meta)
     loaded = load_checkpoint(run_dir)
     fresh = spec.build(**args)
@@ -510,7 +518,9 @@ def _check_exports(
         return
     started = time.perf_counter()
     try:
-        report = export_model(spec.name, root / f"export-{spec.name}", formats=available, seed=0)
+        report = export_model(
+            spec.name, root / f"export-{spec.name}", formats=available, seed=0, overwrite=True
+        )
     except Exception as exc:
         why = str(exc) if isinstance(exc, ZooError) else f"{type(exc).__name__}: {exc}"
         for name in available:
@@ -599,7 +609,7 @@ def _check_format(run: _Run, plugins: ZooPlugins, name: str, root: Path) -> None
 
 def _format_round_trip(fmt: str, model: str, root: Path) -> str:
     out = root / f"format-{fmt}-{model}"
-    report = export_model(model, out, formats=[fmt], seed=0)
+    report = export_model(model, out, formats=[fmt], seed=0, overwrite=True)
     record = report.manifest.formats[fmt]
     if not record.ok:
         raise ZooError(record.reason)
@@ -632,8 +642,8 @@ def _runtime_matches(name: str, model: str, root: Path) -> str:
     runtime = get_plugins().runtimes.get(name)
     fmt = runtime.format or "onnx"  # a runtime of the PyTorch module reads the saved weights
     out = root / f"runtime-{fmt}-{model}"
-    if not (out / "manifest.json").exists():
-        export_model(model, out, formats=[fmt], seed=0)
+    if not (out / "manifest.json").exists():  # another runtime of the format made it already
+        export_model(model, out, formats=[fmt], seed=0, overwrite=True)
     manifest = read_manifest(out)
     source = source_of(out, manifest)
     why = runtime.unavailable(source, "cpu")
