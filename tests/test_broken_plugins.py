@@ -469,7 +469,10 @@ def test_a_runtime_whose_load_raises_or_crashes_is_a_failed_row(site: Path, tmp_
     rows = {r.runtime: r for r in load_run(out).rows}
     assert rows["eager"].status == "ok"
     assert rows["unloadable"].status == "failed"
-    assert rows["unloadable"].reason == "RuntimeError: cannot load today"
+    # The row names the artifact the runtime could not load, and why.
+    assert rows["unloadable"].reason.endswith(
+        "/model.onnx: does not load in unloadable: RuntimeError: cannot load today"
+    )
     assert rows["aborting"].status == "failed"
     assert rows["aborting"].reason.startswith("crashed (killed by SIGABRT)")
 
@@ -571,26 +574,49 @@ def test_isolated_loading_finds_the_plugins_that_kill_or_hang_the_interpreter(
     assert "plugin 'empty' (zoo-fatal 1.0) registers nothing" in listed.stderr
 
 
-def test_a_real_ctrl_c_while_plugins_load_aborts_zoo(make_dist: Callable[..., Path]) -> None:
-    """The user's Ctrl-C still stops zoo, even when the plugin it lands in swallows it."""
-    site = make_dist(
-        "zoo-slow",
-        "1.0",
-        {
-            "zoo_test_slow": """
-                import os, pathlib, time
+SLOW_PLUGIN = """
+    import os, pathlib, time
 
-                pathlib.Path(os.environ["ZOO_TEST_READY"]).touch()
-                try:
-                    time.sleep(30)
-                except KeyboardInterrupt:
-                    pass
-            """
-        },
-        {"slow": "zoo_test_slow"},
-    )
+    import zoo
+
+    def wait(seconds):
+        pathlib.Path(os.environ["ZOO_TEST_READY"]).touch()
+        try:
+            time.sleep(seconds)
+        except KeyboardInterrupt:
+            pass  # swallowed: zoo must abort all the same
+
+    if os.environ["ZOO_TEST_WHERE"] == "import":
+        wait(float(os.environ["ZOO_TEST_SECONDS"]))
+
+    @zoo.hookimpl
+    def zoo_register_models(registry):
+        if os.environ["ZOO_TEST_WHERE"] == "hook":
+            wait(float(os.environ["ZOO_TEST_SECONDS"]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("where", "seconds", "presses"),
+    [
+        ("hook", 30, 1),  # raised in the hook, swallowed by the plugin: zoo aborts after it
+        ("import", 2, 1),  # held until the import is done (torch's numpy import), then aborts
+        ("import", 30, 2),  # the user's second Ctrl-C during an import aborts at once
+    ],
+)
+def test_a_real_ctrl_c_while_plugins_load_aborts_zoo(
+    make_dist: Callable[..., Path], where: str, seconds: int, presses: int
+) -> None:
+    """The user's Ctrl-C still stops zoo, even when the plugin it lands in swallows it."""
+    site = make_dist("zoo-slow", "1.0", {"zoo_test_slow": SLOW_PLUGIN}, {"slow": "zoo_test_slow"})
     ready = site / "ready"
-    env = {**os.environ, "PYTHONPATH": str(site), "ZOO_TEST_READY": str(ready)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(site),
+        "ZOO_TEST_READY": str(ready),
+        "ZOO_TEST_WHERE": where,
+        "ZOO_TEST_SECONDS": str(seconds),
+    }
     env.pop("ZOO_DISABLE_PLUGINS", None)
     zoo = subprocess.Popen(
         [ZOO, "list", "--json"],
@@ -603,6 +629,9 @@ def test_a_real_ctrl_c_while_plugins_load_aborts_zoo(make_dist: Callable[..., Pa
     )
     while not ready.exists() and zoo.poll() is None:
         time.sleep(0.05)
-    zoo.send_signal(signal.SIGINT)
-    out, err = zoo.communicate()
+    for _ in range(presses):
+        zoo.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+    # Well before the plugin's 30 s sleep would end (a lost Ctrl-C shows as the timeout).
+    out, err = zoo.communicate(timeout=20)
     assert (zoo.returncode, out, err.strip()) == (130, "", "zoo: aborted")

@@ -242,8 +242,18 @@ class _InterruptWatch:
             raise KeyboardInterrupt from exc
 
     def raise_if_swallowed(self) -> None:
-        """Abort after a plugin that caught the user's Ctrl-C (Python's handler raised it)."""
-        if self.arrived and self._previous is signal.default_int_handler:
+        """Abort after a plugin during which the user pressed Ctrl-C and nothing was raised:
+        the plugin caught the KeyboardInterrupt, or zoo's command-line handler held it while
+        the plugin imported."""
+        if not self.arrived:
+            return
+        previous = self._previous
+        if previous is signal.default_int_handler:
+            raise KeyboardInterrupt
+        if getattr(previous, "pending", None) is not None:
+            # zoo's command line handler: it raised (and the plugin swallowed it), or it holds
+            # the interrupt of an import to deliver later; deliver it now, once.
+            previous.pending = False  # type: ignore[union-attr]
             raise KeyboardInterrupt
 
 

@@ -49,29 +49,39 @@ class _ImportSafeInterrupt:
 
     torch imports numpy from C and swallows any exception there, KeyboardInterrupt too: zoo
     then went on with half a numpy (``AttributeError: module 'numpy' has no attribute
-    'multiply'``). So a Ctrl-C during an import is kept until the import is done (checked
-    every 50 ms); a second one while it is kept aborts at once.
+    'multiply'``). So a Ctrl-C during an import is held (``pending``) until the import is
+    done, checked every 50 ms by a timer that sends SIGINT again; a second Ctrl-C from the
+    user while one is held aborts at once.
     """
 
     def __init__(self) -> None:
+        #: A Ctrl-C is held until the import it landed in is done.
         self.pending = False
-        self.rechecks = 0
+        self._from_timer = False
+        self._timer_armed = False
 
     def __call__(self, signum: int, frame: Any) -> None:
-        recheck = self.rechecks > 0
-        if recheck:
-            self.rechecks -= 1
+        from_timer, self._from_timer = self._from_timer, False
+        if from_timer:
+            self._timer_armed = False
+            if not self.pending:  # delivered already (the user pressed Ctrl-C again)
+                return
         if not _importing(frame):
             self.pending = False
             raise KeyboardInterrupt
-        if self.pending and not recheck:  # a second Ctrl-C during an import that hangs
+        if self.pending and not from_timer:  # the user's second Ctrl-C during an import
             os.write(2, b"\nzoo: aborted\n")
             os._exit(130)
         self.pending = True
-        self.rechecks += 1
-        timer = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
-        timer.daemon = True
-        timer.start()
+        if not self._timer_armed:
+            self._timer_armed = True
+            timer = threading.Timer(0.05, self._recheck)
+            timer.daemon = True
+            timer.start()
+
+    def _recheck(self) -> None:
+        self._from_timer = True
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def _importing(frame: Any) -> bool:
@@ -95,10 +105,14 @@ class ZooGroup(click.Group):
     ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
+        interrupt = _ImportSafeInterrupt()
+        previous = None
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, _ImportSafeInterrupt())
+            previous = signal.signal(signal.SIGINT, interrupt)
         try:
             code = super().main(args, prog_name, complete_var, False, **extra)
+            if interrupt.pending:  # a Ctrl-C held through an import the command ended in
+                raise click.Abort
         except click.exceptions.NoArgsIsHelpError as exc:  # `zoo` alone: help, not an error
             exc.show()  # as click does: the help on stderr, exit 2
             sys.exit(exc.exit_code)
@@ -116,6 +130,9 @@ class ZooGroup(click.Group):
             # Python's documented recipe: point stdout at devnull so the exit flush is silent.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(1)
+        finally:
+            if previous is not None:  # called in-process (tests, scripts): as it was
+                signal.signal(signal.SIGINT, previous)
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:

@@ -479,7 +479,14 @@ def _checkpoint_round_trip(spec: ModelSpec, trained: Mapping[str, Any], root: Pa
     optimizer = trained.get("optimizer")
     state = {"optimizer": optimizer.state_dict() if optimizer is not None else {}}
     run_dir = root / f"checkpoint-{spec.name}"
-    progress = {"epoch": 0, "batch": 1, "step": 1, "best": None, "bad_epochs": 0, "history": []}
+    progress: dict[str, Any] = {
+        "epoch": 0,
+        "batch": 1,
+        "step": 1,
+        "best": None,
+        "bad_epochs": 0,
+        "history": [],
+    }
     meta = {
         "model": spec.name,
         "model_args": args,
