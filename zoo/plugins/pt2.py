@@ -100,12 +100,22 @@ def check_no_pickle(path: str | Path) -> None:
 
     torch unpickles with ``weights_only=False`` (code runs) the weights and constants an
     archive marks ``use_pickle``, its custom and opaque objects, the legacy layouts, and the
-    sample inputs when they do not load with ``weights_only=True``. What ``torch.export.save``
-    writes for zoo's models has none of these: such an archive was not written by zoo's
-    export, and is refused (ValueError) before torch opens it.
+    sample inputs when they do not load with ``weights_only=True``, and it loads any
+    AOTInductor library inside. What ``torch.export.save`` writes for zoo's models has none
+    of these, and no entry twice (zipfile and torch's reader may read different ones): such
+    an archive was not written by zoo's export, and is refused (ValueError) before torch
+    opens it.
     """
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
+        if len(names) != len(set(names)):
+            # zipfile reads the last of two entries of one name, torch's reader may read the
+            # first: what is checked here must be what torch loads.
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ValueError(f"the archive holds {twice[0]!r:.80} twice")
+        if any("aotinductor/" in n for n in names):
+            # torch.export.load loads a compiled library it finds inside: native code.
+            raise ValueError("it holds an AOTInductor library (native code), not a program")
         legacy = "version" in names or any("serialized_" in n for n in names)
         if legacy or not any(n.endswith("/archive_format") for n in names):
             raise ValueError("not a torch.export archive of this torch (old layouts are pickles)")
