@@ -45,6 +45,7 @@ SCALARS = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**40), max_value=2**40),
+    st.sampled_from([2**32, 2**64, -(2**70), 10**400]),  # past 32/64-bit and float ranges
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=12),
 )
@@ -58,6 +59,7 @@ VALUES = st.recursive(
 #: What a user types after an option: numbers, words, nonsense.
 WORDS = st.one_of(
     st.sampled_from(["nan", "inf", "-inf", "-1", "0", "1", "1.5", "1e400", "", " ", "yes"]),
+    st.sampled_from([2**32, 2**64, 10**400]).map(str),
     st.integers(min_value=-(10**6), max_value=10**6).map(str),
     st.floats().map(str),
     st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=10),

@@ -106,12 +106,16 @@ def test_an_atomic_write_never_replaces_what_is_not_a_regular_file(tmp_path: Pat
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
-def test_an_atomic_write_through_a_symbolic_link_replaces_its_target(tmp_path: Path) -> None:
+def test_an_atomic_write_replaces_a_symbolic_link_itself_never_its_target(
+    tmp_path: Path,
+) -> None:
     from zoo._io import atomic_write_text
 
-    target = tmp_path / "real.json"
-    target.write_text("old")
-    link = tmp_path / "link.json"
-    link.symlink_to(target)
-    atomic_write_text(link, "new")
-    assert link.is_symlink() and target.read_text() == "new"
+    outside = tmp_path / "outside.json"
+    outside.write_text("theirs")
+    link = tmp_path / "run" / "metrics.json"
+    link.parent.mkdir()
+    link.symlink_to(outside)
+    atomic_write_text(link, "ours")
+    assert not link.is_symlink() and link.read_text() == "ours"
+    assert outside.read_text() == "theirs"

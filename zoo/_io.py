@@ -128,17 +128,18 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``.
 
     Write the file at the yielded path (any library, any format). If the block raises, the
-    temporary file is removed and ``path`` is untouched. A symbolic link at ``path`` keeps
-    pointing where it did (its target is replaced); anything at ``path`` that is not a regular
-    file (a device, a FIFO, a directory) is never replaced: :class:`NotARegularFileError`,
-    before anything is written.
+    temporary file is removed and ``path`` is untouched. A symbolic link at ``path`` is
+    replaced itself, never followed (what it points to may lie outside the directories zoo
+    writes; a user's output path is resolved by its caller); anything else at ``path`` that
+    is not a regular file (a device, a FIFO, a directory) is never replaced:
+    :class:`NotARegularFileError`, before anything is written.
     """
-    target = Path(os.path.realpath(path)) if os.path.islink(path) else Path(path)
+    target = Path(path)
     try:
-        mode: int | None = os.stat(target).st_mode
+        mode: int | None = os.lstat(target).st_mode
     except FileNotFoundError:
         mode = None
-    if mode is not None and not stat.S_ISREG(mode):
+    if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
         raise NotARegularFileError(
             errno.EEXIST, "not a regular file: zoo does not replace it", str(path)
         )

@@ -33,7 +33,7 @@ class DirectoryLocked(Exception):
         self.holder = holder
         super().__init__(
             f"{directory} is being written by another zoo process ({holder}); wait for it to "
-            "finish or choose another --out (nothing was changed)"
+            "finish or use another directory (nothing was changed)"
         )
 
 

@@ -137,16 +137,24 @@ class Capabilities:
 
 def read_record(path: Path = RECORD) -> dict[str, Any]:
     """The record of measured outcomes: ``{"measured_with": {...}, "models": {model: {format:
-    outcome}}}``; an empty one where there is none."""
+    outcome}}}``; an empty one where there is none. ValueError, naming the file, for a file
+    that is not a record of this version."""
     try:
-        record: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        record: Any = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {"format_version": RECORD_VERSION, "measured_with": {}, "models": {}}
-    if record.get("format_version") != RECORD_VERSION:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not a capability record: {exc}") from None
+    if not isinstance(record, dict) or record.get("format_version") != RECORD_VERSION:
+        version = record.get("format_version") if isinstance(record, dict) else None
+        again = ": run `make capabilities` again" if path == RECORD else ""
         raise ValueError(
-            f"{path} has format {record.get('format_version')!r}, not {RECORD_VERSION}: "
-            "run `make capabilities` again"
+            f"{path} is not a capability record of format {RECORD_VERSION} "
+            f"(format {version!r:.20}){again}"
         )
+    models = record.get("models")
+    if not isinstance(models, dict) or not all(isinstance(m, dict) for m in models.values()):
+        raise ValueError(f"{path}: 'models' must map model names to their formats' outcomes")
     return record
 
 

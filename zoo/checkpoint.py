@@ -219,8 +219,13 @@ def _prune(run_dir: Path) -> None:
     tags = [run_dir / tag for tag in TAGS if (run_dir / tag).is_symlink()]
     if not all(is_valid_checkpoint(tag) for tag in tags):
         return
+    root = run_dir / "checkpoints"
+    if root.is_symlink():  # zoo made a directory: whatever a link leads to is not zoo's
+        return
     keep = {tag.resolve() for tag in tags}
-    for entry in (run_dir / "checkpoints").iterdir():
+    for entry in root.iterdir():
+        if entry.is_symlink():  # likewise: never removed, never followed
+            continue
         if entry.is_dir() and entry.resolve() not in keep and not entry.name.startswith("."):
             shutil.rmtree(entry, ignore_errors=True)
     _commit_point()

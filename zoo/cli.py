@@ -895,6 +895,7 @@ def check_plugin_cmd(
     or skip, with the reason); exit 1 if any check fails.
     """
     from zoo.bench.outputs import check_output
+    from zoo.capabilities import read_record
     from zoo.conformance.kit import check_plugin, describe_result  # here: imports torch
 
     wanted = _csv(formats, "--format") if formats is not None else None
@@ -902,21 +903,27 @@ def check_plugin_cmd(
         raise click.BadParameter("give at least one format", param_hint="--format")
     if record is not None:  # before the checks, which take minutes
         check_output(record, "--record")
-        if record.exists() and not record.is_file():
-            raise UsageError(f"--record {record}: not a regular file (zoo updates the record)")
+        record = Path(os.path.realpath(record))  # a link: its target is the record
+        if record.exists():
+            if not record.is_file():
+                raise UsageError(f"--record {record}: not a regular file (zoo updates it)")
+            try:
+                read_record(record)
+            except ValueError as exc:
+                raise UsageError(f"--record: {exc}; give a new file") from None
     report = check_plugin(
         target,
         formats=wanted,
         workdir=keep,
         echo=None if as_json else lambda result: click.echo(describe_result(result)),
     )
-    wrote = record is not None and bool(report.capabilities)
-    if record is not None and report.capabilities:
-        report.write_record(record)
-    if as_json:
+    if as_json:  # the report first: a failure to write the record must not lose it
         _echo_json(report.to_json())
     else:
-        click.echo(report.verdict() + (f"; wrote {record}" if wrote else ""))
+        click.echo(report.verdict())
+    if record is not None and report.capabilities:
+        report.write_record(record)
+        click.echo(f"wrote {record}", err=as_json)
     if not report.ok:
         sys.exit(1)
 

@@ -375,3 +375,16 @@ def test_large_models_keep_onnx_weights_in_an_external_file(
         handle.write(b"\\1\\2\\3\\4")
     with pytest.raises(ArtifactError, match="sha256 does not match"):
         check_export(out)
+
+
+def test_an_out_that_is_a_symbolic_link_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
+    from zoo.errors import UsageError
+
+    real = tmp_path / "v3"
+    real.mkdir()
+    link = tmp_path / "latest"
+    link.symlink_to(real)
+    with pytest.raises(UsageError, match=r"--out .*latest is a symbolic link \(to .*v3\)"):
+        export_model("lenet", link, formats=["torchscript"])
+    assert link.is_symlink() and list(real.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", "v3"]

@@ -66,4 +66,6 @@ def test_sigkill_at_a_random_moment_then_resume_is_bit_exact(
     time.sleep(random.Random(seed).uniform(0.0, 1.5))  # where it lands does not matter
     process.kill()
     process.communicate()
+    # The kill landed: the run had not ended by itself (else this tested nothing).
+    assert process.returncode == -signal.SIGKILL
     _resume_and_compare(tmp_path, straight)

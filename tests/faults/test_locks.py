@@ -17,7 +17,7 @@ from zoo.checkpoint import load_checkpoint
 
 BUSY = re.compile(
     r"^zoo: error: (\S+) is being written by another zoo process \(pid (\d+): zoo (train|export)"
-    r" .*\); wait for it to finish or choose another --out \(nothing was changed\)$"
+    r" .*\); wait for it to finish or use another directory \(nothing was changed\)$"
 )
 
 

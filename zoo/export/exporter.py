@@ -167,6 +167,13 @@ def export_model(
     for fmt in chosen:
         fmt.check_options(options)
     spec = get_plugins().models.get(name)
+    if out.is_symlink():
+        # The new export is swapped in for the old by renaming the directory entry: a link
+        # there would be replaced by a directory, and what it points to left as it was.
+        raise UsageError(
+            f"--out {out} is a symbolic link (to {os.path.realpath(out)}): give the directory "
+            "it points to, or another --out (nothing was changed)"
+        )
     _check_writable(out)
     try:
         lock = lock_directory(out, beside=True)

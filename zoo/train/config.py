@@ -214,7 +214,13 @@ class TrainConfig:
         "auto", "string", "auto (CUDA when present), cpu or cuda.", choices=DEVICES
     )
     amp: bool = option(True, "boolean", "Mixed precision on CUDA (default on).")
-    seed: int = option(0, "integer", "Seed python, numpy, torch and the data order (default 0).")
+    seed: int = option(
+        0,
+        "integer",
+        "Seed python, numpy, torch and the data order (default 0).",
+        minimum=0,
+        maximum=2**32 - 1,  # numpy's seeds are 32-bit
+    )
     deterministic: bool = option(False, "boolean", "Use deterministic algorithms only.")
     num_workers: int = option(
         0,
@@ -364,8 +370,12 @@ def _validator(schema: dict[str, Any] | None = None) -> Any:
     import jsonschema
 
     def finite(validator: Any, wanted: Any, instance: Any, schema: Any) -> Any:
-        if wanted and isinstance(instance, float) and not math.isfinite(instance):
+        if not wanted or isinstance(instance, bool):
+            return
+        if isinstance(instance, float) and not math.isfinite(instance):
             yield jsonschema.ValidationError(f"{instance!r} is not finite")
+        elif isinstance(instance, int) and abs(instance) > sys.float_info.max:
+            yield jsonschema.ValidationError(f"{instance!r:.20} is beyond a float's range")
 
     base = jsonschema.Draft202012Validator
     # JSON's integers only: 1.0 is a number, not an integer; true is neither.

@@ -299,7 +299,9 @@ class Trainer:
         # Before any work, the model's real outputs against its spec: a model that returns
         # [B, 7] under a spec of 10 classes would otherwise fail deep inside the loss.
         probe = Batches(splits.val, 2, shuffle=False, collate_fn=splits.collate_fn)
-        check_outputs(spec, model, model_args, next(iter(probe.epoch(0)))[0].to(device))
+        x = next(iter(probe.epoch(0)))[0].to(device)
+        # A batch of another length on a dynamic axis may give outputs of other lengths.
+        check_outputs(spec, model, model_args, x, exact=tuple(x.shape[1:]) == spec.input.shape)
         optimizer = build_optimizer(model, cfg)
         scheduler = build_scheduler(optimizer, replace(cfg, monitor=self._monitor()))
         use_amp = cfg.amp and device.type == "cuda"
@@ -636,7 +638,9 @@ def _remove_leftovers(run_dir: Path) -> None:
     """Remove what an earlier process killed mid-write left (temporary files, a partial
     checkpoint): only zoo's own names, and only under the run directory's lock."""
     for entry in run_dir.glob(".*"):
-        if entry.is_file() and (entry.name.endswith(".tmp") or entry.name.endswith(".link-tmp")):
+        own = entry.name.endswith(".tmp") or entry.name.endswith(".link-tmp")
+        # A link-tmp is a symbolic link (to a checkpoint directory): unlink it, never follow.
+        if own and (entry.is_symlink() or entry.is_file()):
             entry.unlink(missing_ok=True)
     checkpoints = run_dir / "checkpoints"
     if checkpoints.is_dir():
