@@ -84,6 +84,11 @@ class _ImportSafeInterrupt:
         os.kill(os.getpid(), signal.SIGINT)
 
 
+def _one_line(message: str) -> str:
+    """An error stays on one line, whatever it quotes (a value typed with a newline)."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def _importing(frame: Any) -> bool:
     while frame is not None:
         if frame.f_code.co_filename.startswith("<frozen importlib"):
@@ -118,10 +123,10 @@ class ZooGroup(click.Group):
             sys.exit(exc.exit_code)
         except click.UsageError as exc:  # click's own: missing argument, unknown option...
             hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
-            click.echo(f"zoo: error: {exc.format_message()}{hint}", err=True)
+            click.echo(f"zoo: error: {_one_line(exc.format_message())}{hint}", err=True)
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
-            click.echo(f"zoo: error: {exc.format_message()}", err=True)
+            click.echo(f"zoo: error: {_one_line(exc.format_message())}", err=True)
             sys.exit(exc.exit_code)
         except click.Abort:
             click.echo("zoo: aborted", err=True)
@@ -143,13 +148,13 @@ class ZooGroup(click.Group):
         except ZooError as exc:
             if ctx.params.get("debug"):
                 raise
-            click.echo(f"zoo: error: {exc}", err=True)
+            click.echo(f"zoo: error: {_one_line(str(exc))}", err=True)
             ctx.exit(2 if isinstance(exc, UsageError) else 1)
         except Exception as exc:
             if ctx.params.get("debug"):
                 raise
             click.echo(
-                f"zoo: error: {type(exc).__name__}: {exc} "
+                f"zoo: error: {type(exc).__name__}: {_one_line(str(exc))} "
                 "(run `zoo --debug ...` to see the traceback)",
                 err=True,
             )
