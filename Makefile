@@ -19,8 +19,11 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# One test worker per core (pytest-xdist): most tests wait on the zoo processes they start.
+# JOBS=0 runs them in this process (pytest's own -n 0), for debugging.
+JOBS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(JOBS) $(PYTEST_ARGS)
 
 DEMO_RUN ?= runs/demo-lenet
 

@@ -18,6 +18,18 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(scope="session")
+def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("zoo-cache")
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(_session_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """zoo's cache (bench exports) in a temporary directory of this test session (of this
+    worker, under pytest-xdist), never ~/.cache; zoo processes the tests start inherit it."""
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(_session_cache))
+
+
 @pytest.fixture
 def fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Rediscover plugins for this test (after it changed sys.path or env) and again after."""

@@ -29,9 +29,12 @@ def test_two_trainings_into_one_directory_one_runs_the_other_is_refused(tmp_path
     assert len(winners) == 1 and len(losers) == 1, [(p.returncode, e) for p, _, e in results]
     (loser, err) = losers[0]
     assert loser.returncode == 2
-    match = BUSY.match(one_line_error(err))
-    assert match and match.group(1) == "R", err
-    assert int(match.group(2)) == winners[0][0].pid
+    line = one_line_error(err)
+    match = BUSY.match(line)
+    if match is None:  # on a loaded machine it may start after the winner is done: refused too
+        assert line.startswith("zoo: error: R already holds a checkpoint"), line
+    else:
+        assert match.group(1) == "R" and int(match.group(2)) == winners[0][0].pid, line
     # One consistent run: both tags, the metrics and the config are the winner's.
     run = tmp_path / "R"
     meta = load_checkpoint(run).meta
