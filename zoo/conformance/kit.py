@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import shutil
 import tempfile
@@ -240,6 +241,7 @@ def check_plugin(
     """
     plugins = get_plugins()
     records = resolve_target(target, plugins)
+    chosen = _formats(plugins, formats)  # unknown names: refused before any check
     report = Report(target=target, plugins=tuple(r.name for r in records))
     run = _Run(report, echo)
     for record in records:
@@ -255,7 +257,6 @@ def check_plugin(
             kinds = ", ".join(f"{k} {', '.join(v)}" for k, v in record.provides().items())
             run.add(CheckResult(f"plugin {record.name}", "load", PASS, kinds))
     with _workdir(workdir) as root:
-        chosen = _formats(plugins, formats)
         for record in records:
             jobs: list[tuple[str, Callable[[], None]]] = [
                 *(
@@ -350,7 +351,7 @@ def _spec_consistent(plugins: ZooPlugins, spec: ModelSpec) -> str:
     return f"task {spec.task}, input {spec.input.describe()}"
 
 
-_EMPTY = __import__("inspect").Parameter.empty
+_EMPTY = inspect.Parameter.empty
 
 
 def _lengths(spec: ModelSpec) -> list[tuple[int, ...]]:
