@@ -271,3 +271,29 @@ def test_cuda_requested_without_one_is_a_clear_error(tmp_path: Path) -> None:
     trainer = _quiet(TrainConfig("lenet", device="cuda", out=str(tmp_path), **FAST))
     with pytest.raises(zoo.UsageError, match="no CUDA device"):
         trainer.fit()
+
+
+def test_resuming_with_more_epochs_rebuilds_the_cosine_schedule(tmp_path: Path) -> None:
+    """A finished 2-epoch cosine run resumed with --epochs 4 trains epochs 3 and 4 at the rates
+    a 4-epoch run has there, not at the end of the 2-epoch schedule (learning rate 0)."""
+    from zoo.train.config import TrainConfig
+    from zoo.train.trainer import Trainer, train
+
+    options = dict(
+        data="digits", batch_size=256, lr=0.01, tensorboard=False, progress=False, seed=3
+    )
+    train("lenet", epochs=2, out=str(tmp_path / "run"), **options)
+    lines: list[str] = []
+    config = TrainConfig.from_dict(
+        {"model": "lenet", "epochs": 4, "out": str(tmp_path / "run"), "resume": "auto", **options}
+    )
+    extended = Trainer(config, echo=lines.append).fit()
+    straight = train("lenet", epochs=4, out=str(tmp_path / "straight"), **options)
+    rates = [h["lr"] for h in extended.metrics["history"]]
+    wanted = [h["lr"] for h in straight.metrics["history"]]
+    assert len(rates) == 4 and rates[2] > 0
+    assert rates[2:] == pytest.approx(wanted[2:], rel=1e-9)
+    assert any(
+        "--epochs 4 (the run was planned for 2): the cosine schedule is rebuilt" in line
+        for line in lines
+    ), lines

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import torch
@@ -10,7 +11,7 @@ from torch.optim import lr_scheduler
 
 from zoo.train.config import TrainConfig
 
-__all__ = ["Warmup", "build_optimizer", "build_scheduler"]
+__all__ = ["Warmup", "build_optimizer", "build_scheduler", "extend_schedule"]
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -50,6 +51,31 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> An
             optimizer, mode=mode, factor=config.gamma, patience=config.plateau_patience
         )
     raise ValueError(f"unknown scheduler {name!r}")
+
+
+def extend_schedule(
+    scheduler: Any, optimizer: torch.optim.Optimizer, config: TrainConfig, planned: int
+) -> str | None:
+    """Fit a resumed run's schedule to its new ``--epochs`` (``config.epochs``; it was planned
+    for ``planned``), as timm does: the schedule is a function of the total, rebuilt for the
+    new one at the epoch the run stopped. Only ``cosine`` depends on the total (the others
+    step by fixed periods or on the monitor); without this, resuming a finished 2-epoch cosine
+    run with ``--epochs 4`` trained epochs 3 and 4 at the schedule's end, learning rate 0.
+    Returns what changed, for the run's log, or None."""
+    if not isinstance(scheduler, lr_scheduler.CosineAnnealingLR) or planned == config.epochs:
+        return None
+    t_max = max(1, config.epochs - config.warmup_epochs)
+    t = min(scheduler.last_epoch, t_max)
+    low = scheduler.eta_min
+    for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+        group["lr"] = low + (base - low) * (1 + math.cos(math.pi * t / t_max)) / 2
+    scheduler.T_max = t_max
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]  # what it reports
+    return (
+        f"--epochs {config.epochs} (the run was planned for {planned}): the cosine schedule "
+        f"is rebuilt for {config.epochs} epochs; learning rate now "
+        f"{optimizer.param_groups[0]['lr']:.3g}"
+    )
 
 
 class Warmup:

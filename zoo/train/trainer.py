@@ -45,7 +45,7 @@ from zoo.tasks import Task, TaskRun
 from zoo.train.batches import Batches
 from zoo.train.config import TrainConfig
 from zoo.train.loggers import TensorBoardLogger, progress
-from zoo.train.optim import Warmup, build_optimizer, build_scheduler
+from zoo.train.optim import Warmup, build_optimizer, build_scheduler, extend_schedule
 from zoo.train.reproducibility import (
     deterministic_algorithms,
     get_rng_state,
@@ -342,6 +342,10 @@ class Trainer:
             optimizer.load_state_dict(state["optimizer"])
             if scheduler is not None and state.get("scheduler") is not None:
                 scheduler.load_state_dict(state["scheduler"])
+                planned = int(ckpt.meta["config"].get("epochs", cfg.epochs))
+                changed = extend_schedule(scheduler, optimizer, cfg, planned)
+                if changed:
+                    self.echo(f"note: {changed}")
             if state.get("scaler"):
                 scaler.load_state_dict(state["scaler"])
             set_rng_state(state["rng"])
