@@ -16,7 +16,7 @@ its reason, or is skipped with its reason:
 * a **format**: built-in models (an image classifier and a recurrent one) export to it, pass the
   gate, and re-verify from the manifest (``zoo export --check``);
 * a **runtime**: it loads an export of a built-in model and matches eager PyTorch;
-* a **task**: it trains a model that names it (or a built-in one it accepts) for one step;
+* a **task**: it trains a model that names it (a built-in one first) for one step;
 * a **dataset**: it loads, its splits are non-empty and feed a model that fits it for one step.
 
 The checks live in :mod:`zoo.conformance.kit`, which imports torch and the exporters; this

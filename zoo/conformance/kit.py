@@ -690,19 +690,26 @@ def _check_task(
     if run.check(subject, "options", lambda: _task_defaults(plugins, name)).status == FAIL:
         return
     model = _model_for_task(plugins, name, record)
+    why_none = "no registered model names it and no built-in model fits it"
+    _train_step_check(run, plugins, subject, model, None, root, why_none)
+
+
+def _train_step_check(
+    run: _Run,
+    plugins: ZooPlugins,
+    subject: str,
+    model: ModelSpec | None,
+    data: str | None,
+    root: Path,
+    why_none: str,
+) -> None:
+    """The ``train-step`` check of a task or dataset: one step of ``model`` on ``data`` (its
+    task's default for None), or skipped with ``why_none`` when no model fits."""
     if model is None:
-        run.add(
-            CheckResult(
-                subject,
-                "train-step",
-                SKIP,
-                "no registered model names it and no built-in model fits it",
-            )
-        )
+        run.add(CheckResult(subject, "train-step", SKIP, why_none))
         return
-    run.check(
-        subject, f"train-step {model.name}", lambda: _train_step(plugins, model, None, root, {})
-    )
+    step = partial(_train_step, plugins, model, data, root, {})
+    run.check(subject, f"train-step {model.name}", step)
 
 
 def _task_defaults(plugins: ZooPlugins, name: str) -> str:
@@ -713,8 +720,8 @@ def _task_defaults(plugins: ZooPlugins, name: str) -> str:
 
 
 def _model_for_task(plugins: ZooPlugins, name: str, record: PluginRecord) -> ModelSpec | None:
-    """A model to train for task ``name``: a built-in one it accepts, else one that names it
-    (the plugin's own first)."""
+    """A model to train for task ``name``: a built-in one that names it and that it accepts,
+    else any that names it (the plugin's own first)."""
     task = plugins.tasks.create(name, {})
     for model in REFERENCE_MODELS:
         if model in plugins.models:
@@ -747,20 +754,11 @@ def _check_dataset(
         )
         return
     model = _model_for_dataset(plugins, name, record)
-    if model is None:
-        run.add(
-            CheckResult(
-                subject,
-                "train-step",
-                SKIP,
-                "no registered model fits it (none whose task trains on it by default, and no "
-                "built-in model of its kind)",
-            )
-        )
-        return
-    run.check(
-        subject, f"train-step {model.name}", lambda: _train_step(plugins, model, name, root, {})
+    why_none = (
+        "no registered model fits it (none whose task trains on it by default, and no "
+        "built-in model of its kind)"
     )
+    _train_step_check(run, plugins, subject, model, name, root, why_none)
 
 
 #: Built-in models a dataset of each kind is tried with, the first that fits its channels.
