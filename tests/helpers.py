@@ -77,3 +77,17 @@ def run_zoo(*args: str, path: Path, **env: str) -> subprocess.CompletedProcess[s
         if key not in env:
             environ.pop(key, None)
     return subprocess.run([ZOO, *args], capture_output=True, text=True, env=environ)
+
+
+def weights(run_dir: Path, tag: str = "last") -> dict[str, torch.Tensor]:
+    """The weights of a run directory's ``tag`` checkpoint."""
+    from zoo.checkpoint import load_checkpoint
+
+    return load_checkpoint(run_dir, tag).weights
+
+
+def assert_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    """Bit-identical weights: the same names, every tensor equal."""
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conformance.conftest import SEVEN
 from tests.conftest import MakeDist
 from tests.helpers import run_zoo
 from zoo.capabilities import recorded
@@ -17,22 +18,7 @@ from zoo.conformance.kit import FAIL, PASS, SKIP, Report, check_plugin
 
 #: One module per deliberately broken plugin; each breaks one rule and the kit must say which.
 BROKEN = {
-    # The defect the issue found: the spec says 10 classes, the model returns 7.
-    "zoo_test_seven": """
-        import zoo
-        from torch import nn
-
-        def build(num_classes=10):
-            return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 7))
-
-        @zoo.hookimpl
-        def zoo_register_models(registry):
-            registry.register(zoo.ModelSpec(
-                name="seven", builder=build, task="classification",
-                input=zoo.InputSpec.image((1, 28, 28), mean=(0.5,), std=(0.5,)),
-                outputs=(zoo.OutputSpec("logits", (10,)),), num_classes=10,
-                summary="returns 7 classes, declares 10"))
-    """,
+    "zoo_test_seven": SEVEN,
     "zoo_test_dict_out": """
         import zoo
         from torch import nn

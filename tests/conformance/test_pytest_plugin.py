@@ -9,24 +9,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.conftest import MakeDist
-
-SEVEN = """
-    import zoo
-    from torch import nn
-
-    def build(num_classes=10):
-        return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 7))
-
-    @zoo.hookimpl
-    def zoo_register_models(registry):
-        registry.register(zoo.ModelSpec(
-            name="seven", builder=build, task="classification",
-            input=zoo.InputSpec.image((1, 28, 28), mean=(0.5,), std=(0.5,)),
-            outputs=(zoo.OutputSpec("logits", (10,)),), num_classes=10,
-            summary="returns 7 classes, declares 10"))
-"""
-
 
 def _pytest(
     directory: Path, *args: str, sites: tuple[Path, ...]
@@ -43,11 +25,8 @@ def _pytest(
 
 
 def test_the_fixture_passes_a_conforming_plugin_and_fails_a_broken_one_with_its_report(
-    examples_site: Path, make_dist: MakeDist, tmp_path: Path
+    examples_site: Path, seven_site: Path, tmp_path: Path
 ) -> None:
-    broken = make_dist(
-        "zoo-test-seven", "1.0", {"zoo_test_seven": SEVEN}, {"seven": "zoo_test_seven"}
-    )
     suite = tmp_path / "suite"
     suite.mkdir()
     (suite / "test_conformance.py").write_text(
@@ -62,18 +41,15 @@ def test_the_fixture_passes_a_conforming_plugin_and_fails_a_broken_one_with_its_
             """
         )
     )
-    result = _pytest(suite, sites=(examples_site, broken))
+    result = _pytest(suite, sites=(examples_site, seven_site))
     assert "1 failed, 1 passed" in result.stdout, result.stdout + result.stderr
     assert "FAIL  model seven / outputs: model 'seven': output 'logits' is [B, 7]" in result.stdout
     assert "zoo-test-seven does NOT conform" in result.stdout
 
 
 def test_the_option_adds_one_test_per_plugin_and_nothing_without_it(
-    examples_site: Path, make_dist: MakeDist, tmp_path: Path
+    examples_site: Path, seven_site: Path, tmp_path: Path
 ) -> None:
-    broken = make_dist(
-        "zoo-test-seven", "1.0", {"zoo_test_seven": SEVEN}, {"seven": "zoo_test_seven"}
-    )
     suite = tmp_path / "empty"
     suite.mkdir()
     result = _pytest(
@@ -85,7 +61,7 @@ def test_the_option_adds_one_test_per_plugin_and_nothing_without_it(
         "--zoo-conformance-formats",
         "torchscript",
         "-rA",
-        sites=(examples_site, broken),
+        sites=(examples_site, seven_site),
     )
     assert result.returncode == 1
     assert "PASSED ::zoo-conformance[zoo-regression]" in result.stdout, result.stdout

@@ -13,9 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
-
-from zoo.checkpoint import load_checkpoint
 
 ZOO = str(Path(sys.executable).with_name("zoo"))
 #: The quickest real training: lenet on the embedded digits, 6 steps an epoch.
@@ -53,16 +50,6 @@ def run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [ZOO, *args], cwd=cwd, env=environ(**env), capture_output=True, text=True, timeout=300
     )
-
-
-def weights(run_dir: Path, tag: str = "last") -> dict[str, torch.Tensor]:
-    return load_checkpoint(run_dir, tag).weights
-
-
-def assert_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
 
 
 def leftovers(directory: Path) -> list[str]:

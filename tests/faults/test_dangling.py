@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import assert_identical, weights
+from tests.helpers import assert_identical, weights
 from zoo.checkpoint import load_checkpoint, save_checkpoint
 from zoo.errors import UsageError
 from zoo.train import TrainConfig, Trainer

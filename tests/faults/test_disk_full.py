@@ -15,14 +15,13 @@ import pytest
 
 from tests.faults.conftest import (
     TRAIN,
-    assert_identical,
     environ,
     fill,
     leftovers,
     one_line_error,
     run,
-    weights,
 )
+from tests.helpers import assert_identical, weights
 from zoo.checkpoint import load_checkpoint
 from zoo.export.manifest import sha256
 

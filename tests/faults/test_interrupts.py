@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import TRAIN, assert_identical, leftovers, run, weights
+from tests.faults.conftest import TRAIN, leftovers, run
+from tests.helpers import assert_identical, weights
 from zoo.checkpoint import SIGNAL_ENV, load_checkpoint
 
 #: A schedule that does not depend on --epochs, so a resumed run equals a straight one.

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import TRAIN, assert_identical, leftovers, run, start, weights
+from tests.faults.conftest import TRAIN, leftovers, run, start
+from tests.helpers import assert_identical, weights
 from zoo.checkpoint import SIGNAL_ENV, is_valid_checkpoint, load_checkpoint
 
 STEADY = [*TRAIN, "--scheduler", "step", "--step-size", "1", "--epochs", "2"]

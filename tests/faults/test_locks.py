@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import TRAIN, leftovers, one_line_error, run, start, weights
+from tests.faults.conftest import TRAIN, leftovers, one_line_error, run, start
+from tests.helpers import weights
 from zoo._lock import DirectoryLocked, lock_directory
 from zoo.checkpoint import load_checkpoint
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import zoo
+from tests.helpers import assert_identical, weights
 from zoo.checkpoint import CheckpointError, load_checkpoint
 from zoo.plugins.classification import Classification
 from zoo.tasks import Task
@@ -25,16 +26,6 @@ def _quiet(config: TrainConfig) -> Trainer:
     return Trainer(config, echo=lambda line: None)
 
 
-def _weights(run_dir: Path, tag: str = "last") -> dict[str, torch.Tensor]:
-    return load_checkpoint(run_dir, tag).weights
-
-
-def _assert_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-
-
 def test_resume_after_k_epochs_is_bit_identical(tmp_path: Path) -> None:
     options = {**FAST, "optimizer": "sgd", "lr": 0.05, "scheduler": "step", "step_size": 1}
     straight = _quiet(TrainConfig("lenet", epochs=3, out=str(tmp_path / "a"), **options)).fit()
@@ -42,7 +33,7 @@ def test_resume_after_k_epochs_is_bit_identical(tmp_path: Path) -> None:
     resumed = _quiet(
         TrainConfig("lenet", epochs=3, out=str(tmp_path / "b"), resume="auto", **options)
     ).fit()
-    _assert_identical(_weights(straight.run_dir), _weights(resumed.run_dir))
+    assert_identical(weights(straight.run_dir), weights(resumed.run_dir))
     assert [h["epoch"] for h in resumed.metrics["history"]] == [1, 2, 3]
     assert resumed.metrics["history"][-1]["val"] == straight.metrics["history"][-1]["val"]
     assert resumed.metrics["test"] == straight.metrics["test"]
@@ -79,7 +70,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes_mid_epoch_exactly(
         TrainConfig("lstm", out=str(tmp_path / "b"), resume=str(tmp_path / "b"), **options)
     ).fit()
     assert resumed.status == "completed"
-    _assert_identical(_weights(straight.run_dir), _weights(resumed.run_dir))
+    assert_identical(weights(straight.run_dir), weights(resumed.run_dir))
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
@@ -87,7 +78,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
 ) -> None:
     out = tmp_path / "run"
     _quiet(TrainConfig("lenet", epochs=1, out=str(out), **FAST)).fit()
-    good = _weights(out)
+    good = weights(out)
     calls = {"n": 0}
     real_loss = Classification.loss
 
@@ -101,7 +92,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
         TrainingError, match=r"the loss became nan at epoch 2, step \d+.*last good checkpoint"
     ):
         _quiet(TrainConfig("lenet", epochs=2, out=str(out), resume="auto", **FAST)).fit()
-    _assert_identical(good, _weights(out))
+    assert_identical(good, weights(out))
     assert load_checkpoint(out).meta["epoch"] == 1
 
 
@@ -127,10 +118,10 @@ def test_checkpoint_layout_tags_and_pruning(tmp_path: Path) -> None:
 
 def test_existing_run_is_never_overwritten(tmp_path: Path) -> None:
     _quiet(TrainConfig("lenet", epochs=1, out=str(tmp_path), **FAST)).fit()
-    before = _weights(tmp_path)
+    before = weights(tmp_path)
     with pytest.raises(zoo.UsageError, match=r"already holds a checkpoint.*--resume auto"):
         _quiet(TrainConfig("lenet", epochs=1, out=str(tmp_path), **FAST))
-    _assert_identical(before, _weights(tmp_path))
+    assert_identical(before, weights(tmp_path))
 
 
 def test_checkpoint_of_another_model_or_shape_is_refused(tmp_path: Path) -> None:
@@ -204,9 +195,9 @@ def test_freeze_keeps_the_first_tensors_fixed_and_deterministic_is_scoped(
     # lenet has 10 parameter tensors: train the last two. No cosine: it would end at lr 0.
     options = {**FAST, "freeze": 8, "deterministic": True, "scheduler": "none"}
     _quiet(TrainConfig("lenet", epochs=1, out=str(tmp_path), **options)).fit()
-    first = _weights(tmp_path)
+    first = weights(tmp_path)
     _quiet(TrainConfig("lenet", epochs=2, out=str(tmp_path), resume="auto", **options)).fit()
-    second = _weights(tmp_path)
+    second = weights(tmp_path)
     params = [name for name, _ in zoo.create_model("lenet").named_parameters()]  # model order
     frozen, trained = params[:8], params[8:]
     assert all(torch.equal(first[k], second[k]) for k in frozen)
