@@ -108,6 +108,8 @@ class ZooGroup(click.Group):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        # What `zoo train --nproc N` hands each process it starts.
+        self.argv = list(args) if args is not None else sys.argv[1:]
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
         interrupt = _ImportSafeInterrupt()
@@ -146,11 +148,13 @@ class ZooGroup(click.Group):
         except (click.ClickException, click.exceptions.Exit, click.Abort, BrokenPipeError):
             raise
         except ZooError as exc:
+            _record_for_torchrun(exc, _one_line(str(exc)))
             if ctx.params.get("debug"):
                 raise
             click.echo(f"zoo: error: {_one_line(str(exc))}", err=True)
             ctx.exit(2 if isinstance(exc, UsageError) else 1)
         except Exception as exc:
+            _record_for_torchrun(exc, f"{type(exc).__name__}: {_one_line(str(exc))}")
             if ctx.params.get("debug"):
                 raise
             click.echo(
@@ -159,6 +163,15 @@ class ZooGroup(click.Group):
                 err=True,
             )
             ctx.exit(1)
+
+
+def _record_for_torchrun(exc: BaseException, message: str) -> None:
+    """In a process torchrun started: leave the one-line error where torchrun (and
+    `zoo train --nproc`) read which rank failed and why."""
+    if os.environ.get("TORCHELASTIC_ERROR_FILE"):
+        from zoo.train.distributed import is_peer_failure, record_error
+
+        record_error(message, peer=is_peer_failure(exc))
 
 
 @click.group(cls=ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -479,12 +492,27 @@ def _train_options(command: Any) -> Any:
     metavar="KEY=VALUE",
     help="Option of the model's task, e.g. --task-arg kld_weight=0.5 (`zoo tasks`).",
 )
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train data-parallel in N processes on this machine (torchrun --standalone; one per "
+    "GPU, or per CPU core). Several machines: `torchrun ... -m zoo train` (docs: Training).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="With --nproc: the local port of the processes' rendezvous (default: a free one).",
+)
 @_train_options
 def train_cmd(
     model: str | None,
     config_file: str | None,
     args: tuple[str, ...],
     task_args: tuple[str, ...],
+    nproc: int | None,
+    port: int | None,
     **given_options: Any,
 ) -> None:
     """Train MODEL on a dataset; checkpoints, metrics and logs go to the run directory.
@@ -505,10 +533,39 @@ def train_cmd(
     if "model" not in values:
         raise click.UsageError("give a MODEL (or `model = ...` in the --config file)")
     config = TrainConfig.from_dict(values)
+    if nproc is not None and nproc > 1 and "LOCAL_WORLD_SIZE" not in os.environ:
+        _launch(config, nproc, port)
+        return
+    if nproc is not None and os.environ.get("LOCAL_WORLD_SIZE", str(nproc)) != str(nproc):
+        raise click.UsageError(
+            f"--nproc {nproc} under torchrun, which started {os.environ['LOCAL_WORLD_SIZE']} "
+            "processes here: leave --nproc out and set torchrun's --nproc-per-node"
+        )
     result = Trainer(config, echo=click.echo).fit()
     if result.status == "interrupted":
         sys.exit(130)
-    click.echo(f"run directory: {result.run_dir}")
+    if os.environ.get("RANK", "0") == "0":
+        click.echo(f"run directory: {result.run_dir}")
+
+
+def _launch(config: TrainConfig, nproc: int, port: int | None) -> None:
+    """`zoo train --nproc N`: this command line again, in N processes started by torchrun's
+    launcher; one line for the first rank that failed, exit 130 when interrupted."""
+    from zoo.train.distributed import check_backend, check_nproc, check_port, launch
+
+    check_nproc(nproc, config.device)
+    check_backend(config.backend, config.device)
+    if port is not None:
+        check_port(port)
+    ctx = click.get_current_context()
+    argv = getattr(ctx.find_root().command, "argv", None) or sys.argv[1:]
+    result = launch(argv, nproc, port=port)
+    if result.code == 130:
+        click.echo("zoo: interrupted", err=True)
+        sys.exit(130)
+    if result.code:
+        click.echo(f"zoo: error: {_one_line(result.message)}", err=True)
+        sys.exit(result.code)
 
 
 @cli.command("export")

@@ -137,6 +137,21 @@ class ClassificationMetrics:
             self._loss_sum += batch_loss * batch
             self._loss_samples += batch
 
+    def merge(self, other: ClassificationMetrics) -> None:
+        """Add the batches ``other`` has seen (another process's share of a data-parallel
+        run): the result is what one accumulator of every batch computes."""
+        if other.num_classes != self.num_classes or other.topk != self.topk:
+            raise ValueError(
+                f"cannot merge metrics of {other.num_classes} classes (top-k {other.topk}) "
+                f"into {self.num_classes} (top-k {self.topk})"
+            )
+        self._confusion += other._confusion
+        for k in self.topk:
+            self._topk_correct[k] += other._topk_correct[k]
+        self._samples += other._samples
+        self._loss_sum += other._loss_sum
+        self._loss_samples += other._loss_samples
+
     @property
     def confusion_matrix(self) -> Tensor:
         """A copy of the int64 ``[C, C]`` counts: rows = true class, columns = predicted."""

@@ -49,6 +49,12 @@ class Metrics(Protocol):
     def compute(self) -> dict[str, Any]:
         """The metrics over every batch so far: JSON values; numbers are what is logged."""
 
+    # Optional: ``merge(self, other)`` adds the batches another accumulator of the same task
+    # has seen. In a data-parallel run (torchrun) each process accumulates its share and the
+    # shares are merged, so the metrics are those of every sample. An accumulator without it
+    # still trains data-parallel: its training metrics are rank 0's share, and validation
+    # and test run on rank 0 alone.
+
 
 class EpochLogger(Protocol):
     """Where a task may log more than the trainer's scalars (TensorBoard)."""

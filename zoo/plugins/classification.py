@@ -57,6 +57,9 @@ class _Accumulator:
     def compute(self) -> dict[str, Any]:
         return self.metrics.compute()
 
+    def merge(self, other: _Accumulator) -> None:
+        self.metrics.merge(other.metrics)
+
 
 class Classification(Task):
     """One output of class scores (logits) ``[B, classes]``, integer targets."""

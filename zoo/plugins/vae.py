@@ -1,6 +1,8 @@
 """The convolutional VAE of the notes (002 section 32), its loss, and the task that trains it
 (``vae``: reconstruction, no labels), registered through the same hooks a third party uses."""
 
+from __future__ import annotations
+
 import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, NamedTuple
@@ -120,6 +122,14 @@ class VAEMetrics:
         self._elements = 0
         self._kld_sum = 0.0
 
+    def merge(self, other: VAEMetrics) -> None:
+        """Add the batches ``other`` has seen (another process of a data-parallel run)."""
+        self._samples += other._samples
+        self._loss_sum += other._loss_sum
+        self._squared_error_sum += other._squared_error_sum
+        self._elements += other._elements
+        self._kld_sum += other._kld_sum
+
     def update(self, recon: Tensor, x: Tensor, mu: Tensor, logvar: Tensor) -> None:
         """Add one batch (any device); an empty batch is ignored."""
         if recon.shape != x.shape:
@@ -174,6 +184,9 @@ class _VAEAccumulator:
 
     def compute(self) -> dict[str, Any]:
         return self.metrics.compute()
+
+    def merge(self, other: _VAEAccumulator) -> None:
+        self.metrics.merge(other.metrics)
 
 
 class VAETask(Task):

@@ -214,6 +214,13 @@ class TrainConfig:
         "auto", "string", "auto (CUDA when present), cpu or cuda.", choices=DEVICES
     )
     amp: bool = option(True, "boolean", "Mixed precision on CUDA (default on).")
+    backend: str = option(
+        "auto",
+        "string",
+        "torch.distributed backend of a data-parallel run (torchrun, --nproc): auto (NCCL on "
+        "CUDA, gloo on CPU), gloo or nccl.",
+        choices=("auto", "gloo", "nccl"),
+    )
     seed: int = option(
         0,
         "integer",

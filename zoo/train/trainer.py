@@ -6,6 +6,9 @@ The routine of the notes (002 sections 14, 17, 20, 29, 36-37; 004 sections 10-12
 TensorBoard. Everything that depends on what the model does (its loss, metrics, what the run
 writes at its end) is asked of the model's task (``zoo.tasks.Task``, registered by a plugin):
 the loop never looks at a task's name. See ``TrainConfig`` for the options.
+
+Started by torchrun (or ``zoo train --nproc N``), the same loop trains data-parallel: see
+:mod:`zoo.train.distributed`. Rank 0 owns the run directory; every rank trains its share.
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.data import Subset
 
 from zoo._io import atomic_write_json, is_no_space, no_space_message
-from zoo._lock import DirectoryLocked, lock_directory
+from zoo._lock import DirectoryLock, DirectoryLocked, lock_directory
 from zoo._pluginmanager import get_plugins
 from zoo._version import __version__
 from zoo.checkpoint import (
+    Checkpoint,
     CheckpointError,
     find_checkpoint,
     is_valid_checkpoint,
@@ -44,6 +49,7 @@ from zoo.spec_check import check_outputs
 from zoo.tasks import Task, TaskRun
 from zoo.train.batches import Batches
 from zoo.train.config import TrainConfig
+from zoo.train.distributed import Distributed, PeerFailed
 from zoo.train.loggers import TensorBoardLogger, progress
 from zoo.train.optim import Warmup, build_optimizer, build_scheduler, extend_schedule
 from zoo.train.reproducibility import (
@@ -64,6 +70,7 @@ RESUMABLE_OVERRIDES = (
     "progress",
     "out",
     "resume",
+    "backend",
 )
 
 
@@ -130,7 +137,8 @@ class Trainer:
     trainer of the same directory is refused with the first one's pid."""
 
     def __init__(self, config: TrainConfig, echo: Callable[[str], None] = print) -> None:
-        self.echo = echo
+        self.dist = Distributed.from_env()
+        self.echo = echo if self.dist.is_main else _quiet  # rank 0 speaks for the job
         self.stop = _StopRequest()
         self.config = config
         plugins = get_plugins()
@@ -139,18 +147,57 @@ class Trainer:
         self.data_name = config.data or self.task.default_data(self.spec)
         if config.resume is None:
             self._check_monitor()  # before the run directory is made
-        self.run_dir = self._run_dir()
-        try:  # creating the lock file also proves the directory writable
-            self.lock = lock_directory(self.run_dir)
-        except DirectoryLocked as exc:
-            raise UsageError(str(exc)) from None
-        except OSError as exc:
-            raise self._unwritable(self.run_dir, exc) from None
+        self.device = self.dist.device(config.device)
+        self.dist.start(self.device, config.backend)
         try:
-            self._set_up()
+            self._own_run_dir()
         except BaseException:
-            self.lock.release()
+            self.dist.close()
             raise
+
+    def _own_run_dir(self) -> None:
+        """Rank 0 makes, locks and reads the run directory and tells the others the outcome
+        (the resolved configuration and the checkpoint to resume); they touch no file."""
+        if not self.dist.is_main:
+            outcome, payload = self.dist.from_main(None)
+            if outcome == "failed":
+                raise PeerFailed(f"rank 0 could not set up the run: {payload}")
+            self.lock: DirectoryLock | _NoLock = _NoLock()
+            run_dir, config, resume_from, checkpoint = payload
+            self.run_dir = Path(run_dir)
+            self.resume_from = Path(resume_from) if resume_from is not None else None
+            if checkpoint is not None:
+                self.checkpoint = Checkpoint(Path(checkpoint["path"]), **checkpoint["parts"])
+            self.config = TrainConfig.from_dict(config)
+            self.task = self._task(self.config)
+            return
+        try:
+            self.run_dir = self._run_dir()
+            try:  # creating the lock file also proves the directory writable
+                self.lock = lock_directory(self.run_dir)
+            except DirectoryLocked as exc:
+                raise UsageError(str(exc)) from None
+            except OSError as exc:
+                raise self._unwritable(self.run_dir, exc) from None
+            try:
+                self._set_up()
+            except BaseException:
+                self.lock.release()
+                raise
+        except BaseException as exc:
+            if self.dist.enabled:
+                self.dist.from_main(("failed", str(exc) or type(exc).__name__))
+            raise
+        if self.dist.enabled:
+            checkpoint = None
+            if self.resume_from is not None:
+                ckpt = self.checkpoint
+                parts = {"weights": ckpt.weights, "state": ckpt.state, "meta": ckpt.meta}
+                checkpoint = {"path": str(ckpt.path), "parts": parts}
+            resume = str(self.resume_from) if self.resume_from is not None else None
+            self.dist.from_main(
+                ("ok", (str(self.run_dir), self.config.to_dict(), resume, checkpoint))
+            )
 
     def _set_up(self) -> None:
         """Under the lock: find what to resume, refuse to overwrite, clear leftovers."""
@@ -249,14 +296,6 @@ class Trainer:
             return NoSpaceError(no_space_message(run_dir, 1))
         return UsageError(f"cannot write to run directory {run_dir}: {exc.strerror or exc}")
 
-    def _device(self) -> torch.device:
-        wanted = self.config.device
-        if wanted == "cuda" and not torch.cuda.is_available():
-            raise UsageError("--device cuda: no CUDA device is available here; use --device cpu")
-        if wanted == "auto":
-            wanted = "cuda" if torch.cuda.is_available() else "cpu"
-        return torch.device(wanted)
-
     def _model_args(self, spec: ModelSpec, info: DatasetInfo) -> dict[str, Any]:
         args = self.task.model_args(spec, info, self.config.model_args)
         if self.config.freeze and "freeze" in spec.builder_parameters():
@@ -276,12 +315,16 @@ class Trainer:
             raise
         finally:
             self.lock.release()
+            self.dist.close()
 
     def _fit(self) -> TrainResult:
         cfg = self.config
         spec = self.spec
+        dist = self.dist
         seed_everything(cfg.seed)
-        device = self._device()
+        device = self.device
+        if not dist.is_local_main:  # one download per machine: local rank 0's
+            dist.barrier()
         splits = load_dataset(
             self.data_name,
             spec.input,
@@ -290,6 +333,8 @@ class Trainer:
             val_fraction=cfg.val_fraction,
             test_fraction=cfg.test_fraction,
         )
+        if dist.is_local_main:
+            dist.barrier()
         info = splits.info
         model_args = self._model_args(spec, info)
         model = spec.build(**model_args)
@@ -313,6 +358,8 @@ class Trainer:
             seed=cfg.seed,
             collate_fn=splits.collate_fn,
             num_workers=cfg.num_workers,
+            rank=dist.rank,
+            world=dist.world,
         )
         steps_per_epoch = len(train_batches)
         warmup = Warmup(optimizer, cfg.warmup_epochs * steps_per_epoch)
@@ -334,6 +381,8 @@ class Trainer:
             "best_epoch": None,
             "bad_epochs": 0,
             "history": [],
+            # Samples of the current epoch's order that every process together has trained.
+            "position": 0,
         }
         if self.resume_from is not None:
             ckpt = self.checkpoint
@@ -348,15 +397,20 @@ class Trainer:
                     self.echo(f"note: {changed}")
             if state.get("scaler"):
                 scaler.load_state_dict(state["scaler"])
-            set_rng_state(state["rng"])
             progress_state.update(ckpt.meta["progress"])
+            self._resume_position(ckpt, progress_state, train_batches)
             self.echo(
                 f"resuming {cfg.model} from {ckpt.path} at epoch {progress_state['epoch'] + 1}"
                 + (f", batch {progress_state['batch']}" if progress_state["batch"] else "")
             )
+        net = dist.wrap(model, device)  # trains; `model` evaluates and is saved
+        if self.resume_from is not None:
+            self._resume_rng(self.checkpoint)
+        elif dist.rank > 0:  # other augmentations and dropout masks than rank 0's
+            seed_everything((cfg.seed + 7919 * dist.rank) % 2**32)
 
         logger = None
-        if cfg.tensorboard:
+        if cfg.tensorboard and dist.is_main:
             logger = TensorBoardLogger(self.run_dir / "tensorboard")
             if progress_state["step"] == 0:
                 # A real batch: the spec's example may not fit the dataset's vocabulary.
@@ -365,21 +419,30 @@ class Trainer:
                 if why:
                     self.echo(f"note: model graph not logged ({why})")
 
-        atomic_write_json(self.run_dir / "config.json", cfg.to_dict())
+        if dist.is_main:
+            atomic_write_json(self.run_dir / "config.json", cfg.to_dict())
         meta_base = {
             "model": cfg.model,
             "model_args": model_args,
             "dataset": info.to_dict(),
             "config": cfg.to_dict(),
             "versions": {"zoo": __version__, "torch": torch.__version__},
+            "distributed": {"world_size": dist.world, "backend": dist.backend or None},
         }
 
         def save(tags: tuple[str, ...], metrics: dict[str, Any] | None = None) -> Path:
+            """Every rank calls it (their RNG states are gathered); rank 0 writes."""
+            rngs = dist.gathered(get_rng_state())
+            if not dist.is_main:
+                return self.run_dir / "last"
             state = {
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "scaler": scaler.state_dict() if use_amp else {},
-                "rng": get_rng_state(),
+                "rng": rngs[0],
+                # Each rank's, in rank order: a run resumed with as many processes continues
+                # exactly; with another number, rank 0 and new seeds for the others.
+                "rng_ranks": rngs if dist.enabled else [],
             }
             meta = {
                 **meta_base,
@@ -401,17 +464,24 @@ class Trainer:
         status = "completed"
         monitor = self._monitor()
         maximize = self.task.metrics[monitor.removeprefix("val_")]
+        where = f"{dist.world} processes ({dist.backend}, {device.type})" if dist.enabled else ""
+        sizes = [len(part) for part in (splits.train, splits.val, splits.test)]  # type: ignore[arg-type]
         self.echo(
-            f"training {cfg.model} on {info.name} ({len(splits.train)} train, "  # type: ignore[arg-type]
-            f"{len(splits.val)} val, {len(splits.test)} test) on {device}; run dir {self.run_dir}"  # type: ignore[arg-type]
+            f"training {cfg.model} on {info.name} ({sizes[0]} train, {sizes[1]} val, "
+            f"{sizes[2]} test) on {where or device}; run dir {self.run_dir}"
         )
+        if dist.enabled:
+            self.echo(
+                f"each step trains {cfg.batch_size} samples per process, "
+                f"{cfg.batch_size * dist.world} in all"
+            )
         try:
             with self.stop.installed():
                 while progress_state["epoch"] < cfg.epochs:
                     epoch = progress_state["epoch"]
                     started = time.perf_counter()
-                    train_metrics, samples = self._train_epoch(
-                        model,
+                    train_metrics, samples, stopped = self._train_epoch(
+                        net,
                         optimizer,
                         scaler,
                         warmup,
@@ -422,7 +492,7 @@ class Trainer:
                         run,
                         logger,
                     )
-                    if self.stop.requested:
+                    if stopped:
                         path = save(("last",))
                         self.echo(
                             f"interrupted at epoch {epoch + 1}, batch {progress_state['batch']}: "
@@ -441,7 +511,7 @@ class Trainer:
                             scheduler.step()
                     best = progress_state["best"]
                     improved = best is None or (current > best if maximize else current < best)
-                    progress_state.update(epoch=epoch + 1, batch=0)
+                    progress_state.update(epoch=epoch + 1, batch=0, position=0)
                     if improved:
                         progress_state.update(best=current, best_epoch=epoch + 1, bad_epochs=0)
                     else:
@@ -457,7 +527,7 @@ class Trainer:
                     progress_state["history"].append(record)
                     save(("last", "best") if improved else ("last",), record)
                     self._report(record, improved, monitor)
-                    if logger is not None:
+                    if logger is not None:  # rank 0's only
                         self._log_epoch(logger, model, splits.val, run, record)
                     if cfg.early_stopping and progress_state["bad_epochs"] >= cfg.early_stopping:
                         self.echo(
@@ -474,8 +544,55 @@ class Trainer:
             return TrainResult(self.run_dir, {}, status)
         metrics = self._finish(model, splits, run, progress_state)
         metrics["status"] = status
-        atomic_write_json(self.run_dir / "metrics.json", metrics)
+        if dist.is_main:
+            atomic_write_json(self.run_dir / "metrics.json", metrics)
         return TrainResult(self.run_dir, metrics, status)
+
+    def _resume_position(self, ckpt: Any, progress_state: dict[str, Any], batches: Batches) -> None:
+        """Where in its epoch the checkpoint stopped, in samples of the epoch's order; with
+        another number of processes than it was trained with, said in a note."""
+        recorded = ckpt.meta.get("distributed")
+        old_world = recorded.get("world_size") if isinstance(recorded, dict) else 1
+        if isinstance(old_world, bool) or not isinstance(old_world, int) or old_world < 1:
+            raise CheckpointError(
+                f"checkpoint {ckpt.path / 'meta.json'}: 'distributed' must give a world_size "
+                "of at least 1"
+            )
+        position = ckpt.meta["progress"].get("position")
+        if position is None:  # written by zoo 0.1, one process
+            position = progress_state["batch"] * self.config.batch_size * old_world
+        if (
+            isinstance(position, bool)
+            or not isinstance(position, int)
+            or not (0 <= position <= batches.size)
+        ):
+            raise CheckpointError(
+                f"checkpoint {ckpt.path / 'meta.json'}: progress 'position' must be a count "
+                f"of at most {batches.size} samples"
+            )
+        progress_state["position"] = position
+        world = self.dist.world
+        if old_world != world:
+            self.echo(
+                f"note: the run trained with {old_world} process(es) and resumes with {world}: "
+                f"each step now trains {batches.step_size} samples (--batch-size "
+                f"{self.config.batch_size} per process); it continues at sample {position} of "
+                f"epoch {progress_state['epoch'] + 1}, not bit for bit as it would have"
+            )
+            progress_state["batch"] = position // batches.step_size  # for the progress shown
+
+    def _resume_rng(self, ckpt: Any) -> None:
+        """Each rank's RNG state where the checkpoint has it (as many processes as now);
+        else rank 0 takes the saved one and the others new seeds of their own."""
+        state, dist = ckpt.state, self.dist
+        ranks = state.get("rng_ranks")
+        if dist.enabled and isinstance(ranks, list) and len(ranks) == dist.world:
+            set_rng_state(ranks[dist.rank])
+        elif dist.rank == 0:
+            set_rng_state(state["rng"])
+        else:
+            epoch = int(ckpt.meta["progress"]["epoch"])
+            seed_everything((self.config.seed + 7919 * dist.rank + 104_729 * epoch) % 2**32)
 
     def _monitor(self) -> str:
         return self.config.monitor or f"val_{self.task.monitor}"
@@ -503,17 +620,21 @@ class Trainer:
         progress_state: dict[str, Any],
         run: TaskRun,
         logger: Any,
-    ) -> tuple[dict[str, Any], int]:
+    ) -> tuple[dict[str, Any], int, bool]:
+        """One epoch (the rest of one, when resumed): the training metrics (merged over the
+        processes), the samples trained (by all), and whether a stop was asked for."""
         cfg = self.config
+        dist = self.dist
         model.train()
         metrics = self.task.new_metrics(run)
         epoch = progress_state["epoch"]
         samples = 0
+        stopped = False
         iterator, set_postfix, close = progress(
-            batches.epoch(epoch, progress_state["batch"]),
-            len(batches) - progress_state["batch"],
+            batches.epoch(epoch, progress_state["position"]),
+            batches.remaining(progress_state["position"]),
             f"epoch {epoch + 1}/{cfg.epochs}",
-            cfg.progress,
+            cfg.progress and dist.is_main,
         )
         started = time.perf_counter()
         try:
@@ -527,9 +648,16 @@ class Trainer:
                 with torch.autocast(device.type, enabled=use_amp):
                     outputs = model(x)
                     loss = self.task.loss(outputs, x, y)
-                if not torch.isfinite(loss):
+                # Every process stops at the same step: one whose loss is not finite, or a
+                # Ctrl-C reaching one, stops them all (before the gradients are exchanged).
+                diverged, stopped = dist.any(
+                    not bool(torch.isfinite(loss)), self.stop.requested, device=device
+                )
+                if diverged:
+                    where = f" on rank {dist.rank}" if dist.enabled else ""
+                    value = loss.item() if not torch.isfinite(loss) else "not finite"
                     raise TrainingError(
-                        f"the loss became {loss.item()} at epoch {epoch + 1}, step "
+                        f"the loss became {value}{where} at epoch {epoch + 1}, step "
                         f"{progress_state['step'] + 1}; stopped. The last good checkpoint is "
                         f"{self.run_dir / 'last'}. Lower --lr or set --grad-clip"
                     )
@@ -542,6 +670,7 @@ class Trainer:
                 scaler.update()
                 progress_state["step"] += 1
                 progress_state["batch"] += 1
+                progress_state["position"] += batches.step_size
                 samples += x.shape[0]
                 metrics.update(outputs, x, y, loss.detach())
                 if logger is not None and progress_state["step"] % 10 == 0:
@@ -557,19 +686,58 @@ class Trainer:
                         "samples/s": f"{samples / elapsed:,.0f}" if elapsed else "-",
                     }
                 )
-                if self.stop.requested:
+                if stopped:
                     break
         finally:
             close()
-        return (metrics.compute() if samples else {}), samples
+        samples = int(dist.total(samples))
+        return self._reduced(metrics, samples), samples, stopped
+
+    def _reduced(self, metrics: Any, samples: int) -> dict[str, Any]:
+        """A training accumulator's metrics over every process (rank 0's share where the
+        task's accumulator cannot merge: said once)."""
+        merged = self.dist.merged(metrics)
+        if merged is None:
+            self._warn_unmerged()
+            merged = metrics
+        try:
+            return merged.compute() if samples else {}  # type: ignore[no-any-return]
+        except ValueError:  # this process's share was empty (a resumed, nearly done epoch)
+            return {}
+
+    def _warn_unmerged(self) -> None:
+        if not getattr(self, "_unmerged_said", False):
+            self._unmerged_said = True
+            self.echo(
+                f"note: task {self.task.name!r}'s metrics have no merge(): the training "
+                "metrics are rank 0's share; validation and test run on rank 0 alone"
+            )
 
     @torch.no_grad()
     def evaluate(
         self, model: nn.Module, dataset: Any, collate_fn: Any, device: torch.device, run: TaskRun
     ) -> dict[str, Any]:
-        """Metrics of ``model`` in eval mode on ``dataset``."""
-        model.eval()
+        """Metrics of ``model`` in eval mode on ``dataset``. In a data-parallel run each
+        process evaluates every ``world``-th sample and the accumulators are merged: the
+        same metrics on every process, each sample counted once."""
+        dist = self.dist
         metrics = self.task.new_metrics(run)
+        if not dist.enabled:
+            return self._evaluate(model, dataset, collate_fn, device, metrics).compute()
+        if not callable(getattr(metrics, "merge", None)):
+            self._warn_unmerged()
+            values = None
+            if dist.is_main:
+                values = self._evaluate(model, dataset, collate_fn, device, metrics).compute()
+            return dict(dist.from_main(values))
+        share = Subset(dataset, range(dist.rank, len(dataset), dist.world))
+        self._evaluate(model, share, collate_fn, device, metrics)
+        return dist.merged(metrics).compute()  # type: ignore[no-any-return]
+
+    def _evaluate(
+        self, model: nn.Module, dataset: Any, collate_fn: Any, device: torch.device, metrics: Any
+    ) -> Any:
+        model.eval()
         batches = Batches(
             dataset, max(self.config.batch_size, 256), shuffle=False, collate_fn=collate_fn
         )
@@ -577,7 +745,7 @@ class Trainer:
             x, y = batch[0].to(device), batch[1].to(device)
             outputs = model(x)
             metrics.update(outputs, x, y, self.task.loss(outputs, x, y))
-        return metrics.compute()
+        return metrics
 
     def _log_epoch(
         self, logger: Any, model: nn.Module, val: Any, run: TaskRun, record: dict[str, Any]
@@ -617,9 +785,11 @@ class Trainer:
         self, model: nn.Module, splits: DataSplits, run: TaskRun, progress_state: dict[str, Any]
     ) -> dict[str, Any]:
         """Evaluate the best checkpoint on the test split; the task writes its figures."""
-        best = load_checkpoint(self.run_dir, tag="best")
-        best.load_into(model, self.config.model)
+        if self.dist.is_main:  # the run directory is rank 0's; its weights reach the others
+            best = load_checkpoint(self.run_dir, tag="best")
+            best.load_into(model, self.config.model)
         model.to(run.device)
+        self.dist.broadcast_weights(model)
         test = self.evaluate(model, splits.test, splits.collate_fn, run.device, run)
         metrics: dict[str, Any] = {
             "model": self.config.model,
@@ -631,11 +801,23 @@ class Trainer:
             "test": test,
             "history": progress_state["history"],
         }
-        metrics.update(self.task.finish(model, test, splits, run))
+        if self.dist.is_main:  # figures and files: the run directory is rank 0's
+            metrics.update(self.task.finish(model, test, splits, run))
         summary = ", ".join(f"{k} {v:.4f}" for k, v in _scalars(test).items() if k != "samples")
         counted = f"{test['samples']} samples, " if "samples" in test else ""
         self.echo(f"test ({counted}best epoch {progress_state['best_epoch']}): {summary}")
         return metrics
+
+
+def _quiet(line: str) -> None:
+    """Where the lines of ranks other than 0 go."""
+
+
+class _NoLock:
+    """What ranks other than 0 hold: the run directory's lock is rank 0's."""
+
+    def release(self) -> None:
+        return None
 
 
 def _remove_leftovers(run_dir: Path) -> None:

@@ -39,6 +39,12 @@ class Moments:
         self.sums["yy"] += float((y * y).sum())
         self.sums["loss"] += float(loss) * len(y)
 
+    def merge(self, other: Moments) -> None:
+        """Add another process's sums (a data-parallel run)."""
+        self.samples += other.samples
+        for key, value in other.sums.items():
+            self.sums[key] += value
+
     def compute(self) -> dict[str, Any]:
         n, sums = self.samples, self.sums
         mse = sums["se"] / n
