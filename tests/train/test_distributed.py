@@ -205,6 +205,7 @@ def test_ctrl_c_stops_every_process_at_one_step_and_another_world_size_resumes_t
 
 CRASHY = """
     import os
+    import time
     import zoo
     from torch import nn
 
@@ -218,6 +219,8 @@ CRASHY = """
             if self.training:
                 self.calls += 1
                 if os.environ.get("RANK") == "1" and self.calls == 30:
+                    if os.environ.get("CRASHY") == "hang":
+                        time.sleep(3600)
                     raise RuntimeError("boom on the 30th training step")
             return self.fc(x)
 
@@ -227,14 +230,20 @@ CRASHY = """
             name="crashy", builder=Crashy, task="classification",
             input=zoo.InputSpec.image((1, 28, 28), mean=(0.5,), std=(0.5,)),
             outputs=(zoo.OutputSpec("logits", (10,)),), num_classes=10,
-            summary="fails on rank 1 at its 30th training step"))
+            summary="fails (or hangs) on rank 1 at its 30th training step"))
 """
 
 
-def test_a_rank_that_crashes_stops_the_job_with_its_error(tmp_path: Path, make_dist) -> None:  # type: ignore[no-untyped-def]
-    site = make_dist(
+@pytest.fixture
+def crashy(make_dist) -> Path:  # type: ignore[no-untyped-def]
+    """A site where plugin model `crashy` raises (or, with CRASHY=hang, sleeps) on rank 1."""
+    return make_dist(  # type: ignore[no-any-return]
         "zoo-test-crashy", "1.0", {"zoo_test_crashy": CRASHY}, {"crashy": "zoo_test_crashy"}
     )
+
+
+def test_a_rank_that_crashes_stops_the_job_with_its_error(tmp_path: Path, crashy: Path) -> None:
+    site = crashy
     out = tmp_path / "run"
     # 23 steps an epoch: the crash comes in epoch 2, after epoch 1's checkpoint.
     result = zoo(
@@ -246,6 +255,21 @@ def test_a_rank_that_crashes_stops_the_job_with_its_error(tmp_path: Path, make_d
         "zoo: error: rank 1 failed: RuntimeError: boom on the 30th training step"
     )
     assert json.loads((out / "last" / "meta.json").read_text())["epoch"] == 1  # kept
+
+
+def test_a_rank_that_stops_answering_stops_the_job_after_the_timeout(
+    tmp_path: Path, crashy: Path
+) -> None:
+    result = zoo(
+        "train", "crashy", *EVEN, "--epochs", "3", "--batch-size", "32", "--nproc", "2",
+        "--out", str(tmp_path / "run"),
+        env={"PYTHONPATH": str(crashy), "CRASHY": "hang", "ZOO_DIST_TIMEOUT": "5"},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert last_error(result) == (
+        "zoo: error: rank 0 failed: another process did not answer for 5 s (ZOO_DIST_TIMEOUT): "
+        "it hangs, or one of its steps takes longer than that"
+    )
 
 
 def test_a_set_up_error_on_rank_0_is_the_jobs_one_line(tmp_path: Path) -> None:

@@ -259,9 +259,10 @@ def test_a_non_vae_model_is_refused_by_the_vae_task(fresh_plugins) -> None:
 def test_cuda_requested_without_one_is_a_clear_error(tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    trainer = _quiet(TrainConfig("lenet", device="cuda", out=str(tmp_path), **FAST))
-    with pytest.raises(zoo.UsageError, match="no CUDA device"):
-        trainer.fit()
+    out = tmp_path / "run"
+    with pytest.raises(zoo.UsageError, match="no CUDA device"):  # before the run dir is made
+        _quiet(TrainConfig("lenet", device="cuda", out=str(out), **FAST))
+    assert not out.exists()
 
 
 def test_resuming_with_more_epochs_rebuilds_the_cosine_schedule(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from zoo.errors import UsageError
+from zoo.errors import UsageError, ZooError
 
 __all__ = [
     "BACKENDS",
@@ -45,8 +45,9 @@ BACKENDS = ("auto", "gloo", "nccl")
 DEFAULT_TIMEOUT = 600.0
 
 
-class PeerFailed(RuntimeError):
-    """This rank stops because another one failed (its error is the one to read)."""
+class PeerFailed(ZooError):
+    """This rank stops because another one failed or stopped answering (the other's error
+    is the one to read)."""
 
 
 def shard(order: torch.Tensor, start: int, rank: int, world: int) -> torch.Tensor:
@@ -283,26 +284,35 @@ def _timeout() -> float:
 
 # -- failures --------------------------------------------------------------------------------
 
-_PEER_SIGNS = (
-    "connection closed by peer",
-    "connection reset by peer",
-    "broken pipe",
-    "communicator was aborted",
-    "socket timeout",
-    "timed out",
-    "nccl error",
-)
+#: What gloo and NCCL say when the other end of a collective is gone.
+_GONE = ("connection closed by peer", "connection reset by peer", "communicator was aborted")
+_COLLECTIVE = ("gloo", "nccl", "c10d", "distributed")
 
 
 def is_peer_failure(exc: BaseException) -> bool:
-    """Whether ``exc`` came from a collective whose peer is gone (not this rank's own fault)."""
+    """Whether ``exc`` came from a collective whose peer is gone or silent (not this rank's
+    own fault)."""
     if isinstance(exc, PeerFailed):
         return True
-    name = type(exc).__name__
+    if not isinstance(exc, RuntimeError):
+        return False
     text = str(exc).lower()
-    return name == "DistBackendError" or (
-        isinstance(exc, RuntimeError) and any(sign in text for sign in _PEER_SIGNS)
+    from_collective = type(exc).__name__.startswith("Dist") or any(
+        word in text for word in _COLLECTIVE
     )
+    return from_collective and (any(sign in text for sign in _GONE) or "timed out" in text)
+
+
+def peer_failure(exc: BaseException) -> PeerFailed | None:
+    """``exc`` in one line, where a collective failed because another process did."""
+    if not is_peer_failure(exc) or isinstance(exc, PeerFailed):
+        return None
+    if "timed out" in str(exc).lower():
+        return PeerFailed(
+            f"another process did not answer for {_timeout():.0f} s (ZOO_DIST_TIMEOUT): it "
+            "hangs, or one of its steps takes longer than that"
+        )
+    return PeerFailed("lost another process of the job: it failed (its error says why)")
 
 
 def record_error(message: str, *, peer: bool = False) -> None:
@@ -407,8 +417,9 @@ def launch(
     # torchrun's own default: one thread per process unless the user set OMP_NUM_THREADS.
     os.environ.setdefault("OMP_NUM_THREADS", str(threads or 1))
     # The launcher's own records (which ranks it starts and stops) are not the user's news.
+    # (a failure comes back as ChildFailedError, said in one line by the caller).
     for name in ("torch.distributed.elastic", "torch.distributed.launcher"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     try:
         elastic_launch(config, sys.executable)("-m", "zoo", *argv)
     except ChildFailedError as exc:

@@ -49,7 +49,7 @@ from zoo.spec_check import check_outputs
 from zoo.tasks import Task, TaskRun
 from zoo.train.batches import Batches
 from zoo.train.config import TrainConfig
-from zoo.train.distributed import Distributed, PeerFailed
+from zoo.train.distributed import Distributed, PeerFailed, peer_failure
 from zoo.train.loggers import TensorBoardLogger, progress
 from zoo.train.optim import Warmup, build_optimizer, build_scheduler, extend_schedule
 from zoo.train.reproducibility import (
@@ -313,6 +313,11 @@ class Trainer:
             if is_no_space(exc):  # metrics.json, a figure, TensorBoard...
                 raise NoSpaceError(no_space_message(self.run_dir, 1 << 20)) from None
             raise
+        except RuntimeError as exc:
+            lost = peer_failure(exc) if self.dist.enabled else None
+            if lost is None:
+                raise
+            raise lost from exc
         finally:
             self.lock.release()
             self.dist.close()
