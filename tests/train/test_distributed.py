@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -213,6 +214,8 @@ CRASHY = """
         def __init__(self, num_classes=10):
             super().__init__()
             self.fc = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, num_classes))
+            self.spare = nn.Linear(2, 2)  # trained only with CRASHY=unused: never used
+            self.spare.requires_grad_(os.environ.get("CRASHY") == "unused")
             self.calls = 0
 
         def forward(self, x):
@@ -270,6 +273,23 @@ def test_a_rank_that_stops_answering_stops_the_job_after_the_timeout(
         "zoo: error: rank 0 failed: another process did not answer for 5 s (ZOO_DIST_TIMEOUT): "
         "it hangs, or one of its steps takes longer than that"
     )
+
+
+def test_a_model_with_unused_trainable_parameters_is_refused_in_one_line(
+    tmp_path: Path, crashy: Path
+) -> None:
+    result = zoo(
+        "train", "crashy", *EVEN, "--epochs", "1", "--nproc", "2", "--out", str(tmp_path / "r"),
+        env={"PYTHONPATH": str(crashy), "CRASHY": "unused"},
+    )  # fmt: skip
+    assert result.returncode == 2
+    # Both processes find it at once: either may be the one named.
+    assert re.fullmatch(
+        r"zoo: error: rank [01] failed: model 'crashy' has trainable parameters its loss does "
+        r"not use, which DistributedDataParallel cannot average: freeze them \(--freeze\) or "
+        r"train in one process",
+        last_error(result),
+    ), last_error(result)
 
 
 def test_a_set_up_error_on_rank_0_is_the_jobs_one_line(tmp_path: Path) -> None:

@@ -314,6 +314,12 @@ class Trainer:
                 raise NoSpaceError(no_space_message(self.run_dir, 1 << 20)) from None
             raise
         except RuntimeError as exc:
+            if self.dist.enabled and "finished reduction in the prior iteration" in str(exc):
+                raise UsageError(
+                    f"model {self.spec.name!r} has trainable parameters its loss does not "
+                    "use, which DistributedDataParallel cannot average: freeze them (--freeze) "
+                    "or train in one process"
+                ) from exc
             lost = peer_failure(exc) if self.dist.enabled else None
             if lost is None:
                 raise
