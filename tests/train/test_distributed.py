@@ -224,6 +224,8 @@ CRASHY = """
                 if os.environ.get("RANK") == "1" and self.calls == 30:
                     if os.environ.get("CRASHY") == "hang":
                         time.sleep(3600)
+                    if os.environ.get("CRASHY") == "nan":
+                        return self.fc(x) * float("nan")
                     raise RuntimeError("boom on the 30th training step")
             return self.fc(x)
 
@@ -258,6 +260,23 @@ def test_a_rank_that_crashes_stops_the_job_with_its_error(tmp_path: Path, crashy
         "zoo: error: rank 1 failed: RuntimeError: boom on the 30th training step"
     )
     assert json.loads((out / "last" / "meta.json").read_text())["epoch"] == 1  # kept
+
+
+def test_a_loss_that_is_not_finite_on_one_rank_stops_every_rank(
+    tmp_path: Path, crashy: Path
+) -> None:
+    out = tmp_path / "run"
+    result = zoo(
+        "train", "crashy", *EVEN, "--epochs", "3", "--batch-size", "32", "--nproc", "2",
+        "--out", str(out), env={"PYTHONPATH": str(crashy), "CRASHY": "nan"},
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert re.fullmatch(
+        r"zoo: error: rank 1 failed: the loss became nan at epoch 2, step \d+; stopped\. The "
+        r"last good checkpoint is .*last\. Lower --lr or set --grad-clip",
+        last_error(result),
+    ), last_error(result)
+    assert json.loads((out / "last" / "meta.json").read_text())["epoch"] == 1
 
 
 def test_a_rank_that_stops_answering_stops_the_job_after_the_timeout(

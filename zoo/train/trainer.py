@@ -661,16 +661,15 @@ class Trainer:
                     loss = self.task.loss(outputs, x, y)
                 # Every process stops at the same step: one whose loss is not finite, or a
                 # Ctrl-C reaching one, stops them all (before the gradients are exchanged).
-                diverged, stopped = dist.any(
-                    not bool(torch.isfinite(loss)), self.stop.requested, device=device
-                )
+                finite = bool(torch.isfinite(loss))
+                diverged, stopped = dist.any(not finite, self.stop.requested, device=device)
                 if diverged:
-                    where = f" on rank {dist.rank}" if dist.enabled else ""
-                    value = loss.item() if not torch.isfinite(loss) else "not finite"
+                    when = f"at epoch {epoch + 1}, step {progress_state['step'] + 1}"
+                    if finite:  # another process's loss: its error is the job's
+                        raise PeerFailed(f"another process's loss was not finite {when}")
                     raise TrainingError(
-                        f"the loss became {value}{where} at epoch {epoch + 1}, step "
-                        f"{progress_state['step'] + 1}; stopped. The last good checkpoint is "
-                        f"{self.run_dir / 'last'}. Lower --lr or set --grad-clip"
+                        f"the loss became {loss.item()} {when}; stopped. The last good "
+                        f"checkpoint is {self.run_dir / 'last'}. Lower --lr or set --grad-clip"
                     )
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
