@@ -248,18 +248,21 @@ def crashy(make_dist) -> Path:  # type: ignore[no-untyped-def]
 
 
 def test_a_rank_that_crashes_stops_the_job_with_its_error(tmp_path: Path, crashy: Path) -> None:
-    site = crashy
-    out = tmp_path / "run"
+    out, temp = tmp_path / "run", tmp_path / "tmp"
+    temp.mkdir()
     # 23 steps an epoch: the crash comes in epoch 2, after epoch 1's checkpoint.
     result = zoo(
         "train", "crashy", *EVEN, "--epochs", "3", "--batch-size", "32", "--nproc", "2",
-        "--out", str(out), env={"PYTHONPATH": str(site)},
+        "--out", str(out), env={"PYTHONPATH": str(crashy), "TMPDIR": str(temp)},
     )  # fmt: skip
     assert result.returncode == 1
     assert last_error(result) == (
         "zoo: error: rank 1 failed: RuntimeError: boom on the 30th training step"
     )
     assert json.loads((out / "last" / "meta.json").read_text())["epoch"] == 1  # kept
+    # The launcher's error files are gone (torch's own caches, torchinductor_*, may stay).
+    left = [p.name for p in temp.iterdir() if p.name.startswith(("zoo-", "torchelastic"))]
+    assert left == []
 
 
 def test_a_loss_that_is_not_finite_on_one_rank_stops_every_rank(

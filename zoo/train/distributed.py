@@ -396,14 +396,18 @@ def launch(
     and this returns its exit status and its one-line error; a Ctrl-C reaches every rank,
     which stop together at the next step and save a checkpoint."""
     import logging
+    import shutil
     import sys
+    import tempfile
     import uuid
 
-    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs, SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     endpoint = f"localhost:{port if port is not None else 0}"
+    # Where the ranks leave their error files; removed after (torchrun would leave it in /tmp).
+    logs = tempfile.mkdtemp(prefix="zoo-torchrun-")
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
@@ -413,6 +417,7 @@ def launch(
         rdzv_endpoint=endpoint,
         max_restarts=0,
         monitor_interval=0.1,
+        logs_specs=DefaultLogsSpecs(log_dir=logs),
     )
     # torchrun's own default: one thread per process unless the user set OMP_NUM_THREADS.
     os.environ.setdefault("OMP_NUM_THREADS", str(threads or 1))
@@ -426,6 +431,8 @@ def launch(
         return _first_failure(exc)
     except SignalException:
         return LaunchResult(130, "interrupted")
+    finally:
+        shutil.rmtree(logs, ignore_errors=True)
     return LaunchResult(0)
 
 
