@@ -479,12 +479,14 @@ def _train_options(command: Any) -> Any:
     metavar="KEY=VALUE",
     help="Option of the model's task, e.g. --task-arg kld_weight=0.5 (`zoo tasks`).",
 )
+@click.option("--amp/--no-amp", "legacy_amp", default=None, hidden=True)  # zoo 0.1's
 @_train_options
 def train_cmd(
     model: str | None,
     config_file: str | None,
     args: tuple[str, ...],
     task_args: tuple[str, ...],
+    legacy_amp: bool | None,
     **given_options: Any,
 ) -> None:
     """Train MODEL on a dataset; checkpoints, metrics and logs go to the run directory.
@@ -498,6 +500,13 @@ def train_cmd(
 
     values: dict[str, Any] = load_config_file(config_file) if config_file else {}
     values.update({k: v for k, v in given_options.items() if v is not None})
+    if legacy_amp is not None:  # migrated to precision by TrainConfig.from_dict
+        click.echo(
+            f"note: --{'' if legacy_amp else 'no-'}amp is zoo 0.1's; use --precision "
+            f"{'auto' if legacy_amp else 'fp32'}",
+            err=True,
+        )
+        values["amp"] = legacy_amp
     if model:
         values["model"] = model
     values["model_args"] = {**values.get("model_args", {}), **_parse_args(args)}

@@ -52,10 +52,13 @@ from zoo.train.reproducibility import (
     seed_everything,
     set_rng_state,
 )
+from zoo.train.speed import Speed, check_speed_options, given_speed_options
 
 __all__ = ["TrainResult", "Trainer", "TrainingError", "train"]
 
-#: Options a resumed run may change; everything else comes from the checkpoint's config.
+#: Options a resumed run may change; everything else comes from the checkpoint's config. The
+#: speed options (precision, channels_last, compile: zoo.train.speed) may change too, but only
+#: where the command gives them: otherwise the run keeps its own.
 RESUMABLE_OVERRIDES = (
     "epochs",
     "device",
@@ -133,12 +136,14 @@ class Trainer:
         self.echo = echo
         self.stop = _StopRequest()
         self.config = config
+        self.speed = Speed()
         plugins = get_plugins()
         self.spec = plugins.models.get(config.model)
         self.task = self._task(self.config)
         self.data_name = config.data or self.task.default_data(self.spec)
         if config.resume is None:
             self._check_monitor()  # before the run directory is made
+            check_speed_options(config)
         self.run_dir = self._run_dir()
         try:  # creating the lock file also proves the directory writable
             self.lock = lock_directory(self.run_dir)
@@ -166,9 +171,11 @@ class Trainer:
             self.checkpoint = load_checkpoint(self.resume_from)
             stored = self.checkpoint.meta["config"]
             overrides = {k: getattr(self.config, k) for k in RESUMABLE_OVERRIDES}
+            overrides |= given_speed_options(self.config)
             self.config = TrainConfig.from_dict({**stored, **overrides})
             self.task = self._task(self.config)
             self._check_monitor()
+            check_speed_options(self.config)
         _remove_leftovers(self.run_dir)
 
     def _check_monitor(self) -> None:
@@ -296,6 +303,8 @@ class Trainer:
         if cfg.freeze and "freeze" not in spec.builder_parameters():
             freeze_first(model, cfg.freeze)
         model.to(device)
+        self.speed = Speed.of(cfg, device, self.echo)
+        self.speed.prepare(model, self.echo)
         # Before any work, the model's real outputs against its spec: a model that returns
         # [B, 7] under a spec of 10 classes would otherwise fail deep inside the loss.
         probe = Batches(splits.val, 2, shuffle=False, collate_fn=splits.collate_fn)
@@ -304,8 +313,7 @@ class Trainer:
         check_outputs(spec, model, model_args, x, exact=tuple(x.shape[1:]) == spec.input.shape)
         optimizer = build_optimizer(model, cfg)
         scheduler = build_scheduler(optimizer, replace(cfg, monitor=self._monitor()))
-        use_amp = cfg.amp and device.type == "cuda"
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        scaler = self.speed.grad_scaler()
         train_batches = Batches(
             splits.train,
             cfg.batch_size,
@@ -378,7 +386,7 @@ class Trainer:
             state = {
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "scaler": scaler.state_dict() if use_amp else {},
+                "scaler": scaler.state_dict(),  # empty unless fp16
                 "rng": get_rng_state(),
             }
             meta = {
@@ -417,7 +425,6 @@ class Trainer:
                         warmup,
                         train_batches,
                         device,
-                        use_amp,
                         progress_state,
                         run,
                         logger,
@@ -499,7 +506,6 @@ class Trainer:
         warmup: Warmup,
         batches: Batches,
         device: torch.device,
-        use_amp: bool,
         progress_state: dict[str, Any],
         run: TaskRun,
         logger: Any,
@@ -522,9 +528,9 @@ class Trainer:
                     batch[0].to(device, non_blocking=True),
                     batch[1].to(device, non_blocking=True),
                 )
-                x = self.task.augment(x, run)
+                x = self.speed.inputs(self.task.augment(x, run))
                 warmup.apply(progress_state["step"])
-                with torch.autocast(device.type, enabled=use_amp):
+                with self.speed.autocast():
                     outputs = model(x)
                     loss = self.task.loss(outputs, x, y)
                 if not torch.isfinite(loss):
@@ -571,12 +577,17 @@ class Trainer:
         model.eval()
         metrics = self.task.new_metrics(run)
         batches = Batches(
-            dataset, max(self.config.batch_size, 256), shuffle=False, collate_fn=collate_fn
+            dataset,
+            max(self.config.batch_size, 256),
+            shuffle=False,
+            collate_fn=collate_fn,
         )
         for batch in batches.epoch(0):
-            x, y = batch[0].to(device), batch[1].to(device)
-            outputs = model(x)
-            metrics.update(outputs, x, y, self.task.loss(outputs, x, y))
+            x, y = self.speed.inputs(batch[0].to(device)), batch[1].to(device)
+            with self.speed.autocast():  # as in training
+                outputs = model(x)
+                loss = self.task.loss(outputs, x, y)
+            metrics.update(outputs, x, y, loss)
         return metrics.compute()
 
     def _log_epoch(
