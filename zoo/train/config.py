@@ -246,11 +246,13 @@ class TrainConfig:
         maximum=2**32 - 1,  # numpy's seeds are 32-bit
     )
     deterministic: bool = option(False, "boolean", "Use deterministic algorithms only.")
-    num_workers: int = option(
-        0,
+    num_workers: int | None = option(
+        None,
         "integer",
-        "DataLoader worker processes for datasets read from disk (default 0).",
+        "DataLoader worker processes for datasets read from disk (default: one per CPU core, "
+        "at most 8; in-memory datasets are sliced in the training process).",
         minimum=0,
+        nullable=True,
     )
     out: str = option("", "string", "Run directory (default runs/MODEL-DATA).")
     resume: str | None = option(

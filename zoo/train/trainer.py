@@ -321,6 +321,7 @@ class Trainer:
             seed=cfg.seed,
             collate_fn=splits.collate_fn,
             num_workers=cfg.num_workers,
+            pin_memory=device.type == "cuda",
         )
         steps_per_epoch = len(train_batches)
         warmup = Warmup(optimizer, cfg.warmup_epochs * steps_per_epoch)
@@ -581,6 +582,8 @@ class Trainer:
             max(self.config.batch_size, 256),
             shuffle=False,
             collate_fn=collate_fn,
+            num_workers=self.config.num_workers,
+            pin_memory=device.type == "cuda",
         )
         for batch in batches.epoch(0):
             x, y = self.speed.inputs(batch[0].to(device)), batch[1].to(device)
