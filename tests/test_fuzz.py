@@ -154,7 +154,9 @@ def _plausible(hint: Any) -> st.SearchStrategy[Any]:
         return st.floats(min_value=-0.1, max_value=1.5)
     if typing.get_origin(hint) is tuple:
         return st.lists(st.integers(min_value=-1, max_value=12), max_size=3)
-    return st.sampled_from(["", "none", "sgd", "cosine", "cpu", "shift", "val_loss"])
+    return st.sampled_from(
+        ["", "none", "sgd", "cosine", "cpu", "shift", "val_loss", "bf16", "fp16"]
+    )
 
 
 CONFIG_VALUES = {name: st.one_of(VALUES, _plausible(HINTS[name])) for name in FIELDS}
@@ -193,7 +195,11 @@ def test_any_train_options_run_with_declared_types_or_are_refused_in_one_line(
     no_training: list[TrainConfig], tmp_path: Path, options: list[tuple[str, str]]
 ) -> None:
     args = [part for option, value in options for part in (option, value)]
-    flags = {"--amp", "--deterministic", "--tensorboard", "--progress"}
+    flags = {
+        f"--{name.replace('_', '-')}"
+        for name, hint in HINTS.items()
+        if bool in (hint, *typing.get_args(hint))
+    }
     args = [a for a in args if a not in flags]  # flags take no value: tried below
     assert_clean(invoke("train", "lenet", "--out", str(tmp_path / "run"), *args))
 

@@ -55,6 +55,7 @@ __all__ = [
     "is_valid_checkpoint",
     "load_checkpoint",
     "newest_checkpoint",
+    "plain_module",
     "save_checkpoint",
 ]
 
@@ -102,6 +103,7 @@ class Checkpoint:
             raise CheckpointError(
                 f"checkpoint {self.path} holds model {expected!r}, not {model_name!r}"
             )
+        model = plain_module(model)
         own = model.state_dict()
         missing = sorted(set(own) - set(self.weights))
         extra = sorted(set(self.weights) - set(own))
@@ -125,6 +127,14 @@ class Checkpoint:
                 f"{self.meta.get('model_args', {})}) does not fit this model: {details}"
             )
         model.load_state_dict(self.weights)
+
+
+def plain_module(model: nn.Module) -> nn.Module:
+    """The module ``torch.compile(model)`` wraps (its ``state_dict`` keys carry an
+    ``_orig_mod.`` prefix), else ``model``: checkpoints hold the plain model's names, whichever
+    is passed. (The trainer compiles in place, which keeps the names.)"""
+    inner = getattr(model, "_orig_mod", None)
+    return inner if isinstance(inner, nn.Module) else model
 
 
 def _dir_name(meta: dict[str, Any]) -> str:
@@ -155,7 +165,9 @@ def save_checkpoint(
     that fails for want of space."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # Contiguous: a channels-last run's 4-D weights are saved in the default layout.
+    state_dict = plain_module(model).state_dict()
+    weights = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     needs = _tensor_bytes(weights) + _tensor_bytes(state) + SPACE_MARGIN
     if free_bytes(root) < needs:
         raise NoSpaceError(no_space_message(root, needs))

@@ -505,6 +505,7 @@ def _train_options(command: Any) -> Any:
     default=None,
     help="With --nproc: the local port of the processes' rendezvous (default: a free one).",
 )
+@click.option("--amp/--no-amp", "legacy_amp", default=None, hidden=True)  # zoo 0.1's
 @_train_options
 def train_cmd(
     model: str | None,
@@ -513,6 +514,7 @@ def train_cmd(
     task_args: tuple[str, ...],
     nproc: int | None,
     port: int | None,
+    legacy_amp: bool | None,
     **given_options: Any,
 ) -> None:
     """Train MODEL on a dataset; checkpoints, metrics and logs go to the run directory.
@@ -526,6 +528,13 @@ def train_cmd(
 
     values: dict[str, Any] = load_config_file(config_file) if config_file else {}
     values.update({k: v for k, v in given_options.items() if v is not None})
+    if legacy_amp is not None:  # migrated to precision by TrainConfig.from_dict
+        click.echo(
+            f"note: --{'' if legacy_amp else 'no-'}amp is zoo 0.1's; use --precision "
+            f"{'auto' if legacy_amp else 'fp32'}",
+            err=True,
+        )
+        values["amp"] = legacy_amp
     if model:
         values["model"] = model
     values["model_args"] = {**values.get("model_args", {}), **_parse_args(args)}
@@ -922,6 +931,114 @@ def bench_cmd(
         if regressions:
             sys.exit(1)
         click.echo(f"no regression beyond {threshold:.0%} in {shared} cells against {baseline}")
+
+
+@cli.command("bench-train")
+@click.argument("model", metavar="NAME")
+@click.option("--data", default="", help="Dataset (default: the model's, mnist5k for images).")
+@click.option("--batch-size", type=int, default=64, show_default=True, help="Batch size.")
+@click.option("--epochs", type=int, default=3, show_default=True, help="Timed epochs per round.")
+@click.option(
+    "--warmup-epochs",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Untimed epochs first (compilation, allocator growth).",
+)
+@click.option(
+    "--rounds",
+    type=int,
+    default=3,
+    show_default=True,
+    help="Repeat every variant in a fresh process, alternating the order.",
+)
+@click.option(
+    "--variants",
+    default=None,
+    help="Comma-separated: hand (the notes' loop), trainer (zoo's defaults), or speed options "
+    "joined by + from fp32, bf16, fp16, channels-last, compile (default: hand, trainer, bf16, "
+    "channels-last, compile, bf16+channels-last, channels-last+compile).",
+)
+@click.option(
+    "--threads", type=int, default=None, help="Threads for torch (default: physical cores)."
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="auto: CUDA when present.",
+)
+@click.option(
+    "--wait-quiet",
+    type=_NON_NEGATIVE,
+    default=0.0,
+    show_default=True,
+    help="Before each worker, wait up to this many seconds for other processes to use under "
+    "10% of the CPUs (a shared machine).",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the results (schema zoo-bench-train/1).",
+)
+def bench_train_cmd(
+    model: str,
+    data: str,
+    batch_size: int,
+    epochs: int,
+    warmup_epochs: int,
+    rounds: int,
+    variants: str | None,
+    threads: int | None,
+    device: str,
+    wait_quiet: float,
+    json_path: Path | None,
+) -> None:
+    """Training throughput (samples/s) of NAME: the notes' hand-written loop, zoo's trainer
+    with its defaults, and the trainer with each speed option (--precision, --channels-last,
+    --compile and combinations), same model, data and batch.
+
+    Every variant of every round runs alone in a fresh process; warm-up epochs are not timed.
+    The table gives each variant's median over rounds, the spread of the rounds, the ratio to
+    the hand loop, and the load average and the other processes' share of the CPUs while it
+    ran: a busy machine is flagged, not hidden.
+    """
+    from zoo.bench.outputs import check_output
+    from zoo.bench.training import (
+        TrainBenchSettings,
+        describe,
+        markdown_table,
+        run_train_bench,
+    )
+
+    if json_path is not None:  # before the benchmark: a bad path fails now, not after it
+        check_output(json_path, "--json")
+    settings = TrainBenchSettings(
+        model=model,
+        data=data,
+        batch_size=batch_size,
+        epochs=epochs,
+        warmup_epochs=warmup_epochs,
+        rounds=rounds,
+        variants=_csv(variants, "--variants") if variants is not None else None,
+        threads=threads,
+        device=device,
+        wait_quiet_s=wait_quiet,
+    )
+    run = run_train_bench(settings, echo=lambda line: click.echo(line, err=True))
+    click.echo(markdown_table(run))
+    click.echo()
+    for line in describe(run):
+        click.echo(line)
+    if json_path is not None:
+        run.save(json_path)
+        click.echo(f"wrote {json_path}")
+    if not run.measured():
+        failed = "; ".join(f"{v.name}: {v.reason}" for v in run.variants)
+        click.echo(f"zoo: no variant was measured ({failed})", err=True)
+        sys.exit(1)
 
 
 @cli.command("check-plugin")

@@ -25,6 +25,7 @@ import numpy as np
 import psutil
 import torch
 
+from zoo._cpu import cpu_description
 from zoo._pluginmanager import get_plugins
 from zoo._process import ChildFailed, run_json_child
 from zoo._version import __version__
@@ -51,6 +52,7 @@ __all__ = [
     "formats_for",
     "physical_cores",
     "run_bench",
+    "spawn_worker",
 ]
 
 DEFAULT_BATCHES = (1, 8, 32)
@@ -200,40 +202,24 @@ def _export_dir(model: str, settings: BenchSettings, formats: tuple[str, ...]) -
     return out
 
 
-def _spawn(job: Job | CeilingJob, timeout: float) -> dict[str, Any]:
-    """Run ``job`` in a worker process with its thread count set before torch starts; its
-    result as JSON, or a failure saying how the worker died."""
+def spawn_worker(
+    payload: dict[str, Any], threads: int, timeout: float, module: str = "zoo.bench.worker"
+) -> dict[str, Any]:
+    """Run the worker ``python -m module`` on ``payload`` (JSON on its stdin) with its thread
+    count set before torch starts; its result as JSON, or a failure saying how it died."""
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        env[var] = str(job.threads)
-    command = [sys.executable, "-m", "zoo.bench.worker"]
+        env[var] = str(threads)
+    command = [sys.executable, "-m", module]
     try:
-        result = run_json_child(command, input=json.dumps(job.to_json()), env=env, timeout=timeout)
+        result = run_json_child(command, input=json.dumps(payload), env=env, timeout=timeout)
     except ChildFailed as exc:
         return {"status": "failed", "reason": str(exc)}
     return result if isinstance(result, dict) else {"status": "failed", "reason": "no result"}
 
 
-#: The CPU flags that decide which kernels run (vector width, fused multiply-add, bf16/int8
-#: dot products and matrix units): recorded with every run, since these machines differ.
-_SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512", "vnni", "amx")
-
-
-def cpu_description() -> tuple[str, list[str]]:
-    """The CPU's model name and its SIMD flags (from ``/proc/cpuinfo`` where there is one)."""
-    fields: dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:  # the first processor's fields are enough
-                key, _, value = line.partition(":")
-                fields.setdefault(key.strip(), value.strip())
-                if "model name" in fields and "flags" in fields:
-                    break
-    except OSError:
-        pass
-    cpu = fields.get("model name") or platform.processor() or platform.machine()
-    flags = sorted(f for f in fields.get("flags", "").split() if f.startswith(_SIMD_FLAGS))
-    return cpu, flags
+def _spawn(job: Job | CeilingJob, timeout: float) -> dict[str, Any]:
+    return spawn_worker(job.to_json(), job.threads, timeout)
 
 
 def environment(threads: int, devices: tuple[str, ...]) -> dict[str, Any]:

@@ -109,6 +109,9 @@ class PILImageShaper:
 class LazyImageDataset(Dataset[Any]):
     """Raw pixels shaped on access: for embedded datasets too large to shape up front."""
 
+    #: Held in memory: the trainer fetches items itself, no DataLoader workers.
+    in_memory = True
+
     def __init__(self, pixels: Tensor, labels: Tensor, shaper: ImageShaper) -> None:
         self.pixels = pixels
         #: int64 ``[len(self)]``: the class of each item.

@@ -68,6 +68,9 @@ def encode(text: str, index: Mapping[str, int]) -> Tensor:
 class TokenDataset(Dataset[tuple[Tensor, Tensor]]):
     """Items ``(LongTensor[T] of ids >= 1, int64 label)``; ``texts`` keeps the originals."""
 
+    #: Held in memory: the trainer fetches items itself, no DataLoader workers.
+    in_memory = True
+
     def __init__(self, texts: Sequence[str], labels: Tensor, index: Mapping[str, int]) -> None:
         self.texts = tuple(texts)
         #: int64 ``[len(self)]``: the class of each item.

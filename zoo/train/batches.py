@@ -3,7 +3,16 @@
 The order of epoch ``e`` depends only on ``(seed, e)``, never on what ran before, so a run
 resumed at epoch ``e``, batch ``k`` sees exactly the batches an uninterrupted run would.
 In-memory tensor datasets are sliced directly (no per-sample ``__getitem__``, no collate):
-the plain hand-written loop of the notes, which a DataLoader would slow down.
+the plain hand-written loop of the notes, which a DataLoader would slow down. Other datasets
+go through a DataLoader: with worker processes (by default one per CPU core, at most 8) for
+datasets read from disk, where decoding and resizing dominate, none for datasets that say
+they are held in memory (``in_memory = True``: zoo's token and lazily shaped image datasets,
+whose items cost microseconds to fetch); pinned memory when training on CUDA. Measured on a
+shared 2-core machine, 1,000 grey 320x240 JPEGs for LeNet: 70-80 samples/s read in the
+training process (its 2 OpenMP threads stall on tiny per-image tensor operations), 200-280
+with one or two workers (a worker runs one thread). Workers are started for each epoch
+(0.1-0.2 s here), seeded from ``(seed, epoch)``, rather than kept (``persistent_workers``):
+a resumed run's workers then draw what an uninterrupted run's did.
 
 In a data-parallel run each process takes its share of the epoch's order as
 ``DistributedSampler`` does (:func:`zoo.train.distributed.shard`); positions count in the
@@ -13,6 +22,7 @@ sample.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,7 +32,23 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 from zoo.train.distributed import shard
 from zoo.train.reproducibility import seed_worker
 
-__all__ = ["Batches"]
+__all__ = ["Batches", "default_workers"]
+
+
+def default_workers() -> int:
+    """DataLoader workers for a dataset read from disk: one per CPU this process may run on,
+    shared with the other training processes of this machine (torchrun's
+    ``LOCAL_WORLD_SIZE``), at most 8 (beyond the CPU count PyTorch warns; beyond 8 few
+    datasets gain)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    try:
+        processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        processes = 1
+    return max(1, min(8, cpus // processes))
 
 
 def _as_tensors(dataset: Dataset[Any]) -> tuple[torch.Tensor, ...] | None:
@@ -38,7 +64,10 @@ def _as_tensors(dataset: Dataset[Any]) -> tuple[torch.Tensor, ...] | None:
 
 
 class Batches:
-    """Iterates one dataset in (optionally shuffled) batches, starting at any batch."""
+    """Iterates one dataset in (optionally shuffled) batches, starting at any batch.
+
+    ``num_workers`` None: :func:`default_workers` for a dataset read from disk, none for one
+    held in memory (a TensorDataset, or a dataset whose ``in_memory`` is true)."""
 
     def __init__(
         self,
@@ -48,7 +77,8 @@ class Batches:
         shuffle: bool,
         seed: int = 0,
         collate_fn: Callable[..., Any] | None = None,
-        num_workers: int = 0,
+        num_workers: int | None = 0,
+        pin_memory: bool = False,
         rank: int = 0,
         world: int = 1,
     ) -> None:
@@ -59,8 +89,12 @@ class Batches:
         self.shuffle = shuffle
         self.seed = seed
         self.collate_fn = collate_fn
-        self.num_workers = num_workers
         self.tensors = _as_tensors(dataset) if collate_fn is None else None
+        if num_workers is None:
+            held = self.tensors is not None or getattr(dataset, "in_memory", False)
+            num_workers = 0 if held else default_workers()
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
         self.size = len(dataset)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
@@ -99,6 +133,7 @@ class Batches:
             sampler=order.tolist(),
             collate_fn=self.collate_fn,
             num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
             worker_init_fn=seed_worker if self.num_workers else None,
             generator=torch.Generator().manual_seed(self.seed + epoch),
         )

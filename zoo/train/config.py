@@ -44,6 +44,8 @@ __all__ = [
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "step", "multistep", "exponential", "cosine", "cosine-restarts", "plateau")
 DEVICES = ("auto", "cpu", "cuda")
+#: ``auto``: fp16 mixed precision on CUDA, fp32 on a CPU (zoo 0.1's ``amp``, on by default).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 AUGMENTATIONS = ("shift", "none")
 #: A config file is a few hundred bytes; zoo reads no more than this (and no device or FIFO).
 MAX_CONFIG_BYTES = 1 << 20
@@ -213,7 +215,29 @@ class TrainConfig:
     device: str = option(
         "auto", "string", "auto (CUDA when present), cpu or cuda.", choices=DEVICES
     )
-    amp: bool = option(True, "boolean", "Mixed precision on CUDA (default on).")
+    precision: str = option(
+        "auto",
+        "string",
+        "auto (fp16 mixed precision on CUDA, fp32 on a CPU; default), fp32, bf16 (autocast: "
+        "CPUs with AVX512-BF16 or AMX, GPUs from Ampere on) or fp16 (CUDA only, with a "
+        "GradScaler). Weights and checkpoints stay fp32. A resumed run keeps its own unless "
+        "given.",
+        choices=PRECISIONS,
+    )
+    channels_last: bool | None = option(
+        None,
+        "boolean",
+        "Train image models in the channels-last (NHWC) memory format (default off; a "
+        "resumed run keeps its own unless given).",
+        nullable=True,
+    )
+    compile: bool | None = option(
+        None,
+        "boolean",
+        "torch.compile the model (the first steps compile for seconds; default off; a "
+        "resumed run keeps its own unless given).",
+        nullable=True,
+    )
     backend: str = option(
         "auto",
         "string",
@@ -229,11 +253,13 @@ class TrainConfig:
         maximum=2**32 - 1,  # numpy's seeds are 32-bit
     )
     deterministic: bool = option(False, "boolean", "Use deterministic algorithms only.")
-    num_workers: int = option(
-        0,
+    num_workers: int | None = option(
+        None,
         "integer",
-        "DataLoader worker processes for datasets read from disk (default 0).",
+        "DataLoader worker processes for datasets read from disk (default: one per CPU core, "
+        "at most 8; in-memory datasets are sliced in the training process).",
         minimum=0,
+        nullable=True,
     )
     out: str = option("", "string", "Run directory (default runs/MODEL-DATA).")
     resume: str | None = option(
@@ -284,7 +310,8 @@ class TrainConfig:
 
         zoo 0.1's ``vae_loss`` and ``kld_weight`` (in every saved ``config.json`` and
         checkpoint) become the VAE task's ``loss`` and ``kld_weight`` options where they are
-        not their defaults, and are dropped where they are.
+        not their defaults, and are dropped where they are; its ``amp`` becomes
+        ``precision``: ``false`` is ``fp32``, ``true`` the default (``auto``).
         """
         return cls(**_migrated(data))
 
@@ -295,11 +322,22 @@ class TrainConfig:
 
 
 def _migrated(data: dict[str, Any], source: str = "") -> dict[str, Any]:
-    """``data`` with ``_`` names and zoo 0.1's VAE options moved to ``task_args``; unknown
-    names refused with the closest valid one."""
+    """``data`` with ``_`` names, zoo 0.1's VAE options moved to ``task_args`` and its
+    ``amp`` to ``precision``; unknown names refused with the closest valid one."""
     names = TrainConfig.field_names()
     clean: dict[str, Any] = {}
     data = dict(data)
+    if "amp" in data:
+        # zoo 0.1: on (its default) was fp16 autocast on CUDA and fp32 on a CPU, which is
+        # precision auto; off was fp32 everywhere. A precision given beside it wins.
+        amp = data.pop("amp")
+        if not isinstance(amp, bool):
+            raise InvalidArgumentsError(
+                f"{_where(source)}amp: must be true or false, got {_shown(amp)} "
+                "(zoo 0.1's option: give precision instead)"
+            )
+        if not amp:
+            data.setdefault("precision", "fp32")
     legacy = {k: data.pop(k) for k in list(data) if k.replace("-", "_") in _LEGACY_TASK_OPTIONS}
     for key, value in legacy.items():
         task_option, default = _LEGACY_TASK_OPTIONS[key.replace("-", "_")]

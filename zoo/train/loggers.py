@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -29,6 +30,21 @@ def progress(
     return iter(batches), lambda info: None, lambda: None
 
 
+@contextlib.contextmanager
+def _uncompiled(model: nn.Module) -> Iterator[None]:
+    """``model`` called eagerly while the block runs, where ``nn.Module.compile`` compiled it
+    (torch.jit cannot trace a Dynamo-compiled call): its compiled call is set aside."""
+    compiled = getattr(model, "_compiled_call_impl", None)
+    if compiled is None:
+        yield
+        return
+    model._compiled_call_impl = None
+    try:
+        yield
+    finally:
+        model._compiled_call_impl = compiled
+
+
 class TensorBoardLogger:
     """Scalars (loss, accuracy, learning rate), images and the model graph."""
 
@@ -53,7 +69,7 @@ class TensorBoardLogger:
         """Add the model graph; returns why not where it does not trace."""
         # add_graph traces with torch.jit: TorchScript's own module silences that warning.
         try:
-            with quiet_deprecation():
+            with quiet_deprecation(), _uncompiled(model):
                 self.writer.add_graph(model, example)
         except Exception as exc:
             return f"{type(exc).__name__}: {exc}"

@@ -58,10 +58,13 @@ from zoo.train.reproducibility import (
     seed_everything,
     set_rng_state,
 )
+from zoo.train.speed import Speed, check_speed_options, given_speed_options
 
 __all__ = ["TrainResult", "Trainer", "TrainingError", "train"]
 
-#: Options a resumed run may change; everything else comes from the checkpoint's config.
+#: Options a resumed run may change; everything else comes from the checkpoint's config. The
+#: speed options (precision, channels_last, compile: zoo.train.speed) may change too, but only
+#: where the command gives them: otherwise the run keeps its own.
 RESUMABLE_OVERRIDES = (
     "epochs",
     "device",
@@ -141,12 +144,14 @@ class Trainer:
         self.echo = echo if self.dist.is_main else _quiet  # rank 0 speaks for the job
         self.stop = _StopRequest()
         self.config = config
+        self.speed = Speed()
         plugins = get_plugins()
         self.spec = plugins.models.get(config.model)
         self.task = self._task(self.config)
         self.data_name = config.data or self.task.default_data(self.spec)
         if config.resume is None:
             self._check_monitor()  # before the run directory is made
+            check_speed_options(config)
         self.device = self.dist.device(config.device)
         self.dist.start(self.device, config.backend)
         try:
@@ -213,9 +218,11 @@ class Trainer:
             self.checkpoint = load_checkpoint(self.resume_from)
             stored = self.checkpoint.meta["config"]
             overrides = {k: getattr(self.config, k) for k in RESUMABLE_OVERRIDES}
+            overrides |= given_speed_options(self.config)
             self.config = TrainConfig.from_dict({**stored, **overrides})
             self.task = self._task(self.config)
             self._check_monitor()
+            check_speed_options(self.config)
         _remove_leftovers(self.run_dir)
 
     def _check_monitor(self) -> None:
@@ -352,6 +359,8 @@ class Trainer:
         if cfg.freeze and "freeze" not in spec.builder_parameters():
             freeze_first(model, cfg.freeze)
         model.to(device)
+        self.speed = Speed.of(cfg, device, self.echo)
+        self.speed.prepare(model, self.echo)
         # Before any work, the model's real outputs against its spec: a model that returns
         # [B, 7] under a spec of 10 classes would otherwise fail deep inside the loss.
         probe = Batches(splits.val, 2, shuffle=False, collate_fn=splits.collate_fn)
@@ -360,8 +369,7 @@ class Trainer:
         check_outputs(spec, model, model_args, x, exact=tuple(x.shape[1:]) == spec.input.shape)
         optimizer = build_optimizer(model, cfg)
         scheduler = build_scheduler(optimizer, replace(cfg, monitor=self._monitor()))
-        use_amp = cfg.amp and device.type == "cuda"
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        scaler = self.speed.grad_scaler()
         train_batches = Batches(
             splits.train,
             cfg.batch_size,
@@ -371,6 +379,7 @@ class Trainer:
             num_workers=cfg.num_workers,
             rank=dist.rank,
             world=dist.world,
+            pin_memory=device.type == "cuda",
         )
         steps_per_epoch = len(train_batches)
         warmup = Warmup(optimizer, cfg.warmup_epochs * steps_per_epoch)
@@ -449,7 +458,7 @@ class Trainer:
             state = {
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "scaler": scaler.state_dict() if use_amp else {},
+                "scaler": scaler.state_dict(),  # empty unless fp16
                 "rng": rngs[0],
                 # Each rank's, in rank order: a run resumed with as many processes continues
                 # exactly; with another number, rank 0 and new seeds for the others.
@@ -498,7 +507,6 @@ class Trainer:
                         warmup,
                         train_batches,
                         device,
-                        use_amp,
                         progress_state,
                         run,
                         logger,
@@ -627,7 +635,6 @@ class Trainer:
         warmup: Warmup,
         batches: Batches,
         device: torch.device,
-        use_amp: bool,
         progress_state: dict[str, Any],
         run: TaskRun,
         logger: Any,
@@ -654,9 +661,9 @@ class Trainer:
                     batch[0].to(device, non_blocking=True),
                     batch[1].to(device, non_blocking=True),
                 )
-                x = self.task.augment(x, run)
+                x = self.speed.inputs(self.task.augment(x, run))
                 warmup.apply(progress_state["step"])
-                with torch.autocast(device.type, enabled=use_amp):
+                with self.speed.autocast():
                     outputs = model(x)
                     loss = self.task.loss(outputs, x, y)
                 # Every process stops at the same step: one whose loss is not finite, or a
@@ -749,12 +756,19 @@ class Trainer:
     ) -> Any:
         model.eval()
         batches = Batches(
-            dataset, max(self.config.batch_size, 256), shuffle=False, collate_fn=collate_fn
+            dataset,
+            max(self.config.batch_size, 256),
+            shuffle=False,
+            collate_fn=collate_fn,
+            num_workers=self.config.num_workers,
+            pin_memory=device.type == "cuda",
         )
         for batch in batches.epoch(0):
-            x, y = batch[0].to(device), batch[1].to(device)
-            outputs = model(x)
-            metrics.update(outputs, x, y, self.task.loss(outputs, x, y))
+            x, y = self.speed.inputs(batch[0].to(device)), batch[1].to(device)
+            with self.speed.autocast():  # as in training
+                outputs = model(x)
+                loss = self.task.loss(outputs, x, y)
+            metrics.update(outputs, x, y, loss)
         return metrics
 
     def _log_epoch(
