@@ -28,7 +28,8 @@ class _ReadsWithinLength:
     with the reverse direction of every layer reading that layer's input reversed *within
     each sequence's length*, so padding never reaches a valid step. Packing does the same
     but does not export; this keeps batch and length dynamic. Steps at or past a sequence's
-    length hold unspecified values.
+    length hold unspecified values. Built with biases (the default) and, for the LSTM, no
+    projection: the layout of ``_flat_weights`` that :meth:`forward` reads.
     """
 
     # Set by nn.RNNBase.__init__. The subclasses narrow two things mypy checks (hence their
