@@ -44,6 +44,27 @@ def test_recurrent_flops_are_counted_analytically(cell: str, gates: int) -> None
     assert count_flops(model, torch.ones(batch, steps, dtype=torch.long)) == rnn + head
 
 
+@pytest.mark.parametrize("cell,gates", [("lstm", 4), ("gru", 3), ("rnn", 1)])
+def test_pytorch_stacking_flops_read_both_directions_below(cell: str, gates: int) -> None:
+    """Layer 2 of ``stacking="pytorch"`` takes 2 * hidden inputs per direction (the LSTM's
+    fused kernel is invisible to the counter: it is added from the shapes)."""
+    model = zoo.create_model(
+        "lstm",
+        cell=cell,
+        vocab_size=50,
+        embed_dim=8,
+        hidden_size=16,
+        num_classes=5,
+        num_layers=2,
+        bidirectional=True,
+        stacking="pytorch",
+    ).eval()
+    batch, steps = 3, 7
+    rnn = 2 * gates * 16 * ((8 + 16) + (32 + 16)) * steps * batch * 2
+    head = 2 * 32 * 5 * batch
+    assert count_flops(model, torch.ones(batch, steps, dtype=torch.long)) == rnn + head
+
+
 def test_bidirectional_layers_double_the_recurrent_flops() -> None:
     uni = zoo.create_model("gru", hidden_size=16, embed_dim=8).eval()
     bi = zoo.create_model("gru", hidden_size=16, embed_dim=8, bidirectional=True).eval()

@@ -22,6 +22,11 @@ __all__ = ["count_flops", "count_parameters", "model_card"]
 _GATES = {nn.LSTM: 4, nn.GRU: 3, nn.RNN: 1}
 
 
+def _gates(module: nn.Module) -> int:
+    """Gates of a recurrent module (subclasses too: zoo's ``BiGRU`` is an ``nn.GRU``), or 0."""
+    return next((n for cls, n in _GATES.items() if isinstance(module, cls)), 0)
+
+
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(all parameters, trainable parameters), shared tensors counted once."""
     params = list(model.parameters())
@@ -34,7 +39,7 @@ def _rnn_flops(module: nn.RNNBase, inputs: tuple[Any, ...], out: Any) -> int:
         batch, steps = x.shape[0], x.shape[1]
     else:
         steps, batch = x.shape[0], x.shape[1]
-    gates = _GATES[type(module)] * module.hidden_size
+    gates = _gates(module) * module.hidden_size
     directions = 2 if module.bidirectional else 1
     total = 0
     for layer in range(module.num_layers):
@@ -62,7 +67,7 @@ def count_flops(model: nn.Module, *inputs: torch.Tensor) -> int:
         if counter.get_total_flops() == seen_before.pop(id(module)):
             missed += _rnn_flops(module, args, out)  # type: ignore[arg-type]
 
-    rnns = [m for m in model.modules() if type(m) in _GATES]
+    rnns = [m for m in model.modules() if _gates(m)]
     handles = [m.register_forward_pre_hook(before) for m in rnns]
     handles += [m.register_forward_hook(after) for m in rnns]
     try:

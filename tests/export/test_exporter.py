@@ -193,13 +193,34 @@ def test_checkpoint_export_uses_the_trained_weights_and_refuses_other_models(
         export_model("googlenet", tmp_path / "exp2", checkpoint=run)
 
 
-def test_lstm_export_keeps_batch_and_time_dynamic(tmp_path: Path) -> None:
-    report = export_model("lstm", tmp_path / "lstm")
+@pytest.mark.parametrize(
+    "name,args",
+    [
+        ("lstm", {}),
+        # The notes' classifier: PyTorch's stacking, run layer by layer within lengths.
+        ("gru", {"bidirectional": True, "num_layers": 2, "stacking": "pytorch"}),
+    ],
+    ids=["lstm", "gru-bidirectional-pytorch-stacking"],
+)
+def test_lstm_export_keeps_batch_and_time_dynamic(
+    name: str, args: dict[str, Any], tmp_path: Path
+) -> None:
+    report = export_model(name, tmp_path / name, model_args=args, seed=3)
     assert report.ok, report.manifest.failures()
-    parity = report.manifest.formats["onnx"].parity
-    assert parity is not None
-    shapes = [c.input_shape for c in parity.checks]
-    assert sorted({s[0] for s in shapes}) == [1, 3] and len({s[1] for s in shapes}) == 2
+    for fmt in ("torchscript", "onnx", "pt2"):
+        parity = report.manifest.formats[fmt].parity
+        assert parity is not None
+        shapes = [c.input_shape for c in parity.checks]
+        assert sorted({s[0] for s in shapes}) == [1, 3] and len({s[1] for s in shapes}) == 2
+    # Each artifact, at a batch and lengths the gate did not try: a padded batch gives each
+    # sequence the logits it gets alone.
+    seqs = [[5, 9, 3], [7, 2, 8, 4, 6, 1, 12, 30, 2, 2, 7], [11], [3, 3, 40, 2]]
+    padded = torch.tensor([s + [0] * (13 - len(s)) for s in seqs])
+    for fmt in ("torchscript", "onnx", "pt2"):
+        run = get_plugins().formats.get(fmt).load(tmp_path / name)
+        batched = np.asarray(run(padded)[0])
+        alone = np.concatenate([np.asarray(run(torch.tensor([s]))[0]) for s in seqs])
+        np.testing.assert_allclose(batched, alone, atol=1e-5, rtol=1e-4, err_msg=fmt)
 
 
 BARE_ONNX = """

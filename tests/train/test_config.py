@@ -92,3 +92,17 @@ def test_warmup_is_linear_and_ends_at_the_base_rate() -> None:
         warmup.apply(step)
         rates.append(round(optimizer.param_groups[0]["lr"], 6))
     assert rates == [0.1, 0.2, 0.3, 0.4, 0.4, 0.4]
+
+
+NAMES_RECIPE = Path(__file__).parents[2] / "docs" / "recipes" / "names-gru.toml"
+
+
+@pytest.mark.parametrize("model", [None, "lstm"])
+def test_the_names_recipe_is_a_valid_config_of_a_bidirectional_model(model: str | None) -> None:
+    """What `zoo train [MODEL] --config docs/recipes/names-gru.toml` does before training: the
+    command line's MODEL replaces the file's."""
+    values = load_config_file(NAMES_RECIPE)
+    config = TrainConfig.from_dict({**values, **({"model": model} if model else {})})
+    built = zoo.create_model(config.model, **config.model_args)
+    assert isinstance(built.rnn, torch.nn.LSTM if model == "lstm" else torch.nn.GRU)
+    assert built.rnn_reverse is not None and (config.data, config.epochs) == ("names", 20)
