@@ -15,6 +15,11 @@ from torch import Tensor
 
 __all__ = ["ClassificationMetrics", "cohen_kappa"]
 
+#: Batches are checked as they come but counted in together, once their logits hold this many
+#: values (and before any result is read): one vectorised pass instead of a dozen small tensor
+#: operations per batch, which cost LeNet about 5% of its training speed on 2 CPU cores.
+FLUSH_VALUES = 1 << 20
+
 
 def _as_confusion(confusion: Tensor | Sequence[Sequence[int]]) -> Tensor:
     matrix = torch.as_tensor(confusion).detach().to("cpu")
@@ -95,14 +100,17 @@ class ClassificationMetrics:
         self._samples = 0
         self._loss_sum = 0.0
         self._loss_samples = 0
+        #: Checked batches not counted in yet: (logits, int64 targets, mean loss or None).
+        self._pending: list[tuple[Tensor, Tensor, float | None]] = []
+        self._pending_values = 0
 
     def update(self, logits: Tensor, targets: Tensor, loss: float | Tensor | None = None) -> None:
         """Add one batch. ``loss`` is the batch's mean loss; it is weighted by the batch size.
 
         The reported loss is the mean over the samples of the batches that gave one.
         """
-        logits = logits.detach().to("cpu")
-        targets = targets.detach().to("cpu")
+        logits = logits.detach()
+        targets = targets.detach()
         if logits.ndim != 2 or logits.shape[1] != self.num_classes:
             raise ValueError(
                 f"logits must be [batch, {self.num_classes}], got {tuple(logits.shape)}"
@@ -116,14 +124,29 @@ class ClassificationMetrics:
             raise ValueError(f"targets must be integer class indices, got dtype {targets.dtype}")
         targets = targets.to(torch.int64)
         batch = int(targets.shape[0])
-        if batch and (int(targets.min()) < 0 or int(targets.max()) >= self.num_classes):
-            raise ValueError(
-                f"targets must lie in [0, {self.num_classes}), "
-                f"got values from {int(targets.min())} to {int(targets.max())}"
-            )
+        if batch:
+            low, high = (int(v) for v in torch.aminmax(targets))
+            if low < 0 or high >= self.num_classes:
+                raise ValueError(
+                    f"targets must lie in [0, {self.num_classes}), "
+                    f"got values from {low} to {high}"
+                )
         batch_loss = None if loss is None else _batch_loss(loss)
         if batch == 0:
             return
+        self._pending.append((logits.float(), targets, batch_loss))
+        self._pending_values += logits.numel()
+        if self._pending_values >= FLUSH_VALUES:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Count in the pending batches: the same counts and float sums, in the same order,
+        as counting each batch when it came."""
+        if not self._pending:
+            return
+        pending, self._pending, self._pending_values = self._pending, [], 0
+        logits = torch.cat([p[0] for p in pending]).to("cpu")
+        targets = torch.cat([p[1] for p in pending]).to("cpu")
         c = self.num_classes
         predictions = logits.argmax(dim=1)
         self._confusion += torch.bincount(targets * c + predictions, minlength=c * c).view(c, c)
@@ -132,10 +155,12 @@ class ClassificationMetrics:
             hits = top == targets.unsqueeze(1)
             for k in self.topk:
                 self._topk_correct[k] += int(hits[:, :k].any(dim=1).sum())
-        self._samples += batch
-        if batch_loss is not None:
-            self._loss_sum += batch_loss * batch
-            self._loss_samples += batch
+        for _, batch_targets, batch_loss in pending:
+            batch = int(batch_targets.shape[0])
+            self._samples += batch
+            if batch_loss is not None:
+                self._loss_sum += batch_loss * batch
+                self._loss_samples += batch
 
     def merge(self, other: ClassificationMetrics) -> None:
         """Add the batches ``other`` has seen (another process's share of a data-parallel
@@ -155,6 +180,7 @@ class ClassificationMetrics:
     @property
     def confusion_matrix(self) -> Tensor:
         """A copy of the int64 ``[C, C]`` counts: rows = true class, columns = predicted."""
+        self._flush()
         return self._confusion.clone()
 
     def compute(self) -> dict[str, Any]:
@@ -164,6 +190,7 @@ class ClassificationMetrics:
         "aa" averages it over the classes that have samples. Raises ValueError before any
         sample was seen.
         """
+        self._flush()
         if self._samples == 0:
             raise ValueError("no samples: call update() with at least one batch before compute()")
         total = self._samples

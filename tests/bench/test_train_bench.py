@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from zoo.bench import training
-from zoo.bench.training import BUSY_SHARE, SCHEMA, parse_variant
+from zoo.bench.training import BUSY_SHARE, SCHEMA, Round, TrainBenchRun, Variant, parse_variant
 from zoo.cli import cli
 
 #: 3 steps of 512 digits per epoch: each worker takes a few seconds, most of it imports.
@@ -49,9 +49,15 @@ def test_the_json_records_every_variant_with_its_rounds_and_the_machine(
         for r in variant["rounds"]:
             assert len(r["samples_per_s"]) == 1 and r["samples_per_s"][0] > 0
             assert len(r["load_avg"]) == 3 and r["others_cpu_share"] >= 0
-        medians = sorted(r["median"] for r in variant["rounds"])
-        assert variant["samples_per_s"] == pytest.approx(sum(medians) / 2)
-        assert variant["spread"] == pytest.approx((medians[1] - medians[0]) / (sum(medians) / 2))
+        quiet = [r for r in variant["rounds"] if r["others_cpu_share"] <= BUSY_SHARE]
+        assert variant["quiet_rounds"] == len(quiet)
+        medians = sorted(r["median"] for r in quiet or variant["rounds"])
+        assert variant["samples_per_s"] == pytest.approx(sum(medians) / len(medians))
+        assert variant["spread"] == (
+            pytest.approx((medians[-1] - medians[0]) / variant["samples_per_s"])
+            if len(medians) > 1
+            else None
+        )
     hand, trainer, _ = data["variants"]
     assert hand["vs_hand"] == 1.0
     assert trainer["vs_hand"] == pytest.approx(trainer["samples_per_s"] / hand["samples_per_s"])
@@ -156,3 +162,47 @@ def test_no_variant_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     result = bench_train("lenet", "--variants", ",")
     assert result.exit_code == 2
     assert result.output == "zoo: error: --variants: give at least one variant\n"
+
+
+def _round(median: float, others: float) -> Round:
+    return Round(
+        pid=1,
+        samples_per_s=[median],
+        median=median,
+        first_epoch_s=0.1,
+        final_loss=0.5,
+        load_avg=[1.0, 1.0, 1.0],
+        others_cpu_share=others,
+        wall_s=1.0,
+    )
+
+
+def test_disturbed_rounds_are_left_out_and_a_variant_without_a_quiet_round_is_flagged() -> None:
+    hand = Variant("hand", None, rounds=[_round(100, 0.0), _round(10, 0.5), _round(110, 0.05)])
+    nhwc = Variant("channels-last", {"channels_last": True}, rounds=[_round(5, 0.4)] * 2)
+    training._finish([hand, nhwc])
+    assert (hand.samples_per_s, hand.quiet_rounds, hand.disturbed) == (105, 2, False)
+    assert hand.spread == pytest.approx(10 / 105)
+    assert (nhwc.samples_per_s, nhwc.quiet_rounds, nhwc.disturbed) == (5, 0, True)
+    assert nhwc.vs_hand == pytest.approx(5 / 105)
+    run = TrainBenchRun(
+        environment={"cpu": "a CPU", "torch": "2"},
+        settings={
+            "model": "lenet",
+            "data": "mnist5k",
+            "batch_size": 64,
+            "device": "cpu",
+            "threads": 2,
+            "rounds": 3,
+            "warmup_epochs": 1,
+            "epochs": 3,
+        },
+        variants=[hand, nhwc],
+    )
+    lines = training.describe(run)
+    assert "note: 1 rounds during which other processes used over 10% " in lines[-2]
+    assert lines[-1].startswith(
+        "warning: other processes used up to 40% of the CPUs during every round of channels-last"
+    )
+    rows = training.markdown_table(run).splitlines()[2:]
+    assert rows[0].endswith("| 5% | 2/3 |") and rows[1].endswith("| 40% (busy) | 0/2 |")

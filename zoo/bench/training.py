@@ -5,14 +5,18 @@ Every variant of every round runs in a fresh worker process (``zoo.bench.train_w
 the thread count set before torch starts, the same model, data, batch size and seed; the
 variants' order is reversed every other round. A worker trains warm-up epochs (not timed:
 compilation, allocator growth) then timed epochs; a round's figure is the median samples/s of
-its timed epochs, a variant's the median of its rounds, with the spread of the rounds
+its timed epochs, a variant's the median of its quiet rounds, with the spread of those rounds
 ((max - min) / median) and the ratio to the hand loop's figure.
 
 Each round records the load average when its worker started and the share of the CPUs that
 other processes used while it ran (system-wide busy time, hypervisor steal included, less the
 worker's own CPU time): on a shared machine the load average also counts this benchmark's
-own workers, and it is the others' share that says whether a figure was disturbed (measured
-here: contention makes PyTorch's OpenMP threads stall for whole scheduler slices).
+own workers, and it is the others' share that says whether a figure was disturbed. A round
+is quiet when the others used at most :data:`BUSY_SHARE` of the CPUs; disturbed rounds stay
+in the JSON but out of the figures, unless no round of a variant was quiet, which the table
+and a warning then say. Measured here: with another process busy on one of the 2 cores,
+PyTorch's OpenMP threads stall for whole scheduler slices and a round runs 10 to 60 times
+slower, so a median over disturbed rounds would be noise.
 """
 
 from __future__ import annotations
@@ -158,16 +162,19 @@ class Variant:
     status: str = "ok"
     reason: str = ""
     rounds: list[Round] = field(default_factory=list)
-    #: The median of the rounds' medians (samples/s).
+    #: The median of the quiet rounds' medians (samples/s; of every round if none was quiet).
     samples_per_s: float | None = None
-    #: (max - min) / median of the rounds' medians.
+    #: (max - min) / median of the same rounds' medians.
     spread: float | None = None
     #: ``samples_per_s`` over the hand loop's.
     vs_hand: float | None = None
+    #: Rounds during which other processes used at most BUSY_SHARE of the CPUs.
+    quiet_rounds: int = 0
 
     @property
     def disturbed(self) -> bool:
-        return any(r.others_cpu_share > BUSY_SHARE for r in self.rounds)
+        """No round was quiet: the figure comes from disturbed rounds."""
+        return bool(self.rounds) and self.quiet_rounds == 0
 
 
 @dataclass
@@ -318,11 +325,17 @@ def _run_worker(
     )
 
 
+def _quiet(round_: Round) -> bool:
+    return round_.others_cpu_share <= BUSY_SHARE
+
+
 def _finish(variants: list[Variant]) -> None:
     for variant in variants:
         if variant.status != "ok" or not variant.rounds:
             continue
-        medians = [r.median for r in variant.rounds]
+        quiet = [r for r in variant.rounds if _quiet(r)]
+        variant.quiet_rounds = len(quiet)
+        medians = [r.median for r in quiet or variant.rounds]
         variant.samples_per_s = statistics.median(medians)
         if len(medians) > 1:
             variant.spread = (max(medians) - min(medians)) / variant.samples_per_s
@@ -398,24 +411,26 @@ def markdown_table(run: TrainBenchRun) -> str:
     best = run.best()
     lines = [
         "| variant | samples/s | spread | vs hand loop | first epoch s | final loss "
-        "| load avg (1 min) | others' CPU |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| load avg (1 min) | others' CPU | quiet rounds |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for v in run.variants:
         name = f"**{v.name}**" if v is best else v.name
         if v.status != "ok":
-            lines.append(f"| {name} | failed: {v.reason} | | | | | | |")
+            lines.append(f"| {name} | failed: {v.reason} | | | | | | | |")
             continue
-        loads = [r.load_avg[0] for r in v.rounds]
-        others = [r.others_cpu_share for r in v.rounds]
+        used = [r for r in v.rounds if _quiet(r)] or v.rounds
+        loads = [r.load_avg[0] for r in used]
+        others = [r.others_cpu_share for r in used]
         lines.append(
             f"| {name} | {_rate(v.samples_per_s)} "
             f"| {'-' if v.spread is None else f'{v.spread:.0%}'} "
             f"| {'-' if v.vs_hand is None else f'{v.vs_hand:.2f}x'} "
-            f"| {statistics.median(r.first_epoch_s for r in v.rounds):.2f} "
-            f"| {v.rounds[-1].final_loss:.3f} "
+            f"| {statistics.median(r.first_epoch_s for r in used):.2f} "
+            f"| {used[-1].final_loss:.3f} "
             f"| {min(loads):.2f}-{max(loads):.2f} "
-            f"| {max(others):.0%}{' (busy)' if v.disturbed else ''} |"
+            f"| {max(others):.0%}{' (busy)' if v.disturbed else ''} "
+            f"| {v.quiet_rounds}/{len(v.rounds)} |"
         )
     return "\n".join(lines)
 
@@ -432,11 +447,18 @@ def describe(run: TrainBenchRun) -> list[str]:
     best = run.best()
     if best is not None and best.vs_hand is not None:
         lines.append(f"fastest: {best.name}, {best.vs_hand:.2f}x the hand loop")
-    busy = [v.name for v in run.variants if v.disturbed]
-    if busy:
-        share = max(r.others_cpu_share for v in run.variants for r in v.rounds)
+    left_out = sum(len(v.rounds) - v.quiet_rounds for v in run.variants if not v.disturbed)
+    if left_out:
         lines.append(
-            f"warning: other processes used up to {share:.0%} of the CPUs during "
-            f"{', '.join(busy)}: those figures are disturbed; rerun on a quiet machine"
+            f"note: {left_out} rounds during which other processes used over {BUSY_SHARE:.0%} "
+            "of the CPUs are left out of the figures (the JSON keeps them)"
+        )
+    busy = [v for v in run.variants if v.disturbed]
+    if busy:
+        share = max(r.others_cpu_share for v in busy for r in v.rounds)
+        lines.append(
+            f"warning: other processes used up to {share:.0%} of the CPUs during every round "
+            f"of {', '.join(v.name for v in busy)}: those figures are disturbed; rerun on a "
+            "quiet machine"
         )
     return lines
