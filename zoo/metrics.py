@@ -170,6 +170,8 @@ class ClassificationMetrics:
                 f"cannot merge metrics of {other.num_classes} classes (top-k {other.topk}) "
                 f"into {self.num_classes} (top-k {self.topk})"
             )
+        self._flush()
+        other._flush()
         self._confusion += other._confusion
         for k in self.topk:
             self._topk_correct[k] += other._topk_correct[k]
