@@ -523,6 +523,9 @@ def train_cmd(
     `last` and `best` checkpoints (safetensors + state), config.json, metrics.json, what the
     task writes (confusion_matrix.png for classifiers, reconstructions.png for the VAE), and
     tensorboard/. Ctrl-C saves a resumable checkpoint; `--resume auto` continues exactly.
+
+    --precision, --channels-last and --compile change how it computes, not what it learns
+    (weights and checkpoints stay fp32); `zoo bench-train MODEL` measures which pays here.
     """
     from zoo.train.trainer import Trainer
 

@@ -128,8 +128,7 @@ class ClassificationMetrics:
             low, high = (int(v) for v in torch.aminmax(targets))
             if low < 0 or high >= self.num_classes:
                 raise ValueError(
-                    f"targets must lie in [0, {self.num_classes}), "
-                    f"got values from {low} to {high}"
+                    f"targets must lie in [0, {self.num_classes}), got values from {low} to {high}"
                 )
         batch_loss = None if loss is None else _batch_loss(loss)
         if batch == 0:

@@ -8,6 +8,8 @@ AOTInductor, torch.compile, and any plugin's) on CPU and GPU.
 - ``runner.py``: artifacts, workers, rounds, the matmul ceiling, the environment.
 - ``results.py``: rows and the JSON document (schema ``zoo-bench/1``, ``schema.json``).
 - ``report.py``: terminal table, plot, ``--compare`` regressions.
+- ``training.py`` and ``train_worker.py``: ``zoo bench-train``, training throughput of the
+  notes' hand loop, the trainer and its speed options, each variant in its own process.
 
 Nothing here is imported by ``import zoo``.
 """
