@@ -43,6 +43,8 @@ BACKENDS = ("auto", "gloo", "nccl")
 #: Seconds a collective may wait for a rank that neither answers nor dies (a rank that dies
 #: stops the job within seconds: torchrun notices). ``ZOO_DIST_TIMEOUT`` sets it.
 DEFAULT_TIMEOUT = 600.0
+#: Seconds a process that stops because another failed waits before it ends.
+PEER_GRACE = 2.0
 
 
 class PeerFailed(ZooError):
@@ -332,6 +334,10 @@ def record_error(message: str, *, peer: bool = False) -> None:
             json.dump(record, handle)
     except OSError:
         pass  # the rank's stderr still says it
+    if peer:
+        # The process that failed on its own should end first: torchrun stops the others
+        # as soon as one ends, and one it stopped cannot say why it failed.
+        time.sleep(PEER_GRACE)
 
 
 # -- launching -------------------------------------------------------------------------------
