@@ -545,6 +545,8 @@ def train_cmd(
     if "model" not in values:
         raise click.UsageError("give a MODEL (or `model = ...` in the --config file)")
     config = TrainConfig.from_dict(values)
+    if port is not None and (nproc or 1) < 2:
+        raise click.UsageError("--port is the rendezvous port of --nproc N (N >= 2): give both")
     if nproc is not None and nproc > 1 and "LOCAL_WORLD_SIZE" not in os.environ:
         _launch(config, nproc, port)
         return

@@ -360,6 +360,10 @@ def test_a_port_in_use_is_refused_in_one_line(tmp_path: Path) -> None:
         f"zoo: error: --port {port} is already in use on this machine: choose another, or "
         "leave --port out to use a free one"
     )
+    alone = zoo("train", "lenet", "--port", "29555", "--out", str(tmp_path / "r"))
+    assert alone.returncode == 2
+    assert "--port is the rendezvous port of --nproc N (N >= 2): give both" in last_error(alone)
+    assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="nccl on CPU: a machine without CUDA")
