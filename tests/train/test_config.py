@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,31 @@ def test_every_scheduler_builds_and_decays(name: str) -> None:
         optimizer.step()
         scheduler.step(1.0) if name == "plateau" else scheduler.step()
     assert optimizer.param_groups[0]["lr"] < config.lr
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_the_optimizer_is_fused_on_cpu_and_steps_as_the_default_one_does(name: str) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.ReLU(), torch.nn.Linear(7, 3))
+    twin = copy.deepcopy(model)
+    config = TrainConfig("lenet", optimizer=name, lr=0.01, weight_decay=1e-3)
+    fused = build_optimizer(model, config)
+    assert fused.param_groups[0]["fused"] is True
+    kind = type(fused)
+    plain = kind(
+        twin.parameters(),
+        lr=0.01,
+        weight_decay=1e-3,
+        **({"momentum": config.momentum} if name == "sgd" else {}),
+    )
+    x = torch.randn(16, 5)
+    for _ in range(5):
+        for net, optimizer in ((model, fused), (twin, plain)):
+            optimizer.zero_grad()
+            net(x).square().mean().backward()
+            optimizer.step()
+    for a, b in zip(model.parameters(), twin.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_warmup_is_linear_and_ends_at_the_base_rate() -> None:

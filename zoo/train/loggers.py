@@ -19,14 +19,16 @@ __all__ = ["TensorBoardLogger", "progress"]
 
 def progress(
     batches: Iterable[Any], total: int, description: str, enabled: bool
-) -> tuple[Iterator[Any], Callable[[dict[str, str]], None], Callable[[], None]]:
+) -> tuple[Iterator[Any], Callable[[Callable[[], dict[str, str]]], None], Callable[[], None]]:
     """Wrap ``batches`` in a tqdm bar on a terminal; elsewhere, iterate silently.
 
-    Returns the iterator, a function to set the bar's postfix, and one to close it.
+    Returns the iterator, a function to set the bar's postfix and one to close it. The postfix
+    is given as a function, called only where there is a bar: what it shows (the loss as a
+    Python float) costs a device synchronisation per step that a run without a bar skips.
     """
     if enabled and sys.stderr.isatty():
         bar = tqdm(batches, total=total, desc=description, leave=False, dynamic_ncols=True)
-        return iter(bar), lambda info: bar.set_postfix(info, refresh=False), bar.close
+        return iter(bar), lambda info: bar.set_postfix(info(), refresh=False), bar.close
     return iter(batches), lambda info: None, lambda: None
 
 

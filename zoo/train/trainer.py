@@ -695,12 +695,11 @@ class Trainer:
                         {"step/loss": loss.item(), "step/lr": optimizer.param_groups[0]["lr"]},
                         progress_state["step"],
                     )
-                elapsed = time.perf_counter() - started
                 set_postfix(
-                    {
+                    lambda loss=loss, samples=samples: {
                         "loss": f"{loss.item():.4f}",
                         "lr": f"{optimizer.param_groups[0]['lr']:.2e}",
-                        "samples/s": f"{samples / elapsed:,.0f}" if elapsed else "-",
+                        "samples/s": _rate(samples, time.perf_counter() - started),
                     }
                 )
                 if stopped:
@@ -831,6 +830,10 @@ class Trainer:
         counted = f"{test['samples']} samples, " if "samples" in test else ""
         self.echo(f"test ({counted}best epoch {progress_state['best_epoch']}): {summary}")
         return metrics
+
+
+def _rate(samples: int, elapsed: float) -> str:
+    return f"{samples / elapsed:,.0f}" if elapsed > 0 else "-"
 
 
 def _quiet(line: str) -> None:
