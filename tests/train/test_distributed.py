@@ -169,6 +169,25 @@ def test_a_distributed_run_resumes_exactly_and_with_another_number_of_processes(
     assert history[1]["train"]["samples"] == 1420
 
 
+def test_torchrun_with_one_process_trains_through_ddp_the_weights_of_a_plain_run(
+    tmp_path: Path,
+) -> None:
+    """A job of one process (a one-GPU smoke run of the engine) joins a process group and
+    trains through DistributedDataParallel; averaging over one process changes nothing."""
+    common = ("lenet", *EVEN, "--batch-size", "32", "--epochs", "2")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc-per-node", "1", "-m", "zoo", "train"]  # fmt: skip
+    said = subprocess.run(
+        [*torchrun, *common, "--out", str(tmp_path / "job")],
+        capture_output=True, text=True, timeout=HANG,
+    )  # fmt: skip
+    assert "on 1 process (gloo, cpu)" in ok(said)
+    ok(zoo("train", *common, "--out", str(tmp_path / "plain")))
+    meta = json.loads((tmp_path / "job" / "last" / "meta.json").read_text())
+    assert meta["distributed"] == {"world_size": 1, "backend": "gloo"}
+    assert_identical(weights(tmp_path / "job"), weights(tmp_path / "plain"))
+
+
 def test_ctrl_c_stops_every_process_at_one_step_and_another_world_size_resumes_there(
     tmp_path: Path,
 ) -> None:

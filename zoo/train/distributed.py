@@ -77,16 +77,19 @@ def _padded(order: torch.Tensor, world: int) -> torch.Tensor:
 
 @dataclass
 class Distributed:
-    """This process's place in a data-parallel job: ``world == 1`` is a plain run."""
+    """This process's place in a data-parallel job: ``world == 1`` is a plain run, unless
+    torchrun started it (``launched``): a job of one process joins a process group and trains
+    through DistributedDataParallel as a larger one does (a one-GPU smoke run of the engine)."""
 
     rank: int = 0
     world: int = 1
     local_rank: int = 0
     backend: str = ""
+    launched: bool = False
 
     @property
     def enabled(self) -> bool:
-        return self.world > 1
+        return self.world > 1 or self.launched
 
     @property
     def is_main(self) -> bool:
@@ -114,7 +117,10 @@ class Distributed:
                 f"RANK={rank} does not fit WORLD_SIZE={world}; launch with torchrun or "
                 "`zoo train --nproc N`"
             )
-        return cls(rank=rank, world=world, local_rank=local_rank)
+        # torchrun (and `zoo train --nproc`, through its launcher) names the job in every
+        # process it starts; WORLD_SIZE alone may be left over from elsewhere.
+        launched = "TORCHELASTIC_RUN_ID" in os.environ and "WORLD_SIZE" in os.environ
+        return cls(rank=rank, world=world, local_rank=local_rank, launched=launched)
 
     # -- joining and leaving --------------------------------------------------------------
 

@@ -315,7 +315,12 @@ class Trainer:
         """Train, evaluate the best checkpoint on the test split, write metrics.json."""
         try:
             with deterministic_algorithms(self.config.deterministic):
-                return self._fit()
+                result = self._fit()
+            # Every process leaves together: one that tears its process group down while a
+            # peer still works (rank 0 writing the run's figures) can abort in gloo's threads
+            # ("terminate called without an active exception", seen once in the suite).
+            self.dist.barrier()
+            return result
         except OSError as exc:
             if is_no_space(exc):  # metrics.json, a figure, TensorBoard...
                 raise NoSpaceError(no_space_message(self.run_dir, 1 << 20)) from None
@@ -484,13 +489,17 @@ class Trainer:
         status = "completed"
         monitor = self._monitor()
         maximize = self.task.metrics[monitor.removeprefix("val_")]
-        where = f"{dist.world} processes ({dist.backend}, {device.type})" if dist.enabled else ""
+        where = (
+            f"{dist.world} process{'es' if dist.world > 1 else ''} ({dist.backend}, {device})"
+            if dist.enabled
+            else ""
+        )
         sizes = [len(part) for part in (splits.train, splits.val, splits.test)]  # type: ignore[arg-type]
         self.echo(
             f"training {cfg.model} on {info.name} ({sizes[0]} train, {sizes[1]} val, "
             f"{sizes[2]} test) on {where or device}; run dir {self.run_dir}"
         )
-        if dist.enabled:
+        if dist.world > 1:
             self.echo(
                 f"each step trains {cfg.batch_size} samples per process, "
                 f"{cfg.batch_size * dist.world} in all"
