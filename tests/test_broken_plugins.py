@@ -346,7 +346,9 @@ def test_broken_registrations_are_recorded_and_skipped_whole(
     # zoo's own formats, runtimes and tasks are all still there.
     assert [f["name"] for f in json.loads(run_zoo("formats", "--json", path=site).stdout)] == [
         "onnx",
+        "onnx-int8",
         "pt2",
+        "pt2-bf16",
         "aoti",
         "torchscript",
         "raising",
@@ -541,7 +543,8 @@ def test_isolated_loading_finds_the_plugins_that_kill_or_hang_the_interpreter(
     assert builtins.returncode == 0, builtins.stderr
     records = {r["name"]: r for r in json.loads(builtins.stdout)}
     assert {r["status"] for r in records.values() if r["builtin"]} == {"loaded"}
-    assert records["onnx"]["formats"] == ["onnx"] and records["lenet"]["models"] == ["lenet"]
+    assert records["onnx"]["formats"] == ["onnx", "onnx-int8"]
+    assert records["lenet"]["models"] == ["lenet"]
     everything_else = "zoo,exits,interrupts,killed,empty,noisy"
     hung = run_zoo(
         "plugins", "--isolated", "--timeout", "2", path=fatal, ZOO_DISABLE_PLUGINS=everything_else

@@ -31,6 +31,7 @@ from zoo.registry import json_value, options_of, suggest
 from zoo.train.config import Option, TrainConfig, accepts, load_config_file, options
 
 if TYPE_CHECKING:
+    from zoo.export.accuracy import AccuracyResult
     from zoo.export.gates import ParityResult
 
 _YES_NO = {True: "y", False: "-", None: "?"}
@@ -249,7 +250,9 @@ def list_cmd(
             extra += f" (no model has task {task!r}; the models' tasks: {', '.join(tasks)})"
         click.echo(f"zoo: no model matches {pattern!r} with these filters{extra}", err=True)
         sys.exit(1)
-    formats = list(plugins.formats)
+    # One column per fp32 format: a reduced-precision variant needs trained weights and data
+    # (its accuracy gate), which a capability record made with fresh weights cannot give.
+    formats = [f for f in plugins.formats if f.precision == "fp32"]
     rows = []
     for s in specs:
         caps = s.capabilities
@@ -634,6 +637,50 @@ def _launch(config: TrainConfig, nproc: int, port: int | None) -> None:
     is_flag=True,
     help="Replace the export already in --out (kept whole until the new one is complete).",
 )
+@click.option(
+    "--precision",
+    "precisions",
+    default="fp32",
+    show_default=True,
+    help="Comma-separated: fp32, bf16, int8. Each format is written in each precision it has "
+    "a variant for (`zoo formats`); reduced precision is gated on accuracy (--eval).",
+)
+@click.option(
+    "--eval",
+    "eval_dataset",
+    default=None,
+    metavar="DATASET",
+    help="The accuracy gate's held-out data: the test split of DATASET (default: the "
+    "checkpoint's dataset, split as it was trained; fresh weights: no gate).",
+)
+@click.option(
+    "--max-drop",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Reduced precision: the most accuracy points it may lose against eager fp32 (for "
+    "a lower-is-better metric, percent of eager's value).",
+)
+@click.option(
+    "--calibrate",
+    default=None,
+    metavar="DATASET",
+    help="int8: calibrate on DATASET's training split (default: the --eval dataset).",
+)
+@click.option(
+    "--calibration-samples",
+    type=int,
+    default=256,
+    show_default=True,
+    help="int8: how many training samples calibrate the activation ranges.",
+)
+@click.option(
+    "--eval-samples",
+    type=int,
+    default=2000,
+    show_default=True,
+    help="The most held-out samples the accuracy gate runs (a seeded subset beyond).",
+)
 def export_cmd(
     name: str | None,
     formats: str | None,
@@ -648,6 +695,12 @@ def export_cmd(
     rtol: float,
     check_dir: str | None,
     overwrite: bool,
+    precisions: str,
+    eval_dataset: str | None,
+    max_drop: float,
+    calibrate: str | None,
+    calibration_samples: int,
+    eval_samples: int,
 ) -> None:
     """Export NAME with its preprocessing, gated on parity: TorchScript, ONNX and .pt2 by
     default, or any registered format.
@@ -658,14 +711,19 @@ def export_cmd(
     differences per output. The export directory also holds the weights
     (weights.safetensors), the parity inputs and outputs, and manifest.json.
     """
-    from zoo.export.exporter import check_export, export_model
+    from zoo.export.exporter import check_accuracy, check_export, export_model
 
     if check_dir:
         results = check_export(check_dir)
         _echo_parity(results)
-        if not all(r.passed for r in results.values()):
+        accuracy = check_accuracy(check_dir)
+        _echo_accuracy(accuracy)
+        if not all(r.passed for r in results.values()) or not all(
+            r.passed for r in accuracy.values()
+        ):
             sys.exit(1)
-        click.echo(f"{check_dir}: files match the manifest; parity holds")
+        gated = "parity and the accuracy gates hold" if accuracy else "parity holds"
+        click.echo(f"{check_dir}: files match the manifest; {gated}")
         return
     if not name or not out:
         raise click.UsageError("give NAME and --out DIR (or --check DIR)")
@@ -683,9 +741,19 @@ def export_cmd(
         atol=atol,
         rtol=rtol,
         overwrite=overwrite,
+        precisions=_csv(precisions, "--precision"),
+        eval_dataset=eval_dataset,
+        calibrate=calibrate,
+        calibration_samples=calibration_samples,
+        max_drop=max_drop,
+        eval_samples=eval_samples,
     )
     formats_done = report.manifest.formats
-    _echo_parity({f: r.parity for f, r in formats_done.items() if r.parity is not None})
+    reduced = frozenset(f for f, r in formats_done.items() if r.precision != "fp32")
+    _echo_parity({f: r.parity for f, r in formats_done.items() if r.parity is not None}, reduced)
+    _echo_accuracy({f: r.accuracy for f, r in formats_done.items() if r.accuracy is not None})
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
     for fmt, record in formats_done.items():
         if not record.ok:
             click.echo(f"zoo: {fmt}: failed: {record.reason}", err=True)
@@ -695,7 +763,9 @@ def export_cmd(
         sys.exit(1)
 
 
-def _echo_parity(parity: dict[str, ParityResult]) -> None:
+def _echo_parity(parity: dict[str, ParityResult], reduced: frozenset[str] = frozenset()) -> None:
+    """The parity table; ``reduced``: reduced-precision formats, whose differences are
+    recorded and whose accuracy gate decides."""
     rows = []
     for fmt, result in parity.items():
         runs = [(fmt, result), *((f"{fmt} ({v})", r) for v, r in result.variants.items())]
@@ -713,11 +783,32 @@ def _echo_parity(parity: dict[str, ParityResult]) -> None:
                             output,
                             f"{diff.max_abs:.2e}" if diff.max_abs is not None else "-",
                             f"{diff.max_rel:.2e}" if diff.max_rel is not None else "-",
-                            "ok" if diff.ok else "FAIL " + diff.error,
+                            "ok"
+                            if diff.ok
+                            else "differs (gated on accuracy)"
+                            if fmt in reduced
+                            else "FAIL " + diff.error,
                         ]
                     )
     if rows:
         click.echo(_table(["FORMAT", "INPUT", "OUTPUT", "MAX ABS", "MAX REL", "PARITY"], rows))
+
+
+def _echo_accuracy(results: dict[str, AccuracyResult]) -> None:
+    rows = []
+    for fmt, r in results.items():
+        agree = f"{100 * r.agreement:.2f}%" if r.agreement is not None else "-"
+        verdict = "ok" if r.passed else "FAIL"
+        value = "-" if r.error else f"{r.value:.4f}"
+        drop = "-" if r.error else f"{r.drop:+.2f}"
+        rows.append(
+            [fmt, r.precision, r.dataset, str(r.samples), r.metric, value, f"{r.eager:.4f}",
+             drop, agree, f"{r.max_abs_diff:.2e}", verdict if not r.error else "ERROR " + r.error]
+        )  # fmt: skip
+    if rows:
+        heading = ["FORMAT", "PRECISION", "EVAL DATA", "SAMPLES", "METRIC", "VALUE", "EAGER"]
+        heading += ["DROP", "AGREES", "MAX DIFF", "GATE"]
+        click.echo(_table(heading, rows))
 
 
 def _echo_listing(
@@ -745,6 +836,8 @@ def formats_cmd(as_json: bool) -> None:
             "default": f.default,
             "isolated": f.isolated,
             "devices": list(f.devices),
+            "precision": f.precision,
+            "variant_of": f.variant_of,
             "plugin": registry.plugin_of(f.name),
             "unavailable": f.unavailable(),
             "description": f.description,
@@ -757,6 +850,7 @@ def formats_cmd(as_json: bool) -> None:
         {
             "FORMAT": lambda e: e["name"],
             "DEFAULT": lambda e: "yes" if e["default"] else "-",
+            "PRECISION": lambda e: e["precision"],
             "FILES": lambda e: ", ".join(e["files"]),
             "PLUGIN": lambda e: e["plugin"],
             "DESCRIPTION": lambda e: (

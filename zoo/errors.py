@@ -49,6 +49,7 @@ __all__ = [
     "UsageError",
     "WeightsError",
     "ZooError",
+    "one_line",
 ]
 
 
@@ -155,3 +156,14 @@ class DataError(ZooError):
 class NoSpaceError(ZooError):
     """The disk (or the quota) filled up, or would have: the partial files were removed and
     the earlier checkpoint or export is intact."""
+
+
+def one_line(exc: BaseException, limit: int = 240) -> str:
+    """``Type: message`` of an error raised by a library reading a file, in one line: its
+    first line, cut after the first sentence when long (torch's and ORT's run on)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else "no message"
+    if len(text) > limit and ". " in text[:limit]:
+        text = text[: text.index(". ") + 1]
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}"

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
 __all__ = [
+    "PRECISIONS",
     "ExportRequest",
     "Format",
     "FormatRegistry",
@@ -44,6 +45,9 @@ __all__ = [
     "quiet_rnn_tracing",
     "torch_runner",
 ]
+
+#: The precisions an artifact may have, full first.
+PRECISIONS = ("fp32", "bf16", "int8")
 
 #: Runs a loaded artifact: a CPU tensor in (the bundle's input), its outputs as numpy arrays.
 Runner = Callable[["Tensor"], tuple["np.ndarray", ...]]
@@ -66,6 +70,9 @@ class ExportRequest:
     directory: Path
     #: Format options from the command line (``opset`` for ONNX-based formats).
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: Inputs of ``module`` from the model's training data, for a format that calibrates
+    #: (:attr:`Format.calibrated`, static int8 quantization); None for the others.
+    calibration: Tensor | None = None
 
     def path(self, name: str) -> Path:
         """The path of declared file ``name`` in the export directory."""
@@ -97,6 +104,18 @@ class Format(ABC):
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
     #: Other ways the gate loads the artifact, each checked too (TorchScript: ``optimized``).
     variants: ClassVar[tuple[str, ...]] = ()
+    #: The arithmetic of its artifacts: one of :data:`PRECISIONS`. A reduced-precision format
+    #: is gated on accuracy over held-out data (its parity is recorded, not required).
+    precision: ClassVar[str] = "fp32"
+    #: The fp32 format this one is a reduced-precision variant of (``onnx`` for
+    #: ``onnx-int8``): ``zoo export --format onnx --precision int8`` picks it, and the
+    #: runtimes of that format run its artifacts (``zoo bench`` times each precision).
+    variant_of: ClassVar[str | None] = None
+    #: Its export needs :attr:`ExportRequest.calibration` (static int8 quantization).
+    calibrated: ClassVar[bool] = False
+    #: CPU flags (as /proc/cpuinfo names them) its artifacts need to run fast, recorded in the
+    #: manifest; any one of them will do (``avx512_vnni``, ``amx_int8``...).
+    cpu_features: ClassVar[tuple[str, ...]] = ()
 
     @property
     def column(self) -> str:
@@ -143,7 +162,28 @@ class FormatRegistry(Registry[Format]):
             )
         if not isinstance(obj.variants, tuple) or "" in obj.variants:
             raise InvalidSpecError(f"format {name!r}: variants must be a tuple of names")
+        if obj.precision not in PRECISIONS:
+            raise InvalidSpecError(
+                f"format {name!r}: precision must be one of {', '.join(PRECISIONS)}, "
+                f"got {obj.precision!r}"
+            )
+        if (obj.precision == "fp32") != (obj.variant_of is None):
+            raise InvalidSpecError(
+                f"format {name!r}: a reduced-precision format names the fp32 format it is a "
+                "variant of (variant_of), and only such a format does"
+            )
         return name
+
+    def of_precision(self, base: str, precision: str) -> Format | None:
+        """The format writing ``base``'s artifacts in ``precision`` (``base`` itself for
+        fp32), or None where none is registered."""
+        if precision == "fp32":
+            return self.get(base)
+        return next((f for f in self if f.variant_of == base and f.precision == precision), None)
+
+    def family(self, fmt: Format) -> str:
+        """The fp32 format whose runtimes run ``fmt``'s artifacts (``fmt`` itself for fp32)."""
+        return fmt.variant_of or fmt.name
 
     def defaults(self) -> tuple[str, ...]:
         """What ``zoo export`` writes when ``--format`` is not given."""

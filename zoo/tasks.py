@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -95,6 +95,28 @@ class Task(ABC):
     metrics: ClassVar[Mapping[str, bool]]
     #: The metric monitored by default (a key of :attr:`metrics`).
     monitor: ClassVar[str]
+
+    #: What ``zoo export``'s accuracy gate measures on held-out data, and whether higher is
+    #: better (``("accuracy", True)``); None: this task's exports have no accuracy gate, and
+    #: only fp32 (tensor parity) is exported for them.
+    gate_metric: ClassVar[tuple[str, bool] | None] = None
+
+    def gate_targets(self, model_inputs: Tensor, targets: Tensor) -> Tensor:
+        """What :meth:`gate_scores` compares the outputs with, saved with the export so that
+        ``zoo export --check`` needs no dataset: the dataset's targets (default), or the
+        model's own input for a task without labels (a reconstruction). ``model_inputs`` are
+        what the model saw: the exported module's input after its preprocessing."""
+        return targets
+
+    def gate_scores(self, outputs: Sequence[Tensor], targets: Tensor, postprocess: str) -> Tensor:
+        """One float per sample whose mean is :attr:`gate_metric`, from the exported module's
+        ``outputs`` (after ``postprocess``: ``none``, ``softmax`` or ``topk``)."""
+        raise NotImplementedError(f"task {self.name!r} has no gate_scores")
+
+    def gate_predictions(self, outputs: Sequence[Tensor], postprocess: str) -> Tensor | None:
+        """The predicted class of each sample (int64), for the rate at which an artifact
+        agrees with eager PyTorch; None for tasks that do not predict classes."""
+        return None
 
     def check_model(self, spec: ModelSpec) -> None:
         """Raise :class:`~zoo.errors.UsageError` if ``spec``'s model cannot be trained for this

@@ -299,9 +299,11 @@ def _workdir(path: Path | None) -> Iterator[Path]:
 
 
 def _formats(plugins: ZooPlugins, names: Sequence[str] | None) -> list[str]:
+    """The formats to export: those named, or every fp32 one (a reduced-precision variant is
+    gated on held-out data and checked when named: ``--format onnx-int8``)."""
     registry = plugins.formats
     if names is None:
-        return registry.names()
+        return [f.name for f in registry if f.precision == "fp32"]
     return [registry.get(n).name for n in names]  # UnknownFormatError names close ones
 
 
@@ -524,11 +526,17 @@ def _check_exports(
             available.append(name)
     if not available:
         return
+    # Reduced precision needs held-out data for its accuracy gate: the task's own dataset.
+    reduced = any(plugins.formats.get(n).precision != "fp32" for n in available)
+    eval_dataset = None
+    if reduced and spec.task in plugins.tasks:
+        eval_dataset = plugins.tasks.create(spec.task, {}).default_data(spec)
     started = time.perf_counter()
     try:
         report = export_model(
-            spec.name, root / f"export-{spec.name}", formats=available, seed=0, overwrite=True
-        )
+            spec.name, root / f"export-{spec.name}", formats=available, seed=0, overwrite=True,
+            eval_dataset=eval_dataset,
+        )  # fmt: skip
     except Exception as exc:
         why = str(exc) if isinstance(exc, ZooError) else f"{type(exc).__name__}: {exc}"
         for name in available:

@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,21 @@ from zoo._lock import DirectoryLocked, lock_directory
 from zoo._pluginmanager import get_plugins
 from zoo._version import __version__
 from zoo.checkpoint import load_checkpoint
-from zoo.errors import NoSpaceError, UsageError
+from zoo.errors import DataError, NoSpaceError, UsageError
+from zoo.export.accuracy import (
+    DEFAULT_CALIBRATION_SAMPLES,
+    DEFAULT_EVAL_SAMPLES,
+    DEFAULT_MAX_DROP,
+    EVAL_FILE,
+    MIN_CALIBRATION_SAMPLES,
+    AccuracyResult,
+    DataSource,
+    calibration_inputs,
+    check_max_drop,
+    eval_data,
+    load_eval_data,
+    measure_artifact,
+)
 from zoo.export.bundle import make_bundle, run_eager
 from zoo.export.gates import (
     DEFAULT_ATOL,
@@ -62,31 +76,69 @@ from zoo.export.manifest import (
     read_manifest,
     verify_export,
 )
-from zoo.formats import ExportRequest, Format
+from zoo.formats import PRECISIONS, ExportRequest, Format
 from zoo.registry import ModelSpec
 from zoo.spec_check import check_outputs
+from zoo.tasks import Task
 from zoo.transforms import describe_transform
 
-__all__ = ["ExportReport", "check_export", "export_model", "resolve_formats"]
+__all__ = ["ExportReport", "check_accuracy", "check_export", "export_model", "resolve_formats"]
 
 
 @dataclass
 class ExportReport:
     out: Path
     manifest: Manifest
+    #: What the user should know that is no failure (a gate that could not run).
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         return all(record.ok for record in self.manifest.formats.values())
 
 
-def resolve_formats(names: Sequence[str] | None) -> list[Format]:
-    """The registered formats called ``names`` (the default ones for None); UsageError for a
-    format that is unknown (with close names) or cannot run here."""
+def resolve_formats(
+    names: Sequence[str] | None, precisions: Sequence[str] = ("fp32",)
+) -> list[Format]:
+    """The registered formats called ``names`` (the default ones for None), each in every one
+    of ``precisions`` (its reduced-precision variants: ``onnx`` in ``int8`` is ``onnx-int8``);
+    UsageError for a format that is unknown (with close names), cannot run here, or has no
+    variant of a precision asked for. Without ``names``, a precision takes the default
+    formats that have it."""
     registry = get_plugins().formats
-    chosen = [registry.get(n) for n in (registry.defaults() if names is None else names)]
-    if not chosen:
+    for precision in precisions:
+        if precision not in PRECISIONS:
+            raise UsageError(
+                f"--precision {precision}: choose from {', '.join(PRECISIONS)} (comma-separated)"
+            )
+    if not precisions:
+        raise UsageError(f"--precision: give at least one of {', '.join(PRECISIONS)}")
+    bases = [registry.get(n) for n in (registry.defaults() if names is None else names)]
+    if not bases:
         raise UsageError("--format: give at least one format (`zoo formats` lists them)")
+    # A variant named in --format is written as it is; the others in every precision.
+    chosen: list[Format] = [f for f in bases if f.variant_of is not None]
+    bases = [f for f in bases if f.variant_of is None]
+    for precision in precisions:
+        found = []
+        for base in bases:
+            variant = registry.of_precision(base.name, precision)
+            if variant is None and names is not None:
+                having = [
+                    f.variant_of for f in registry if f.precision == precision and f.variant_of
+                ]
+                raise UsageError(
+                    f"--precision {precision}: format {base.name!r} has no {precision} variant"
+                    + (f" (formats with one: {', '.join(having)})" if having else "")
+                    + "; leave it out of --format"
+                )
+            found += [variant] if variant is not None else []
+        if not found and not chosen:
+            raise UsageError(
+                f"--precision {precision}: none of the formats asked for has a variant in "
+                f"{precision} (`zoo formats` lists the formats and their precisions)"
+            )
+        chosen += found
     for fmt in chosen:
         why = fmt.unavailable()
         if why:
@@ -156,17 +208,52 @@ def export_model(
     rtol: float = DEFAULT_RTOL,
     seed: int | None = None,
     overwrite: bool = False,
+    precisions: Sequence[str] = ("fp32",),
+    eval_dataset: str | None = None,
+    calibrate: str | None = None,
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
+    max_drop: float = DEFAULT_MAX_DROP,
+    eval_samples: int = DEFAULT_EVAL_SAMPLES,
 ) -> ExportReport:
     """Export model ``name`` (fresh weights, or a run directory's best checkpoint) to
-    ``formats`` (the registry's defaults if None). ``seed`` seeds fresh weights. An export
-    already in ``out`` is refused unless ``overwrite``; another process exporting to ``out``
-    is refused (:class:`UsageError` naming its pid)."""
+    ``formats`` (the registry's defaults if None) in each of ``precisions``. ``seed`` seeds
+    fresh weights. An export already in ``out`` is refused unless ``overwrite``; another
+    process exporting to ``out`` is refused (:class:`UsageError` naming its pid).
+
+    The accuracy gate (``zoo.export.accuracy``) runs on the test split of ``eval_dataset``
+    (default: the checkpoint's dataset, split as it was trained; none for fresh weights
+    unless given); reduced precisions need it, and int8 calibrates on ``calibration_samples``
+    of the training split of ``calibrate`` (default: the gate's dataset)."""
     out = Path(out)
-    chosen = resolve_formats(formats)
+    chosen = resolve_formats(formats, precisions)
     options = {"opset": opset}
     for fmt in chosen:
         fmt.check_options(options)
+    max_drop = check_max_drop(max_drop)
+    if eval_samples < 1:
+        raise UsageError(f"--eval-samples {eval_samples}: give at least 1")
     spec = get_plugins().models.get(name)
+    reduced = [f.name for f in chosen if f.precision != "fp32"]
+    task = get_plugins().tasks.create(spec.task, {}) if spec.task else None
+    if reduced and (task is None or task.gate_metric is None):
+        raise UsageError(
+            f"{', '.join(reduced)}: reduced precision is gated on accuracy over held-out data, "
+            f"and task {spec.task!r} of {name!r} measures none; export fp32"
+        )
+    if reduced and checkpoint is None and eval_dataset is None:
+        raise UsageError(
+            f"{', '.join(reduced)}: reduced precision is gated on accuracy over held-out data: "
+            "give --checkpoint (its dataset is used) or --eval DATASET"
+        )
+    if any(f.calibrated for f in chosen) and calibration_samples < MIN_CALIBRATION_SAMPLES:
+        raise UsageError(
+            f"--calibration-samples {calibration_samples}: give at least "
+            f"{MIN_CALIBRATION_SAMPLES} (a few hundred is usual; default "
+            f"{DEFAULT_CALIBRATION_SAMPLES})"
+        )
+    gate_options = _GateOptions(
+        eval_dataset, calibrate, calibration_samples, max_drop, eval_samples, task
+    )
     if out.is_symlink():
         # The new export is swapped in for the old by renaming the directory entry: a link
         # there would be replaced by a directory, and what it points to left as it was.
@@ -199,7 +286,18 @@ def export_model(
             atol,
             rtol,
             seed,
+            gate_options,
         )
+
+
+@dataclass(frozen=True)
+class _GateOptions:
+    eval_dataset: str | None
+    calibrate: str | None
+    calibration_samples: int
+    max_drop: float
+    eval_samples: int
+    task: Task | None
 
 
 def _export(
@@ -215,6 +313,7 @@ def _export(
     atol: float,
     rtol: float,
     seed: int | None,
+    gating: _GateOptions,
 ) -> ExportReport:
     name = spec.name
     args = dict(model_args or {})
@@ -230,6 +329,7 @@ def _export(
         source = str(ckpt.path)
     if seed is not None:
         torch.manual_seed(seed)
+    spec = _fit_vocabulary(spec, args)
     model = spec.build(**args).eval()
     if ckpt is not None:
         ckpt.load_into(model, name)
@@ -241,6 +341,48 @@ def _export(
     example = input_spec.example(2)  # batch 2: a batch of 1 gets specialised (pitfalls)
     inputs = parity_inputs(input_spec)
     expected = [[t.numpy() for t in run_eager(bundle, x)] for x in inputs]
+    # The held-out data of the accuracy gate, and calibration inputs: read before anything
+    # is written, so a dataset that does not fit is refused with nothing done.
+    data_source = None
+    if gating.eval_dataset is not None or ckpt is not None:
+        if ckpt is None:
+            assert gating.eval_dataset is not None
+            data_source = DataSource(gating.eval_dataset)
+        else:
+            data_source = DataSource.of_checkpoint(dict(ckpt.meta), gating.eval_dataset)
+    task = gating.task
+    bundle_images = input_spec is not spec.input and spec.input.mean is not None
+    gate_data = None
+    notes = []
+    if data_source is not None and task is not None and task.gate_metric is not None:
+        try:
+            gate_data = eval_data(
+                spec, task, bundle, data_source, bundle_images=bundle_images,
+                run=lambda module, x: tuple(run_eager(module, x)), postprocess=postprocess,
+                limit=gating.eval_samples,
+            )  # fmt: skip
+        except DataError as exc:
+            # The checkpoint's dataset, not asked for: an fp32 export still has its parity
+            # gate. Reduced precision has no gate without it, and --eval was asked for.
+            if gating.eval_dataset is not None or any(f.precision != "fp32" for f in chosen):
+                raise
+            notes.append(
+                f"no accuracy gate: the checkpoint's dataset {data_source.name!r} cannot be "
+                f"read here ({exc}); give --eval DATASET for one"
+            )
+    calibration = None
+    calibration_source = None
+    if any(f.calibrated for f in chosen):
+        calibration_source = (
+            DataSource(gating.calibrate, seed=data_source.seed)
+            if gating.calibrate and data_source
+            else DataSource(gating.calibrate) if gating.calibrate
+            else data_source
+        )  # fmt: skip
+        assert calibration_source is not None  # reduced precision needs data (checked)
+        calibration = calibration_inputs(
+            spec, calibration_source, gating.calibration_samples, bundle_images=bundle_images
+        )
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     weight_bytes = sum(t.numel() * t.element_size() for t in state.values())
@@ -254,8 +396,29 @@ def _export(
         with atomic_path(staging / WEIGHTS) as tmp:
             save_file(state, str(tmp), metadata={"format": "zoo", "model": name})
         save_fixture(staging / PARITY_FILE, inputs, expected, list(output_names))
-        request = ExportRequest(bundle, example, input_spec, output_names, staging, options)
-        records = {fmt.name: _export_one(fmt, request, atol, rtol) for fmt in chosen}
+        if gate_data is not None:
+            gate_data.save(staging / EVAL_FILE, output_names)
+        request = ExportRequest(
+            bundle, example, input_spec, output_names, staging, options, calibration
+        )
+        records = {}
+        for fmt in chosen:
+            record = _export_one(fmt, request, atol, rtol)
+            if calibration_source is not None and fmt.calibrated:
+                record = replace(
+                    record,
+                    calibration={
+                        "dataset": calibration_source.name,
+                        "split": "train",
+                        "samples": gating.calibration_samples,
+                    },
+                )
+            if record.ok and gate_data is not None:
+                record = _gate_accuracy(
+                    fmt, record, staging, spec.name, output_names, postprocess,
+                    gating.max_drop, gate_data.dataset,
+                )  # fmt: skip
+            records[fmt.name] = record
         versions = {"zoo": __version__, "torch": torch.__version__}
         for fmt in chosen:
             versions.update(fmt.versions())
@@ -296,7 +459,20 @@ def _export(
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return ExportReport(out=out, manifest=manifest)
+    return ExportReport(out=out, manifest=manifest, notes=tuple(notes))
+
+
+def _fit_vocabulary(spec: ModelSpec, args: dict[str, Any]) -> ModelSpec:
+    """``spec`` with token ids below the model's ``vocab_size`` (a checkpoint trained on
+    ``names`` has 111 tokens where the spec's default vocabulary has 128): the example and
+    parity inputs must be ids the embedding has."""
+    vocab = args.get("vocab_size")
+    if not spec.input.is_integer or not isinstance(vocab, int) or isinstance(vocab, bool):
+        return spec
+    low, high = spec.input.value_range
+    if high <= vocab - 1:
+        return spec
+    return replace(spec, input=replace(spec.input, value_range=(low, float(vocab - 1))))
 
 
 def _export_one(fmt: Format, request: ExportRequest, atol: float, rtol: float) -> FormatRecord:
@@ -317,14 +493,44 @@ def _export_one(fmt: Format, request: ExportRequest, atol: float, rtol: float) -
             raise
         _remove(request.directory, set(os.listdir(request.directory)) - before)
         reason = str(exc) if isinstance(exc, RuntimeCrash) else f"{type(exc).__name__}: {exc}"
-        return FormatRecord("failed", reason=reason, devices=fmt.devices)
+        return FormatRecord(
+            "failed", reason=reason, devices=fmt.devices, precision=fmt.precision,
+            cpu_features=fmt.cpu_features,
+        )  # fmt: skip
     files = tuple(f for f in fmt.files if f in written)
-    if not parity.passed:  # never ship an artifact that differs from eager
+    common: dict[str, Any] = {"precision": fmt.precision, "cpu_features": fmt.cpu_features}
+    # Never ship an fp32 artifact that differs from eager. A reduced-precision one differs by
+    # design: its parity is recorded, and its accuracy on held-out data decides.
+    broken = any(c.error for c in parity.checks)
+    if not parity.passed and (fmt.precision == "fp32" or broken):
         _remove(request.directory, set(files))
         return FormatRecord(
-            "failed", reason=parity.why(), details=details, devices=fmt.devices, parity=parity
-        )
-    return FormatRecord("ok", files, details=details, devices=fmt.devices, parity=parity)
+            "failed", reason=parity.why(), details=details, devices=fmt.devices, parity=parity,
+            **common,
+        )  # fmt: skip
+    return FormatRecord("ok", files, details=details, devices=fmt.devices, parity=parity, **common)
+
+
+def _gate_accuracy(
+    fmt: Format,
+    record: FormatRecord,
+    directory: Path,
+    model: str,
+    output_names: Sequence[str],
+    postprocess: str,
+    max_drop: float,
+    dataset: str,
+) -> FormatRecord:
+    """The accuracy gate of an artifact that passed its parity gate: recorded, and the
+    artifact removed when it fails."""
+    result = measure_artifact(
+        fmt.name, directory, model, output_names,
+        postprocess=postprocess, max_drop=max_drop, dataset=dataset,
+    )  # fmt: skip
+    if result.passed:
+        return replace(record, accuracy=result)
+    _remove(directory, set(record.files))
+    return replace(record, status="failed", files=(), reason=result.why(), accuracy=result)
 
 
 def _remove(directory: Path, names: set[str]) -> None:
@@ -375,8 +581,8 @@ def check_export(directory: str | Path) -> dict[str, ParityResult]:
     registry = get_plugins().formats
     results = {}
     for name, record in manifest.formats.items():
-        if not record.ok or record.parity is None:
-            continue
+        if not record.ok or record.parity is None or record.precision != "fp32":
+            continue  # reduced precision: its accuracy gate decides (check_accuracy)
         fmt = registry.get(name)
         try:
             results[name] = gate(
@@ -386,4 +592,34 @@ def check_export(directory: str | Path) -> dict[str, ParityResult]:
             raise ArtifactError(
                 f"{directory / record.files[0]}: does not load as {name}: {one_line(exc)}"
             ) from None
+    return results
+
+
+def check_accuracy(directory: str | Path) -> dict[str, AccuracyResult]:
+    """Re-run the accuracy gate of every artifact that had one, on the data saved with the
+    export (no model, no dataset), against the eager figures recorded then. Call after
+    :func:`check_export`, which vouches for the files."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    gated = {n: r for n, r in manifest.formats.items() if r.ok and r.accuracy is not None}
+    if not gated:
+        return {}
+    if EVAL_FILE not in manifest.files:
+        raise ArtifactError(f"{directory / MANIFEST}: files: does not list {EVAL_FILE}")
+    verify_export(directory, manifest)
+    dataset = next(iter(gated.values())).accuracy.dataset  # type: ignore[union-attr]
+    try:
+        load_eval_data(directory / EVAL_FILE, manifest.output_names, dataset)
+    except Exception as exc:
+        raise ArtifactError(
+            f"{directory / EVAL_FILE}: not this export's accuracy data ({one_line(exc)})"
+        ) from None
+    results = {}
+    for name, record in gated.items():
+        assert record.accuracy is not None
+        results[name] = measure_artifact(
+            name, directory, manifest.model, manifest.output_names,
+            postprocess=manifest.postprocess, max_drop=record.accuracy.max_drop,
+            dataset=record.accuracy.dataset,
+        )  # fmt: skip
     return results

@@ -19,8 +19,10 @@ from typing import Any, Final
 from zoo import _json as js
 from zoo._io import atomic_write_json, is_plain_name
 from zoo._pluginmanager import get_plugins
-from zoo.errors import ZooError
+from zoo.errors import ZooError, one_line
+from zoo.export.accuracy import AccuracyResult
 from zoo.export.gates import ParityResult
+from zoo.formats import PRECISIONS
 
 __all__ = [
     "FORMAT_VERSION",
@@ -50,17 +52,6 @@ FORMAT_VERSION: Final = 2
 
 class ArtifactError(ZooError):
     """An export directory is missing, corrupt, or fails its parity check."""
-
-
-def one_line(exc: BaseException, limit: int = 240) -> str:
-    """``Type: message`` of an error raised by a library reading a file, in one line: its
-    first line, cut after the first sentence when long (torch's and ORT's run on)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = lines[0] if lines else "no message"
-    if len(text) > limit and ". " in text[:limit]:
-        text = text[: text.index(". ") + 1]
-    text = text if len(text) <= limit else text[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {text}"
 
 
 def sha256(path: Path) -> str:
@@ -158,6 +149,14 @@ class FormatRecord:
     details: Mapping[str, Any] = field(default_factory=dict)
     devices: tuple[str, ...] = ("cpu",)
     parity: ParityResult | None = None
+    #: ``fp32``, ``bf16`` or ``int8``.
+    precision: str = "fp32"
+    #: The accuracy gate on held-out data (None where none ran: fresh weights, no --eval).
+    accuracy: AccuracyResult | None = None
+    #: Static quantization: the dataset and the number of samples calibrated on.
+    calibration: Mapping[str, Any] | None = None
+    #: CPU flags its artifact needs to run fast (any one of them).
+    cpu_features: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -179,6 +178,13 @@ class FormatRecord:
             data["reason"] = self.reason
         if self.parity is not None:
             data["parity"] = self.parity.to_json()
+        data["precision"] = self.precision
+        if self.accuracy is not None:
+            data["accuracy"] = self.accuracy.to_json()
+        if self.calibration is not None:
+            data["calibration"] = dict(self.calibration)
+        if self.cpu_features:
+            data["cpu_features"] = list(self.cpu_features)
         return data
 
     @classmethod
@@ -191,6 +197,13 @@ class FormatRecord:
         if status == "ok" and not files:
             raise ValueError("a format that succeeded lists its files")
         parity = data.get("parity")
+        precision = js.string(data.get("precision", "fp32"), "precision")
+        if precision not in PRECISIONS:
+            raise ValueError(
+                f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r:.20}"
+            )
+        accuracy = data.get("accuracy")
+        calibration = data.get("calibration")
         return cls(
             status=status,
             files=files,
@@ -200,6 +213,13 @@ class FormatRecord:
                 js.string(d, "device") for d in js.seq(data.get("devices", []), "devices")
             ),
             parity=ParityResult.from_json(js.obj(parity, "parity")) if parity else None,
+            precision=precision,
+            accuracy=AccuracyResult.from_json(accuracy) if accuracy is not None else None,
+            calibration=js.obj(calibration, "calibration") if calibration is not None else None,
+            cpu_features=tuple(
+                js.string(f, "cpu feature")
+                for f in js.seq(data.get("cpu_features", []), "cpu_features")
+            ),
         )
 
 

@@ -5,7 +5,7 @@ cannot be trained alone."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -74,6 +74,17 @@ class Classification(Task):
         "kappa": True,
     }
     monitor = "accuracy"
+    gate_metric = ("accuracy", True)
+
+    def gate_predictions(self, outputs: Sequence[Tensor], postprocess: str) -> Tensor | None:
+        if postprocess == "topk":  # (scores, indices), best first
+            return outputs[1][:, 0].long()
+        return outputs[0].argmax(dim=-1)
+
+    def gate_scores(self, outputs: Sequence[Tensor], targets: Tensor, postprocess: str) -> Tensor:
+        predicted = self.gate_predictions(outputs, postprocess)
+        assert predicted is not None
+        return (predicted == targets).float()
 
     def check_model(self, spec: ModelSpec) -> None:
         if len(spec.outputs) != 1 or len(spec.outputs[0].shape) != 1:

@@ -5,6 +5,7 @@ saved as ``.pt2`` (format ``pt2``), and that program compiled ahead of time by A
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import logging
@@ -38,8 +39,10 @@ from zoo.runtimes import Runtime, Session, Source, torch_session
 __all__ = [
     "AotiFormat",
     "AotiRuntime",
+    "Pt2Bf16Format",
     "Pt2Format",
     "Pt2Runtime",
+    "bf16_module",
     "check_no_pickle",
     "export_program",
     "load",
@@ -216,6 +219,52 @@ class Pt2Format(Format):
         return torch_runner(load(directory / self.files[0]).module())
 
 
+class _Bf16(nn.Module):
+    """A model run in bf16 behind an fp32 interface: a float input is cast to bf16, the
+    outputs back to float32 (integer ones, token ids or class indices, pass as they are)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model.to(torch.bfloat16)
+
+    def forward(self, x: torch.Tensor) -> Any:
+        out = self.model(x.to(torch.bfloat16) if x.is_floating_point() else x)
+        if isinstance(out, (tuple, list)):
+            return tuple(o.float() if o.is_floating_point() else o for o in out)
+        return out.float() if out.is_floating_point() else out
+
+
+def bf16_module(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` (a bundle) whose model computes in bf16; the preprocessing and
+    postprocessing stay fp32, and so do the inputs and outputs."""
+    copy_ = copy.deepcopy(module)
+    inner = getattr(copy_, "model", None)
+    if isinstance(inner, nn.Module):
+        copy_.model = _Bf16(inner)
+        return copy_.eval()
+    return _Bf16(copy_).eval()
+
+
+class Pt2Bf16Format(Pt2Format):
+    """``model.bf16.pt2``: the ExportedProgram of the bundle with its model's weights and
+    arithmetic in bf16 (inputs and outputs stay fp32), gated on accuracy over held-out data.
+    Fast where the CPU has AMX-BF16 (or at least AVX512-BF16) or on a GPU."""
+
+    name = "pt2-bf16"
+    files = ("model.bf16.pt2",)
+    description = "model.bf16.pt2: torch.export of the bundle with the model in bf16"
+    default = False
+    precision = "bf16"
+    variant_of = "pt2"
+    cpu_features = ("amx_bf16", "avx512_bf16")
+
+    def export(self, request: ExportRequest) -> dict[str, Any]:
+        module = bf16_module(request.module)
+        program = export_program(module, request.example, request.input)
+        save(program, request.path(self.files[0]))
+        return {"weights": "bfloat16", "interface": "float32"}
+
+
 class AotiFormat(Format):
     """``model.aoti.pt2``: the program compiled ahead of time by AOTInductor for this
     machine's CPU. Native code generated for this export: its gate runs in a child process,
@@ -241,6 +290,7 @@ class AotiFormat(Format):
 @hookimpl
 def zoo_register_formats(registry: FormatRegistrar) -> None:
     registry.register(Pt2Format())
+    registry.register(Pt2Bf16Format())
     registry.register(AotiFormat())
 
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -203,6 +203,15 @@ class VAETask(Task):
         "kld": False,
     }
     monitor = "loss"
+    #: The accuracy gate of an export: the mean squared error of each reconstruction.
+    gate_metric = ("reconstruction_mse", False)
+
+    def gate_targets(self, model_inputs: Tensor, targets: Tensor) -> Tensor:
+        return model_inputs
+
+    def gate_scores(self, outputs: Sequence[Tensor], targets: Tensor, postprocess: str) -> Tensor:
+        error = (outputs[0].float() - targets.float()).square()
+        return error.flatten(1).mean(dim=1)
 
     def __init__(self, kld_weight: float = 1.0, loss: str = "elbo") -> None:
         if isinstance(kld_weight, bool) or not isinstance(kld_weight, (int, float)):
