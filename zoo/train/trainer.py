@@ -14,6 +14,7 @@ Started by torchrun (or ``zoo train --nproc N``), the same loop trains data-para
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import shutil
 import signal
@@ -704,13 +705,7 @@ class Trainer:
                         {"step/loss": loss.item(), "step/lr": optimizer.param_groups[0]["lr"]},
                         progress_state["step"],
                     )
-                set_postfix(
-                    lambda loss=loss, samples=samples: {
-                        "loss": f"{loss.item():.4f}",
-                        "lr": f"{optimizer.param_groups[0]['lr']:.2e}",
-                        "samples/s": _rate(samples, time.perf_counter() - started),
-                    }
-                )
+                set_postfix(functools.partial(_postfix, loss, optimizer, samples, started))
                 if stopped:
                     break
         finally:
@@ -841,8 +836,16 @@ class Trainer:
         return metrics
 
 
-def _rate(samples: int, elapsed: float) -> str:
-    return f"{samples / elapsed:,.0f}" if elapsed > 0 else "-"
+def _postfix(
+    loss: torch.Tensor, optimizer: torch.optim.Optimizer, samples: int, started: float
+) -> dict[str, str]:
+    """The progress bar's figures (the loss as a float: a device synchronisation)."""
+    elapsed = time.perf_counter() - started
+    return {
+        "loss": f"{loss.item():.4f}",
+        "lr": f"{optimizer.param_groups[0]['lr']:.2e}",
+        "samples/s": f"{samples / elapsed:,.0f}" if elapsed > 0 else "-",
+    }
 
 
 def _quiet(line: str) -> None:
