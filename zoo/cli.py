@@ -957,6 +957,22 @@ def _csv(value: str, option: str, cast: Any = str) -> tuple[Any, ...]:
     show_default=True,
     help="Repeat every runtime, alternating the order; the spread is reported.",
 )
+@click.option(
+    "--precision",
+    "precisions",
+    default="fp32",
+    show_default=True,
+    help="Comma-separated fp32, bf16, int8: each runtime also runs its format's variant in "
+    "each precision (a row per runtime x precision, with the accuracy it scored at export). "
+    "On-the-fly exports of reduced precision need --checkpoint or --eval.",
+)
+@click.option(
+    "--eval",
+    "eval_dataset",
+    default=None,
+    metavar="DATASET",
+    help="On-the-fly exports: the accuracy gate's held-out data (default: the checkpoint's).",
+)
 def bench_cmd(
     models: tuple[str, ...],
     runtimes: str,
@@ -974,6 +990,8 @@ def bench_cmd(
     min_iters: int,
     warmup: int,
     rounds: int,
+    precisions: str,
+    eval_dataset: str | None,
 ) -> None:
     """Latency of models across runtimes: which runtime, at which batch size, on this machine.
 
@@ -1004,6 +1022,8 @@ def bench_cmd(
         raw=not bundle,
         rounds=rounds,
         policy=TimingPolicy(warmup_iters=warmup, min_iters=min_iters, min_time_s=min_time),
+        precisions=_csv(precisions, "--precision"),
+        eval_dataset=eval_dataset,
     )
     run = run_bench(settings, echo=lambda line: click.echo(line, err=True))
     print_table(run)

@@ -184,6 +184,7 @@ def test_a_runtime_that_fails_becomes_a_failed_row(tmp_path: Path) -> None:
         (["lenet", "--threads", "0"], "--threads must be at least 1"),
         (["lenet", "--device", "tpu"], "--device 'tpu': choose cpu or cuda"),
         (["lenet", "--compare", "missing.json"], "missing.json: no such benchmark file"),
+        (["lenet", "--precision", "fp8"], "--precision fp8: choose from fp32, bf16, int8"),
     ],
 )
 def test_bad_input_is_a_clear_error(args: list[str], message: str) -> None:
@@ -213,3 +214,65 @@ def test_missing_or_tampered_artifacts_are_clear_errors(tmp_path: Path) -> None:
         "model.onnx: sha256 does not match the manifest" in result.stderr
         and str(out / "manifest.json") in result.stderr
     )
+
+
+@pytest.fixture(scope="module")
+def precision_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """LeNet trained briefly on digits, timed in ONNX Runtime fp32 and int8 and .pt2 fp32
+    and bf16, with the bf16 and int8 ceilings."""
+    from zoo.train import train
+
+    out = tmp_path_factory.mktemp("bench-precision")
+    train("lenet", "digits", epochs=1, out=str(out / "run"), progress=False, tensorboard=False)
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(out / "cache"))
+    try:
+        result = bench(
+            "lenet", "--checkpoint", str(out / "run"), "--runtime", "eager,onnxruntime,pt2",
+            "--precision", "fp32,bf16,int8", "--batch", "1,4", *QUICK,
+            "--json", str(out / "run.json"),
+        )  # fmt: skip
+    finally:
+        monkeypatch.undo()
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert "onnxruntime int8" in result.output and "accuracy (vs fp32)" in result.output  # type: ignore[attr-defined]
+    return out / "run.json"
+
+
+def test_each_precision_variant_is_a_row_with_the_accuracy_it_scored(
+    precision_run: Path,
+) -> None:
+    run = load_run(precision_run)
+    rows = {(r.runtime, r.precision, r.batch): r for r in run.rows}
+    assert set(rows) == {
+        (runtime, precision, batch)
+        for runtime, precision in [
+            ("eager", "fp32"), ("onnxruntime", "fp32"), ("pt2", "fp32"),
+            ("onnxruntime", "int8"), ("pt2", "bf16"),
+        ]
+        for batch in (1, 4)
+    }  # fmt: skip
+    for (runtime, precision, _), row in rows.items():
+        assert row.status == "ok", row.reason
+        if precision == "fp32":
+            assert runtime == "eager" or row.accuracy is not None  # the checkpoint's gate
+        else:
+            assert row.accuracy is not None and row.accuracy["passed"] is True
+            assert row.accuracy["precision"] == precision
+            assert row.speedup_vs_eager is not None  # against eager fp32
+    # each row's share is of its own precision's ceiling, measured in the same run
+    assert set(run.precision_ceilings["cpu"]) == {"bf16", "int8"}
+    int8 = rows[("onnxruntime", "int8", 4)]
+    assert int8.gflops is not None and int8.ceiling_share == pytest.approx(
+        int8.gflops / run.precision_ceilings["cpu"]["int8"]
+    )
+    data = json.loads(precision_run.read_text())
+    assert all("precision" in r for r in data["recommendations"])
+
+
+def test_a_precision_no_runtime_format_has_is_refused() -> None:
+    result = CliRunner().invoke(
+        cli, ["bench", "lenet", "--runtime", "torchscript", "--precision", "int8"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "none of the runtimes' formats (torchscript) has a variant in int8" in result.stderr

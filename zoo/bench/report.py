@@ -54,16 +54,17 @@ def summary_rows(run: BenchRun, model: str, device: str) -> list[list[str]]:
     """The cells of the table for one model on one device (``headers(run)`` names them)."""
     rows = []
     measured = [r for r in run.rows if (r.model, r.device) == (model, device)]
-    order = list(dict.fromkeys(r.runtime for r in measured))
+    order = list(dict.fromkeys(r.label for r in measured))
     spread = _has_rounds(run)
-    for row in sorted(measured, key=lambda r: (r.batch, order.index(r.runtime))):
+    gated = _has_accuracy(run)
+    for row in sorted(measured, key=lambda r: (r.batch, order.index(r.label))):
         if row.status != "ok" or row.latency_ms is None:
             continue
         lat = row.latency_ms
         share = f" ({row.ceiling_share:.0%})" if row.ceiling_share is not None else ""
         cells = [
             str(row.batch),
-            ("* " if row.recommended else "  ") + row.runtime,
+            ("* " if row.recommended else "  ") + row.label,
             _ms(lat.p50),
         ]
         if spread:
@@ -80,12 +81,31 @@ def summary_rows(run: BenchRun, model: str, device: str) -> list[list[str]]:
             _ms(row.cold_start_ms),
             f"{row.rss_growth_mb:.0f}" if row.rss_growth_mb is not None else "-",
         ]
+        if gated:
+            cells.append(_accuracy_cell(row))
         rows.append(cells)
     return rows
 
 
+def _accuracy_cell(row: Row) -> str:
+    """What the artifact scored at export on held-out data, and its drop against eager."""
+    gate = row.accuracy
+    if not gate:
+        return "-"
+    value = gate.get("value")
+    drop = gate.get("drop")
+    if not isinstance(value, (int, float)) or not isinstance(drop, (int, float)):
+        return "-"
+    shown = f"{100 * value:.1f}%" if gate.get("higher_is_better", True) else f"{value:.4g}"
+    return f"{shown} ({-drop:+.1f})"
+
+
 def _has_rounds(run: BenchRun) -> bool:
     return any(r.round_spread is not None for r in run.rows)
+
+
+def _has_accuracy(run: BenchRun) -> bool:
+    return any(r.accuracy for r in run.rows)
 
 
 def not_measured(run: BenchRun, model: str, device: str) -> dict[str, str]:
@@ -93,7 +113,7 @@ def not_measured(run: BenchRun, model: str, device: str) -> dict[str, str]:
     reasons: dict[str, str] = {}
     for row in run.rows:
         if (row.model, row.device) == (model, device) and row.status != "ok":
-            reasons.setdefault(row.runtime, f"{row.status}: {row.reason}")
+            reasons.setdefault(row.label, f"{row.status}: {row.reason}")
     return reasons
 
 
@@ -104,7 +124,7 @@ def fault_notes(run: BenchRun, model: str, device: str) -> list[str]:
         if (row.model, row.device) != (model, device) or row.status != "ok":
             continue
         if row.faults_per_call is not None and row.faults_per_call >= FAULTS_WORTH_A_NOTE:
-            notes.setdefault(row.runtime, []).append(
+            notes.setdefault(row.label, []).append(
                 f"{row.faults_per_call:,.0f} at batch {row.batch}"
             )
     return [
@@ -151,9 +171,9 @@ def peer_losses(run: BenchRun) -> list[PeerLoss]:
     than the larger of the two rows' ``round_noise``, and at least ``NOISE_FLOOR``."""
     ok = {r.key: r for r in run.rows if r.status == "ok" and r.latency_ms is not None}
     losses = []
-    for (model, runtime, device, batch), row in ok.items():
+    for (model, runtime, device, batch, precision), row in ok.items():
         peer_name = run.peers.get(runtime)
-        peer = ok.get((model, peer_name, device, batch)) if peer_name else None
+        peer = ok.get((model, peer_name, device, batch, precision)) if peer_name else None
         if peer_name is None or peer is None:
             continue
         assert row.latency_ms is not None and peer.latency_ms is not None
@@ -194,6 +214,8 @@ HEADERS = [
 def headers(run: BenchRun) -> list[str]:
     """The table's columns; with several rounds, the spread of their p50s after the p50."""
     columns = [f"vs {run.reference}" if h == "vs eager" and run.reference else h for h in HEADERS]
+    if _has_accuracy(run):
+        columns.append("accuracy (vs fp32)")
     if not _has_rounds(run):
         return columns
     return [*columns[:3], "spread", *columns[3:]]
@@ -219,6 +241,10 @@ def print_table(run: BenchRun, file: Any = None) -> None:
     )
     if ceilings:
         console.print(f"fp32 matmul ceiling: {ceilings}")
+    for device, by_precision in run.precision_ceilings.items():
+        for precision, gflops in by_precision.items():
+            unit = "GOP/s" if precision == "int8" else "GFLOP/s"
+            console.print(f"{precision} matmul ceiling: {device} {gflops:.0f} {unit}")
     for (model, device), _ in _groups(run).items():
         flops = run.flops_per_sample.get(model)
         title = f"{model} on {device}" + (
@@ -234,7 +260,10 @@ def print_table(run: BenchRun, file: Any = None) -> None:
             console.print(f"  {runtime}: {why}", markup=False, highlight=False)
         for note in fault_notes(run, model, device):
             console.print(note, markup=False, highlight=False)
-    console.print("* the fastest runtime measured at that batch size (lowest p50)")
+    console.print(
+        "* the fastest runtime measured at that batch size (lowest p50; a reduced-precision "
+        "artifact only if it passed its accuracy gate)"
+    )
     if _has_rounds(run):
         console.print("spread: (max - min) / median of the p50s of the rounds")
     for loss in peer_losses(run):
@@ -270,15 +299,15 @@ def plot_run(run: BenchRun, path: str | Path) -> Path:
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     # One colour per runtime across every panel, whichever runtimes a panel has.
-    palette = list(dict.fromkeys(r.runtime for r in run.rows))
+    palette = list(dict.fromkeys(r.label for r in run.rows))
     colors = {name: f"C{i % 10}" for i, name in enumerate(palette)}
     plotted: set[str] = set()
     for ax, ((model, device), rows) in zip(axes.flat, panels, strict=False):
         batches = sorted({r.batch for r in rows})
-        runtimes = list(dict.fromkeys(r.runtime for r in rows))
+        runtimes = list(dict.fromkeys(r.label for r in rows))
         width = 0.8 / len(runtimes)
         for i, runtime in enumerate(runtimes):
-            cells = {r.batch: r for r in rows if r.runtime == runtime}
+            cells = {r.batch: r for r in rows if r.label == runtime}
             xs, p50, p99, edges = [], [], [], []
             for j, batch in enumerate(batches):
                 row = cells.get(batch)
@@ -367,7 +396,7 @@ def compare_runs(
             regressions.append(
                 Regression(
                     row.model,
-                    row.runtime,
+                    row.label,
                     row.device,
                     row.batch,
                     before.latency_ms.p50,

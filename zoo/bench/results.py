@@ -90,10 +90,20 @@ class Row:
     #: The p50 of each round, in the order they ran.
     round_p50_ms: list[float] | None = None
     recommended: bool = False
+    #: The artifact's precision (``int8``: the runtime ran its format's int8 variant).
+    precision: str = "fp32"
+    #: What the artifact scored at export on held-out data (its accuracy gate): metric,
+    #: value, eager's value and the drop; None where no gate ran.
+    accuracy: dict[str, Any] | None = None
 
     @property
-    def key(self) -> tuple[str, str, str, int]:
-        return (self.model, self.runtime, self.device, self.batch)
+    def key(self) -> tuple[str, str, str, int, str]:
+        return (self.model, self.runtime, self.device, self.batch, self.precision)
+
+    @property
+    def label(self) -> str:
+        """The runtime, and the precision where it is not fp32: ``onnxruntime int8``."""
+        return self.runtime if self.precision == "fp32" else f"{self.runtime} {self.precision}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,6 +133,9 @@ class BenchRun:
     reference: str | None = "eager"
     #: Runtime -> the plain runtime it must not be slower than beyond noise.
     peers: dict[str, str] = field(default_factory=dict)
+    #: device -> precision (bf16, int8) -> measured matmul GFLOP/s (GOP/s) in it, beside the
+    #: fp32 ceiling: each row's share is of its own precision's ceiling.
+    precision_ceilings: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -136,9 +149,16 @@ class BenchRun:
             "harness_overhead_ns": self.harness_overhead_ns,
             "reference_runtime": self.reference,
             "peers": self.peers,
+            "precision_ceilings": self.precision_ceilings,
             "results": [r.to_dict() for r in self.rows],
             "recommendations": [
-                {"model": r.model, "device": r.device, "batch": r.batch, "runtime": r.runtime}
+                {
+                    "model": r.model,
+                    "device": r.device,
+                    "batch": r.batch,
+                    "runtime": r.runtime,
+                    "precision": r.precision,
+                }
                 for r in self.rows
                 if r.recommended
             ],
@@ -153,7 +173,11 @@ class BenchRun:
     def finish(self) -> None:
         """Fill speed-ups, GFLOP/s, ceiling shares and the recommended runtime of each cell."""
         ok = [r for r in self.rows if r.status == "ok" and r.latency_ms is not None]
-        eager = {(r.model, r.device, r.batch): r for r in ok if r.runtime == self.reference}
+        eager = {
+            (r.model, r.device, r.batch): r
+            for r in ok
+            if r.runtime == self.reference and r.precision == "fp32"
+        }
         best: dict[tuple[str, str, int], Row] = {}
         for row in ok:
             assert row.latency_ms is not None
@@ -165,9 +189,15 @@ class BenchRun:
             flops = self.flops_per_sample.get(row.model)
             if flops and p50_s > 0:
                 row.gflops = flops * row.batch / p50_s / 1e9
-                ceiling = self.ceiling_gflops.get(row.device)
+                ceiling = (
+                    self.ceiling_gflops.get(row.device)
+                    if row.precision == "fp32"
+                    else self.precision_ceilings.get(row.device, {}).get(row.precision)
+                )
                 if ceiling:
                     row.ceiling_share = row.gflops / ceiling
+            if row.precision != "fp32" and not (row.accuracy or {}).get("passed", False):
+                continue  # never recommend what did not pass its accuracy gate
             cell = (row.model, row.device, row.batch)
             current = best.get(cell)
             if current is None or (
@@ -220,6 +250,7 @@ def _run_of(data: dict[str, Any]) -> BenchRun:
         # What zoo 0.1 wrote without saying so.
         reference=data.get("reference_runtime", "eager"),
         peers=data.get("peers", {"onnxruntime": "onnxruntime-default"}),
+        precision_ceilings=data.get("precision_ceilings", {}),
     )
     for row in run.rows:
         hash(row.key)

@@ -43,6 +43,7 @@ from zoo.export.manifest import (
     verify_export,
     verify_files,
 )
+from zoo.formats import PRECISIONS, Format
 from zoo.plugins.onnx import check_external_data
 from zoo.runtimes import Source, cuda_present
 
@@ -89,6 +90,11 @@ class BenchSettings:
     policy: TimingPolicy = field(default_factory=TimingPolicy)
     #: A worker running longer than this is killed and its row fails.
     timeout_s: float = 1800
+    #: Each runtime also runs its format's variants in these precisions (``int8``: the
+    #: ``onnx-int8`` artifact in ONNX Runtime), each a row of its own. Reduced precision
+    #: needs held-out data for its accuracy gate: ``checkpoint`` or ``eval_dataset``.
+    precisions: tuple[str, ...] = ("fp32",)
+    eval_dataset: str | None = None
 
 
 def _validate(settings: BenchSettings) -> tuple[str, ...]:
@@ -108,6 +114,11 @@ def _validate(settings: BenchSettings) -> tuple[str, ...]:
         raise UsageError(f"--threads must be at least 1, got {settings.threads}")
     if settings.rounds < 1:
         raise UsageError(f"--rounds must be at least 1, got {settings.rounds}")
+    for precision in settings.precisions:
+        if precision not in PRECISIONS:
+            raise UsageError(
+                f"--precision {precision}: choose from {', '.join(PRECISIONS)} (comma-separated)"
+            )
     for device in settings.devices or ():
         if device not in ("cpu", "cuda"):
             raise UsageError(f"--device {device!r}: choose cpu or cuda")
@@ -171,6 +182,7 @@ def _export_dir(model: str, settings: BenchSettings, formats: tuple[str, ...]) -
             settings.seed,
             str(torch.__version__),
             __version__,
+            settings.eval_dataset,
         ],
         sort_keys=True,
     )
@@ -198,8 +210,27 @@ def _export_dir(model: str, settings: BenchSettings, formats: tuple[str, ...]) -
         raw=settings.raw,
         seed=None if settings.checkpoint is not None else settings.seed,
         overwrite=True,  # zoo's own cache: an export missing formats is made again
+        eval_dataset=settings.eval_dataset,
     )
     return out
+
+
+def variants_for(formats: tuple[str, ...], precisions: tuple[str, ...]) -> tuple[str, ...]:
+    """``formats`` and their registered variants in ``precisions`` (where they have one)."""
+    registry = get_plugins().formats
+    found = [
+        variant.name
+        for fmt in formats
+        for precision in precisions
+        if precision != "fp32" and (variant := registry.of_precision(fmt, precision)) is not None
+    ]
+    for precision in precisions:
+        if precision != "fp32" and not any(registry.get(v).precision == precision for v in found):
+            raise UsageError(
+                f"--precision {precision}: none of the runtimes' formats "
+                f"({', '.join(formats)}) has a variant in {precision} (`zoo formats`)"
+            )
+    return tuple(dict.fromkeys([*formats, *found]))
 
 
 def spawn_worker(
@@ -303,17 +334,29 @@ def run_bench(settings: BenchSettings, echo: Callable[[str], None] = lambda _: N
     )
     run.harness_overhead_ns = harness_overhead_ns()
     formats = formats_for(runtimes)
+    if settings.artifacts is None:
+        formats = variants_for(formats, settings.precisions)
     # Every export is found (and checked) or made before anything is measured: a bad
     # --artifacts or --checkpoint fails now, not after the ceiling.
     exports = {model: _export_dir(model, settings, formats) for model in models}
     for device in devices:
-        echo(f"measuring the fp32 matmul ceiling on {device} ({threads} threads)")
-        ceiling = CeilingResult.from_json(_spawn(CeilingJob(device, threads), 300))
-        if ceiling.status == "ok":
-            run.ceiling_gflops[device] = ceiling.gflops
-            run.ceiling_detail[device] = {"source": ceiling.source, "measured": ceiling.measured}
-        else:
-            echo(f"the ceiling on {device} could not be measured: {ceiling.reason}")
+        for precision in settings.precisions:
+            echo(f"measuring the {precision} matmul ceiling on {device} ({threads} threads)")
+            job = CeilingJob(device, threads, precision)
+            ceiling = CeilingResult.from_json(_spawn(job, 300))
+            if ceiling.status != "ok":
+                echo(f"the {precision} ceiling on {device} could not be measured: {ceiling.reason}")
+            elif precision == "fp32":
+                run.ceiling_gflops[device] = ceiling.gflops
+                run.ceiling_detail[device] = {
+                    "source": ceiling.source,
+                    "measured": ceiling.measured,
+                }
+            else:
+                run.precision_ceilings.setdefault(device, {})[precision] = ceiling.gflops
+                run.ceiling_detail.setdefault(f"{device} {precision}", {}).update(
+                    source=ceiling.source, measured=ceiling.measured
+                )
     for model, artifacts in exports.items():
         manifest = read_manifest(artifacts)
         run.flops_per_sample[model] = _flops(manifest)
@@ -326,8 +369,97 @@ def run_bench(settings: BenchSettings, echo: Callable[[str], None] = lambda _: N
         )
         for device in devices:
             _bench_model_device(run, settings, runtimes, device, source, threads, echo)
+            _add_accuracy(run, manifest, model, device)
+            _bench_variants(run, settings, runtimes, device, source, manifest, threads, echo)
     run.finish()
     return run
+
+
+def _add_accuracy(run: BenchRun, manifest: Manifest, model: str, device: str) -> None:
+    """The accuracy each fp32 artifact scored at export, beside its rows."""
+    runtimes = get_plugins().runtimes
+    for row in run.rows:
+        if (row.model, row.device) != (model, device) or row.runtime not in runtimes:
+            continue
+        fmt = runtimes.get(row.runtime).format
+        record = manifest.formats.get(fmt) if fmt is not None else None
+        if record is not None and record.accuracy is not None:
+            row.accuracy = record.accuracy.to_json()
+
+
+def _bench_variants(
+    run: BenchRun,
+    settings: BenchSettings,
+    runtimes: tuple[str, ...],
+    device: str,
+    source: Source,
+    manifest: Manifest,
+    threads: int,
+    echo: Callable[[str], None],
+) -> None:
+    """Each runtime on each reduced-precision variant of its format in the export, in
+    ``settings.precisions``: a row per runtime x precision, with the accuracy it scored."""
+    plugins = get_plugins()
+    for name in runtimes:
+        runtime = plugins.runtimes.get(name)
+        for variant, record in manifest.formats.items():
+            fmt = plugins.formats.get(variant) if variant in plugins.formats else None
+            if fmt is None or fmt.variant_of is None or fmt.variant_of != runtime.format:
+                continue
+            if fmt.precision not in settings.precisions:
+                continue
+            accuracy = record.accuracy.to_json() if record.accuracy is not None else None
+            stand_in = Source(
+                source.model, source.directory,
+                artifacts={runtime.format: source.directory / record.artifact}
+                if record.artifact else {},
+                failed={runtime.format: record.reason} if not record.ok else {},
+            )  # fmt: skip
+            why = runtime.unavailable(stand_in, device) or (
+                f"{fmt.name} runs on {', '.join(fmt.devices)}"
+                if device not in fmt.devices
+                else None
+            )
+            rows = _time_rounds(run, settings, name, device, source, threads, echo, fmt, why)
+            for row in rows:
+                row.precision = fmt.precision
+                row.accuracy = accuracy
+            run.rows.extend(rows)
+
+
+def _time_rounds(
+    run: BenchRun,
+    settings: BenchSettings,
+    name: str,
+    device: str,
+    source: Source,
+    threads: int,
+    echo: Callable[[str], None],
+    variant: Format,
+    why: str | None,
+) -> list[Row]:
+    model = source.model
+    if why:
+        return [Row(model, name, device, b, "skipped", reason=why) for b in settings.batches]
+    results: list[JobResult] = []
+    for round_ in range(settings.rounds):
+        echo(
+            f"{model} on {device}: {name} {variant.precision} "
+            f"(round {round_ + 1}/{settings.rounds})"
+        )
+        job = Job(
+            runtime=name, device=device, threads=threads, artifacts=str(source.directory),
+            batches=tuple(settings.batches), seed=settings.seed, policy=settings.policy,
+            variant=variant.name,
+        )  # fmt: skip
+        result = JobResult.from_json(_spawn(job, settings.timeout_s))
+        if result.status != "ok":
+            return [
+                Row(model, name, device, b, "failed", reason=result.reason)
+                for b in settings.batches
+            ]
+        results.append(result)
+    return [_row(model, name, device, b, results) for b in settings.batches]
 
 
 def _bench_model_device(

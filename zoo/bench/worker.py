@@ -48,6 +48,9 @@ class Job:
     batches: tuple[int, ...]
     seed: int = 0
     policy: TimingPolicy = field(default_factory=TimingPolicy)
+    #: A reduced-precision variant of the runtime's format to run instead (``onnx-int8``
+    #: for ``onnxruntime``), or None for the format itself.
+    variant: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "kind": "bench", "batches": list(self.batches)}
@@ -63,6 +66,7 @@ class Job:
             batches=tuple(js.integer(b, "batches") for b in js.seq(data["batches"], "batches")),
             seed=js.integer(data.get("seed", 0), "seed"),
             policy=TimingPolicy(**policy),
+            variant=None if data.get("variant") is None else js.string(data["variant"], "variant"),
         )
 
 
@@ -127,10 +131,11 @@ class JobResult:
 
 @dataclass(frozen=True)
 class CeilingJob:
-    """Measure the fp32 matmul ceiling of a device with the run's threads."""
+    """Measure the matmul ceiling of a device in one precision with the run's threads."""
 
     device: str
     threads: int
+    precision: str = "fp32"
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "kind": "ceiling"}
@@ -181,9 +186,11 @@ def _page_faults() -> int:
     return int(usage.ru_minflt + usage.ru_majflt)
 
 
-def source_of(directory: Path, manifest: Manifest) -> Source:
+def source_of(directory: Path, manifest: Manifest, variant: str | None = None) -> Source:
     """The export as a runtime sees it; eager and torch.compile rebuild its module with the
-    weights the export saved, so every runtime times the same model."""
+    weights the export saved, so every runtime times the same model. With ``variant`` (a
+    reduced-precision format), its artifact stands in for its fp32 format's: a runtime of
+    ``onnx`` runs ``model.int8.onnx``."""
     from safetensors.torch import load_file
 
     from zoo._pluginmanager import get_plugins
@@ -204,10 +211,17 @@ def source_of(directory: Path, manifest: Manifest) -> Source:
         )
         return bundle
 
+    artifacts = {fmt: directory / file for fmt, file in manifest.artifacts().items()}
+    if variant is not None:
+        record = manifest.formats.get(variant)
+        family = get_plugins().formats.get(variant).variant_of
+        if record is None or record.artifact is None or family is None:
+            raise ValueError(f"the export has no {variant} artifact")
+        artifacts = {family: directory / record.artifact}
     return Source(
         model=manifest.model,
         directory=directory,
-        artifacts={fmt: directory / file for fmt, file in manifest.artifacts().items()},
+        artifacts=artifacts,
         failed=manifest.failures(),
         build_module=build_module,
     )
@@ -237,7 +251,7 @@ def run_job(job: Job) -> JobResult:
     runtime = get_plugins().runtimes.get(job.runtime)
     directory = Path(job.artifacts)
     manifest = read_manifest(directory)  # checked against its files by the parent
-    source = source_of(directory, manifest)
+    source = source_of(directory, manifest, job.variant)
     inputs = inputs_of(manifest, job.batches, job.seed)
     import_s = time.perf_counter() - started
 
@@ -336,11 +350,18 @@ def _ort_matmul(n: int, threads: int) -> Any:
     return lambda: session.run(None, feed)
 
 
-def measure_ceiling(device: str, threads: int, seconds: float = 3.0) -> CeilingResult:
-    """This device's fp32 matmul ceiling: the best GFLOP/s of square matmuls over a few
-    sizes, with torch (``torch.mm``: MKL or cuBLAS, TF32 off) and, on the CPU, ONNX Runtime's
-    MLAS, whichever is faster here. Returns the best and every measurement behind it."""
+def measure_ceiling(
+    device: str, threads: int, seconds: float = 3.0, precision: str = "fp32"
+) -> CeilingResult:
+    """This device's matmul ceiling: the best GFLOP/s (GOP/s for int8) of square matmuls
+    over a few sizes. fp32: torch (``torch.mm``: MKL or cuBLAS, TF32 off) and, on the CPU,
+    ONNX Runtime's MLAS, whichever is faster here; bf16: ``torch.mm`` on bf16 tensors
+    (oneDNN: AMX or AVX512-BF16 where the CPU has them); int8: ``torch._int_mm`` (int8 x int8
+    -> int32, VNNI or AMX-INT8). Returns the best and every measurement behind it."""
     import torch
+
+    if precision != "fp32":
+        return _reduced_ceiling(device, threads, seconds, precision)
 
     torch.set_num_threads(threads)
     sizes = CPU_SIZES if device == "cpu" else CUDA_SIZES
@@ -369,12 +390,45 @@ def measure_ceiling(device: str, threads: int, seconds: float = 3.0) -> CeilingR
     return CeilingResult("ok", gflops=measured[source], source=source, measured=measured)
 
 
+def _reduced_ceiling(device: str, threads: int, seconds: float, precision: str) -> CeilingResult:
+    import torch
+
+    torch.set_num_threads(threads)
+    sizes = CPU_SIZES if device == "cpu" else CUDA_SIZES
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    share = seconds / len(sizes)
+    measured: dict[str, float] = {}
+    for n in sizes:
+        if precision == "bf16":
+            a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+            b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+            measured[f"torch.mm bf16 {n}"] = _best_gflops(
+                lambda a=a, b=b: torch.mm(a, b),
+                n,
+                share,
+                sync,
+            )
+        else:
+            a = torch.randint(-128, 127, (n, n), device=device, dtype=torch.int8)
+            b = torch.randint(-128, 127, (n, n), device=device, dtype=torch.int8)
+            measured[f"torch._int_mm int8 {n}"] = _best_gflops(
+                lambda a=a, b=b: torch._int_mm(a, b),
+                n,
+                share,
+                sync,
+            )
+    source = max(measured, key=lambda k: measured[k])
+    return CeilingResult("ok", gflops=measured[source], source=source, measured=measured)
+
+
 def main() -> None:
     data = json.loads(sys.stdin.read())
     output: JobResult | CeilingResult
     try:
         if data.get("kind") == "ceiling":
-            output = measure_ceiling(data["device"], int(data["threads"]))
+            output = measure_ceiling(
+                data["device"], int(data["threads"]), precision=data.get("precision", "fp32")
+            )
         else:
             output = run_job(Job.from_json(data))
     except Exception as exc:  # reported as a failed row, not a crash of zoo bench
