@@ -21,6 +21,9 @@ The checks (issue "Training beyond one process"):
    with a plain run's.
 4. ``cuda-to-cpu``: the CUDA run's checkpoint, with CUDA hidden: resumed on the CPU for one
    more epoch, and exported (ONNX) with its parity gate.
+5. ``bench-precision`` (issue "Deployable artifacts past the fp32 ceiling"): the fp32 run
+   exported and timed in eager and ``.pt2``, fp32 and bf16, on the device, with the accuracy
+   each artifact scored on the held-out split.
 
 ``--device cpu`` runs the same script here, without a GPU (fp16 is skipped: it needs CUDA):
 that is how the script itself is tested before a device is lent.
@@ -194,6 +197,32 @@ class Checks:
             "export_formats": sorted(manifest.get("artifacts", manifest.get("formats", {}))),
         }
 
+    def bench_precision(self) -> dict[str, Any]:
+        """The fp32 run's exports timed in eager and .pt2, fp32 and bf16, on the device, with
+        the accuracy each artifact scored on the held-out split (issue 13's GPU check)."""
+        run = self.work / "amp-fp32"
+        if not run.exists():
+            raise CheckFailed("the amp-fp32 run is missing (its check failed)", "")
+        record = self.out / f"bench-precision-{self.device}-lenet.json"
+        self.ok(
+            self.zoo(
+                "bench", "lenet", "--checkpoint", str(run), "--device", self.device,
+                "--runtime", "eager,pt2", "--precision", "fp32,bf16", "--batch", "1,32",
+                "--json", str(record),
+            ),
+            "zoo bench --precision fp32,bf16",
+        )  # fmt: skip
+        rows = json.loads(record.read_text())["results"]
+        return {
+            "p50_ms": {
+                f"{r['runtime']} {r.get('precision', 'fp32')} b{r['batch']}": (
+                    r["latency_ms"]["p50"] if r.get("latency_ms") else r["status"]
+                )
+                for r in rows
+            },
+            "record": record.name,
+        }
+
     def run_all(self) -> int:
         self.work.mkdir(parents=True, exist_ok=True)
         for model in ("lenet", "resnet"):
@@ -204,6 +233,7 @@ class Checks:
             self.check("amp-fp16", lambda: self.amp("fp16"))
         self.check(f"ddp-{'nccl' if self.device == 'cuda' else 'gloo'}", self.ddp)
         self.check("cuda-to-cpu", self.cuda_to_cpu)
+        self.check("bench-precision", self.bench_precision)
         failed = [r["check"] for r in self.results if r["status"] != "ok"]
         summary = {
             "schema": SCHEMA,

@@ -281,6 +281,12 @@ def list_cmd(
     click.echo(_table(headers, rows))
 
 
+def _fp32_formats() -> list[str]:
+    """The formats a capability record measures: a reduced-precision variant needs trained
+    weights and data (its accuracy gate), which the record's fresh weights are not."""
+    return [f.name for f in get_plugins().formats if f.precision == "fp32"]
+
+
 def _exports_line(caps: Capabilities, formats: Sequence[str]) -> str:
     """``torchscript yes (script), onnx no, ...`` for every registered format."""
     cells = []
@@ -347,7 +353,7 @@ def info_cmd(name: str, args: tuple[str, ...], as_json: bool) -> None:
         ("tags", ", ".join(card["tags"]) or "-"),
         ("source", card["source"] or "-"),
         ("options", options or "-"),
-        ("exports", _exports_line(spec.capabilities, get_plugins().formats.names())),
+        ("exports", _exports_line(spec.capabilities, _fp32_formats())),
         ("parameters", f"{m['parameters']:,} ({m['trainable_parameters']:,} trainable)"),
         (
             "FLOPs",

@@ -97,7 +97,7 @@ def _accuracy_cell(row: Row) -> str:
     if not isinstance(value, (int, float)) or not isinstance(drop, (int, float)):
         return "-"
     shown = f"{100 * value:.1f}%" if gate.get("higher_is_better", True) else f"{value:.4g}"
-    return f"{shown} ({-drop:+.1f})"
+    return f"{shown} ({0.0 - drop:+.1f})"  # 0.0 - 0.0 is +0.0, where -0.0 would show
 
 
 def _has_rounds(run: BenchRun) -> bool:
@@ -225,7 +225,7 @@ def print_table(run: BenchRun, file: Any = None) -> None:
     """One table per (model, device); ``*`` marks the fastest runtime at each batch size."""
     console = Console(file=file)
     if not console.is_terminal:
-        console.width = 160  # a pipe or a file: no terminal to fit
+        console.width = 200  # a pipe or a file: no terminal to fit
     env = run.environment
     console.print(
         f"{env.get('cpu')} | {env.get('threads')} threads | torch {env.get('torch')} | "
