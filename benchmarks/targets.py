@@ -103,7 +103,7 @@ def check_run(run: BenchRun) -> list[Check]:
             checks.append(Check(target.describe(), False, "not measured (no eager row?)", row))
             continue
         shown = f"{value:.2f}x" if target.kind == "speedup" else f"{value:.0%}"
-        check = Check(target.describe(), value >= target.at_least, f"{shown} ({row.runtime})", row)
+        check = Check(target.describe(), value >= target.at_least, f"{shown} ({row.label})", row)
         share = row.ceiling_share
         if not check.passed and target.kind == "speedup" and share and share >= CEILING_BOUND:
             # Eager's own share bounds the ratio: at 100% of the ceiling the recommended
@@ -184,9 +184,9 @@ def summary(run: BenchRun) -> str:
     )
     for row in best:
         assert row.latency_ms is not None
-        eager = ok.get((row.model, "eager", row.device, row.batch))
-        zoo_ort = ok.get((row.model, "onnxruntime", row.device, row.batch))
-        peer = ok.get((row.model, "onnxruntime-default", row.device, row.batch))
+        eager = ok.get((row.model, "eager", row.device, row.batch, "fp32"))
+        zoo_ort = ok.get((row.model, "onnxruntime", row.device, row.batch, "fp32"))
+        peer = ok.get((row.model, "onnxruntime-default", row.device, row.batch, "fp32"))
         ratio = (
             f"{zoo_ort.latency_ms.p50 / peer.latency_ms.p50:.2f}"
             if zoo_ort and peer and zoo_ort.latency_ms and peer.latency_ms
@@ -194,7 +194,7 @@ def summary(run: BenchRun) -> str:
         )
         device = "" if row.device == "cpu" else f" ({row.device})"
         lines.append(
-            f"| `{row.model}`{device} | {row.batch} | {row.runtime} | {_ms(row.latency_ms.p50)} "
+            f"| `{row.model}`{device} | {row.batch} | {row.label} | {_ms(row.latency_ms.p50)} "
             f"| {_ms(eager.latency_ms.p50) if eager and eager.latency_ms else '-'} "
             f"| {row.speedup_vs_eager or float('nan'):.2f}x "
             f"| {row.ceiling_share or 0:.0%} | {ratio} |"

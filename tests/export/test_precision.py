@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from zoo._pluginmanager import get_plugins
 from zoo.cli import cli
-from zoo.errors import UsageError
+from zoo.errors import UsageError, ZooError
 from zoo.export.accuracy import EVAL_FILE, EvalData, measure
 from zoo.export.exporter import check_accuracy, check_export, export_model
 from zoo.formats import Runner
@@ -209,8 +209,9 @@ def _refused(args: list[str], tmp_path: Path) -> str:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--format", "onnx", "--precision", "bf16"],
-         "--precision bf16: format 'onnx' has no bf16 variant (formats with one: pt2)"),
+        (["--format", "onnx,torchscript", "--precision", "bf16"],
+         "--precision bf16: none of the formats asked for (onnx, torchscript) has a variant "
+         "in bf16; formats with one: pt2"),
         (["--precision", "fp16"], "--precision fp16: choose from fp32, bf16, int8"),
         (["--format", "onnx", "--precision", "int8"],
          "reduced precision is gated on accuracy over held-out data: give --checkpoint"),
@@ -283,3 +284,89 @@ def test_a_trained_sequence_model_exports_within_its_vocabulary_and_is_gated(
         assert gate is not None and gate.dataset == "names" and gate.passed
         assert gate.eager == pytest.approx(test, abs=1e-6)
     assert report.manifest.inputs[0].value_range == (1.0, 110.0)
+
+
+def test_a_near_tie_that_rounding_flips_does_not_fail_an_fp32_artifact() -> None:
+    eager = torch.tensor([[1.0, 0.99999], [0.0, 1.0]])
+    flipped = torch.tensor([[0.99999, 1.0], [0.0, 1.0]])  # 1e-5 apart: within parity tolerance
+    data = _data(eager, torch.tensor([0, 1]))
+    result = measure(
+        Classification(), data, lambda x: (flipped[: len(x)].numpy(),),
+        postprocess="none", precision="fp32", max_drop=0.5,
+    )  # fmt: skip
+    assert result.agreement == 0.5 and result.disagreements == 0 and result.passed
+
+
+def test_a_gate_that_could_not_run_is_written_as_valid_json() -> None:
+    data = _data(torch.eye(3), torch.tensor([0, 1, 2]))
+
+    def broken(x: torch.Tensor) -> tuple[np.ndarray, ...]:
+        raise RuntimeError("the runtime gave up")
+
+    result = measure(
+        Classification(), data, broken, postprocess="none", precision="int8", max_drop=0.5
+    )
+    assert not result.passed and "RuntimeError: the runtime gave up" in result.why()
+    text = json.dumps(result.to_json(), allow_nan=False)  # no NaN/Infinity literals
+    assert json.loads(text)["value"] is None
+
+
+def _edit_manifest(directory: Path, edit: Any) -> None:
+    from zoo.export.manifest import sha256
+
+    path = directory / "manifest.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    for name in manifest["files"]:
+        file = directory / name
+        manifest["files"][name] = {"sha256": sha256(file), "bytes": file.stat().st_size}
+    path.write_text(json.dumps(manifest))
+
+
+def test_check_refuses_a_reduced_precision_artifact_without_its_gate(
+    reduced: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(reduced, copy)
+    _edit_manifest(copy, lambda m: m["formats"]["onnx-int8"].pop("accuracy"))
+    said = CliRunner().invoke(cli, ["export", "--check", str(copy)])
+    assert said.exit_code != 0
+    assert "int8 artifact listed as ok has no accuracy gate" in said.output
+
+
+def test_check_of_gate_data_that_does_not_fit_fails_in_one_line(
+    reduced: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(reduced, copy)
+    _tamper(copy / EVAL_FILE, targets=torch.zeros(179, 7, dtype=torch.int64))
+    _edit_manifest(copy, lambda m: None)  # the hashes vouch for the tampered file
+    said = CliRunner().invoke(cli, ["export", "--check", str(copy)])
+    assert said.exit_code == 1 and "Traceback" not in said.output
+    assert "ERROR RuntimeError" in said.output
+
+
+def test_a_checkpoint_whose_dataset_is_gone_exports_fp32_with_a_note(
+    lenet_run: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(lenet_run, run, symlinks=True)
+    meta = run / "best" / "meta.json"
+    data = json.loads(meta.read_text())
+    data["config"]["data"] = "imagefolder:" + str(tmp_path / "moved")
+    data["dataset"]["name"] = "imagefolder:" + str(tmp_path / "moved")
+    meta.unlink()  # best may be a link into checkpoints/: replace the file, not the target
+    meta.write_text(json.dumps(data))
+    report = export_model("lenet", tmp_path / "e", formats=["onnx"], checkpoint=run)
+    assert report.ok and report.manifest.formats["onnx"].accuracy is None
+    assert report.notes and "no accuracy gate" in report.notes[0]
+    with pytest.raises(ZooError, match="moved"):  # int8 has no gate without it: refused
+        export_model(
+            "lenet", tmp_path / "e8", formats=["onnx"], precisions=["int8"], checkpoint=run
+        )

@@ -340,7 +340,7 @@ def run_bench(settings: BenchSettings, echo: Callable[[str], None] = lambda _: N
     # --artifacts or --checkpoint fails now, not after the ceiling.
     exports = {model: _export_dir(model, settings, formats) for model in models}
     for device in devices:
-        for precision in settings.precisions:
+        for precision in dict.fromkeys(("fp32", *settings.precisions)):  # fp32 rows always run
             echo(f"measuring the {precision} matmul ceiling on {device} ({threads} threads)")
             job = CeilingJob(device, threads, precision)
             ceiling = CeilingResult.from_json(_spawn(job, 300))
@@ -400,6 +400,10 @@ def _bench_variants(
     """Each runtime on each reduced-precision variant of its format in the export, in
     ``settings.precisions``: a row per runtime x precision, with the accuracy it scored."""
     plugins = get_plugins()
+    have = {plugins.formats.get(n).precision for n in manifest.formats if n in plugins.formats}
+    for precision in settings.precisions:
+        if precision not in have:
+            echo(f"note: {source.directory} holds no {precision} artifact: no {precision} rows")
     for name in runtimes:
         runtime = plugins.runtimes.get(name)
         for variant, record in manifest.formats.items():

@@ -118,6 +118,10 @@ class EvalData:
     targets: Tensor
     eager: tuple[Tensor, ...]
 
+    def nbytes(self) -> int:
+        tensors = (self.inputs, self.targets, *self.eager)
+        return sum(t.numel() * t.element_size() for t in tensors)
+
     def save(self, path: Path, output_names: Sequence[str]) -> None:
         tensors = {"inputs": self.inputs.contiguous(), "targets": self.targets.contiguous()}
         for name, output in zip(output_names, self.eager, strict=True):
@@ -133,7 +137,9 @@ def load_eval_data(path: Path, output_names: Sequence[str], dataset: str) -> Eva
     if set(tensors) != expected:
         raise ValueError(f"holds {sorted(tensors)}, not {sorted(expected)}")
     count = len(tensors["inputs"])
-    if any(len(t) != count for t in tensors.values()):
+    if count == 0:
+        raise ValueError("it holds no sample")
+    if any(t.dim() == 0 or len(t) != count for t in tensors.values()):
         raise ValueError("its tensors hold different numbers of samples")
     return EvalData(
         dataset,
@@ -163,23 +169,29 @@ class AccuracyResult:
     #: fp32: must agree everywhere; bf16/int8: within ``max_drop``.
     precision: str
     error: str = ""
+    #: The task whose metric this is (``zoo export --check`` creates it by this name).
+    task: str = ""
+    #: Samples whose predicted class differs from eager's where eager's choice was not a
+    #: near-tie (a margin within the parity tolerance, which rounding may flip): an fp32
+    #: artifact must have none. None: the task predicts no class.
+    disagreements: int | None = None
 
     @property
     def passed(self) -> bool:
         if self.error:
             return False
         if self.precision == "fp32":
-            return self.agreement is None or self.agreement == 1.0
+            return not self.disagreements
         return self.drop <= self.max_drop
 
     def why(self) -> str:
         if self.error:
             return f"accuracy gate on {self.dataset}: {self.error}"
         if self.precision == "fp32" and not self.passed:
-            disagree = round((1 - (self.agreement or 0.0)) * self.samples)
             return (
                 f"accuracy gate on {self.dataset}: an fp32 artifact must predict what eager "
-                f"predicts on every sample; it differs on {disagree} of {self.samples}"
+                f"predicts on every sample; it differs on {self.disagreements} of "
+                f"{self.samples} (near-ties aside)"
             )
         unit = "points" if self.higher_is_better else "% of eager's"
         return (
@@ -188,17 +200,22 @@ class AccuracyResult:
         )
 
     def to_json(self) -> dict[str, Any]:
+        def finite(value: float | None) -> float | None:  # JSON has no NaN or Infinity
+            return value if value is not None and math.isfinite(value) else None
+
         data = {
             "dataset": self.dataset,
+            "task": self.task,
             "samples": self.samples,
             "metric": self.metric,
             "higher_is_better": self.higher_is_better,
-            "value": self.value,
-            "eager": self.eager,
-            "drop": self.drop,
+            "value": finite(self.value),
+            "eager": finite(self.eager),
+            "drop": finite(self.drop),
             "max_drop": self.max_drop,
-            "agreement": self.agreement,
-            "max_abs_diff": self.max_abs_diff,
+            "agreement": finite(self.agreement),
+            "disagreements": self.disagreements,
+            "max_abs_diff": finite(self.max_abs_diff),
             "precision": self.precision,
             "passed": self.passed,
         }
@@ -209,20 +226,30 @@ class AccuracyResult:
     @classmethod
     def from_json(cls, data: Any) -> AccuracyResult:
         data = js.obj(data, "accuracy")
+
+        def number(key: str, missing: float = math.nan) -> float:
+            value = data.get(key)
+            return missing if value is None else js.number(value, f"accuracy.{key}")
+
         agreement = data.get("agreement")
+        disagreements = data.get("disagreements")
         return cls(
             dataset=js.string(data.get("dataset"), "accuracy.dataset"),
             samples=js.integer(data.get("samples"), "accuracy.samples"),
             metric=js.string(data.get("metric"), "accuracy.metric"),
             higher_is_better=js.boolean(data.get("higher_is_better"), "accuracy.higher"),
-            value=js.number(data.get("value"), "accuracy.value"),
-            eager=js.number(data.get("eager"), "accuracy.eager"),
-            drop=js.number(data.get("drop"), "accuracy.drop"),
+            value=number("value"),
+            eager=number("eager"),
+            drop=number("drop", math.inf),
             max_drop=js.number(data.get("max_drop"), "accuracy.max_drop"),
             agreement=None if agreement is None else js.number(agreement, "accuracy.agreement"),
-            max_abs_diff=js.number(data.get("max_abs_diff"), "accuracy.max_abs_diff"),
+            max_abs_diff=number("max_abs_diff", math.inf),
             precision=js.string(data.get("precision"), "accuracy.precision"),
             error=js.string(data.get("error", ""), "accuracy.error"),
+            task=js.string(data.get("task", ""), "accuracy.task"),
+            disagreements=None
+            if disagreements is None
+            else js.integer(disagreements, "accuracy.disagreements"),
         )
 
 
@@ -235,10 +262,13 @@ def check_max_drop(value: float) -> float:
 # -- the data ---------------------------------------------------------------------------------
 
 
-def _splits(spec: ModelSpec, source: DataSource, bundle_images: bool) -> DataSplits:
+def _splits(
+    spec: ModelSpec, source: DataSource, bundle_images: bool, download: bool = True
+) -> DataSplits:
     """The dataset's splits as the exported module takes them: uint8 ``[C, H, W]`` images at
     the dataset's own size (for a bundle with preprocessing), or the model's own input."""
     kwargs: dict[str, Any] = {
+        "download": download,
         "data_dir": source.data_dir,
         "seed": source.seed,
         "val_fraction": source.val_fraction,
@@ -309,14 +339,21 @@ def eval_data(
     run: Callable[[nn.Module, Tensor], tuple[Tensor, ...]],
     postprocess: str = "none",
     limit: int = DEFAULT_EVAL_SAMPLES,
+    download: bool = True,
 ) -> EvalData:
     """Eager's outputs on the held-out test split of ``source`` (at most ``limit`` samples,
     a seeded subset), with the task's targets."""
-    splits = _splits(spec, source, bundle_images)
+    splits = _splits(spec, source, bundle_images, download)
     indices = _subset(len(splits.test), limit, source.seed)  # type: ignore[arg-type]
     if not indices:
         raise UsageError(f"dataset {source.name!r} has no test samples for the accuracy gate")
     x, y = _gather(splits.test, splits.collate_fn, indices)
+    if spec.input.is_integer and x.numel() and int(x.max()) > spec.input.value_range[1]:
+        raise UsageError(
+            f"dataset {source.name!r} has token ids up to {int(x.max())}, beyond the model's "
+            f"vocabulary (ids up to {int(spec.input.value_range[1])}): give the dataset the "
+            "model was trained on"
+        )
     inputs = _as_module_input(x, bundle_images)
     eager = _batched(lambda batch: run(bundle, batch), inputs)
     _check_classes(task, splits, eager, postprocess)
@@ -371,32 +408,60 @@ def measure(
     precision: str,
     max_drop: float,
 ) -> AccuracyResult:
-    """Run ``runner`` (a loaded artifact) over the gate data and compare it with eager."""
+    """Run ``runner`` (a loaded artifact) over the gate data and compare it with eager. An
+    artifact that does not run, or outputs that do not fit the saved data, fail the gate
+    with the reason."""
     metric, higher = task.gate_metric or ("", True)
     try:
         outputs = _batched(runner, data.inputs)
-    except Exception as exc:  # the artifact does not run on real data: a failed gate
+        value = float(task.gate_scores(outputs, data.targets, postprocess).mean())
+        eager = float(task.gate_scores(data.eager, data.targets, postprocess).mean())
+        pairs = zip(outputs, data.eager, strict=True)
+        diff = max((float((a.double() - b.double()).abs().max()) for a, b in pairs), default=0.0)
+        mine = task.gate_predictions(outputs, postprocess)
+        theirs = task.gate_predictions(data.eager, postprocess)
+    except Exception as exc:  # it does not run on real data, or not as the data says
         return AccuracyResult(
             data.dataset, len(data.inputs), metric, higher, math.nan, math.nan, math.inf,
-            max_drop, None, math.inf, precision, error=one_line(exc),
+            max_drop, None, math.inf, precision, error=one_line(exc), task=task.name,
         )  # fmt: skip
-    value = float(task.gate_scores(outputs, data.targets, postprocess).mean())
-    eager = float(task.gate_scores(data.eager, data.targets, postprocess).mean())
     if higher:
         drop = (eager - value) * 100  # points
     else:
         drop = (value - eager) / abs(eager) * 100 if eager else (math.inf if value else 0.0)
-    agreement = None
-    mine = task.gate_predictions(outputs, postprocess)
-    theirs = task.gate_predictions(data.eager, postprocess)
+    agreement = disagreements = None
     if mine is not None and theirs is not None:
-        agreement = float((mine == theirs).float().mean())
-    pairs = zip(outputs, data.eager, strict=True)
-    diff = max((float((a.double() - b.double()).abs().max()) for a, b in pairs), default=0.0)
+        differ = mine != theirs
+        agreement = 1.0 - float(differ.float().mean())
+        disagreements = int((differ & ~_near_ties(data.eager, theirs, mine, postprocess)).sum())
     return AccuracyResult(
         data.dataset, len(data.inputs), metric, higher, value, eager, drop,
-        max_drop, agreement, diff, precision,
+        max_drop, agreement, diff, precision, task=task.name, disagreements=disagreements,
     )  # fmt: skip
+
+
+#: Eager's scores of two classes this close are a near-tie that rounding may flip (the parity
+#: gate's default tolerances).
+TIE_ATOL, TIE_RTOL = 1e-4, 1e-3
+
+
+def _near_ties(eager: Sequence[Tensor], theirs: Tensor, mine: Tensor, postprocess: str) -> Tensor:
+    """Per sample: eager scored the artifact's class within the parity tolerance of its own
+    (only for class scores [N, C], or top-k scores and indices)."""
+    scores = eager[0].double() if eager and eager[0].is_floating_point() else None
+    ties = torch.zeros(len(theirs), dtype=torch.bool)
+    if scores is None or scores.dim() != 2:
+        return ties
+    if postprocess == "topk":  # eager's own k best: the artifact's pick may be among them
+        indices = eager[1].long()
+        found = indices == mine.long().unsqueeze(1)
+        other = torch.where(found.any(dim=1), (scores * found).sum(dim=1), -math.inf)
+        top = scores[:, 0]
+    else:
+        top = scores.gather(1, theirs.long().unsqueeze(1)).squeeze(1)
+        other = scores.gather(1, mine.long().clamp(0, scores.shape[1] - 1).unsqueeze(1))
+        other = other.squeeze(1)
+    return (top - other).abs() <= TIE_ATOL + TIE_RTOL * top.abs()
 
 
 # -- in a child process, for isolated formats -------------------------------------------------
@@ -413,6 +478,7 @@ def measure_artifact(
     dataset: str,
     timeout: float = 600,
     isolate: bool = True,
+    task_name: str = "",
 ) -> AccuracyResult:
     """:func:`measure` of format ``fmt_name``'s artifact in ``directory`` on the gate data
     saved there; in a child process if the format is ``isolated`` (a runtime that crashes
@@ -421,6 +487,8 @@ def measure_artifact(
 
     plugins = get_plugins()
     fmt = plugins.formats.get(fmt_name)
+    # The task by the name the export recorded: --check needs no model plugin.
+    task = plugins.tasks.create(task_name or plugins.models.get(model).task, {})
     if fmt.isolated and isolate:
         import json
         import sys
@@ -429,31 +497,34 @@ def measure_artifact(
 
         command = [sys.executable, "-m", "zoo.export.accuracy", fmt_name, str(directory), model]
         command += [json.dumps(list(output_names)), postprocess, repr(max_drop), dataset]
+        command += [task.name]
         try:
             return AccuracyResult.from_json(run_json_child(command, timeout=timeout))
         except ChildFailed as exc:
-            task = plugins.tasks.create(plugins.models.get(model).task, {})
             metric, higher = task.gate_metric or ("", True)
             return AccuracyResult(
                 dataset, 0, metric, higher, math.nan, math.nan, math.inf, max_drop, None,
-                math.inf, fmt.precision, error=f"the {fmt_name} runtime {exc}",
+                math.inf, fmt.precision, error=f"the {fmt_name} runtime {exc}", task=task.name,
             )  # fmt: skip
-    task = plugins.tasks.create(plugins.models.get(model).task, {})
     data = load_eval_data(directory / EVAL_FILE, output_names, dataset)
+    try:
+        runner = fmt.load(directory)
+    except Exception as exc:
+        metric, higher = task.gate_metric or ("", True)
+        return AccuracyResult(
+            dataset, len(data.inputs), metric, higher, math.nan, math.nan, math.inf, max_drop,
+            None, math.inf, fmt.precision, task=task.name,
+            error=f"{directory / fmt.files[0]} does not load: {one_line(exc)}",
+        )  # fmt: skip
     return measure(
-        task,
-        data,
-        fmt.load(directory),
-        postprocess=postprocess,
-        precision=fmt.precision,
-        max_drop=max_drop,
+        task, data, runner, postprocess=postprocess, precision=fmt.precision, max_drop=max_drop
     )
 
 
 def _main(argv: Sequence[str]) -> None:
     import json
 
-    fmt_name, directory, model, names, postprocess, max_drop, dataset = argv
+    fmt_name, directory, model, names, postprocess, max_drop, dataset, task_name = argv
     result = measure_artifact(
         fmt_name,
         Path(directory),
@@ -463,6 +534,7 @@ def _main(argv: Sequence[str]) -> None:
         max_drop=float(max_drop),
         dataset=dataset,
         isolate=False,
+        task_name=task_name,
     )
     print(json.dumps(result.to_json()))
 

@@ -37,7 +37,7 @@ from zoo._lock import DirectoryLocked, lock_directory
 from zoo._pluginmanager import get_plugins
 from zoo._version import __version__
 from zoo.checkpoint import load_checkpoint
-from zoo.errors import DataError, NoSpaceError, UsageError
+from zoo.errors import NoSpaceError, UsageError, ZooError
 from zoo.export.accuracy import (
     DEFAULT_CALIBRATION_SAMPLES,
     DEFAULT_EVAL_SAMPLES,
@@ -101,10 +101,9 @@ def resolve_formats(
     names: Sequence[str] | None, precisions: Sequence[str] = ("fp32",)
 ) -> list[Format]:
     """The registered formats called ``names`` (the default ones for None), each in every one
-    of ``precisions`` (its reduced-precision variants: ``onnx`` in ``int8`` is ``onnx-int8``);
-    UsageError for a format that is unknown (with close names), cannot run here, or has no
-    variant of a precision asked for. Without ``names``, a precision takes the default
-    formats that have it."""
+    of ``precisions`` it has a variant for (``onnx`` in ``int8`` is ``onnx-int8``); a variant
+    named itself is taken as it is. UsageError for a format that is unknown (with close
+    names) or cannot run here, and for a precision none of the formats has."""
     registry = get_plugins().formats
     for precision in precisions:
         if precision not in PRECISIONS:
@@ -116,29 +115,20 @@ def resolve_formats(
     bases = [registry.get(n) for n in (registry.defaults() if names is None else names)]
     if not bases:
         raise UsageError("--format: give at least one format (`zoo formats` lists them)")
-    # A variant named in --format is written as it is; the others in every precision.
     chosen: list[Format] = [f for f in bases if f.variant_of is not None]
     bases = [f for f in bases if f.variant_of is None]
     for precision in precisions:
-        found = []
-        for base in bases:
-            variant = registry.of_precision(base.name, precision)
-            if variant is None and names is not None:
-                having = [
-                    f.variant_of for f in registry if f.precision == precision and f.variant_of
-                ]
-                raise UsageError(
-                    f"--precision {precision}: format {base.name!r} has no {precision} variant"
-                    + (f" (formats with one: {', '.join(having)})" if having else "")
-                    + "; leave it out of --format"
-                )
-            found += [variant] if variant is not None else []
-        if not found and not chosen:
+        found = [registry.of_precision(base.name, precision) for base in bases]
+        variants = [f for f in found if f is not None]
+        if not variants and not chosen:
+            having = [f.variant_of for f in registry if f.precision == precision and f.variant_of]
+            asked = ", ".join(b.name for b in bases)
             raise UsageError(
-                f"--precision {precision}: none of the formats asked for has a variant in "
-                f"{precision} (`zoo formats` lists the formats and their precisions)"
+                f"--precision {precision}: none of the formats asked for ({asked}) has a "
+                f"variant in {precision}"
+                + (f"; formats with one: {', '.join(dict.fromkeys(having))}" if having else "")
             )
-        chosen += found
+        chosen += variants
     for fmt in chosen:
         why = fmt.unavailable()
         if why:
@@ -344,37 +334,45 @@ def _export(
     # The held-out data of the accuracy gate, and calibration inputs: read before anything
     # is written, so a dataset that does not fit is refused with nothing done.
     data_source = None
-    if gating.eval_dataset is not None or ckpt is not None:
-        if ckpt is None:
-            assert gating.eval_dataset is not None
-            data_source = DataSource(gating.eval_dataset)
-        else:
-            data_source = DataSource.of_checkpoint(dict(ckpt.meta), gating.eval_dataset)
     task = gating.task
     bundle_images = input_spec is not spec.input and spec.input.mean is not None
     gate_data = None
     notes = []
-    if data_source is not None and task is not None and task.gate_metric is not None:
+    # Only what the user asked for may fail the export: --eval, or reduced precision (which
+    # has no gate without data). The checkpoint's own dataset is read where it is (never
+    # downloaded by an export); if it cannot be, an fp32 export goes on with a note.
+    required = gating.eval_dataset is not None or any(f.precision != "fp32" for f in chosen)
+    if (
+        (gating.eval_dataset is not None or ckpt is not None)
+        and task is not None
+        and task.gate_metric is not None
+    ):
         try:
+            if ckpt is None:
+                assert gating.eval_dataset is not None
+                data_source = DataSource(gating.eval_dataset)
+            else:
+                data_source = DataSource.of_checkpoint(dict(ckpt.meta), gating.eval_dataset)
             gate_data = eval_data(
                 spec, task, bundle, data_source, bundle_images=bundle_images,
                 run=lambda module, x: tuple(run_eager(module, x)), postprocess=postprocess,
-                limit=gating.eval_samples,
+                limit=gating.eval_samples, download=gating.eval_dataset is not None,
             )  # fmt: skip
-        except DataError as exc:
-            # The checkpoint's dataset, not asked for: an fp32 export still has its parity
-            # gate. Reduced precision has no gate without it, and --eval was asked for.
-            if gating.eval_dataset is not None or any(f.precision != "fp32" for f in chosen):
+        except (ZooError, ValueError) as exc:
+            if required:
                 raise
+            what = repr(data_source.name) if data_source is not None else "(not recorded)"
             notes.append(
-                f"no accuracy gate: the checkpoint's dataset {data_source.name!r} cannot be "
-                f"read here ({exc}); give --eval DATASET for one"
+                f"no accuracy gate: the checkpoint's dataset {what} cannot be used here "
+                f"({one_line(exc) if not isinstance(exc, ZooError) else exc}); give --eval "
+                "DATASET for one"
             )
+            data_source = None
     calibration = None
     calibration_source = None
     if any(f.calibrated for f in chosen):
         calibration_source = (
-            DataSource(gating.calibrate, seed=data_source.seed)
+            replace(data_source, name=gating.calibrate, vocabulary=None)
             if gating.calibrate and data_source
             else DataSource(gating.calibrate) if gating.calibrate
             else data_source
@@ -387,6 +385,8 @@ def _export(
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     weight_bytes = sum(t.numel() * t.element_size() for t in state.values())
     needs = int(weight_bytes * (1 + SPACE_PER_FORMAT * len(chosen))) + SPACE_MARGIN
+    if gate_data is not None:
+        needs += gate_data.nbytes()
     parent = out.resolve().parent
     if free_bytes(parent) < needs:
         raise NoSpaceError(no_space_message(parent, needs))
@@ -620,6 +620,6 @@ def check_accuracy(directory: str | Path) -> dict[str, AccuracyResult]:
         results[name] = measure_artifact(
             name, directory, manifest.model, manifest.output_names,
             postprocess=manifest.postprocess, max_drop=record.accuracy.max_drop,
-            dataset=record.accuracy.dataset,
+            dataset=record.accuracy.dataset, task_name=record.accuracy.task,
         )  # fmt: skip
     return results

@@ -204,6 +204,12 @@ class FormatRecord:
             )
         accuracy = data.get("accuracy")
         calibration = data.get("calibration")
+        if status == "ok" and precision != "fp32" and accuracy is None:
+            # --check would vouch for an artifact it never ran: no such export is zoo's.
+            raise ValueError(
+                f"a {precision} artifact listed as ok has no accuracy gate (zoo gates every "
+                "reduced-precision artifact)"
+            )
         return cls(
             status=status,
             files=files,

@@ -216,7 +216,9 @@ class OnnxInt8Format(OnnxFormat):
         if request.calibration is None:  # the exporter gives it to a calibrated format
             raise ValueError("no calibration inputs")
         opset = int(request.options.get("opset", DEFAULT_OPSET))
-        with tempfile.TemporaryDirectory(prefix="zoo-int8-") as tmp:
+        # The fp32 model and its prepared copy go beside the export (in its staging
+        # directory, removed before return): the space the export checked, not /tmp's.
+        with tempfile.TemporaryDirectory(prefix=".zoo-int8-", dir=request.directory) as tmp:
             fp32 = Path(tmp) / "model.onnx"
             export_onnx(
                 request.module,
