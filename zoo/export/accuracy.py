@@ -9,7 +9,8 @@ task's metric (:attr:`zoo.Task.gate_metric`: accuracy for classifiers, the recon
 error for the VAE), the rate at which the artifact's predictions agree with eager's, and the
 largest output difference.
 
-- An fp32 artifact must agree with eager on every sample.
+- An fp32 artifact must agree with eager on every sample, but for near-ties: samples whose
+  class eager scores within the parity tolerance of the artifact's (rounding may flip them).
 - A reduced-precision artifact fails when its metric is more than ``max_drop`` worse than
   eager's: accuracy points (0.5: half a percentage point), or, for a metric where lower is
   better, percent of eager's value.
