@@ -115,8 +115,8 @@ def test_json_round_trips_and_matches_the_published_schema(tmp_path: Path) -> No
     jsonschema.validate(document, json.loads(SCHEMA_FILE.read_text()))
     assert document["schema"] == SCHEMA
     assert document["recommendations"] == [
-        {"model": "m", "device": "cpu", "batch": 1, "runtime": "onnxruntime"},
-        {"model": "m", "device": "cpu", "batch": 8, "runtime": "eager"},
+        {"model": "m", "device": "cpu", "batch": 1, "runtime": "onnxruntime", "precision": "fp32"},
+        {"model": "m", "device": "cpu", "batch": 8, "runtime": "eager", "precision": "fp32"},
     ]
     again = load_run(path)
     assert [r.to_dict() for r in again.rows] == [r.to_dict() for r in run.rows]
