@@ -42,7 +42,7 @@ def test_the_plugin_registers_a_format_and_a_runtime(site: Path) -> None:
         "zoo-openvino",
         False,
     )
-    assert (plugin["formats"], plugin["runtimes"]) == (["openvino"], ["openvino"])
+    assert (plugin["formats"], plugin["runtimes"]) == (["openvino", "openvino-bf16"], ["openvino"])
     formats = {f["name"]: f for f in json.loads(run_zoo("formats", "--json", path=site).stdout)}
     assert formats["openvino"]["files"] == ["model.xml", "model.bin"]
     assert formats["openvino"]["plugin"] == "openvino" and not formats["openvino"]["unavailable"]
@@ -54,7 +54,11 @@ def test_export_passes_the_parity_gate_with_the_preprocessing_inside(lenet_expor
     manifest = json.loads((lenet_export / "manifest.json").read_text())
     entry = manifest["formats"]["openvino"]
     assert (entry["status"], entry["files"]) == ("ok", ["model.xml", "model.bin"])
-    assert entry["details"] == {"from": "onnx opset 20", "pillow_resizes": 1}
+    assert entry["details"] == {
+        "from": "onnx opset 20",
+        "pillow_resizes": 1,
+        "inference_precision": "f32",
+    }
     parity = entry["parity"]
     # Raw uint8 images smaller and larger than the model's 28x28, batches of 1 and 3.
     assert parity["passed"] and [c["input_shape"] for c in parity["checks"]] == [
@@ -150,3 +154,43 @@ def test_eager_in_the_bench_runs_the_exported_weights(site: Path, lenet_export: 
     got = compiled(images.numpy())[compiled.outputs[0]]
     with torch.no_grad():
         np.testing.assert_allclose(got, bundle(images).numpy(), atol=1e-4, rtol=1e-3)
+
+
+def test_a_plugin_s_bf16_variant_is_gated_on_accuracy_and_benchmarked_as_its_own_row(
+    site: Path, tmp_path: Path
+) -> None:
+    """A third party's reduced-precision format: picked by --precision, gated on held-out
+    accuracy, its precision carried inside the IR, timed by the plugin's own runtime."""
+    run = tmp_path / "run"
+    trained = run_zoo(
+        "train", "lenet", "--data", "digits", "--epochs", "1", "--out", str(run),
+        "--no-tensorboard", "--no-progress", path=site,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    out = tmp_path / "e"
+    done = run_zoo(
+        "export", "lenet", "--checkpoint", str(run), "--format", "openvino",
+        "--precision", "fp32,bf16", "--out", str(out), path=site,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    formats = json.loads((out / "manifest.json").read_text())["formats"]
+    bf16 = formats["openvino-bf16"]
+    assert bf16["precision"] == "bf16" and bf16["files"] == ["model.bf16.xml", "model.bf16.bin"]
+    assert bf16["accuracy"]["passed"] and bf16["accuracy"]["dataset"] == "digits"
+    assert formats["openvino"]["accuracy"]["agreement"] == 1.0
+    core = openvino.Core()
+    model = core.read_model(out / "model.bf16.xml")
+    hint = ["runtime_options", "INFERENCE_PRECISION_HINT"]
+    assert model.get_rt_info(hint).astype(str) == "bf16"  # any OpenVINO program reads it
+    assert not core.read_model(out / "model.xml").has_rt_info(hint)
+    bench = run_zoo(
+        "bench", "lenet", "--artifacts", str(out), "--runtime", "openvino",
+        "--precision", "fp32,bf16", "--batch", "2", "--min-time", "0.05", "--min-iters", "5",
+        "--warmup", "1", "--json", str(tmp_path / "b.json"), path=site,
+    )  # fmt: skip
+    assert bench.returncode == 0, bench.stderr
+    rows = json.loads((tmp_path / "b.json").read_text())["results"]
+    assert {(r["runtime"], r["precision"], r["status"]) for r in rows} == {
+        ("openvino", "fp32", "ok"),
+        ("openvino", "bf16", "ok"),
+    }
