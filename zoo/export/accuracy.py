@@ -39,6 +39,7 @@ from zoo._io import atomic_path
 from zoo.data import load_dataset
 from zoo.datasets import DataSplits
 from zoo.errors import DataError, DataMismatchError, UsageError, one_line
+from zoo.export.gates import DEFAULT_ATOL, DEFAULT_RTOL
 from zoo.registry import InputSpec, ModelSpec
 from zoo.tasks import Task
 
@@ -441,9 +442,9 @@ def measure(
     )  # fmt: skip
 
 
-#: Eager's scores of two classes this close are a near-tie that rounding may flip (the parity
-#: gate's default tolerances).
-TIE_ATOL, TIE_RTOL = 1e-4, 1e-3
+#: Eager's scores of two classes this close are a near-tie that rounding may flip: the
+#: parity gate's default tolerances.
+TIE_ATOL, TIE_RTOL = DEFAULT_ATOL, DEFAULT_RTOL
 
 
 def _near_ties(eager: Sequence[Tensor], theirs: Tensor, mine: Tensor, postprocess: str) -> Tensor:
