@@ -43,7 +43,7 @@ from zoo.export.manifest import (
     verify_export,
     verify_files,
 )
-from zoo.formats import PRECISIONS, Format
+from zoo.formats import PRECISIONS
 from zoo.plugins.onnx import check_external_data
 from zoo.runtimes import Source, cuda_present
 
@@ -313,7 +313,8 @@ def run_bench(settings: BenchSettings, echo: Callable[[str], None] = lambda _: N
     models = _resolve_models(settings.models)
     devices = settings.devices or (("cpu", "cuda") if cuda_present() else ("cpu",))
     threads = settings.threads or physical_cores()
-    registry = get_plugins().runtimes
+    plugins = get_plugins()
+    registry = plugins.runtimes
     run = BenchRun(
         environment=environment(threads, devices),
         settings={
@@ -367,43 +368,54 @@ def run_bench(settings: BenchSettings, echo: Callable[[str], None] = lambda _: N
             artifacts={fmt: artifacts / file for fmt, file in manifest.artifacts().items()},
             failed=manifest.failures(),
         )
+        have = {plugins.formats.get(n).precision for n in manifest.formats if n in plugins.formats}
+        for precision in settings.precisions:
+            if precision not in have:
+                echo(f"note: {artifacts} holds no {precision} artifact: no {precision} rows")
         for device in devices:
-            _bench_model_device(run, settings, runtimes, device, source, threads, echo)
-            _add_accuracy(run, manifest, model, device)
-            _bench_variants(run, settings, runtimes, device, source, manifest, threads, echo)
+            _bench_model_device(run, settings, runtimes, device, source, manifest, threads, echo)
     run.finish()
     return run
 
 
-def _add_accuracy(run: BenchRun, manifest: Manifest, model: str, device: str) -> None:
-    """The accuracy each fp32 artifact scored at export, beside its rows."""
-    runtimes = get_plugins().runtimes
-    for row in run.rows:
-        if (row.model, row.device) != (model, device) or row.runtime not in runtimes:
-            continue
-        fmt = runtimes.get(row.runtime).format
-        record = manifest.formats.get(fmt) if fmt is not None else None
-        if record is not None and record.accuracy is not None:
-            row.accuracy = record.accuracy.to_json()
+@dataclass(frozen=True, eq=False)  # one per worker series: identity is its key
+class _Entry:
+    """What one worker per round times: a runtime on its format's artifact, or (``variant``)
+    on a reduced-precision variant of that format; its rows carry the precision and the
+    accuracy the artifact scored at export."""
+
+    runtime: str
+    variant: str | None = None
+    precision: str = "fp32"
+    accuracy: dict[str, Any] | None = None
+    #: Why it cannot run here (its rows are skipped), or None.
+    why: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.runtime if self.variant is None else f"{self.runtime} {self.precision}"
 
 
-def _bench_variants(
-    run: BenchRun,
+def _plan(
     settings: BenchSettings,
     runtimes: tuple[str, ...],
     device: str,
     source: Source,
     manifest: Manifest,
-    threads: int,
-    echo: Callable[[str], None],
-) -> None:
-    """Each runtime on each reduced-precision variant of its format in the export, in
-    ``settings.precisions``: a row per runtime x precision, with the accuracy it scored."""
+) -> list[_Entry]:
+    """Each runtime, then each runtime on each variant of its format that the export holds
+    in ``settings.precisions``."""
     plugins = get_plugins()
-    have = {plugins.formats.get(n).precision for n in manifest.formats if n in plugins.formats}
-    for precision in settings.precisions:
-        if precision not in have:
-            echo(f"note: {source.directory} holds no {precision} artifact: no {precision} rows")
+
+    def accuracy(fmt: str | None) -> dict[str, Any] | None:
+        record = manifest.formats.get(fmt) if fmt is not None else None
+        return record.accuracy.to_json() if record and record.accuracy else None
+
+    entries = []
+    for name in runtimes:
+        runtime = plugins.runtimes.get(name)
+        why = runtime.unavailable(source, device)
+        entries.append(_Entry(name, accuracy=accuracy(runtime.format), why=why))
     for name in runtimes:
         runtime = plugins.runtimes.get(name)
         for variant, record in manifest.formats.items():
@@ -412,7 +424,6 @@ def _bench_variants(
                 continue
             if fmt.precision not in settings.precisions:
                 continue
-            accuracy = record.accuracy.to_json() if record.accuracy is not None else None
             stand_in = Source(
                 source.model, source.directory,
                 artifacts={runtime.format: source.directory / record.artifact}
@@ -424,46 +435,8 @@ def _bench_variants(
                 if device not in fmt.devices
                 else None
             )
-            rows = _time_rounds(run, settings, name, device, source, threads, echo, fmt, why)
-            for row in rows:
-                row.precision = fmt.precision
-                row.accuracy = accuracy
-            run.rows.extend(rows)
-
-
-def _time_rounds(
-    run: BenchRun,
-    settings: BenchSettings,
-    name: str,
-    device: str,
-    source: Source,
-    threads: int,
-    echo: Callable[[str], None],
-    variant: Format,
-    why: str | None,
-) -> list[Row]:
-    model = source.model
-    if why:
-        return [Row(model, name, device, b, "skipped", reason=why) for b in settings.batches]
-    results: list[JobResult] = []
-    for round_ in range(settings.rounds):
-        echo(
-            f"{model} on {device}: {name} {variant.precision} "
-            f"(round {round_ + 1}/{settings.rounds})"
-        )
-        job = Job(
-            runtime=name, device=device, threads=threads, artifacts=str(source.directory),
-            batches=tuple(settings.batches), seed=settings.seed, policy=settings.policy,
-            variant=variant.name,
-        )  # fmt: skip
-        result = JobResult.from_json(_spawn(job, settings.timeout_s))
-        if result.status != "ok":
-            return [
-                Row(model, name, device, b, "failed", reason=result.reason)
-                for b in settings.batches
-            ]
-        results.append(result)
-    return [_row(model, name, device, b, results) for b in settings.batches]
+            entries.append(_Entry(name, variant, fmt.precision, accuracy(variant), why))
+    return entries
 
 
 def _bench_model_device(
@@ -472,47 +445,45 @@ def _bench_model_device(
     runtimes: tuple[str, ...],
     device: str,
     source: Source,
+    manifest: Manifest,
     threads: int,
     echo: Callable[[str], None],
 ) -> None:
-    registry = get_plugins().runtimes
     model = source.model
-    active = []
-    for name in runtimes:
-        why = registry.get(name).unavailable(source, device)
-        if why:
-            for batch in settings.batches:
-                run.rows.append(Row(model, name, device, batch, "skipped", reason=why))
-        else:
-            active.append(name)
-    results: dict[str, list[JobResult]] = {name: [] for name in active}
-    failed: dict[str, str] = {}
+    entries = _plan(settings, runtimes, device, source, manifest)
+    active = [e for e in entries if e.why is None]
+    results: dict[_Entry, list[JobResult]] = {e: [] for e in active}
+    failed: dict[_Entry, str] = {}
     for round_ in range(settings.rounds):
         order = active if round_ % 2 == 0 else list(reversed(active))
-        for name in order:
-            if name in failed:
+        for entry in order:
+            if entry in failed:
                 continue
-            echo(f"{model} on {device}: {name} (round {round_ + 1}/{settings.rounds})")
+            echo(f"{model} on {device}: {entry.label} (round {round_ + 1}/{settings.rounds})")
             job = Job(
-                runtime=name,
+                runtime=entry.runtime,
                 device=device,
                 threads=threads,
                 artifacts=str(source.directory),
                 batches=tuple(settings.batches),
                 seed=settings.seed,
                 policy=settings.policy,
+                variant=entry.variant,
             )
             result = JobResult.from_json(_spawn(job, settings.timeout_s))
             if result.status != "ok":
-                failed[name] = result.reason
+                failed[entry] = result.reason
                 continue
-            results[name].append(result)
-    for name in active:
+            results[entry].append(result)
+    for entry in entries:
         for batch in settings.batches:
-            if name in failed:
-                run.rows.append(Row(model, name, device, batch, "failed", reason=failed[name]))
+            if entry.why is not None or entry in failed:
+                status, reason = ("skipped", entry.why) if entry.why else ("failed", failed[entry])
+                row = Row(model, entry.runtime, device, batch, status, reason=reason or "")
             else:
-                run.rows.append(_row(model, name, device, batch, results[name]))
+                row = _row(model, entry.runtime, device, batch, results[entry])
+            row.precision, row.accuracy = entry.precision, entry.accuracy
+            run.rows.append(row)
 
 
 def _row(model: str, runtime: str, device: str, batch: int, rounds: list[JobResult]) -> Row:
