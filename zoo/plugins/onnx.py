@@ -8,6 +8,7 @@ list``) must stay cheap.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -215,19 +216,13 @@ class OnnxInt8Format(OnnxFormat):
 
         if request.calibration is None:  # the exporter gives it to a calibrated format
             raise ValueError("no calibration inputs")
-        opset = int(request.options.get("opset", DEFAULT_OPSET))
-        # The fp32 model and its prepared copy go beside the export (in its staging
-        # directory, removed before return): the space the export checked, not /tmp's.
+        # The fp32 model (zoo's onnx format, written as it writes it) and its prepared copy
+        # go beside the export, in its staging directory, removed before return: the space
+        # the export checked, not /tmp's.
+        fp32_format = OnnxFormat()
         with tempfile.TemporaryDirectory(prefix=".zoo-int8-", dir=request.directory) as tmp:
-            fp32 = Path(tmp) / "model.onnx"
-            export_onnx(
-                request.module,
-                request.example,
-                request.input,
-                fp32,
-                output_names=request.output_names,
-                opset=opset,
-            )
+            opset = fp32_format.export(dataclasses.replace(request, directory=Path(tmp)))["opset"]
+            fp32 = Path(tmp) / fp32_format.files[0]
             prepared = Path(tmp) / "model.prepared.onnx"
             quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
             quantize_static(
