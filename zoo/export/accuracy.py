@@ -53,8 +53,10 @@ __all__ = [
     "DataSource",
     "EvalData",
     "calibration_inputs",
+    "check_calibration_samples",
     "check_max_drop",
     "eval_data",
+    "gate_splits",
     "load_eval_data",
     "measure",
 ]
@@ -264,11 +266,12 @@ def check_max_drop(value: float) -> float:
 # -- the data ---------------------------------------------------------------------------------
 
 
-def _splits(
-    spec: ModelSpec, source: DataSource, bundle_images: bool, download: bool = True
+def gate_splits(
+    spec: ModelSpec, source: DataSource, *, bundle_images: bool, download: bool = True
 ) -> DataSplits:
     """The dataset's splits as the exported module takes them: uint8 ``[C, H, W]`` images at
-    the dataset's own size (for a bundle with preprocessing), or the model's own input."""
+    the dataset's own size (for a bundle with preprocessing), or the model's own input. The
+    gate's test split and the calibration's training split come from one load."""
     kwargs: dict[str, Any] = {
         "download": download,
         "data_dir": source.data_dir,
@@ -336,16 +339,15 @@ def eval_data(
     task: Task,
     bundle: nn.Module,
     source: DataSource,
+    splits: DataSplits,
     *,
     bundle_images: bool,
     run: Callable[[nn.Module, Tensor], tuple[Tensor, ...]],
     postprocess: str = "none",
     limit: int = DEFAULT_EVAL_SAMPLES,
-    download: bool = True,
 ) -> EvalData:
-    """Eager's outputs on the held-out test split of ``source`` (at most ``limit`` samples,
-    a seeded subset), with the task's targets."""
-    splits = _splits(spec, source, bundle_images, download)
+    """Eager's outputs on the held-out test split of ``source`` (its ``splits``: at most
+    ``limit`` samples, a seeded subset), with the task's targets."""
     indices = _subset(len(splits.test), limit, source.seed)  # type: ignore[arg-type]
     if not indices:
         raise UsageError(f"dataset {source.name!r} has no test samples for the accuracy gate")
@@ -366,17 +368,19 @@ def eval_data(
     return EvalData(source.name, inputs, targets, eager)
 
 
-def calibration_inputs(
-    spec: ModelSpec, source: DataSource, count: int, *, bundle_images: bool
-) -> Tensor:
-    """``count`` inputs of the exported module from the training split of ``source`` (a
-    seeded subset), for static quantization."""
+def check_calibration_samples(count: int) -> None:
     if count < MIN_CALIBRATION_SAMPLES:
         raise UsageError(
             f"--calibration-samples {count}: give at least {MIN_CALIBRATION_SAMPLES} (a few "
             f"hundred is usual; default {DEFAULT_CALIBRATION_SAMPLES})"
         )
-    splits = _splits(spec, source, bundle_images)
+
+
+def calibration_inputs(
+    source: DataSource, splits: DataSplits, count: int, *, bundle_images: bool
+) -> Tensor:
+    """``count`` inputs of the exported module from the training split of ``source`` (its
+    ``splits``; a seeded subset), for static quantization (``count`` checked already)."""
     available = len(splits.train)  # type: ignore[arg-type]
     if available < count:
         raise UsageError(

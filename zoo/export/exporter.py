@@ -43,12 +43,13 @@ from zoo.export.accuracy import (
     DEFAULT_EVAL_SAMPLES,
     DEFAULT_MAX_DROP,
     EVAL_FILE,
-    MIN_CALIBRATION_SAMPLES,
     AccuracyResult,
     DataSource,
     calibration_inputs,
+    check_calibration_samples,
     check_max_drop,
     eval_data,
+    gate_splits,
     load_eval_data,
     measure_artifact,
 )
@@ -235,12 +236,8 @@ def export_model(
             f"{', '.join(reduced)}: reduced precision is gated on accuracy over held-out data: "
             "give --checkpoint (its dataset is used) or --eval DATASET"
         )
-    if any(f.calibrated for f in chosen) and calibration_samples < MIN_CALIBRATION_SAMPLES:
-        raise UsageError(
-            f"--calibration-samples {calibration_samples}: give at least "
-            f"{MIN_CALIBRATION_SAMPLES} (a few hundred is usual; default "
-            f"{DEFAULT_CALIBRATION_SAMPLES})"
-        )
+    if any(f.calibrated for f in chosen):
+        check_calibration_samples(calibration_samples)
     gate_options = _GateOptions(
         eval_dataset, calibrate, calibration_samples, max_drop, eval_samples, task
     )
@@ -337,6 +334,7 @@ def _export(
     task = gating.task
     bundle_images = input_spec is not spec.input and spec.input.mean is not None
     gate_data = None
+    splits = None
     notes = []
     # Only what the user asked for may fail the export: --eval, or reduced precision (which
     # has no gate without data). The checkpoint's own dataset is read where it is (never
@@ -353,10 +351,14 @@ def _export(
                 data_source = DataSource(gating.eval_dataset)
             else:
                 data_source = DataSource.of_checkpoint(dict(ckpt.meta), gating.eval_dataset)
+            splits = gate_splits(
+                spec, data_source, bundle_images=bundle_images,
+                download=gating.eval_dataset is not None,
+            )  # fmt: skip
             gate_data = eval_data(
-                spec, task, bundle, data_source, bundle_images=bundle_images,
+                spec, task, bundle, data_source, splits, bundle_images=bundle_images,
                 run=lambda module, x: tuple(run_eager(module, x)), postprocess=postprocess,
-                limit=gating.eval_samples, download=gating.eval_dataset is not None,
+                limit=gating.eval_samples,
             )  # fmt: skip
         except (ZooError, ValueError) as exc:
             if required:
@@ -378,8 +380,10 @@ def _export(
             else data_source
         )  # fmt: skip
         assert calibration_source is not None  # reduced precision needs data (checked)
+        if splits is None or calibration_source is not data_source:
+            splits = gate_splits(spec, calibration_source, bundle_images=bundle_images)
         calibration = calibration_inputs(
-            spec, calibration_source, gating.calibration_samples, bundle_images=bundle_images
+            calibration_source, splits, gating.calibration_samples, bundle_images=bundle_images
         )
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
