@@ -250,9 +250,7 @@ def list_cmd(
             extra += f" (no model has task {task!r}; the models' tasks: {', '.join(tasks)})"
         click.echo(f"zoo: no model matches {pattern!r} with these filters{extra}", err=True)
         sys.exit(1)
-    # One column per fp32 format: a reduced-precision variant needs trained weights and data
-    # (its accuracy gate), which a capability record made with fresh weights cannot give.
-    formats = [f for f in plugins.formats if f.precision == "fp32"]
+    formats = plugins.formats.full_precision()  # the formats a capability record measures
     rows = []
     for s in specs:
         caps = s.capabilities
@@ -279,12 +277,6 @@ def list_cmd(
         "SUMMARY",
     ]
     click.echo(_table(headers, rows))
-
-
-def _fp32_formats() -> list[str]:
-    """The formats a capability record measures: a reduced-precision variant needs trained
-    weights and data (its accuracy gate), which the record's fresh weights are not."""
-    return [f.name for f in get_plugins().formats if f.precision == "fp32"]
 
 
 def _exports_line(caps: Capabilities, formats: Sequence[str]) -> str:
@@ -353,7 +345,12 @@ def info_cmd(name: str, args: tuple[str, ...], as_json: bool) -> None:
         ("tags", ", ".join(card["tags"]) or "-"),
         ("source", card["source"] or "-"),
         ("options", options or "-"),
-        ("exports", _exports_line(spec.capabilities, _fp32_formats())),
+        (
+            "exports",
+            _exports_line(
+                spec.capabilities, [f.name for f in get_plugins().formats.full_precision()]
+            ),
+        ),
         ("parameters", f"{m['parameters']:,} ({m['trainable_parameters']:,} trainable)"),
         (
             "FLOPs",

@@ -174,6 +174,11 @@ class FormatRegistry(Registry[Format]):
             )
         return name
 
+    def full_precision(self) -> list[Format]:
+        """The fp32 formats: those a capability record measures with fresh weights (a
+        reduced-precision variant needs trained weights and data for its accuracy gate)."""
+        return [f for f in self if f.precision == "fp32"]
+
     def of_precision(self, base: str, precision: str) -> Format | None:
         """The format writing ``base``'s artifacts in ``precision`` (``base`` itself for
         fp32), or None where none is registered."""

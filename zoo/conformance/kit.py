@@ -303,7 +303,7 @@ def _formats(plugins: ZooPlugins, names: Sequence[str] | None) -> list[str]:
     gated on held-out data and checked when named: ``--format onnx-int8``)."""
     registry = plugins.formats
     if names is None:
-        return [f.name for f in registry if f.precision == "fp32"]
+        return [f.name for f in registry.full_precision()]
     return [registry.get(n).name for n in names]  # UnknownFormatError names close ones
 
 

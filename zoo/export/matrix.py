@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     plugins = get_plugins()
     parser = argparse.ArgumentParser(prog="python -m zoo.export.matrix", description=__doc__)
     parser.add_argument("models", nargs="*", default=["*"], help="names or patterns")
-    fp32 = [f.name for f in plugins.formats if f.precision == "fp32"]
-    parser.add_argument("--formats", default=",".join(fp32))
+    fp32 = ",".join(f.name for f in plugins.formats.full_precision())
+    parser.add_argument("--formats", default=fp32)
     parser.add_argument("--write", action="store_true", help="update the capability record")
     args = parser.parse_args(argv)
     formats = tuple(f for f in args.formats.split(",") if f)
