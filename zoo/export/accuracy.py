@@ -180,6 +180,17 @@ class AccuracyResult:
     #: artifact must have none. None: the task predicts no class.
     disagreements: int | None = None
 
+    @classmethod
+    def failure(
+        cls, task: Task, dataset: str, samples: int, precision: str, max_drop: float, error: str
+    ) -> AccuracyResult:
+        """A gate that could not run (the artifact does not load or run on the data)."""
+        metric, higher = task.gate_metric or ("", True)
+        return cls(
+            dataset, samples, metric, higher, math.nan, math.nan, math.inf, max_drop, None,
+            math.inf, precision, error=error, task=task.name,
+        )  # fmt: skip
+
     @property
     def passed(self) -> bool:
         if self.error:
@@ -427,10 +438,9 @@ def measure(
         mine = task.gate_predictions(outputs, postprocess)
         theirs = task.gate_predictions(data.eager, postprocess)
     except Exception as exc:  # it does not run on real data, or not as the data says
-        return AccuracyResult(
-            data.dataset, len(data.inputs), metric, higher, math.nan, math.nan, math.inf,
-            max_drop, None, math.inf, precision, error=one_line(exc), task=task.name,
-        )  # fmt: skip
+        return AccuracyResult.failure(
+            task, data.dataset, len(data.inputs), precision, max_drop, one_line(exc)
+        )
     if higher:
         drop = (eager - value) * 100  # points
     else:
@@ -485,10 +495,11 @@ def measure_artifact(
     timeout: float = 600,
     isolate: bool = True,
     task_name: str = "",
+    data: EvalData | None = None,
 ) -> AccuracyResult:
     """:func:`measure` of format ``fmt_name``'s artifact in ``directory`` on the gate data
-    saved there; in a child process if the format is ``isolated`` (a runtime that crashes
-    fails its gate, not zoo)."""
+    saved there (``data``, when the caller has it in memory already); in a child process if
+    the format is ``isolated`` (a runtime that crashes fails its gate, not zoo)."""
     from zoo._pluginmanager import get_plugins
 
     plugins = get_plugins()
@@ -507,21 +518,15 @@ def measure_artifact(
         try:
             return AccuracyResult.from_json(run_json_child(command, timeout=timeout))
         except ChildFailed as exc:
-            metric, higher = task.gate_metric or ("", True)
-            return AccuracyResult(
-                dataset, 0, metric, higher, math.nan, math.nan, math.inf, max_drop, None,
-                math.inf, fmt.precision, error=f"the {fmt_name} runtime {exc}", task=task.name,
-            )  # fmt: skip
-    data = load_eval_data(directory / EVAL_FILE, output_names, dataset)
+            why = f"the {fmt_name} runtime {exc}"
+            return AccuracyResult.failure(task, dataset, 0, fmt.precision, max_drop, why)
+    if data is None:
+        data = load_eval_data(directory / EVAL_FILE, output_names, dataset)
     try:
         runner = fmt.load(directory)
     except Exception as exc:
-        metric, higher = task.gate_metric or ("", True)
-        return AccuracyResult(
-            dataset, len(data.inputs), metric, higher, math.nan, math.nan, math.inf, max_drop,
-            None, math.inf, fmt.precision, task=task.name,
-            error=f"{directory / fmt.files[0]} does not load: {one_line(exc)}",
-        )  # fmt: skip
+        why = f"{directory / fmt.files[0]} does not load: {one_line(exc)}"
+        return AccuracyResult.failure(task, dataset, len(data.inputs), fmt.precision, max_drop, why)
     return measure(
         task, data, runner, postprocess=postprocess, precision=fmt.precision, max_drop=max_drop
     )

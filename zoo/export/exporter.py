@@ -45,6 +45,7 @@ from zoo.export.accuracy import (
     EVAL_FILE,
     AccuracyResult,
     DataSource,
+    EvalData,
     calibration_inputs,
     check_calibration_samples,
     check_max_drop,
@@ -420,7 +421,7 @@ def _export(
             if record.ok and gate_data is not None:
                 record = _gate_accuracy(
                     fmt, record, staging, spec.name, output_names, postprocess,
-                    gating.max_drop, gate_data.dataset,
+                    gating.max_drop, gate_data,
                 )  # fmt: skip
             records[fmt.name] = record
         versions = {"zoo": __version__, "torch": torch.__version__}
@@ -523,13 +524,13 @@ def _gate_accuracy(
     output_names: Sequence[str],
     postprocess: str,
     max_drop: float,
-    dataset: str,
+    data: EvalData,
 ) -> FormatRecord:
     """The accuracy gate of an artifact that passed its parity gate: recorded, and the
     artifact removed when it fails."""
     result = measure_artifact(
         fmt.name, directory, model, output_names,
-        postprocess=postprocess, max_drop=max_drop, dataset=dataset,
+        postprocess=postprocess, max_drop=max_drop, dataset=data.dataset, data=data,
     )  # fmt: skip
     if result.passed:
         return replace(record, accuracy=result)
@@ -601,8 +602,8 @@ def check_export(directory: str | Path) -> dict[str, ParityResult]:
 
 def check_accuracy(directory: str | Path) -> dict[str, AccuracyResult]:
     """Re-run the accuracy gate of every artifact that had one, on the data saved with the
-    export (no model, no dataset), against the eager figures recorded then. Call after
-    :func:`check_export`, which vouches for the files."""
+    export (no model, no dataset), against the eager figures recorded then. The files are
+    verified against the manifest first, as :func:`check_export` does."""
     directory = Path(directory)
     manifest = read_manifest(directory)
     gated = {n: r for n, r in manifest.formats.items() if r.ok and r.accuracy is not None}
@@ -613,7 +614,7 @@ def check_accuracy(directory: str | Path) -> dict[str, AccuracyResult]:
     verify_export(directory, manifest)
     dataset = next(iter(gated.values())).accuracy.dataset  # type: ignore[union-attr]
     try:
-        load_eval_data(directory / EVAL_FILE, manifest.output_names, dataset)
+        data = load_eval_data(directory / EVAL_FILE, manifest.output_names, dataset)
     except Exception as exc:
         raise ArtifactError(
             f"{directory / EVAL_FILE}: not this export's accuracy data ({one_line(exc)})"
@@ -624,6 +625,6 @@ def check_accuracy(directory: str | Path) -> dict[str, AccuracyResult]:
         results[name] = measure_artifact(
             name, directory, manifest.model, manifest.output_names,
             postprocess=manifest.postprocess, max_drop=record.accuracy.max_drop,
-            dataset=record.accuracy.dataset, task_name=record.accuracy.task,
+            dataset=record.accuracy.dataset, task_name=record.accuracy.task, data=data,
         )  # fmt: skip
     return results
