@@ -21,13 +21,13 @@ from __future__ import annotations
 import contextlib
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from zoo._io import is_plain_name
-from zoo.errors import InvalidSpecError, UnknownFormatError
+from zoo.errors import InvalidSpecError, UnknownFormatError, UsageError
 from zoo.registry import InputSpec, Registry
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ __all__ = [
     "Format",
     "FormatRegistry",
     "Runner",
+    "check_precisions",
     "dynamic_shapes",
     "fresh_rnn_kernels",
     "quiet_rnn_tracing",
@@ -48,6 +49,18 @@ __all__ = [
 
 #: The precisions an artifact may have, full first.
 PRECISIONS = ("fp32", "bf16", "int8")
+
+
+def check_precisions(precisions: Sequence[str]) -> None:
+    """UsageError for a ``--precision`` list that is empty or names an unknown precision."""
+    if not precisions:
+        raise UsageError(f"--precision: give at least one of {', '.join(PRECISIONS)}")
+    for precision in precisions:
+        if precision not in PRECISIONS:
+            raise UsageError(
+                f"--precision {precision}: choose from {', '.join(PRECISIONS)} (comma-separated)"
+            )
+
 
 #: Runs a loaded artifact: a CPU tensor in (the bundle's input), its outputs as numpy arrays.
 Runner = Callable[["Tensor"], tuple["np.ndarray", ...]]

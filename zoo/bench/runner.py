@@ -43,7 +43,7 @@ from zoo.export.manifest import (
     verify_export,
     verify_files,
 )
-from zoo.formats import PRECISIONS
+from zoo.formats import check_precisions
 from zoo.plugins.onnx import check_external_data
 from zoo.runtimes import Source, cuda_present
 
@@ -114,11 +114,7 @@ def _validate(settings: BenchSettings) -> tuple[str, ...]:
         raise UsageError(f"--threads must be at least 1, got {settings.threads}")
     if settings.rounds < 1:
         raise UsageError(f"--rounds must be at least 1, got {settings.rounds}")
-    for precision in settings.precisions:
-        if precision not in PRECISIONS:
-            raise UsageError(
-                f"--precision {precision}: choose from {', '.join(PRECISIONS)} (comma-separated)"
-            )
+    check_precisions(settings.precisions)
     for device in settings.devices or ():
         if device not in ("cpu", "cuda"):
             raise UsageError(f"--device {device!r}: choose cpu or cuda")

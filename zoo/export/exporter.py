@@ -78,7 +78,7 @@ from zoo.export.manifest import (
     read_manifest,
     verify_export,
 )
-from zoo.formats import PRECISIONS, ExportRequest, Format
+from zoo.formats import ExportRequest, Format, check_precisions
 from zoo.registry import ModelSpec
 from zoo.spec_check import check_outputs
 from zoo.tasks import Task
@@ -107,13 +107,7 @@ def resolve_formats(
     named itself is taken as it is. UsageError for a format that is unknown (with close
     names) or cannot run here, and for a precision none of the formats has."""
     registry = get_plugins().formats
-    for precision in precisions:
-        if precision not in PRECISIONS:
-            raise UsageError(
-                f"--precision {precision}: choose from {', '.join(PRECISIONS)} (comma-separated)"
-            )
-    if not precisions:
-        raise UsageError(f"--precision: give at least one of {', '.join(PRECISIONS)}")
+    check_precisions(precisions)
     bases = [registry.get(n) for n in (registry.defaults() if names is None else names)]
     if not bases:
         raise UsageError("--format: give at least one format (`zoo formats` lists them)")
