@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import io
 import json
 import logging
@@ -259,10 +260,8 @@ class Pt2Bf16Format(Pt2Format):
     cpu_features = ("amx_bf16", "avx512_bf16")
 
     def export(self, request: ExportRequest) -> dict[str, Any]:
-        module = bf16_module(request.module)
-        program = export_program(module, request.example, request.input)
-        save(program, request.path(self.files[0]))
-        return {"weights": "bfloat16", "interface": "float32"}
+        bf16 = dataclasses.replace(request, module=bf16_module(request.module))
+        return {**super().export(bf16), "weights": "bfloat16", "interface": "float32"}
 
 
 class AotiFormat(Format):
