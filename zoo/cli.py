@@ -60,6 +60,8 @@ class _ImportSafeInterrupt:
         self.pending = False
         self._from_timer = False
         self._timer_armed = False
+        self._watching = False
+        self._profile: Any = None
 
     def __call__(self, signum: int, frame: Any) -> None:
         from_timer, self._from_timer = self._from_timer, False
@@ -69,11 +71,13 @@ class _ImportSafeInterrupt:
                 return
         if not _importing(frame):
             self.pending = False
+            self.restore()
             raise KeyboardInterrupt
         if self.pending and not from_timer:  # the user's second Ctrl-C during an import
             os.write(2, b"\nzoo: aborted\n")
             os._exit(130)
         self.pending = True
+        self._watch_imports()
         if not self._timer_armed:
             self._timer_armed = True
             timer = threading.Timer(0.05, self._recheck)
@@ -81,8 +85,44 @@ class _ImportSafeInterrupt:
             timer.start()
 
     def _recheck(self) -> None:
+        if not self.pending:  # delivered as its import returned: nothing to send
+            self._timer_armed = False
+            return
         self._from_timer = True
         os.kill(os.getpid(), signal.SIGINT)
+
+    def _watch_imports(self) -> None:
+        """Delivers a held Ctrl-C as soon as the outermost import returns to the command.
+
+        The timer alone was a race: on a busy machine the command could get from its last
+        import to its first write (the run directory) before the timer's next look. A
+        profile function sees the return of the import machinery's frame that was called
+        from code that is not itself importing, and raises there. It runs only while a
+        Ctrl-C is held, in the main thread.
+        """
+        if self._watching:
+            return
+        self._watching = True
+        self._profile = sys.getprofile()  # cProfile's, say: put back by restore()
+
+        def watch(frame: Any, event: str, arg: Any) -> None:
+            if (
+                event == "return"
+                and self.pending
+                and frame.f_code.co_filename.startswith("<frozen importlib")
+                and not _importing(frame.f_back)
+            ):
+                self.pending = False
+                self.restore()
+                raise KeyboardInterrupt
+
+        sys.setprofile(watch)
+
+    def restore(self) -> None:
+        """Stops watching imports (a no-op when no Ctrl-C was held)."""
+        if self._watching:
+            self._watching = False
+            sys.setprofile(self._profile)
 
 
 def _one_line(message: str) -> str:
@@ -139,6 +179,7 @@ class ZooGroup(click.Group):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(1)
         finally:
+            interrupt.restore()
             if previous is not None:  # called in-process (tests, scripts): as it was
                 signal.signal(signal.SIGINT, previous)
         sys.exit(code if isinstance(code, int) else 0)

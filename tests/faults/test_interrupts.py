@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from tests.faults.conftest import TRAIN, leftovers, run
 from tests.helpers import assert_identical, weights
 from zoo.checkpoint import SIGNAL_ENV, load_checkpoint
+from zoo.cli import _ImportSafeInterrupt
 
 #: A schedule that does not depend on --epochs, so a resumed run equals a straight one.
 STEADY = [*TRAIN, "--scheduler", "step", "--step-size", "1"]
@@ -61,6 +63,35 @@ def test_ctrl_c_during_start_up_imports_aborts_cleanly(tmp_path: Path, module: s
     # with half a numpy (AttributeError), or trained to the end as if nothing happened.
     assert (result.returncode, result.stderr.strip()) == (130, "zoo: aborted"), result.stderr
     assert not (tmp_path / "R").exists()
+
+
+def test_a_ctrl_c_held_through_an_import_is_raised_as_the_outermost_import_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The handler's timer alone was a race (a run directory made before its next look), so
+    # it is switched off here: the import statement itself must deliver the Ctrl-C.
+    interrupt = _ImportSafeInterrupt()
+    interrupt._timer_armed = True
+    monkeypatch.setattr(sys, "_held_ctrl_c", interrupt, raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "held_inner.py").write_text(
+        "import signal, sys\nsys._held_ctrl_c(signal.SIGINT, sys._getframe())\n"
+    )
+    (tmp_path / "held_outer.py").write_text("import held_inner\nDONE = True\n")
+    after = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            import held_outer  # noqa: F401
+
+            after.append("the statement after the import")
+        assert after == []
+        assert sys.modules["held_outer"].DONE  # the import ran to its end first
+        assert not interrupt.pending
+        assert sys.getprofile() is None
+    finally:
+        interrupt.restore()
+        for name in ("held_inner", "held_outer"):
+            sys.modules.pop(name, None)
 
 
 def test_a_second_ctrl_c_during_a_save_waits_for_it_then_exits_130(
