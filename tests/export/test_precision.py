@@ -88,6 +88,30 @@ def test_the_int8_model_runs_in_plain_onnxruntime_and_holds_int8_weights(reduced
     assert int(out[0]) > 0 and out[1] == "(2, 10)"
 
 
+def test_int8_keeps_narrow_convolutions_in_fp32_and_says_which(reduced: Path) -> None:
+    import onnx
+
+    # LeNet's first convolution reads one channel: ONNX Runtime's int8 kernel is slow there.
+    graph = onnx.load(str(reduced / "model.int8.onnx")).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    weights = {t.name: t for t in graph.initializer}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert len(convs) == 2
+
+    def channels(conv: onnx.NodeProto) -> int:
+        weight = conv.input[1]
+        if weight in producer:  # int8: DequantizeLinear(int8 initializer)
+            weight = producer[weight].input[0]
+        return weights[weight].dims[1]
+
+    narrow, wide = sorted(convs, key=channels)
+    assert channels(narrow) == 1 and channels(wide) == 6
+    assert narrow.input[1] in weights  # fp32 weights, read as they are
+    assert producer[wide.input[1]].op_type == "DequantizeLinear"
+    manifest = json.loads((reduced / "manifest.json").read_text())
+    assert manifest["formats"]["onnx-int8"]["details"]["kept_fp32"] == [narrow.name]
+
+
 def test_check_reruns_the_accuracy_gates_from_the_saved_data(reduced: Path) -> None:
     parity = check_export(reduced)
     assert set(parity) == {"onnx", "pt2"}  # int8's parity is not a gate
