@@ -96,7 +96,8 @@ def test_ceiling_share_and_run_wide_checks() -> None:
         False,
         "82% (onnxruntime-default)",
     )
-    assert checks["the recommended runtime is the fastest measured (1 cell)"][0]
+    fastest = "the recommended runtime is the fastest measured that passed its gates (1 cell)"
+    assert checks[fastest][0]
     peer = checks[
         "zoo's ORT session not slower than a plain InferenceSession beyond noise (1 cell)"
     ]
@@ -126,3 +127,75 @@ def test_the_script_checks_recorded_runs_and_exits_nonzero_on_a_miss(tmp_path: P
     )
     assert "| `vae` | 1 | onnxruntime | 0.200 | 1.00 | 5.00x |" in done.stdout
     assert subprocess.run(script, capture_output=True).returncode == 2  # usage
+
+
+def _precise(model: str, runtime: str, batch: int, p50: float, precision: str, drop: float | None):
+    row = _row(model, runtime, batch, p50)
+    row.precision = precision
+    if drop is not None:
+        row.accuracy = {"metric": "accuracy", "drop": drop, "passed": drop <= 0.5}
+    return row
+
+
+def _flagged(rows: list[Row], flags: list[str]) -> BenchRun:
+    run = _run(rows, flops={})
+    run.environment = {"cpu_flags": flags}
+    return run
+
+
+def _resnet18_int8(batch: int, int8_ms: float, drop: float = 0.1) -> list[Row]:
+    return [
+        _row("resnet18", "eager", batch, 20.0),
+        _row("resnet18", "onnxruntime", batch, 10.0),
+        _precise("resnet18", "onnxruntime", batch, int8_ms, "int8", drop),
+    ]
+
+
+def test_precision_targets_follow_the_cpu_flags_the_run_recorded() -> None:
+    rows = [*_resnet18_int8(1, 4.0), *_resnet18_int8(16, 6.0)]  # 2.5x and 1.67x ORT fp32
+    vnni = _by_what(_flagged(rows, ["avx2", "avx512_vnni"]))
+    assert vnni["CPU class the targets apply to"][:2] == (True, "vnni (avx512_vnni)")
+    over_ort = "best gated artifact over onnxruntime fp32"
+    assert vnni[f"resnet18 batch 1 on VNNI without AMX: {over_ort} >= 2x"][:2] == (
+        True,
+        "2.50x (onnxruntime int8 4.00 ms, onnxruntime 10.00 ms)",
+    )
+    assert vnni[f"resnet18 batch 16 on VNNI without AMX: {over_ort} >= 2x"][0] is False
+    assert not any("on AMX" in what for what in vnni)
+    # The same figures on an AMX machine are judged by its targets: 4x ORT, 8x eager.
+    amx = _by_what(_flagged(rows, ["avx512_vnni", "amx_int8", "amx_tile"]))
+    assert amx[f"resnet18 batch 1 on AMX: {over_ort} >= 4x"][0] is False
+    assert amx["resnet18 batch 1 on AMX: best gated artifact over eager fp32 >= 8x"][:2] == (
+        False,
+        "5.00x (onnxruntime int8 4.00 ms, eager 20.00 ms)",
+    )
+    assert not any("VNNI" in what for what in amx)
+
+
+def test_an_artifact_that_failed_its_gate_counts_for_no_target() -> None:
+    rows = [
+        _row("lenet", "eager", 32, 2.0),
+        _row("lenet", "onnxruntime", 32, 0.3),
+        _precise("lenet", "onnxruntime", 32, 0.1, "int8", 3.0),  # fastest, but failed
+        _precise("lenet", "pt2", 32, 0.25, "bf16", 0.2),
+    ]
+    checks = _by_what(_flagged(rows, []))
+    ahead = "lenet batch 32: best gated artifact over the fastest fp32 runtime > 1x"
+    assert checks[ahead][:2] == (True, "1.20x (pt2 bf16 0.250 ms, onnxruntime 0.300 ms)")
+    within = "every gated artifact within 0.5 points of eager fp32 (1 artifacts)"
+    assert checks[within][:2] == (True, "largest drop 0.20")
+    fastest = "the recommended runtime is the fastest measured that passed its gates (1 cell)"
+    assert checks[fastest][0] is True
+    # Without the bf16 artifact no gated reduced-precision artifact is ahead of fp32.
+    slower = _by_what(_flagged(rows[:3], []))
+    assert slower[ahead] == (False, "not measured (no gated artifact)", False)
+
+
+def test_a_gated_artifact_past_the_allowed_drop_fails_the_accuracy_target() -> None:
+    row = _precise("lenet", "onnxruntime", 32, 0.1, "int8", 0.4)
+    row.accuracy = {"metric": "accuracy", "drop": 0.7, "passed": True}  # a gate run at --max-drop 1
+    checks = _by_what(_flagged([_row("lenet", "eager", 32, 2.0), row], []))
+    assert checks["every gated artifact within 0.5 points of eager fp32 (1 artifacts)"][:2] == (
+        False,
+        "lenet onnxruntime int8 batch 32: 0.70",
+    )
