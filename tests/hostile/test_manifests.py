@@ -116,6 +116,27 @@ def onnx_weights_elsewhere(d: Path, m: dict[str, Any]) -> None:
     relist(d, m, "model.onnx")
 
 
+def int8_weights_elsewhere(d: Path, m: dict[str, Any]) -> None:
+    # The same, in an int8 variant's file: zoo writes model.int8.onnx whole, no external data.
+    fp32 = (d / "model.onnx").read_bytes()
+    onnx_weights_elsewhere(d, m)
+    (d / "model.onnx").rename(d / "model.int8.onnx")
+    (d / "model.onnx").write_bytes(fp32)
+    relist(d, m, "model.onnx")
+    accuracy = {
+        **dict(dataset="digits", samples=179, metric="accuracy", higher_is_better=True),
+        **dict(value=0.9, eager=0.9, drop=0.0, max_drop=0.5, agreement=1.0, max_abs_diff=0.1),
+        **dict(precision="int8", passed=True),
+    }
+    m["formats"]["onnx-int8"] = {
+        **m["formats"]["onnx"],
+        "files": ["model.int8.onnx"],
+        "precision": "int8",
+        "accuracy": accuracy,
+    }
+    relist(d, m, "model.int8.onnx")
+
+
 CASES: list[tuple[Tamper, str, str]] = [
     # (the change, the entry the message names, what it says about it)
     (escaping_format_file, "'../outside/model.onnx'", "must be plain file names"),
@@ -133,7 +154,7 @@ CASES: list[tuple[Tamper, str, str]] = [
     (format_entry_a_list, "a format entry", "must be a JSON object, got list"),
     (manifest_a_list, "the manifest", "must be a JSON object, got list"),
     (files_entry_wrong_type, "bytes", "must be an integer, got str"),
-    (onnx_weights_elsewhere, "model.onnx", "zoo loads ONNX weights only from model.onnx.data"),
+    (onnx_weights_elsewhere, "model.onnx", "weights of model.onnx only from model.onnx.data"),
 ]
 IDS = [change.__name__ for change, _, _ in CASES]
 
@@ -163,6 +184,19 @@ def test_bench_refuses_it_before_measuring_anything(
     line = one_error_line(result)
     assert entry in line and problem in line, line
     assert "ceiling" not in result.stderr  # validated before the matmul ceiling
+    assert snapshot(directory.parent) == before
+
+
+def test_bench_refuses_external_weights_in_an_int8_onnx_before_measuring_anything(
+    tampered: Callable[[Tamper], Path],
+) -> None:
+    directory = tampered(int8_weights_elsewhere)
+    before = snapshot(directory.parent)
+    result = zoo("bench", "lenet", "--artifacts", str(directory), "--runtime", "onnxruntime")
+    assert result.returncode == 1, result.stdout + result.stderr
+    line = one_error_line(result)
+    assert f"{directory / 'model.int8.onnx'}: " in line, line
+    assert "zoo loads the weights of model.int8.onnx from the file only" in line, line
     assert snapshot(directory.parent) == before
 
 

@@ -157,9 +157,10 @@ def _export_dir(model: str, settings: BenchSettings, formats: tuple[str, ...]) -
                 if manifest.model != model:
                     continue
                 verify_export(directory, manifest)
-                onnx = manifest.artifacts().get("onnx")
-                if onnx is not None:  # here, not in the worker: its load is timed
-                    try:
+                for onnx in manifest.artifacts().values():
+                    if not onnx.endswith(".onnx"):  # model.onnx, model.int8.onnx, a plugin's
+                        continue
+                    try:  # here, not in the worker: its load is timed
                         check_external_data(directory / onnx)
                     except ValueError as exc:
                         raise ArtifactError(f"{directory / onnx}: {one_line(exc)}") from None

@@ -94,21 +94,24 @@ def opset_range() -> tuple[int, int]:
 
 
 def check_external_data(path: Path) -> None:
-    """Refuse a model.onnx whose weights live anywhere but the ``model.onnx.data`` beside it:
-    the one external file zoo writes, and the one the export's manifest hash-checks (ONNX
-    Runtime itself refuses paths out of the model's directory)."""
+    """Refuse an ONNX model whose weights live anywhere but the file zoo writes beside it:
+    ``model.onnx.data`` for ``model.onnx``, which the export's manifest hash-checks, and none
+    for any other ONNX file (``model.int8.onnx`` is written whole). ONNX Runtime itself only
+    refuses paths out of the model's directory."""
     import onnx
     from onnx.external_data_helper import _get_all_tensors
 
+    allowed = OnnxFormat.files[1] if path.name == OnnxFormat.files[0] else None
     model = onnx.load(str(path), load_external_data=False)
     for tensor in _get_all_tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        if location != OnnxFormat.files[1]:
+        if location != allowed:
+            where = f"only from {allowed} beside the model" if allowed else "from the file only"
             raise ValueError(
-                f"tensor {tensor.name!r:.60} is stored in {location!r:.80}: zoo loads ONNX "
-                f"weights only from {OnnxFormat.files[1]} beside the model"
+                f"tensor {tensor.name!r:.60} is stored in {location!r:.80}: zoo loads the "
+                f"weights of {path.name} {where}"
             )
 
 
