@@ -23,7 +23,8 @@ The checks (issue "Training beyond one process"):
    more epoch, and exported (ONNX) with its parity gate.
 5. ``bench-precision`` (issue "Deployable artifacts past the fp32 ceiling"): the fp32 run
    exported and timed in eager and ``.pt2``, fp32 and bf16, on the device, with the accuracy
-   each artifact scored on the held-out split.
+   each artifact scored on the held-out split; on CUDA also resnet18 and VGG16 (``vgg_head``),
+   each trained one epoch on mnist5k at 224x224 (batch 1 and 16).
 
 ``--device cpu`` runs the same script here, without a GPU (fp16 is skipped: it needs CUDA):
 that is how the script itself is tested before a device is lent.
@@ -197,17 +198,28 @@ class Checks:
             "export_formats": sorted(manifest.get("artifacts", manifest.get("formats", {}))),
         }
 
-    def bench_precision(self) -> dict[str, Any]:
+    def bench_precision(self, model: str = "lenet") -> dict[str, Any]:
         """The fp32 run's exports timed in eager and .pt2, fp32 and bf16, on the device, with
-        the accuracy each artifact scored on the held-out split (issue 13's GPU check)."""
-        run = self.work / "amp-fp32"
-        if not run.exists():
-            raise CheckFailed("the amp-fp32 run is missing (its check failed)", "")
-        record = self.out / f"bench-precision-{self.device}-lenet.json"
+        the accuracy each artifact scored on the held-out split (issue 13's GPU check). LeNet
+        reuses the amp-fp32 run; resnet18 and VGG16 (224x224) train one epoch first."""
+        if model == "lenet":
+            run, batches = self.work / "amp-fp32", "1,32"
+            if not run.exists():
+                raise CheckFailed("the amp-fp32 run is missing (its check failed)", "")
+        else:
+            run, batches = self.work / model, "1,16"
+            self.ok(
+                self.zoo(
+                    "train", model, "--data", "mnist5k", "--epochs", "1", "--device",
+                    self.device, "--no-tensorboard", "--no-progress", "--out", str(run),
+                ),
+                f"zoo train {model}",
+            )  # fmt: skip
+        record = self.out / f"bench-precision-{self.device}-{model}.json"
         self.ok(
             self.zoo(
-                "bench", "lenet", "--checkpoint", str(run), "--device", self.device,
-                "--runtime", "eager,pt2", "--precision", "fp32,bf16", "--batch", "1,32",
+                "bench", model, "--checkpoint", str(run), "--device", self.device,
+                "--runtime", "eager,pt2", "--precision", "fp32,bf16", "--batch", batches,
                 "--json", str(record),
             ),
             "zoo bench --precision fp32,bf16",
@@ -234,6 +246,9 @@ class Checks:
         self.check(f"ddp-{'nccl' if self.device == 'cuda' else 'gloo'}", self.ddp)
         self.check("cuda-to-cpu", self.cuda_to_cpu)
         self.check("bench-precision", self.bench_precision)
+        if self.device == "cuda":  # 224x224 models: minutes an epoch on a CPU
+            for model in ("resnet18", "vgg_head"):
+                self.check(f"bench-precision-{model}", lambda m=model: self.bench_precision(m))
         failed = [r["check"] for r in self.results if r["status"] != "ok"]
         summary = {
             "schema": SCHEMA,
