@@ -5,6 +5,9 @@ through the CLI, with no change to zoo."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,55 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def lenet_run(site: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """LeNet trained briefly on digits: weights for the reduced-precision variants, whose
+    accuracy gate runs on its test split (179 held-out images)."""
+    run = tmp_path_factory.mktemp("runs") / "lenet"
+    trained = run_zoo(
+        "train", "lenet", "--data", "digits", "--epochs", "2", "--out", str(run),
+        "--no-tensorboard", "--no-progress", path=site,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    return run
+
+
+#: Records every telemetry event OpenVINO's tools and NNCF hand to openvino-telemetry
+#: ("category action" lines in $TELEMETRY_LOG), and sends none.
+TELEMETRY_HOOK = """
+import os
+
+import openvino_telemetry
+
+def _record(self, event_category, event_action, *args, **kwargs):
+    with open(os.environ["TELEMETRY_LOG"], "a") as log:
+        log.write(f"{event_category} {event_action}\\n")
+
+openvino_telemetry.Telemetry.send_event = _record
+"""
+
+
+@pytest.fixture(scope="module")
+def lenet_int8(
+    site: Path, lenet_run: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, subprocess.CompletedProcess[str], list[str]]:
+    """The trained LeNet exported as OpenVINO fp32 and int8 (NNCF), with the telemetry events
+    the export handed to openvino-telemetry."""
+    where = tmp_path_factory.mktemp("int8")
+    (where / "hook").mkdir()
+    (where / "hook" / "sitecustomize.py").write_text(TELEMETRY_HOOK)
+    log = where / "telemetry.log"
+    out = where / "e"
+    done = run_zoo(
+        "export", "lenet", "--checkpoint", str(lenet_run), "--format", "openvino",
+        "--precision", "fp32,int8", "--out", str(out), path=site,
+        PYTHONPATH=os.pathsep.join([str(site), str(where / "hook")]),
+        TELEMETRY_LOG=str(log),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return out, done, log.read_text().splitlines() if log.exists() else []
+
+
+@pytest.fixture(scope="module")
 def lenet_export(site: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("exports") / "lenet"
     done = run_zoo("export", "lenet", "--format", "onnx,openvino", "--out", str(out), path=site)
@@ -42,7 +94,10 @@ def test_the_plugin_registers_a_format_and_a_runtime(site: Path) -> None:
         "zoo-openvino",
         False,
     )
-    assert (plugin["formats"], plugin["runtimes"]) == (["openvino", "openvino-bf16"], ["openvino"])
+    assert (plugin["formats"], plugin["runtimes"]) == (
+        ["openvino", "openvino-bf16", "openvino-int8"],
+        ["openvino"],
+    )
     formats = {f["name"]: f for f in json.loads(run_zoo("formats", "--json", path=site).stdout)}
     assert formats["openvino"]["files"] == ["model.xml", "model.bin"]
     assert formats["openvino"]["plugin"] == "openvino" and not formats["openvino"]["unavailable"]
@@ -157,19 +212,13 @@ def test_eager_in_the_bench_runs_the_exported_weights(site: Path, lenet_export: 
 
 
 def test_a_plugin_s_bf16_variant_is_gated_on_accuracy_and_benchmarked_as_its_own_row(
-    site: Path, tmp_path: Path
+    site: Path, lenet_run: Path, tmp_path: Path
 ) -> None:
     """A third party's reduced-precision format: picked by --precision, gated on held-out
     accuracy, its precision carried inside the IR, timed by the plugin's own runtime."""
-    run = tmp_path / "run"
-    trained = run_zoo(
-        "train", "lenet", "--data", "digits", "--epochs", "1", "--out", str(run),
-        "--no-tensorboard", "--no-progress", path=site,
-    )  # fmt: skip
-    assert trained.returncode == 0, trained.stderr
     out = tmp_path / "e"
     done = run_zoo(
-        "export", "lenet", "--checkpoint", str(run), "--format", "openvino",
+        "export", "lenet", "--checkpoint", str(lenet_run), "--format", "openvino",
         "--precision", "fp32,bf16", "--out", str(out), path=site,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -194,3 +243,112 @@ def test_a_plugin_s_bf16_variant_is_gated_on_accuracy_and_benchmarked_as_its_own
         ("openvino", "fp32", "ok"),
         ("openvino", "bf16", "ok"),
     }
+
+
+def test_the_int8_variant_is_quantized_by_nncf_and_gated_on_accuracy(
+    lenet_int8: tuple[Path, subprocess.CompletedProcess[str], list[str]],
+) -> None:
+    """openvino-int8: the IR quantized by nncf.quantize, calibrated on the training split,
+    gated on held-out accuracy, with what NNCF did in the manifest."""
+    out, done, _ = lenet_int8
+    manifest = json.loads((out / "manifest.json").read_text())
+    int8 = manifest["formats"]["openvino-int8"]
+    assert int8["precision"] == "int8" and int8["files"] == ["model.int8.xml", "model.int8.bin"]
+    assert int8["accuracy"]["passed"] and int8["accuracy"]["dataset"] == "digits"
+    assert int8["parity"]["checks"] and not int8["parity"]["passed"]  # recorded, not required
+    assert int8["calibration"] == {"dataset": "digits", "split": "train", "samples": 256}
+    assert int8["cpu_features"] == ["avx512_vnni", "avx_vnni", "amx_int8"]
+    assert int8["details"] == {
+        "from": "onnx opset 20",
+        "pillow_resizes": 1,
+        "inference_precision": "f32",
+        "method": "nncf.quantize",
+        "nncf": metadata.version("nncf"),
+        "samples": 256,
+        "batch": 32,
+        "subset_size": 8,
+        "preset": "performance",
+        "weights": "int8, per channel, symmetric",
+        "activations": "8-bit, per tensor; range: the mean of each batch's min and max",
+        "fast_bias_correction": True,
+    }
+    assert manifest["versions"]["nncf"] == metadata.version("nncf")
+    # Quantized for real: int8 weights, activations through FakeQuantize, readable by any
+    # OpenVINO program; the fp32 IR beside it is untouched.
+    model = openvino.Core().read_model(out / "model.int8.xml")
+    ops = [op.get_type_name() for op in model.get_ordered_ops()]
+    constants = {
+        op.get_element_type().get_type_name()
+        for op in model.get_ordered_ops()
+        if op.get_type_name() == "Constant"
+    }
+    assert "FakeQuantize" in ops and "i8" in constants
+    fp32 = openvino.Core().read_model(out / "model.xml")
+    assert "FakeQuantize" not in [op.get_type_name() for op in fp32.get_ordered_ops()]
+    assert manifest["files"]["model.int8.bin"]["bytes"] < manifest["files"]["model.bin"]["bytes"]
+    # NNCF's progress bars and log lines are kept out of zoo's output.
+    assert "nncf" not in done.stdout.lower() and "━━━━━━━━━━" not in done.stdout
+    assert "nncf" not in done.stderr.lower() and "CUDA_HOME" not in done.stderr
+
+
+def test_nncf_sends_no_telemetry_from_zoo(
+    lenet_int8: tuple[Path, subprocess.CompletedProcess[str], list[str]],
+) -> None:
+    """NNCF reports each nncf.quantize call (openvino-telemetry) unless told not to: the
+    plugin imports it with its switch set. OpenVINO's own events are seen, so the hook works."""
+    _, _, events = lenet_int8
+    assert any(e.startswith("ovc ") for e in events)
+    assert not [e for e in events if e.startswith("nncf")]
+
+
+def test_bench_times_the_int8_ir_with_the_openvino_runtime(
+    site: Path,
+    lenet_int8: tuple[Path, subprocess.CompletedProcess[str], list[str]],
+    tmp_path: Path,
+) -> None:
+    out, _, _ = lenet_int8
+    bench = run_zoo(
+        "bench", "lenet", "--artifacts", str(out), "--runtime", "openvino",
+        "--precision", "int8", "--batch", "2", "--min-time", "0.05", "--min-iters", "5",
+        "--warmup", "1", "--json", str(tmp_path / "b.json"), path=site,
+    )  # fmt: skip
+    assert bench.returncode == 0, bench.stderr
+    rows = json.loads((tmp_path / "b.json").read_text())["results"]
+    int8 = [r for r in rows if r["precision"] == "int8"]
+    assert [(r["runtime"], r["status"]) for r in int8] == [("openvino", "ok")]
+    assert int8[0]["accuracy"]["passed"] and int8[0]["latency_ms"]["p50"] > 0
+
+
+#: nncf cannot be imported in a process with this ``sitecustomize`` on its path.
+NO_NNCF = 'import sys\nsys.modules["nncf"] = None\n'
+
+
+def test_without_nncf_the_int8_variant_is_refused_in_one_line_and_its_ir_still_runs(
+    site: Path,
+    lenet_run: Path,
+    lenet_int8: tuple[Path, subprocess.CompletedProcess[str], list[str]],
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(NO_NNCF)
+    hidden = {"PYTHONPATH": os.pathsep.join([str(site), str(tmp_path / "hook")])}
+    formats = {
+        f["name"]: f for f in json.loads(run_zoo("formats", "--json", path=site, **hidden).stdout)
+    }
+    assert formats["openvino-int8"]["unavailable"] == "nncf is not installed: pip install nncf"
+    assert not formats["openvino"]["unavailable"] and not formats["openvino-bf16"]["unavailable"]
+    out = tmp_path / "e"
+    refused = run_zoo(
+        "export", "lenet", "--checkpoint", str(lenet_run), "--format", "openvino",
+        "--precision", "fp32,int8", "--out", str(out), path=site, **hidden,
+    )  # fmt: skip
+    assert refused.returncode == 2 and not out.exists()
+    assert refused.stderr == (
+        "zoo: error: format 'openvino-int8' is not available here: "
+        "nncf is not installed: pip install nncf\n"
+    )
+    # Only quantizing needs nncf: its IR is re-gated with OpenVINO alone.
+    export, _, _ = lenet_int8
+    check = run_zoo("export", "--check", str(export), path=site, **hidden)
+    assert check.returncode == 0, check.stderr
+    assert "openvino-int8" in check.stdout
