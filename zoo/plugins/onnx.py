@@ -175,19 +175,24 @@ class OnnxFormat(Format):
 #: time goes. The preprocessing (resize, normalise), pooling and activations stay float, so
 #: the quantized model still takes what the fp32 one takes.
 INT8_OPS = ("Conv", "MatMul", "Gemm")
-#: Convolutions with fewer input channels per group than this stay fp32. ONNX Runtime's int8
-#: convolution is very slow there: LeNet's first convolution (one channel) made the int8
-#: model 15x slower than the fp32 one at batch 32 on a Xeon with VNNI; without it, 7x faster.
-MIN_INT8_CONV_CHANNELS = 4
 
 
 def narrow_convs(path: Path) -> list[str]:
-    """The names of the ``Conv`` nodes of the ONNX model at ``path`` whose weights have fewer
-    than :data:`MIN_INT8_CONV_CHANNELS` input channels per group."""
+    """The names of the ``Conv`` nodes of the ONNX model at ``path`` that read one input
+    channel (not depthwise ones: a group per channel). They stay fp32 in ``onnx-int8``: ONNX
+    Runtime's int8 kernel is far slower there. With a grey image's first convolution in int8
+    (LeNet's, the course ResNet's), LeNet's int8 model was 15x slower than its fp32 one at
+    batch 32 (one thread, a Xeon with VNNI); with it in fp32, 2x slower (a model that small
+    gains nothing from int8). resnet18's three-channel first convolution is faster in int8:
+    the model took 256 ms at batch 16 with it, 288 ms without."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
     weights = {tensor.name: tensor for tensor in graph.initializer}
+
+    def group(node: onnx.NodeProto) -> int:
+        return next((a.i for a in node.attribute if a.name == "group"), 1)
+
     return [
         node.name
         for node in graph.node
@@ -195,7 +200,8 @@ def narrow_convs(path: Path) -> list[str]:
         and len(node.input) > 1
         and node.input[1] in weights
         and len(weights[node.input[1]].dims) > 1
-        and weights[node.input[1]].dims[1] < MIN_INT8_CONV_CHANNELS
+        and weights[node.input[1]].dims[1] == 1
+        and group(node) == 1
     ]
 
 
