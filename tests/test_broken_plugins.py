@@ -350,6 +350,7 @@ def test_broken_registrations_are_recorded_and_skipped_whole(
         "pt2",
         "pt2-bf16",
         "aoti",
+        "aoti-int8",
         "torchscript",
         "raising",
         "crashing",

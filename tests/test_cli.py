@@ -143,13 +143,13 @@ def test_plugins_json_lists_builtins_with_what_they_register() -> None:
     assert "mnist5k" in records["datasets"]["datasets"]
     assert all(r["status"] == "loaded" for r in records.values() if r["builtin"])
     table = run("plugins").output
-    assert "formats pt2, pt2-bf16, aoti; runtimes pt2, aoti" in table
+    assert "formats pt2, pt2-bf16, aoti, aoti-int8; runtimes pt2, aoti" in table
 
 
 @pytest.mark.parametrize(
     ("command", "expected"),
     [
-        ("formats", ["onnx", "onnx-int8", "pt2", "pt2-bf16", "aoti", "torchscript"]),
+        ("formats", ["onnx", "onnx-int8", "pt2", "pt2-bf16", "aoti", "aoti-int8", "torchscript"]),
         ("runtimes", ["eager", "compile", "onnxruntime", "onnxruntime-default"]),
         ("tasks", ["classification", "sequence_classification", "block", "vae"]),
         ("datasets", ["cifar10", "digits", "fashion-mnist", "imagefolder:PATH", "mnist"]),

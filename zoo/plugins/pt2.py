@@ -1,18 +1,23 @@
 """torch.export, zoo's built-in format plugin: an ExportedProgram with the spec's dynamic axes
 saved as ``.pt2`` (format ``pt2``), and that program compiled ahead of time by AOTInductor
-(format ``aoti``); with the runtimes ``zoo bench`` times them in."""
+(format ``aoti``); with the runtimes ``zoo bench`` times them in. Their reduced-precision
+variants: ``pt2-bf16``, and ``aoti-int8`` (torchao's PT2E static quantization, compiled by
+AOTInductor; torchao is imported only when it exports)."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
 import dataclasses
+import importlib.util
 import io
 import json
 import logging
+import platform
 import warnings
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +29,7 @@ from torch.export._patches import (
 )
 from torch.export.passes import move_to_device_pass
 
+from zoo._cpu import cpu_flags
 from zoo.formats import (
     ExportRequest,
     Format,
@@ -39,6 +45,7 @@ from zoo.runtimes import Runtime, Session, Source, torch_session
 
 __all__ = [
     "AotiFormat",
+    "AotiInt8Format",
     "AotiRuntime",
     "Pt2Bf16Format",
     "Pt2Format",
@@ -161,17 +168,27 @@ def _quiet_export_load() -> Iterator[None]:
         logger.removeFilter(keep)
 
 
-def package_aoti(program: torch.export.ExportedProgram, path: str | Path) -> Path:
+def package_aoti(
+    program: torch.export.ExportedProgram,
+    path: str | Path,
+    inductor_configs: Mapping[str, Any] | None = None,
+) -> Path:
     """Compile ``program`` ahead of time with AOTInductor into a ``.pt2`` package.
 
     The package holds a compiled shared library for this machine's CPU (and CUDA, if the
     program is on it) with the program's dynamic axes; it needs a C++ compiler at export time
     and only torch (``torch._inductor.aoti_load_package``) to run. Minutes for large models.
+    ``inductor_configs``: Inductor settings for this compile only (``freezing``...).
     """
     from torch._inductor import aoti_compile_and_package  # here: a second to import
 
-    with _quiet_inductor():
-        return Path(aoti_compile_and_package(program, package_path=str(path)))
+    # Gradients off: Inductor freezes (folds the weights in as constants) only then.
+    with _quiet_inductor(), torch.no_grad():
+        return Path(
+            aoti_compile_and_package(
+                program, package_path=str(path), inductor_configs=dict(inductor_configs or {})
+            )
+        )
 
 
 def load_aoti(path: str | Path) -> Any:
@@ -286,11 +303,173 @@ class AotiFormat(Format):
         return torch_runner(load_aoti(directory / self.files[0]))
 
 
+#: The int8 CPU instructions (any one) that make int8 convolutions and matrix products fast.
+INT8_CPU_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def _missing_torchao() -> str | None:
+    # Looked up, not imported: importing torchao takes seconds, and zoo formats asks every
+    # format.
+    if importlib.util.find_spec("torchao") is None:
+        return "torchao is not installed: pip install torchao"
+    return None
+
+
+def _torchao() -> Any:
+    """torchao's x86 quantizer module, imported here (seconds: only when exporting int8).
+
+    The import logs a deprecation note from torch ("<enum 'KernelPreference'> is an Enum
+    subclass and is now natively supported...", torchao registering an enum as a pytree
+    constant), hidden here and nowhere else. It also sets Inductor's global
+    ``pre_grad_custom_pass`` to torchao's quant lift-up pass; the global is restored, and
+    :meth:`AotiInt8Format.export` passes the pass for its own compile only.
+    """
+    import torch._inductor.config as inductor_config
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "is an Enum subclass and is now natively supported" not in str(record.msg)
+
+    logger = logging.getLogger("torch.utils._pytree")
+    logger.addFilter(keep)
+    before = inductor_config.pre_grad_custom_pass
+    try:
+        from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer
+    finally:
+        inductor_config.pre_grad_custom_pass = before
+        logger.removeFilter(keep)
+    return x86_inductor_quantizer
+
+
+def _single_channel_convolutions(program: torch.export.ExportedProgram, scope: str) -> list[str]:
+    """The modules in ``scope`` whose convolutions take a single input channel.
+
+    Inductor (torch 2.14) compiles such an int8 convolution wrongly when the batch axis is
+    dynamic: it takes the output of oneDNN's quantized convolution as contiguous when it is
+    channels-last (an input of one channel is both), and the next layer reads scrambled
+    values (LeNet's logits were off by as much as their own size). Left in fp32 they cost
+    little: one input channel is the least work of any layer.
+    """
+    aten = torch.ops.aten
+    names = []
+    for node in program.graph.nodes:
+        if node.target not in (aten.conv1d.default, aten.conv2d.default):
+            continue
+        value = node.args[0].meta.get("val") if isinstance(node.args[0], torch.fx.Node) else None
+        stack = node.meta.get("nn_module_stack") or {}
+        if value is None or value.shape[1] != 1 or not stack:
+            continue
+        name = list(stack.values())[-1][0]
+        if not scope or name.startswith(scope + "."):
+            names.append(name)
+    return list(dict.fromkeys(names))
+
+
+class AotiInt8Format(AotiFormat):
+    """``model.int8.aoti.pt2``: the bundle statically quantized to int8 with torchao's PT2E
+    flow (``X86InductorQuantizer``: int8 weights per channel, uint8 activations per tensor,
+    their ranges calibrated on training inputs), then compiled by AOTInductor with the weights
+    frozen, so that Inductor fuses oneDNN's int8 convolutions and matrix products. Only the
+    model is quantized: the preprocessing stays fp32. Loaded by the ``aoti`` runtime."""
+
+    name = "aoti-int8"
+    files = ("model.int8.aoti.pt2",)
+    description = (
+        "model.int8.aoti.pt2: torchao PT2E static int8 (X86InductorQuantizer), compiled by "
+        "AOTInductor for this CPU"
+    )
+    precision = "int8"
+    variant_of = "aoti"
+    calibrated = True
+    cpu_features = INT8_CPU_FEATURES
+
+    def unavailable(self) -> str | None:
+        if platform.machine().lower() not in ("x86_64", "amd64"):
+            return f"torchao's X86InductorQuantizer targets x86 CPUs, not {platform.machine()}"
+        return _missing_torchao()
+
+    def versions(self) -> dict[str, str]:
+        return {"torchao": metadata.version("torchao")}
+
+    def export(self, request: ExportRequest) -> dict[str, Any]:
+        if request.calibration is None:  # the exporter gives it to a calibrated format
+            raise ValueError("no calibration inputs")
+        xiq = _torchao()
+        from torchao.quantization.pt2e import move_exported_model_to_eval
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        program = export_program(request.module, request.example, request.input)
+        flags = cpu_flags()
+        # torchao: without VNNI, int8 products may saturate; a 7-bit activation range avoids it.
+        reduce_range = flags is not None and not any(f in flags for f in INT8_CPU_FEATURES)
+        config = xiq.get_default_x86_inductor_quantization_config(reduce_range=reduce_range)
+        quantizer = xiq.X86InductorQuantizer()
+        # Only the model: the bundle's preprocessing stays fp32 whatever it computes (the
+        # default recipe quantizes a mul too, and an RGB-to-grey luma product is one).
+        scope = "model" if isinstance(getattr(request.module, "model", None), nn.Module) else ""
+        fp32 = _single_channel_convolutions(program, scope)
+        for name in fp32:  # the first annotation of a node wins: these before the scope
+            quantizer.set_module_name_qconfig(name, None)
+        if scope:
+            quantizer.set_module_name_qconfig(scope, config)
+        else:
+            quantizer.set_global(config)
+        with warnings.catch_warnings():
+            # A max-pool after a layer left in fp32 stays fp32, as it should; torchao warns.
+            warnings.filterwarnings(
+                "ignore", message=r"The input of maxpool2d is not quantized", category=UserWarning
+            )
+            prepared = prepare_pt2e(program.module(), quantizer)
+        with torch.no_grad():
+            for batch in request.calibration.split(_CALIBRATION_BATCH):
+                prepared(batch)
+        move_exported_model_to_eval(prepared)
+        converted = convert_pt2e(prepared)
+        shapes = dynamic_shapes(request.input)
+        with _rnn_loops(enabled=shapes is not None), quiet_rnn_tracing():
+            quantized = torch.export.export(
+                converted, (request.example,), dynamic_shapes=shapes, strict=False
+            )
+        with _quiet_mkldnn_lowering():
+            package_aoti(
+                quantized,
+                request.path(self.files[0]),
+                {"freezing": True, "pre_grad_custom_pass": xiq.quant_lift_up},
+            )
+        return {
+            "method": "torchao PT2E (prepare_pt2e, convert_pt2e) + AOTInductor",
+            "quantizer": "X86InductorQuantizer, get_default_x86_inductor_quantization_config",
+            "weights": "int8, per channel, symmetric (PerChannelMinMaxObserver)",
+            "activations": "uint8, per tensor, affine (HistogramObserver)"
+            + (", 7-bit range (no VNNI)" if reduce_range else ""),
+            "quantized": f"{scope} (the preprocessing stays fp32)" if scope else "all",
+            "fp32_layers": fp32,
+            "inductor": {"freezing": True},
+            "torchao": metadata.version("torchao"),
+        }
+
+
+#: Calibration inputs per forward pass of the observed model.
+_CALIBRATION_BATCH = 32
+
+
+@contextlib.contextmanager
+def _quiet_mkldnn_lowering() -> Iterator[None]:
+    """Hide "To copy construct from a tensor, it is recommended to use
+    sourceTensor.detach().clone()": Inductor's own lowering of an int8 convolution's weight
+    zero points warns so, once per layer, on every compile."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"To copy construct from a tensor", category=UserWarning
+        )
+        yield
+
+
 @hookimpl
 def zoo_register_formats(registry: FormatRegistrar) -> None:
     registry.register(Pt2Format())
     registry.register(Pt2Bf16Format())
     registry.register(AotiFormat())
+    registry.register(AotiInt8Format())
 
 
 class Pt2Runtime(Runtime):
