@@ -9,6 +9,7 @@ import os
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import openvino
@@ -20,6 +21,18 @@ from zoo.bench.results import load_run
 
 #: fp32: on CPUs with AMX, OpenVINO may pick bf16 unless told.
 FP32 = {"INFERENCE_PRECISION_HINT": "f32"}
+
+
+def _bench_openvino(out: Path, precision: str, site: Path, tmp_path: Path) -> list[dict[str, Any]]:
+    """The rows of a short ``zoo bench --runtime openvino --precision PRECISION`` of ``out``."""
+    bench = run_zoo(
+        "bench", "lenet", "--artifacts", str(out), "--runtime", "openvino",
+        "--precision", precision, "--batch", "2", "--min-time", "0.05", "--min-iters", "5",
+        "--warmup", "1", "--json", str(tmp_path / "b.json"), path=site,
+    )  # fmt: skip
+    assert bench.returncode == 0, bench.stderr
+    rows: list[dict[str, Any]] = json.loads((tmp_path / "b.json").read_text())["results"]
+    return rows
 
 
 @pytest.fixture(scope="module")
@@ -232,13 +245,7 @@ def test_a_plugin_s_bf16_variant_is_gated_on_accuracy_and_benchmarked_as_its_own
     hint = ["runtime_options", "INFERENCE_PRECISION_HINT"]
     assert model.get_rt_info(hint).astype(str) == "bf16"  # any OpenVINO program reads it
     assert not core.read_model(out / "model.xml").has_rt_info(hint)
-    bench = run_zoo(
-        "bench", "lenet", "--artifacts", str(out), "--runtime", "openvino",
-        "--precision", "fp32,bf16", "--batch", "2", "--min-time", "0.05", "--min-iters", "5",
-        "--warmup", "1", "--json", str(tmp_path / "b.json"), path=site,
-    )  # fmt: skip
-    assert bench.returncode == 0, bench.stderr
-    rows = json.loads((tmp_path / "b.json").read_text())["results"]
+    rows = _bench_openvino(out, "fp32,bf16", site, tmp_path)
     assert {(r["runtime"], r["precision"], r["status"]) for r in rows} == {
         ("openvino", "fp32", "ok"),
         ("openvino", "bf16", "ok"),
@@ -307,13 +314,7 @@ def test_bench_times_the_int8_ir_with_the_openvino_runtime(
     tmp_path: Path,
 ) -> None:
     out, _, _ = lenet_int8
-    bench = run_zoo(
-        "bench", "lenet", "--artifacts", str(out), "--runtime", "openvino",
-        "--precision", "int8", "--batch", "2", "--min-time", "0.05", "--min-iters", "5",
-        "--warmup", "1", "--json", str(tmp_path / "b.json"), path=site,
-    )  # fmt: skip
-    assert bench.returncode == 0, bench.stderr
-    rows = json.loads((tmp_path / "b.json").read_text())["results"]
+    rows = _bench_openvino(out, "int8", site, tmp_path)
     int8 = [r for r in rows if r["precision"] == "int8"]
     assert [(r["runtime"], r["status"]) for r in int8] == [("openvino", "ok")]
     assert int8[0]["accuracy"]["passed"] and int8[0]["latency_ms"]["p50"] > 0
