@@ -203,10 +203,14 @@ class Check:
 
 
 def _recommended(run: BenchRun, target: Target) -> Row | None:
+    """The row a target judges: the recommended one; for a share of the fp32 ceiling, the
+    fastest fp32 row (a recommended int8 row's share is of the int8 ceiling)."""
     cell = (target.model, target.device, target.batch)
-    return next(
-        (r for r in run.rows if r.recommended and (r.model, r.device, r.batch) == cell), None
-    )
+    rows = [r for r in run.rows if (r.model, r.device, r.batch) == cell]
+    if target.kind == "ceiling":
+        fp32 = [r for r in rows if r.precision == "fp32" and r.status == "ok" and r.latency_ms]
+        return min(fp32, key=_p50, default=None)
+    return next((r for r in rows if r.recommended), None)
 
 
 def _cells(n: int) -> str:

@@ -199,3 +199,16 @@ def test_a_gated_artifact_past_the_allowed_drop_fails_the_accuracy_target() -> N
         False,
         "lenet onnxruntime int8 batch 32: 0.70",
     )
+
+
+def test_the_fp32_ceiling_target_judges_the_fastest_fp32_row_not_a_faster_int8_one() -> None:
+    rows = _resnet18_int8(16, 4.0)  # int8 recommended: its share would be of the int8 ceiling
+    run = _run(rows, flops={"resnet18": 1_800_000}, ceiling=3.0)  # ORT fp32: 2.88 GFLOP/s
+    run.precision_ceilings = {"cpu": {"int8": 100.0}}
+    run.finish()
+    assert next(r for r in run.rows if r.recommended).precision == "int8"
+    checks = _by_what(run)
+    assert checks["resnet18 batch 16 (cpu): share of the fp32 ceiling >= 85%"][:2] == (
+        True,
+        "96% (onnxruntime)",
+    )
