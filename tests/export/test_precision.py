@@ -26,7 +26,7 @@ from zoo.errors import UsageError, ZooError
 from zoo.export.accuracy import EVAL_FILE, EvalData, load_eval_data, measure
 from zoo.export.exporter import check_accuracy, check_export, export_model
 from zoo.export.manifest import read_manifest
-from zoo.formats import Runner
+from zoo.formats import ExportRequest, Runner
 from zoo.plugins.classification import Classification
 from zoo.plugins.pt2 import AotiInt8Format, AotiRuntime, Pt2Format
 from zoo.plugins.vae import VAETask
@@ -203,6 +203,58 @@ def test_the_int8_package_holds_int8_kernels_and_runs_in_the_aoti_runtime(aoti_i
         assert logits.dtype == torch.float32 and logits.shape == (len(x), 10)
         agree += int((logits.argmax(1) == data.eager[0][start : start + 64].argmax(1)).sum())
     assert agree / len(data.inputs) >= 0.95
+
+
+class _OneReluTwice(torch.nn.Module):
+    """torchvision's BasicBlock in small: one ReLU module called twice, after a convolution
+    and after the residual add."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.relu = torch.nn.ReLU()
+        self.head = torch.nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.relu(self.conv1(x))
+        y = self.relu(self.conv2(y) + y)
+        return self.head(y.mean((2, 3)))
+
+
+def test_int8_aoti_quantizes_a_module_called_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A non-strict export makes both calls of the ReLU one partition, which torchao's
+    # quantizer refused ("Input partition has more than one output node": resnet18 failed).
+    from zoo.plugins import pt2
+    from zoo.registry import InputSpec
+
+    compiled: list[torch.export.ExportedProgram] = []
+    monkeypatch.setattr(
+        pt2, "package_aoti", lambda program, path, configs: compiled.append(program)
+    )
+    bundle = torch.nn.Sequential()
+    bundle.model = _OneReluTwice().eval()  # zoo's bundles hold the model as .model
+    spec = InputSpec((3, 12, 12))
+    torch.manual_seed(0)
+    request = ExportRequest(
+        module=bundle,
+        example=spec.example(2),
+        input=spec,
+        output_names=("logits",),
+        directory=tmp_path,
+        calibration=torch.randn(64, 3, 12, 12),
+    )
+    details = AotiInt8Format().export(request)
+    assert details["quantized"].startswith("model") and details["fp32_layers"] == []
+    (program,) = compiled
+    ops = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+    assert any("quantize_per_tensor" in op for op in ops), ops  # activations quantized
+    x = torch.randn(5, 3, 12, 12)
+    expected = bundle(x)
+    got = program.module()(x)  # the quantized program, run before compiling: close to fp32
+    assert got.shape == (5, 4) and torch.allclose(got, expected, atol=0.1), (got - expected).abs()
 
 
 def test_a_missing_torchao_is_said_in_one_line_and_nothing_is_written(

@@ -61,13 +61,19 @@ __all__ = [
 
 
 def export_program(
-    model: nn.Module, example: torch.Tensor, spec: InputSpec, *, dynamic: bool = True
+    model: nn.Module,
+    example: torch.Tensor,
+    spec: InputSpec,
+    *,
+    dynamic: bool = True,
+    strict: bool = False,
 ) -> torch.export.ExportedProgram:
-    """Export ``model`` (put in eval mode) with the dynamic axes ``spec`` declares."""
+    """Export ``model`` (put in eval mode) with the dynamic axes ``spec`` declares; non-strict
+    (Python runs the model, as in eager) unless ``strict`` (traced by dynamo)."""
     model.eval()
     shapes = dynamic_shapes(spec, dynamic=dynamic)
     with _rnn_loops(enabled=shapes is not None), quiet_rnn_tracing():
-        return torch.export.export(model, (example,), dynamic_shapes=shapes, strict=False)
+        return torch.export.export(model, (example,), dynamic_shapes=shapes, strict=strict)
 
 
 @contextlib.contextmanager
@@ -395,7 +401,7 @@ class AotiInt8Format(AotiFormat):
             raise ValueError("no calibration inputs")
         xiq = _torchao()
         from torchao.quantization.pt2e import move_exported_model_to_eval
-        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
         program = export_program(request.module, request.example, request.input)
         flags = cpu_flags()
@@ -413,12 +419,16 @@ class AotiInt8Format(AotiFormat):
             quantizer.set_module_name_qconfig(scope, config)
         else:
             quantizer.set_global(config)
-        with warnings.catch_warnings():
-            # A max-pool after a layer left in fp32 stays fp32, as it should; torchao warns.
-            warnings.filterwarnings(
-                "ignore", message=r"The input of maxpool2d is not quantized", category=UserWarning
-            )
-            prepared = prepare_pt2e(program.module(), quantizer)
+        try:
+            prepared = _prepare(program, quantizer)
+        except ValueError as exc:
+            if "more than one output node" not in str(exc):
+                raise
+            # A module called twice (torchvision's BasicBlock calls its one ReLU twice): in a
+            # non-strict export both calls are one source partition, which the quantizer's
+            # pattern matching refuses. Dynamo's (strict) export tells the calls apart.
+            program = export_program(request.module, request.example, request.input, strict=True)
+            prepared = _prepare(program, quantizer)
         with torch.no_grad():
             for batch in request.calibration.split(_CALIBRATION_BATCH):
                 prepared(batch)
@@ -450,6 +460,18 @@ class AotiInt8Format(AotiFormat):
 
 #: Calibration inputs per forward pass of the observed model.
 _CALIBRATION_BATCH = 32
+
+
+def _prepare(program: torch.export.ExportedProgram, quantizer: Any) -> Any:
+    """torchao's ``prepare_pt2e`` of ``program``'s module: observers where ``quantizer`` says."""
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
+
+    with warnings.catch_warnings():
+        # A max-pool after a layer left in fp32 stays fp32, as it should; torchao warns.
+        warnings.filterwarnings(
+            "ignore", message=r"The input of maxpool2d is not quantized", category=UserWarning
+        )
+        return prepare_pt2e(program.module(), quantizer)
 
 
 @contextlib.contextmanager
