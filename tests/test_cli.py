@@ -73,6 +73,23 @@ def test_info_prints_the_card() -> None:
     assert "input_size=28" in result.output
 
 
+def test_info_says_which_precisions_each_format_can_write() -> None:
+    lenet = run("info", "lenet").output
+    line = next(x for x in lenet.splitlines() if x.startswith("  precisions"))
+    assert line.split(None, 1)[1] == (
+        "onnx fp32/int8, pt2 fp32/bf16, aoti fp32/int8, torchscript fp32 "
+        "(reduced precision: from a checkpoint, gated on held-out accuracy)"
+    )
+    # A building block's task measures no accuracy: no reduced precision, and why.
+    bam = json.loads(run("info", "bam", "--json").output)
+    assert set(map(tuple, bam["precisions"].values())) == {("fp32",)}
+    assert bam["reduced_precision"] == (
+        "task 'block' measures no accuracy to gate reduced precision on"
+    )
+    # A format the model does not export to (its capability record) has no variants either.
+    assert "aoti" not in json.loads(run("info", "gru", "--json").output)["precisions"]
+
+
 def test_info_with_arguments_and_json() -> None:
     result = run("info", "resnet18", "--arg", "num_classes=1000", "--json")
     card = json.loads(result.output)

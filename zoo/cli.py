@@ -27,7 +27,7 @@ from zoo._version import __version__
 from zoo.bench.timing import TimingPolicy
 from zoo.capabilities import Capabilities
 from zoo.errors import PluginError, UsageError, ZooError
-from zoo.registry import json_value, options_of, suggest
+from zoo.registry import ModelSpec, json_value, options_of, suggest
 from zoo.train.config import Option, TrainConfig, accepts, load_config_file, options
 
 if TYPE_CHECKING:
@@ -331,6 +331,38 @@ def _exports_line(caps: Capabilities, formats: Sequence[str]) -> str:
     return ", ".join(cells) + f" ({caps.measured or 'not measured'})"
 
 
+def _precisions(spec: ModelSpec) -> tuple[dict[str, list[str]], str | None]:
+    """Per fp32 format the model exports to (or not measured), the precisions its variants
+    add; and why the model has no reduced precision at all (None when it has)."""
+    plugins = get_plugins()
+    precisions = {
+        fmt.name: [
+            f.precision
+            for f in plugins.formats
+            if f.name == fmt.name or (f.variant_of == fmt.name and f.unavailable() is None)
+        ]
+        for fmt in plugins.formats.full_precision()
+        if spec.capabilities.outcome(fmt.name).works is not False
+    }
+    try:
+        task = plugins.tasks.create(spec.task, {})
+    except ZooError:
+        return precisions, f"task {spec.task!r} is not installed"
+    if task.gate_metric is None:
+        return {f: ["fp32"] for f in precisions}, (
+            f"task {spec.task!r} measures no accuracy to gate reduced precision on"
+        )
+    return precisions, None
+
+
+def _precisions_line(precisions: dict[str, list[str]], reduced: str | None) -> str:
+    """``onnx fp32/int8, pt2 fp32/bf16, ...; bf16 and int8 are gated on accuracy...``."""
+    cells = ", ".join(f"{fmt} {'/'.join(p)}" for fmt, p in precisions.items()) or "-"
+    if reduced is not None:
+        return f"{cells} (fp32 only: {reduced})"
+    return f"{cells} (reduced precision: from a checkpoint, gated on held-out accuracy)"
+
+
 def _format_count(n: int) -> str:
     for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if n >= size:
@@ -356,6 +388,7 @@ def info_cmd(name: str, args: tuple[str, ...], as_json: bool) -> None:
     record = get_plugins().record(card["plugin"])
     if record is not None and record.distribution:
         card["distribution"] = {"name": record.distribution, "version": record.version}
+    card["precisions"], card["reduced_precision"] = _precisions(get_spec(name))
     if as_json:
         _echo_json(card)
         return
@@ -392,6 +425,7 @@ def info_cmd(name: str, args: tuple[str, ...], as_json: bool) -> None:
                 spec.capabilities, [f.name for f in get_plugins().formats.full_precision()]
             ),
         ),
+        ("precisions", _precisions_line(card["precisions"], card["reduced_precision"])),
         ("parameters", f"{m['parameters']:,} ({m['trainable_parameters']:,} trainable)"),
         (
             "FLOPs",
