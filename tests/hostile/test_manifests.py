@@ -157,6 +157,11 @@ CASES: list[tuple[Tamper, str, str]] = [
     (onnx_weights_elsewhere, "model.onnx", "weights of model.onnx only from model.onnx.data"),
 ]
 IDS = [change.__name__ for change, _, _ in CASES]
+#: Found by zoo bench only: zoo export --check reads an int8 file after its gate data.
+BENCH_CASES = [
+    *CASES,
+    (int8_weights_elsewhere, "model.int8.onnx:", "weights of model.int8.onnx from the file only"),
+]
 
 
 @pytest.mark.parametrize(("change", "entry", "problem"), CASES, ids=IDS)
@@ -173,7 +178,9 @@ def test_export_check_refuses_it_in_one_line(
     assert snapshot(directory.parent) == before  # nothing written, inside or beside
 
 
-@pytest.mark.parametrize(("change", "entry", "problem"), CASES, ids=IDS)
+@pytest.mark.parametrize(
+    ("change", "entry", "problem"), BENCH_CASES, ids=[c.__name__ for c, _, _ in BENCH_CASES]
+)
 def test_bench_refuses_it_before_measuring_anything(
     tampered: Callable[[Tamper], Path], change: Tamper, entry: str, problem: str
 ) -> None:
@@ -184,19 +191,6 @@ def test_bench_refuses_it_before_measuring_anything(
     line = one_error_line(result)
     assert entry in line and problem in line, line
     assert "ceiling" not in result.stderr  # validated before the matmul ceiling
-    assert snapshot(directory.parent) == before
-
-
-def test_bench_refuses_external_weights_in_an_int8_onnx_before_measuring_anything(
-    tampered: Callable[[Tamper], Path],
-) -> None:
-    directory = tampered(int8_weights_elsewhere)
-    before = snapshot(directory.parent)
-    result = zoo("bench", "lenet", "--artifacts", str(directory), "--runtime", "onnxruntime")
-    assert result.returncode == 1, result.stdout + result.stderr
-    line = one_error_line(result)
-    assert f"{directory / 'model.int8.onnx'}: " in line, line
-    assert "zoo loads the weights of model.int8.onnx from the file only" in line, line
     assert snapshot(directory.parent) == before
 
 
