@@ -163,7 +163,7 @@ def check_precision(run: BenchRun) -> list[Check]:
     checks.append(
         Check(
             f"every gated artifact within {MAX_DROP_POINTS:g} points of eager fp32 "
-            f"({len(gated)} artifacts)",
+            f"({len(gated)} {'row' if len(gated) == 1 else 'rows'})",
             not too_far,
             "; ".join(f"{r.model} {r.label} batch {r.batch}: {drops[r.key]:.2f}" for r in too_far)
             or f"largest drop {max(drops.values(), default=0.0):.2f}",

@@ -182,7 +182,7 @@ def test_an_artifact_that_failed_its_gate_counts_for_no_target() -> None:
     checks = _by_what(_flagged(rows, []))
     ahead = "lenet batch 32: best gated artifact over the fastest fp32 runtime > 1x"
     assert checks[ahead][:2] == (True, "1.20x (pt2 bf16 0.250 ms, onnxruntime 0.300 ms)")
-    within = "every gated artifact within 0.5 points of eager fp32 (1 artifacts)"
+    within = "every gated artifact within 0.5 points of eager fp32 (1 row)"
     assert checks[within][:2] == (True, "largest drop 0.20")
     fastest = "the recommended runtime is the fastest measured that passed its gates (1 cell)"
     assert checks[fastest][0] is True
@@ -195,7 +195,7 @@ def test_a_gated_artifact_past_the_allowed_drop_fails_the_accuracy_target() -> N
     row = _precise("lenet", "onnxruntime", 32, 0.1, "int8", 0.4)
     row.accuracy = {"metric": "accuracy", "drop": 0.7, "passed": True}  # a gate run at --max-drop 1
     checks = _by_what(_flagged([_row("lenet", "eager", 32, 2.0), row], []))
-    assert checks["every gated artifact within 0.5 points of eager fp32 (1 artifacts)"][:2] == (
+    assert checks["every gated artifact within 0.5 points of eager fp32 (1 row)"][:2] == (
         False,
         "lenet onnxruntime int8 batch 32: 0.70",
     )
