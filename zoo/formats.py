@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from torch import Tensor, nn
 
 __all__ = [
+    "CALIBRATION_BATCH",
+    "INT8_CPU_FEATURES",
     "PRECISIONS",
     "ExportRequest",
     "Format",
@@ -61,6 +63,12 @@ def check_precisions(precisions: Sequence[str]) -> None:
                 f"--precision {precision}: choose from {', '.join(PRECISIONS)} (comma-separated)"
             )
 
+
+#: Calibration inputs per forward pass while a calibrated format collects its statistics.
+CALIBRATION_BATCH = 32
+#: The CPU instructions (any one) that make int8 convolutions and matrix products fast: the
+#: :attr:`Format.cpu_features` of an int8 format.
+INT8_CPU_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 #: Runs a loaded artifact: a CPU tensor in (the bundle's input), its outputs as numpy arrays.
 Runner = Callable[["Tensor"], tuple["np.ndarray", ...]]
@@ -90,6 +98,13 @@ class ExportRequest:
     def path(self, name: str) -> Path:
         """The path of declared file ``name`` in the export directory."""
         return self.directory / name
+
+    def calibration_batches(self) -> list[Tensor]:
+        """:attr:`calibration` in batches of :data:`CALIBRATION_BATCH` (ValueError where the
+        format is not :attr:`Format.calibrated`: the exporter gives none)."""
+        if self.calibration is None:
+            raise ValueError("no calibration inputs")
+        return list(self.calibration.split(CALIBRATION_BATCH))
 
 
 class Format(ABC):

@@ -19,6 +19,7 @@ from torch import nn
 
 from zoo.errors import UsageError
 from zoo.formats import (
+    INT8_CPU_FEATURES,
     ExportRequest,
     Format,
     Runner,
@@ -209,8 +210,8 @@ class _CalibrationReader:
     """``onnxruntime.quantization.CalibrationDataReader``: the calibration inputs, a batch at
     a time."""
 
-    def __init__(self, name: str, inputs: torch.Tensor, batch: int = 32) -> None:
-        self.batches = iter([{name: b.numpy()} for b in inputs.split(batch)])
+    def __init__(self, name: str, batches: list[torch.Tensor]) -> None:
+        self.batches = iter([{name: b.numpy()} for b in batches])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self.batches, None)
@@ -232,11 +233,12 @@ class OnnxInt8Format(OnnxFormat):
     precision = "int8"
     variant_of = "onnx"
     calibrated = True
-    cpu_features = ("avx512_vnni", "avx_vnni", "amx_int8")
+    cpu_features = INT8_CPU_FEATURES
 
     def export(self, request: ExportRequest) -> dict[str, Any]:
         import tempfile
 
+        batches = request.calibration_batches()
         from onnxruntime.quantization import (
             CalibrationMethod,
             QuantFormat,
@@ -245,8 +247,6 @@ class OnnxInt8Format(OnnxFormat):
         )
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
-        if request.calibration is None:  # the exporter gives it to a calibrated format
-            raise ValueError("no calibration inputs")
         # The fp32 model (zoo's onnx format, written as it writes it) and its prepared copy
         # go beside the export, in its staging directory, removed before return: the space
         # the export checked, not /tmp's.
@@ -260,7 +260,7 @@ class OnnxInt8Format(OnnxFormat):
             quantize_static(
                 str(prepared),
                 str(request.path(self.files[0])),
-                _CalibrationReader(request.input.name, request.calibration),
+                _CalibrationReader(request.input.name, batches),
                 quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=list(INT8_OPS),
                 per_channel=True,

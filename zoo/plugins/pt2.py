@@ -31,6 +31,7 @@ from torch.export.passes import move_to_device_pass
 
 from zoo._cpu import cpu_flags
 from zoo.formats import (
+    INT8_CPU_FEATURES,
     ExportRequest,
     Format,
     Runner,
@@ -309,10 +310,6 @@ class AotiFormat(Format):
         return torch_runner(load_aoti(directory / self.files[0]))
 
 
-#: The int8 CPU instructions (any one) that make int8 convolutions and matrix products fast.
-INT8_CPU_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8")
-
-
 def _missing_torchao() -> str | None:
     # Looked up, not imported: importing torchao takes seconds, and zoo formats asks every
     # format.
@@ -397,8 +394,7 @@ class AotiInt8Format(AotiFormat):
         return {"torchao": metadata.version("torchao")}
 
     def export(self, request: ExportRequest) -> dict[str, Any]:
-        if request.calibration is None:  # the exporter gives it to a calibrated format
-            raise ValueError("no calibration inputs")
+        batches = request.calibration_batches()
         xiq = _torchao()
         from torchao.quantization.pt2e import move_exported_model_to_eval
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
@@ -430,7 +426,7 @@ class AotiInt8Format(AotiFormat):
             program = export_program(request.module, request.example, request.input, strict=True)
             prepared = _prepare(program, quantizer)
         with torch.no_grad():
-            for batch in request.calibration.split(_CALIBRATION_BATCH):
+            for batch in batches:
                 prepared(batch)
         move_exported_model_to_eval(prepared)
         converted = convert_pt2e(prepared)
@@ -456,10 +452,6 @@ class AotiInt8Format(AotiFormat):
             "inductor": {"freezing": True},
             "torchao": metadata.version("torchao"),
         }
-
-
-#: Calibration inputs per forward pass of the observed model.
-_CALIBRATION_BATCH = 32
 
 
 def _prepare(program: torch.export.ExportedProgram, quantizer: Any) -> Any:

@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 
 import zoo
+from zoo.formats import CALIBRATION_BATCH, INT8_CPU_FEATURES
 from zoo.hookspecs import FormatRegistrar, RuntimeRegistrar
 
 __all__ = ["OpenVINOBf16Format", "OpenVINOFormat", "OpenVINOInt8Format", "OpenVINORuntime"]
@@ -69,8 +70,6 @@ __all__ = ["OpenVINOBf16Format", "OpenVINOFormat", "OpenVINOInt8Format", "OpenVI
 _CONFIG = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
 #: Where an IR says which precision to run in (OpenVINO reads it when it compiles).
 _HINT = ["runtime_options", "INFERENCE_PRECISION_HINT"]
-#: Calibration inputs per inference while NNCF collects its statistics.
-_CALIBRATION_BATCH = 32
 
 
 def _compile(path: Path, threads: int | None = None) -> Any:
@@ -275,7 +274,7 @@ class OpenVINOInt8Format(OpenVINOFormat):
     precision = "int8"
     variant_of = "openvino"
     calibrated = True
-    cpu_features = ("avx512_vnni", "avx_vnni", "amx_int8")
+    cpu_features = INT8_CPU_FEATURES
 
     def unavailable(self) -> str | None:
         return _missing() or _missing_nncf()
@@ -286,12 +285,11 @@ class OpenVINOInt8Format(OpenVINOFormat):
     def export(self, request: zoo.ExportRequest) -> dict[str, Any]:
         import openvino as ov
 
-        if request.calibration is None:  # the exporter gives it to a calibrated format
-            raise ValueError("no calibration inputs")
+        # zoo's calibration inputs in batches: an item of NNCF's dataset is a batch, and
+        # subset_size counts items: all of them.
+        batches = [b.numpy() for b in request.calibration_batches()]
         model, details = self.convert(request)
         nncf = _nncf()
-        # An item of NNCF's dataset is a batch, and subset_size counts items: all of them.
-        batches = [b.numpy() for b in request.calibration.split(_CALIBRATION_BATCH)]
         preset = nncf.QuantizationPreset.PERFORMANCE  # NNCF's default, but for transformers
         with _quiet_nncf(nncf):
             quantized = nncf.quantize(
@@ -302,8 +300,8 @@ class OpenVINOInt8Format(OpenVINOFormat):
             **details,
             "method": "nncf.quantize",
             "nncf": nncf.__version__,
-            "samples": len(request.calibration),
-            "batch": _CALIBRATION_BATCH,
+            "samples": sum(len(b) for b in batches),
+            "batch": CALIBRATION_BATCH,
             "subset_size": len(batches),
             "preset": preset.value,
             "weights": "int8, per channel, symmetric",
