@@ -72,6 +72,19 @@ def export_program(
     """Export ``model`` (put in eval mode) with the dynamic axes ``spec`` declares; non-strict
     (Python runs the model, as in eager) unless ``strict`` (traced by dynamo)."""
     model.eval()
+    return _export(model, example, spec, dynamic=dynamic, strict=strict)
+
+
+def _export(
+    model: nn.Module,
+    example: torch.Tensor,
+    spec: InputSpec,
+    *,
+    dynamic: bool = True,
+    strict: bool = False,
+) -> torch.export.ExportedProgram:
+    """:func:`export_program` without putting ``model`` in eval mode: for the module of an
+    ExportedProgram, which refuses ``eval()`` (torchao's converted int8 model)."""
     shapes = dynamic_shapes(spec, dynamic=dynamic)
     with _rnn_loops(enabled=shapes is not None), quiet_rnn_tracing():
         return torch.export.export(model, (example,), dynamic_shapes=shapes, strict=strict)
@@ -430,11 +443,7 @@ class AotiInt8Format(AotiFormat):
                 prepared(batch)
         move_exported_model_to_eval(prepared)
         converted = convert_pt2e(prepared)
-        shapes = dynamic_shapes(request.input)
-        with _rnn_loops(enabled=shapes is not None), quiet_rnn_tracing():
-            quantized = torch.export.export(
-                converted, (request.example,), dynamic_shapes=shapes, strict=False
-            )
+        quantized = _export(converted, request.example, request.input)  # eval: done above
         with _quiet_mkldnn_lowering():
             package_aoti(
                 quantized,
