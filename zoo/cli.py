@@ -384,17 +384,17 @@ def info_cmd(name: str, args: tuple[str, ...], as_json: bool) -> None:
     """Show the card of model NAME: its spec, parameters and FLOPs (measured at batch 1)."""
     from zoo.card import model_card
 
-    card = model_card(get_spec(name), **_parse_args(args))
+    spec = get_spec(name)
+    card = model_card(spec, **_parse_args(args))
     record = get_plugins().record(card["plugin"])
     if record is not None and record.distribution:
         card["distribution"] = {"name": record.distribution, "version": record.version}
-    card["precisions"], card["reduced_precision"] = _precisions(get_spec(name))
+    card["precisions"], card["reduced_precision"] = _precisions(spec)
     if as_json:
         _echo_json(card)
         return
     m = card["measured"]
     inp = card["input"]
-    spec = get_spec(name)
     outputs = ", ".join(
         f"{o['name']} [B, {', '.join(map(str, o['shape']))}]" for o in card["outputs"]
     )
