@@ -228,7 +228,7 @@ class Checks:
         return {
             "p50_ms": {
                 f"{r['runtime']} {r.get('precision', 'fp32')} b{r['batch']}": (
-                    r["latency_ms"]["p50"] if r.get("latency_ms") else r["status"]
+                    r["batch_latency_ms"]["p50"] if r.get("batch_latency_ms") else r["status"]
                 )
                 for r in rows
             },

@@ -15,7 +15,7 @@ does not fail the check: nothing in zoo could close that gap.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,17 +23,20 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from zoo.bench.report import _ms, peer_losses  # noqa: E402
-from zoo.bench.results import BenchRun, Row, load_run  # noqa: E402
+from zoo.bench.results import SERVER, SINGLE_STREAM, BenchRun, Row, load_run  # noqa: E402
 
 __all__ = [
     "HARNESS_OVERHEAD_NS",
     "PRECISION_TARGETS",
+    "SERVER_TARGETS",
     "TARGETS",
     "Check",
     "PrecisionTarget",
+    "ServerTarget",
     "Target",
     "check_precision",
     "check_run",
+    "check_server",
 ]
 
 #: The harness's own cost per timed call must stay under this.
@@ -103,6 +106,33 @@ PRECISION_TARGETS = (
     *(PrecisionTarget(model, 32, "fp32", 1.0) for model in ("lenet", "resnet", "googlenet")),
 )
 
+
+@dataclass(frozen=True)
+class ServerTarget:
+    """The server scenario (issue 14): the highest QPS whose p99 kept under ``bound_ms``,
+    recorded for ``runtimes``; the best runtime's at least ``at_least`` times eager's (None:
+    recorded only)."""
+
+    model: str
+    bound_ms: float
+    at_least: float | None = None
+    runtimes: tuple[str, ...] = ("eager", "torchscript", "onnxruntime")
+
+    def describe(self) -> str:
+        what = f"{self.model} server, p99 <= {self.bound_ms:g} ms"
+        if self.at_least is None:
+            return f"{what}: max QPS of {', '.join(self.runtimes)}, stable"
+        return f"{what}: best runtime's max QPS over eager's >= {self.at_least:g}x"
+
+
+SERVER_TARGETS = (
+    ServerTarget("lenet", 10.0),
+    ServerTarget("lenet", 10.0, 2.0),
+    ServerTarget("resnet", 10.0),
+    ServerTarget("resnet", 10.0, 2.0),
+    ServerTarget("resnet18", 100.0),
+)
+
 #: A gated reduced-precision artifact may lose at most this many points of eager's accuracy.
 MAX_DROP_POINTS = 0.5
 
@@ -124,7 +154,7 @@ def check_precision(run: BenchRun) -> list[Check]:
     """The reduced-precision targets this run has the cells for (runs with such rows only):
     speed of the best gated artifact, every gated artifact's accuracy drop, and the shares of
     each precision's ceiling recorded side by side."""
-    ok = [r for r in run.rows if r.status == "ok" and r.latency_ms is not None]
+    ok = [r for r in run.rows if r.status == "ok" and r.batch_latency_ms is not None]
     if not any(r.precision != "fp32" for r in ok):
         return []
     cpu = cpu_class(run)
@@ -181,8 +211,8 @@ def check_precision(run: BenchRun) -> list[Check]:
 
 
 def _p50(row: Row) -> float:
-    assert row.latency_ms is not None
-    return row.latency_ms.p50
+    assert row.batch_latency_ms is not None
+    return row.batch_latency_ms.p50
 
 
 #: A recommended runtime at this share of the measured fp32 ceiling or more cannot get much
@@ -208,7 +238,9 @@ def _recommended(run: BenchRun, target: Target) -> Row | None:
     cell = (target.model, target.device, target.batch)
     rows = [r for r in run.rows if (r.model, r.device, r.batch) == cell]
     if target.kind == "ceiling":
-        fp32 = [r for r in rows if r.precision == "fp32" and r.status == "ok" and r.latency_ms]
+        fp32 = [
+            r for r in rows if r.precision == "fp32" and r.status == "ok" and r.batch_latency_ms
+        ]
         return min(fp32, key=_p50, default=None)
     return next((r for r in rows if r.recommended), None)
 
@@ -217,11 +249,68 @@ def _cells(n: int) -> str:
     return f"{n} cell" if n == 1 else f"{n} cells"
 
 
+def check_server(run: BenchRun) -> list[Check]:
+    """The server targets this run has rows for (at the target's latency bound): each
+    runtime's max QPS recorded from a stable row, and the best runtime against eager."""
+    checks = []
+    for target in SERVER_TARGETS:
+        rows = {
+            r.runtime: r
+            for r in run.rows
+            if r.model == target.model
+            and r.scenario == SERVER
+            and r.precision == "fp32"
+            and (r.detail or {}).get("latency_bound_ms") == target.bound_ms
+        }
+        if not rows:
+            continue
+        measured = [r for r in rows.values() if r.status == "ok" and r.samples_per_s is not None]
+
+        def shown(row: Row) -> str:
+            flag = "" if row.stable is not False else " unstable"
+            return (
+                f"{row.runtime} {row.samples_per_s or 0:,.0f} ({row.sessions}x{row.threads}{flag})"
+            )
+
+        if target.at_least is None:
+            missing = [
+                name for name in target.runtimes if name not in {r.runtime for r in measured}
+            ]
+            unstable = [r.runtime for r in measured if r.stable is False]
+            figures = "; ".join(shown(r) for r in measured)
+            passed = not missing and not unstable
+            note = f"; missing: {', '.join(missing)}" if missing else ""
+            checks.append(Check(target.describe(), passed, figures + note))
+            continue
+        eager = rows.get("eager")
+        best = max(measured, key=lambda r: r.samples_per_s or 0.0, default=None)
+        if eager is None or best is None or not eager.samples_per_s:
+            checks.append(Check(target.describe(), False, "not measured (no eager row?)"))
+            continue
+        ratio = (best.samples_per_s or 0.0) / eager.samples_per_s
+        trusted = best.stable is not False and eager.stable is not False
+        checks.append(
+            Check(
+                target.describe(),
+                ratio >= target.at_least and trusted,
+                f"{ratio:.2f}x ({shown(best)} vs {shown(eager)})"
+                + ("" if trusted else "; from an unstable row"),
+                best,
+            )
+        )
+    return checks
+
+
 def check_run(run: BenchRun) -> list[Check]:
     """Every target this run has the cells for, plus the run-wide ones: the recommended
     runtime is the fastest measured; zoo's ORT session never loses to the plain peer beyond
-    noise; the harness's overhead."""
-    checks: list[Check] = []
+    noise; the harness's overhead. The server targets judge the run's server rows; every
+    other target its single-stream rows."""
+    server = check_server(run)
+    run = replace(run, rows=[r for r in run.rows if r.scenario == SINGLE_STREAM])
+    if not run.rows:
+        return server
+    checks: list[Check] = list(server)
     for target in TARGETS:
         row = _recommended(run, target)
         if row is None:
@@ -245,11 +334,11 @@ def check_run(run: BenchRun) -> list[Check]:
     checks += check_precision(run)
     cells: dict[tuple[str, str, int], list[Row]] = {}
     for row in run.rows:
-        if row.status == "ok" and row.latency_ms is not None and _eligible(row):
+        if row.status == "ok" and row.batch_latency_ms is not None and _eligible(row):
             cells.setdefault((row.model, row.device, row.batch), []).append(row)
     wrong = []
     for (model, device, batch), rows in cells.items():
-        p50 = {id(r): r.latency_ms.p50 for r in rows if r.latency_ms is not None}
+        p50 = {id(r): r.batch_latency_ms.p50 for r in rows if r.batch_latency_ms is not None}
         fastest = min(p50.values())
         if not any(r.recommended and p50[id(r)] == fastest for r in rows):
             wrong.append(f"{model} {device} batch {batch}")
@@ -301,7 +390,11 @@ def markdown(checks: list[Check]) -> str:
 def summary(run: BenchRun) -> str:
     """Markdown: per model, device and batch size, the fastest runtime against eager, and
     zoo's ORT session against the plain one (below 1: zoo's is faster)."""
-    ok = {r.key: r for r in run.rows if r.status == "ok" and r.latency_ms is not None}
+    ok = {
+        r.key: r
+        for r in run.rows
+        if r.status == "ok" and r.batch_latency_ms is not None and r.scenario == SINGLE_STREAM
+    }
     lines = [
         "| model | batch | fastest | p50 ms | eager p50 ms | speed-up | share of its ceiling "
         "| zoo ORT / plain ORT |",
@@ -309,26 +402,58 @@ def summary(run: BenchRun) -> str:
     ]
     models = list(dict.fromkeys(r.model for r in run.rows))
     best = sorted(
-        (r for r in run.rows if r.recommended and r.latency_ms is not None),
+        (
+            r
+            for r in run.rows
+            if r.recommended and r.batch_latency_ms is not None and r.scenario == SINGLE_STREAM
+        ),
         key=lambda r: (models.index(r.model), r.device, r.batch),
     )
     for row in best:
-        assert row.latency_ms is not None
-        eager = ok.get((row.model, "eager", row.device, row.batch, "fp32"))
-        zoo_ort = ok.get((row.model, "onnxruntime", row.device, row.batch, "fp32"))
-        peer = ok.get((row.model, "onnxruntime-default", row.device, row.batch, "fp32"))
+        assert row.batch_latency_ms is not None
+        eager = ok.get((row.model, "eager", row.device, row.batch, "fp32", SINGLE_STREAM))
+        zoo_ort = ok.get((row.model, "onnxruntime", row.device, row.batch, "fp32", SINGLE_STREAM))
+        peer = ok.get(
+            (row.model, "onnxruntime-default", row.device, row.batch, "fp32", SINGLE_STREAM)
+        )
         ratio = (
-            f"{zoo_ort.latency_ms.p50 / peer.latency_ms.p50:.2f}"
-            if zoo_ort and peer and zoo_ort.latency_ms and peer.latency_ms
+            f"{zoo_ort.batch_latency_ms.p50 / peer.batch_latency_ms.p50:.2f}"
+            if zoo_ort and peer and zoo_ort.batch_latency_ms and peer.batch_latency_ms
             else "-"
         )
         device = "" if row.device == "cpu" else f" ({row.device})"
         lines.append(
-            f"| `{row.model}`{device} | {row.batch} | {row.label} | {_ms(row.latency_ms.p50)} "
-            f"| {_ms(eager.latency_ms.p50) if eager and eager.latency_ms else '-'} "
+            f"| `{row.model}`{device} | {row.batch} | {row.label} "
+            f"| {_ms(row.batch_latency_ms.p50)} "
+            f"| {_ms(eager.batch_latency_ms.p50) if eager and eager.batch_latency_ms else '-'} "
             f"| {row.speedup_vs_eager or float('nan'):.2f}x "
             f"| {row.ceiling_share or 0:.0%} | {ratio} |"
         )
+    servers = [r for r in run.rows if r.scenario == SERVER and r.status == "ok"]
+    if servers:
+        lines += [
+            "",
+            "| model | runtime | p99 bound ms | max QPS | split | p50 / p99 ms per request "
+            "| vs eager | max QPS per split | stable |",
+            "| --- | --- | ---: | ---: | --- | ---: | ---: | --- | --- |",
+        ]
+        for row in servers:
+            lat = row.batch_latency_ms
+            detail = row.detail or {}
+            splits = ", ".join(
+                f"{s['sessions']}x{s['threads']} {s['max_qps']:,.0f}"
+                for s in detail.get("splits", [])
+            )
+            stable = "yes" if row.stability is None or row.stability.stable else "no"
+            if row.stability is not None and row.stability.reasons:
+                stable += ": " + "; ".join(row.stability.reasons)
+            lines.append(
+                f"| `{row.model}` | {row.label} | {detail.get('latency_bound_ms', 0):g} "
+                f"| {row.samples_per_s or 0:,.0f} | {row.sessions}x{row.threads} "
+                f"| {_ms(lat.p50 if lat else None)} / {_ms(lat.p99 if lat else None)} "
+                f"| {row.speedup_vs_eager or float('nan'):.2f}x | {splits} "
+                f"| {stable} |"
+            )
     return "\n".join(lines)
 
 

@@ -948,6 +948,19 @@ def _csv(value: str, option: str, cast: Any = str) -> tuple[Any, ...]:
         ) from None
 
 
+def _splits(value: str) -> tuple[tuple[int, int], ...]:
+    """``1x2,2x1`` -> ((1, 2), (2, 1))."""
+    splits = []
+    for item in _csv(value, "--splits"):
+        sessions, _, threads = item.lower().partition("x")
+        if not (sessions.isdigit() and threads.isdigit()):
+            raise click.BadParameter(
+                f"sessions x threads per session, like 2x1, got {item!r}", param_hint="--splits"
+            )
+        splits.append((int(sessions), int(threads)))
+    return tuple(dict.fromkeys(splits))
+
+
 @cli.command("bench")
 @click.argument("models", nargs=-1, required=True, metavar="NAME|PATTERN...")
 @click.option(
@@ -986,7 +999,7 @@ def _csv(value: str, option: str, cast: Any = str) -> tuple[Any, ...]:
     "--json",
     "json_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the results (schema zoo-bench/1).",
+    help="Write the results (schema zoo-bench/2).",
 )
 @click.option(
     "--plot",
@@ -1031,9 +1044,76 @@ def _csv(value: str, option: str, cast: Any = str) -> tuple[Any, ...]:
 @click.option(
     "--rounds",
     type=int,
-    default=1,
+    default=2,
     show_default=True,
-    help="Repeat every runtime, alternating the order; the spread is reported.",
+    help="Rounds every runtime runs at least, each in a fresh worker, alternating the order.",
+)
+@click.option(
+    "--max-rounds",
+    type=int,
+    default=5,
+    show_default=True,
+    help="More rounds run until the best two quiet rounds agree within --stability; a row "
+    "that never does is marked unstable.",
+)
+@click.option(
+    "--stability",
+    type=_NON_NEGATIVE,
+    default=0.05,
+    show_default=True,
+    help="How close the best two quiet rounds must be (0.05 = 5%).",
+)
+@click.option(
+    "--max-time",
+    type=_NON_NEGATIVE,
+    default=600.0,
+    show_default=True,
+    help="Seconds after which no round beyond --rounds starts (the rows say so).",
+)
+@click.option(
+    "--tail-bound",
+    type=_NON_NEGATIVE,
+    default=2.0,
+    show_default=True,
+    help="A row whose p90 is more than this many times its p50 is unstable.",
+)
+@click.option(
+    "--wait-quiet",
+    type=_NON_NEGATIVE,
+    default=0.0,
+    show_default=True,
+    help="Before each worker, wait up to this many seconds for other processes to use under "
+    "10% of the CPUs (a shared machine).",
+)
+@click.option(
+    "--scenario",
+    "scenarios",
+    default="single-stream",
+    show_default=True,
+    help="Comma-separated: single-stream (one call at a time: latency per batch), offline "
+    "(best samples/s over batch sizes and thread splits), server (Poisson arrivals: the "
+    "highest QPS whose p99 stays under --latency-bound).",
+)
+@click.option(
+    "--splits",
+    default=None,
+    metavar="SxT,...",
+    help="offline and server: sessions x threads per session to try (default: every split "
+    "of --threads, e.g. 1x2,2x1 on 2 cores).",
+)
+@click.option(
+    "--latency-bound",
+    type=_NON_NEGATIVE,
+    default=100.0,
+    show_default=True,
+    help="server: the p99 latency (ms per request, queueing included) the QPS must keep under.",
+)
+@click.option(
+    "--server-requests",
+    type=int,
+    default=200,
+    show_default=True,
+    help="server: requests per rate tried (at least; and at least --min-time seconds).",
 )
 @click.option(
     "--precision",
@@ -1068,6 +1148,15 @@ def bench_cmd(
     min_iters: int,
     warmup: int,
     rounds: int,
+    max_rounds: int,
+    stability: float,
+    max_time: float,
+    tail_bound: float,
+    wait_quiet: float,
+    scenarios: str,
+    splits: str | None,
+    latency_bound: float,
+    server_requests: int,
     precisions: str,
     eval_dataset: str | None,
 ) -> None:
@@ -1078,12 +1167,22 @@ def bench_cmd(
     batch size: p50/p90/p99/mean/std/min latency, throughput, speed-up over eager, GFLOP/s
     against the measured fp32 matmul ceiling, cold start (load + first call) and memory.
     Runtimes that cannot run here are listed with the reason.
+
+    Every row says whether it is stable: rounds (fresh workers) run until the best two quiet
+    ones agree within --stability; a row measured while other processes used the CPUs, or
+    whose rounds never agree, is marked unstable with why. --scenario offline and server add
+    the best samples/s and the highest QPS under --latency-bound, over thread splits.
     """
     from zoo.bench.outputs import check_output
     from zoo.bench.report import compare_runs, plot_run, print_table
     from zoo.bench.results import load_run
     from zoo.bench.runner import BenchSettings, run_bench
+    from zoo.bench.scenarios import ServerPolicy
 
+    if server_requests < 1:
+        raise click.BadParameter(
+            f"must be at least 1, got {server_requests}", param_hint="--server-requests"
+        )
     chosen = None if runtimes == "all" else _csv(runtimes, "--runtime")
     base = load_run(baseline) if baseline is not None else None  # fail early on a bad file
     for path, option in ((json_path, "--json"), (plot_path, "--plot")):
@@ -1099,9 +1198,18 @@ def bench_cmd(
         checkpoint=checkpoint,
         raw=not bundle,
         rounds=rounds,
+        max_rounds=max_rounds,
+        stability=stability,
+        max_time_s=max_time,
+        tail_bound=tail_bound,
+        wait_quiet_s=wait_quiet,
         policy=TimingPolicy(warmup_iters=warmup, min_iters=min_iters, min_time_s=min_time),
         precisions=_csv(precisions, "--precision"),
         eval_dataset=eval_dataset,
+        scenarios=_csv(scenarios, "--scenario"),
+        splits=_splits(splits) if splits else None,
+        latency_bound_ms=latency_bound,
+        server=ServerPolicy(min_requests=server_requests, min_time_s=min_time),
     )
     run = run_bench(settings, echo=lambda line: click.echo(line, err=True))
     print_table(run)
@@ -1123,11 +1231,18 @@ def bench_cmd(
         if not shared:
             click.echo(f"zoo: {baseline} shares no measured cell with this run", err=True)
             sys.exit(1)
+        confirmed = [r for r in regressions if r.confirmed]
         for regression in regressions:
+            if not regression.confirmed:
+                click.echo(f"zoo: not counted (an unstable row): {regression.describe()}", err=True)
+        for regression in confirmed:
             click.echo(f"zoo: regression: {regression.describe()}", err=True)
-        if regressions:
+        if confirmed:
             sys.exit(1)
-        click.echo(f"no regression beyond {threshold:.0%} in {shared} cells against {baseline}")
+        click.echo(
+            f"no regression beyond {threshold:.0%} in {shared} cells against {baseline}"
+            + (f" ({len(regressions)} more from unstable rows, not counted)" if regressions else "")
+        )
 
 
 @cli.command("bench-train")

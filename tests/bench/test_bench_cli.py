@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import zoo
+from zoo.bench import runner
 from zoo.bench.results import load_run
 from zoo.bench.runner import physical_cores
 from zoo.cli import cli
@@ -40,6 +41,8 @@ def lenet_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
             "1,3",
             "--rounds",
             "2",
+            "--max-rounds",
+            "2",
             *QUICK,
             "--json",
             str(out / "run.json"),
@@ -66,7 +69,7 @@ def test_every_runtime_is_timed_or_says_why_not(lenet_run: tuple[object, Path]) 
     for row in run.rows:
         if row.status != "ok":
             continue
-        lat = row.latency_ms
+        lat = row.batch_latency_ms
         assert lat is not None and 0 < lat.min <= lat.p50 <= lat.p90 <= lat.p99 <= lat.max
         assert row.iterations >= 10  # the fastest of two rounds of at least 10 calls
         assert row.round_spread is not None and row.cold_start_ms and row.cold_start_ms > 0
@@ -76,13 +79,13 @@ def test_every_runtime_is_timed_or_says_why_not(lenet_run: tuple[object, Path]) 
         assert lat.p50 == pytest.approx(low)  # the statistics of the fastest round
         assert row.peak_rss_mb and row.peak_rss_mb > 100  # torch is in every worker
         assert row.faults_per_call is not None and row.faults_per_call >= 0
-        assert row.throughput == pytest.approx(row.batch / (lat.p50 / 1e3))
+        assert row.samples_per_s == pytest.approx(row.batch / (lat.p50 / 1e3))
         assert row.gflops and 0 < row.ceiling_share < 1.5  # type: ignore[operator]
         if row.runtime == "eager":
             assert row.speedup_vs_eager == 1.0
     for batch in (1, 3):
         ok = [r for r in run.rows if r.batch == batch and r.status == "ok"]
-        fastest = min(ok, key=lambda r: r.latency_ms.p50)  # type: ignore[union-attr]
+        fastest = min(ok, key=lambda r: r.batch_latency_ms.p50)  # type: ignore[union-attr]
         assert [r.runtime for r in ok if r.recommended] == [fastest.runtime]
 
 
@@ -116,29 +119,78 @@ def test_table_and_plot(lenet_run: tuple[object, Path]) -> None:
     assert (out / "run.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_compare_against_a_baseline(lenet_run: tuple[object, Path], tmp_path: Path) -> None:
+def test_compare_against_a_baseline(
+    lenet_run: tuple[object, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _, out = lenet_run
     baseline = json.loads((out / "run.json").read_text())
     # Against itself: nothing regressed. Against a baseline twice as fast: everything did.
-    # (--artifacts reuses the cached export, so this is quick.)
+    # (--artifacts reuses the cached export, so this is quick.) Every round counts as quiet
+    # and any tail passes: what is tested here is the comparison, whatever else runs.
+    monkeypatch.setattr(runner, "BUSY_SHARE", 1.0)
     cache = next((out / "cache" / "bench-exports").iterdir())
     args = ["lenet", "--runtime", "onnxruntime", "--batch", "1", *QUICK, "--artifacts", str(cache)]
+    args += ["--rounds", "1", "--max-rounds", "1", "--tail-bound", "1000"]
     faster = json.loads(json.dumps(baseline))
     for row in faster["results"]:
-        if row["latency_ms"]:
-            row["latency_ms"]["p50"] /= 1000
+        if row["batch_latency_ms"]:
+            row["batch_latency_ms"]["p50"] /= 1000
+            row["stability"].update(stable=True, reasons=[])  # whatever ran beside the fixture
     (tmp_path / "faster.json").write_text(json.dumps(faster))
     result = bench(*args, "--compare", str(tmp_path / "faster.json"))
     assert result.exit_code == 1  # type: ignore[attr-defined]
     assert "zoo: regression: lenet onnxruntime cpu batch 1: p50" in result.stderr  # type: ignore[attr-defined]
+    # The same regression against a baseline whose row was unstable is not counted.
+    for row in faster["results"]:
+        if row["stability"]:
+            row["stability"].update(stable=False, reasons=["rounds disagree"])
+    (tmp_path / "unstable.json").write_text(json.dumps(faster))
+    result = bench(*args, "--compare", str(tmp_path / "unstable.json"))
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert "zoo: not counted (an unstable row): lenet onnxruntime cpu batch 1" in (
+        result.stderr  # type: ignore[attr-defined]
+    )
+    assert "1 more from unstable rows, not counted" in result.stdout  # type: ignore[attr-defined]
     slower = json.loads(json.dumps(baseline))
     for row in slower["results"]:
-        if row["latency_ms"]:
-            row["latency_ms"]["p50"] *= 1000
+        if row["batch_latency_ms"]:
+            row["batch_latency_ms"]["p50"] *= 1000
     (tmp_path / "slower.json").write_text(json.dumps(slower))
     result = bench(*args, "--compare", str(tmp_path / "slower.json"))
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
-    assert "no regression beyond 10% in 1 cells" in result.output  # type: ignore[attr-defined]
+
+
+def test_compare_still_reads_a_schema_1_baseline(
+    lenet_run: tuple[object, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A zoo-bench/1 file (zoo 0.1's --json: latency_ms, throughput, no scenario or
+    stability) is still a baseline: its rows count as single-stream rows."""
+    _, out = lenet_run
+    monkeypatch.setattr(runner, "BUSY_SHARE", 1.0)
+    document = json.loads((out / "run.json").read_text())
+    document["schema"] = "zoo-bench/1"
+    for row in document["results"]:
+        row["latency_ms"] = row.pop("batch_latency_ms")
+        row["throughput"] = row.pop("samples_per_s")
+        for new in ("ms_per_sample", "speedup_stable", "scenario", "sessions", "threads"):
+            row.pop(new)
+        row.pop("stability"), row.pop("detail")
+        if row["latency_ms"]:
+            row["latency_ms"]["p50"] /= 1000  # a baseline 1000x faster: a regression
+    for entry in document["recommendations"]:
+        entry.pop("scenario")
+    (tmp_path / "v1.json").write_text(json.dumps(document))
+    old = load_run(tmp_path / "v1.json")
+    assert {r.scenario for r in old.rows} == {"single-stream"}
+    assert all(r.stability is None for r in old.rows)
+    cache = next((out / "cache" / "bench-exports").iterdir())
+    result = bench(
+        "lenet", "--runtime", "eager", "--batch", "3", *QUICK, "--artifacts", str(cache),
+        "--rounds", "1", "--max-rounds", "1", "--tail-bound", "1000",
+        "--compare", str(tmp_path / "v1.json"),
+    )  # fmt: skip
+    assert result.exit_code == 1  # type: ignore[attr-defined]
+    assert "zoo: regression: lenet eager cpu batch 3: p50" in result.stderr  # type: ignore[attr-defined]
 
 
 def test_a_runtime_that_fails_becomes_a_failed_row(tmp_path: Path) -> None:

@@ -34,7 +34,12 @@ def test_table_shows_the_spread_between_rounds_when_there_were_several() -> None
     print_table(run, file=out)
     text = out.getvalue()
     header = next(line for line in text.splitlines() if "p50 ms" in line)
-    assert [h.strip() for h in header.split("┃")][:4] == ["batch", "runtime", "p50 ms", "spread"]
+    assert [h.strip() for h in header.split("┃")][:4] == [
+        "batch",
+        "runtime",
+        "p50 ms/batch",
+        "spread",
+    ]
     eager = next(line for line in text.splitlines() if "eager" in line and "│" in line)
     assert eager.split("│")[3].strip() == "12%"
     assert "spread: (max - min) / median of the p50s of the rounds" in text
@@ -57,10 +62,10 @@ def test_plot_without_measurements_is_refused(tmp_path: Path) -> None:
 def test_compare_flags_only_regressions_beyond_the_threshold() -> None:
     baseline, current = _run(), _run()
     for row in current.rows:
-        if row.latency_ms and (row.runtime, row.batch) == ("eager", 1):
-            row.latency_ms.p50 *= 1.5
-        if row.latency_ms and (row.runtime, row.batch) == ("torchscript", 1):
-            row.latency_ms.p50 *= 1.05  # within 10%
+        if row.batch_latency_ms and (row.runtime, row.batch) == ("eager", 1):
+            row.batch_latency_ms.p50 *= 1.5
+        if row.batch_latency_ms and (row.runtime, row.batch) == ("torchscript", 1):
+            row.batch_latency_ms.p50 *= 1.05  # within 10%
     current.rows.append(_row("compile", 1, 9.0))  # not in the baseline: not compared
     regressions, shared = compare_runs(current, baseline, threshold=0.10)
     assert shared == 5
@@ -100,7 +105,7 @@ def test_zoo_ort_session_losing_to_the_plain_peer_beyond_noise_is_reported() -> 
     # third 80% slower leave 2% of noise, and the 11% gap stands.
     for row in run.rows:
         if row.runtime == "onnxruntime-default":
-            p50 = row.latency_ms.p50  # type: ignore[union-attr]
+            p50 = row.batch_latency_ms.p50  # type: ignore[union-attr]
             row.round_p50_ms, row.round_spread = [p50 * 1.02, p50, p50 * 1.8], 0.8
     assert [loss.batch for loss in peer_losses(run)] == [1]
     out = io.StringIO()

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _row(model: str, runtime: str, batch: int, p50: float) -> Row:
     lat = Latency(p50, p50, p50, p50, 0.0, p50, p50)
-    return Row(model, runtime, "cpu", batch, "ok", latency_ms=lat, iterations=10)
+    return Row(model, runtime, "cpu", batch, "ok", batch_latency_ms=lat, iterations=10)
 
 
 def _run(rows: list[Row], flops: dict[str, int], ceiling: float = 200.0) -> BenchRun:

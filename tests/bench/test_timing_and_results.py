@@ -58,7 +58,7 @@ def test_latency_statistics_in_milliseconds() -> None:
 
 def _row(runtime: str, batch: int, p50: float, device: str = "cpu") -> Row:
     lat = Latency(p50, p50 * 1.1, p50 * 1.5, p50, 0.1, p50 * 0.9, p50 * 2)
-    return Row("m", runtime, device, batch, "ok", latency_ms=lat, iterations=100)
+    return Row("m", runtime, device, batch, "ok", batch_latency_ms=lat, iterations=100)
 
 
 def _run() -> BenchRun:
@@ -85,7 +85,7 @@ def test_finish_derives_speedups_throughput_gflops_and_the_fastest_runtime() -> 
     run = _run()
     by = {(r.runtime, r.batch): r for r in run.rows}
     assert by[("onnxruntime", 1)].speedup_vs_eager == 4.0
-    assert by[("onnxruntime", 1)].throughput == pytest.approx(2000.0)  # 1 sample / 0.5 ms
+    assert by[("onnxruntime", 1)].samples_per_s == pytest.approx(2000.0)  # 1 sample / 0.5 ms
     # 10 MFLOPs per sample, batch 8, 4 ms: 20 GFLOP/s, 20% of a 100 GFLOP/s ceiling.
     assert by[("eager", 8)].gflops == pytest.approx(20.0)
     assert by[("eager", 8)].ceiling_share == pytest.approx(0.2)
@@ -104,6 +104,9 @@ def test_json_round_trips_and_matches_the_published_schema(tmp_path: Path) -> No
         "batches": [1, 8],
         "threads": 2,
         "rounds": 1,
+        "max_rounds": 1,
+        "stability": 0.05,
+        "scenarios": ["single-stream"],
         "policy": {},
         "raw": True,
     }
@@ -114,21 +117,24 @@ def test_json_round_trips_and_matches_the_published_schema(tmp_path: Path) -> No
     document = json.loads(path.read_text())
     jsonschema.validate(document, json.loads(SCHEMA_FILE.read_text()))
     assert document["schema"] == SCHEMA
+    cell = {"model": "m", "device": "cpu", "precision": "fp32", "scenario": "single-stream"}
     assert document["recommendations"] == [
-        {"model": "m", "device": "cpu", "batch": 1, "runtime": "onnxruntime", "precision": "fp32"},
-        {"model": "m", "device": "cpu", "batch": 8, "runtime": "eager", "precision": "fp32"},
+        {**cell, "batch": 1, "runtime": "onnxruntime"},
+        {**cell, "batch": 8, "runtime": "eager"},
     ]
     again = load_run(path)
     assert [r.to_dict() for r in again.rows] == [r.to_dict() for r in run.rows]
     # The schema rejects an ok row without numbers.
-    document["results"][0]["latency_ms"] = None
+    document["results"][0]["batch_latency_ms"] = None
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(document, json.loads(SCHEMA_FILE.read_text()))
 
 
 def test_load_run_refuses_other_files(tmp_path: Path) -> None:
     (tmp_path / "other.json").write_text('{"benchmarks": []}')
-    with pytest.raises(zoo.UsageError, match="schema is None, expected 'zoo-bench/1'"):
+    with pytest.raises(
+        zoo.UsageError, match="schema is None, expected one of zoo-bench/1, zoo-bench/2"
+    ):
         load_run(tmp_path / "other.json")
     with pytest.raises(zoo.UsageError, match="no such benchmark file"):
         load_run(tmp_path / "missing.json")

@@ -146,7 +146,7 @@ def test_the_others_share_counts_a_process_that_is_not_the_worker() -> None:
     their CPU time is subtracted once they are reaped)."""
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        others = training._Others()
+        others = training.Others()
         others.start()
         time.sleep(1.0)
         share, _ = others.share()

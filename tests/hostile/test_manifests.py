@@ -256,6 +256,10 @@ def test_bench_fails_every_garbage_artifact_alone_and_exits_1(
         "2",
         "--warmup",
         "1",
+        "--rounds",
+        "1",
+        "--max-rounds",
+        "1",
         "--json",
         str(directory.parent / "run.json"),
     )

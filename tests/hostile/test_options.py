@@ -144,7 +144,7 @@ def test_an_empty_format_list_is_refused(tmp_path: Path, formats: str) -> None:
     ("baseline", "why"),
     [
         ('{"schema": "zoo-bench/1"}', "not a zoo bench JSON file (lacks 'environment')"),
-        ("[]", "schema is None, expected 'zoo-bench/1' (a zoo bench --json)"),
+        ("[]", "schema is None, expected one of zoo-bench/1, zoo-bench/2 (a zoo bench --json)"),
         (
             '{"schema": "zoo-bench/1", "environment": {}, "settings": {}, "ceiling_gflops": {},'
             ' "flops_per_sample": {}, "results": 7}',

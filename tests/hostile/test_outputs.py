@@ -14,7 +14,19 @@ import pytest
 from tests.hostile.conftest import one_error_line, snapshot, zoo
 from zoo.bench.outputs import write_output
 
-QUICK = ["--runtime", "eager", "--batch", "1", "--min-time", "0", "--min-iters", "2"]
+QUICK = [
+    "--runtime",
+    "eager",
+    "--batch",
+    "1",
+    "--min-time",
+    "0",
+    "--min-iters",
+    "2",
+    "--rounds",
+    "1",
+]
+QUICK += ["--max-rounds", "1"]
 
 
 @pytest.mark.parametrize(
@@ -63,7 +75,7 @@ def test_a_fifo_is_written_through(lenet_export: Path, tmp_path: Path) -> None:
     reader.join(timeout=60)
     assert result.returncode == 0, result.stderr
     assert stat.S_ISFIFO(fifo.lstat().st_mode)  # still the FIFO, not a regular file
-    assert json.loads(received[0])["schema"] == "zoo-bench/1"
+    assert json.loads(received[0])["schema"] == "zoo-bench/2"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.fifo"]  # no temporary left
 
 

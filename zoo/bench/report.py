@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from zoo.bench.outputs import write_output
-from zoo.bench.results import BenchRun, Row
+from zoo.bench.results import OFFLINE, SERVER, SINGLE_STREAM, BenchRun, Row
 from zoo.errors import UsageError
 
 __all__ = [
@@ -53,14 +54,18 @@ def _groups(run: BenchRun) -> dict[tuple[str, str], list[Row]]:
 def summary_rows(run: BenchRun, model: str, device: str) -> list[list[str]]:
     """The cells of the table for one model on one device (``headers(run)`` names them)."""
     rows = []
-    measured = [r for r in run.rows if (r.model, r.device) == (model, device)]
+    measured = [
+        r
+        for r in run.rows
+        if (r.model, r.device) == (model, device) and r.scenario == SINGLE_STREAM
+    ]
     order = list(dict.fromkeys(r.label for r in measured))
     spread = _has_rounds(run)
     gated = _has_accuracy(run)
     for row in sorted(measured, key=lambda r: (r.batch, order.index(r.label))):
-        if row.status != "ok" or row.latency_ms is None:
+        if row.status != "ok" or row.batch_latency_ms is None:
             continue
-        lat = row.latency_ms
+        lat = row.batch_latency_ms
         share = f" ({row.ceiling_share:.0%})" if row.ceiling_share is not None else ""
         cells = [
             str(row.batch),
@@ -75,16 +80,134 @@ def summary_rows(run: BenchRun, model: str, device: str) -> list[list[str]]:
             _ms(lat.mean),
             _ms(lat.std),
             _ms(lat.min),
-            f"{row.throughput:,.0f}" if row.throughput else "-",
-            f"{row.speedup_vs_eager:.2f}x" if row.speedup_vs_eager else "-",
+            _ms(row.ms_per_sample),
+            f"{row.samples_per_s:,.0f}" if row.samples_per_s else "-",
+            _speedup(row),
             (f"{row.gflops:.1f}{share}" if row.gflops is not None else "-"),
             _ms(row.cold_start_ms),
             f"{row.rss_growth_mb:.0f}" if row.rss_growth_mb is not None else "-",
         ]
         if gated:
             cells.append(_accuracy_cell(row))
+        if _has_stability(run):
+            cells.append(_stable_cell(row))
         rows.append(cells)
     return rows
+
+
+def _speedup(row: Row) -> str:
+    """The speed-up over the reference; ``?`` after it when either row is unstable."""
+    if not row.speedup_vs_eager:
+        return "-"
+    return f"{row.speedup_vs_eager:.2f}x" + ("?" if row.speedup_stable is False else "")
+
+
+def _stable_cell(row: Row) -> str:
+    if row.stability is None:
+        return "-"
+    return "yes" if row.stability.stable else "NO"
+
+
+def _has_stability(run: BenchRun) -> bool:
+    return any(r.stability is not None for r in run.rows)
+
+
+def unstable_notes(run: BenchRun, model: str, device: str) -> list[str]:
+    """One line per unstable row, with why."""
+    lines = []
+    for row in run.rows:
+        if (row.model, row.device) != (model, device) or row.stability is None:
+            continue
+        if not row.stability.stable:
+            where = f"batch {row.batch}" if row.scenario == SINGLE_STREAM else row.scenario
+            lines.append(f"  {row.label} {where}: unstable: {'; '.join(row.stability.reasons)}")
+    return lines
+
+
+def offline_rows(run: BenchRun, model: str, device: str) -> list[list[str]]:
+    """The offline table's cells: each runtime's best samples/s, the batch size and thread
+    split that gave it, and every split's best."""
+    rows = []
+    for row in run.rows:
+        if (row.model, row.device, row.scenario) != (model, device, OFFLINE):
+            continue
+        if row.status != "ok" or row.batch_latency_ms is None:
+            continue
+        splits: dict[str, float] = {}
+        for point in (row.detail or {}).get("points", []):
+            split = f"{point['sessions']}x{point['threads']}"
+            splits[split] = max(splits.get(split, 0.0), float(point["samples_per_s"]))
+        rows.append(
+            [
+                ("* " if row.recommended else "  ") + row.label,
+                f"{row.samples_per_s:,.0f}" if row.samples_per_s else "-",
+                _speedup(row),
+                str(row.batch),
+                f"{row.sessions}x{row.threads}",
+                _ms(row.batch_latency_ms.p50),
+                _ms(row.ms_per_sample),
+                ", ".join(f"{k} {v:,.0f}" for k, v in splits.items()),
+                _stable_cell(row),
+            ]
+        )
+    return rows
+
+
+OFFLINE_HEADERS = [
+    "runtime",
+    "samples/s",
+    "vs eager",
+    "batch",
+    "split",
+    "p50 ms/batch",
+    "ms/sample",
+    "samples/s per split (sessions x threads)",
+    "stable",
+]
+
+
+def server_rows(run: BenchRun, model: str, device: str) -> list[list[str]]:
+    """The server table's cells: each runtime's highest QPS whose p99 kept under the bound,
+    its split, the latency per request there, and every split's highest QPS."""
+    rows = []
+    for row in run.rows:
+        if (row.model, row.device, row.scenario) != (model, device, SERVER):
+            continue
+        if row.status != "ok" or row.batch_latency_ms is None:
+            continue
+        splits = [
+            f"{s['sessions']}x{s['threads']} {s['max_qps']:,.0f}"
+            for s in (row.detail or {}).get("splits", [])
+        ]
+        lat = row.batch_latency_ms
+        none = not row.samples_per_s
+        rows.append(
+            [
+                ("* " if row.recommended else "  ") + row.label,
+                "0 (none)" if none else f"{row.samples_per_s:,.0f}",
+                _speedup(row),
+                f"{row.sessions}x{row.threads}",
+                "-" if none else _ms(lat.p50),
+                "-" if none else _ms(lat.p90),
+                "-" if none else _ms(lat.p99),
+                ", ".join(splits),
+                _stable_cell(row),
+            ]
+        )
+    return rows
+
+
+SERVER_HEADERS = [
+    "runtime",
+    "max QPS",
+    "vs eager",
+    "split",
+    "p50 ms/request",
+    "p90",
+    "p99",
+    "max QPS per split (sessions x threads)",
+    "stable",
+]
 
 
 def _accuracy_cell(row: Row) -> str:
@@ -113,7 +236,8 @@ def not_measured(run: BenchRun, model: str, device: str) -> dict[str, str]:
     reasons: dict[str, str] = {}
     for row in run.rows:
         if (row.model, row.device) == (model, device) and row.status != "ok":
-            reasons.setdefault(row.label, f"{row.status}: {row.reason}")
+            label = row.label if row.scenario == SINGLE_STREAM else f"{row.label} {row.scenario}"
+            reasons.setdefault(label, f"{row.status}: {row.reason}")
     return reasons
 
 
@@ -169,23 +293,29 @@ def peer_losses(run: BenchRun) -> list[PeerLoss]:
     """Cells where a runtime with a peer (``run.peers``: zoo's ORT session ``onnxruntime``
     and the plain ``onnxruntime-default``) is slower than that peer beyond noise: by more
     than the larger of the two rows' ``round_noise``, and at least ``NOISE_FLOOR``."""
-    ok = {r.key: r for r in run.rows if r.status == "ok" and r.latency_ms is not None}
+    ok = {
+        r.key: r
+        for r in run.rows
+        if r.status == "ok" and r.batch_latency_ms is not None and r.scenario == SINGLE_STREAM
+    }
     losses = []
-    for (model, runtime, device, batch, precision), row in ok.items():
+    for (model, runtime, device, batch, precision, scenario), row in ok.items():
         peer_name = run.peers.get(runtime)
-        peer = ok.get((model, peer_name, device, batch, precision)) if peer_name else None
+        peer = ok.get((model, peer_name, device, batch, precision, scenario)) if peer_name else None
         if peer_name is None or peer is None:
             continue
-        assert row.latency_ms is not None and peer.latency_ms is not None
+        if row.stable is False or peer.stable is False:
+            continue  # a loss between disturbed figures is not the runtime's
+        assert row.batch_latency_ms is not None and peer.batch_latency_ms is not None
         noise = max(NOISE_FLOOR, round_noise(row), round_noise(peer))
-        if row.latency_ms.p50 > peer.latency_ms.p50 * (1 + noise):
+        if row.batch_latency_ms.p50 > peer.batch_latency_ms.p50 * (1 + noise):
             losses.append(
                 PeerLoss(
                     model,
                     device,
                     batch,
-                    row.latency_ms.p50,
-                    peer.latency_ms.p50,
+                    row.batch_latency_ms.p50,
+                    peer.batch_latency_ms.p50,
                     noise,
                     runtime=runtime,
                     peer=peer_name,
@@ -197,12 +327,13 @@ def peer_losses(run: BenchRun) -> list[PeerLoss]:
 HEADERS = [
     "batch",
     "runtime",
-    "p50 ms",
+    "p50 ms/batch",
     "p90",
     "p99",
     "mean",
     "std",
     "min",
+    "ms/sample",
     "samples/s",
     "vs eager",
     "GFLOP/s (of peak)",
@@ -216,6 +347,8 @@ def headers(run: BenchRun) -> list[str]:
     columns = [f"vs {run.reference}" if h == "vs eager" and run.reference else h for h in HEADERS]
     if _has_accuracy(run):
         columns.append("accuracy (vs fp32)")
+    if _has_stability(run):
+        columns.append("stable")
     if not _has_rounds(run):
         return columns
     return [*columns[:3], "spread", *columns[3:]]
@@ -245,27 +378,51 @@ def print_table(run: BenchRun, file: Any = None) -> None:
         for precision, gflops in by_precision.items():
             unit = "GOP/s" if precision == "int8" else "GFLOP/s"
             console.print(f"{precision} matmul ceiling: {device} {gflops:.0f} {unit}")
-    for (model, device), _ in _groups(run).items():
+    for (model, device), rows in _groups(run).items():
         flops = run.flops_per_sample.get(model)
         title = f"{model} on {device}" + (
             f" ({flops / 1e6:,.1f} MFLOPs per sample)" if flops else ""
         )
-        table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-        for i, header in enumerate(headers(run)):
-            table.add_column(header, justify="left" if i == 1 else "right", no_wrap=True)
-        for cells in summary_rows(run, model, device):
-            table.add_row(*cells)
-        console.print(table)
+        scenarios = dict.fromkeys(r.scenario for r in rows)
+        if SINGLE_STREAM in scenarios:
+            _print_cells(console, f"{title}, single-stream", headers(run), 1,
+                         summary_rows(run, model, device))  # fmt: skip
+        if OFFLINE in scenarios:
+            columns = [_vs(run, h) for h in OFFLINE_HEADERS]
+            _print_cells(console, f"{title}, offline", columns, 0,
+                         offline_rows(run, model, device))  # fmt: skip
+        if SERVER in scenarios:
+            bound = next(
+                ((r.detail or {}).get("latency_bound_ms") for r in rows if r.scenario == SERVER),
+                None,
+            )
+            columns = [_vs(run, h) for h in SERVER_HEADERS]
+            if bound is not None:
+                columns[1] = f"max QPS (p99 <= {bound:g} ms)"
+            _print_cells(console, f"{title}, server", columns, 0,
+                         server_rows(run, model, device))  # fmt: skip
         for runtime, why in not_measured(run, model, device).items():
             console.print(f"  {runtime}: {why}", markup=False, highlight=False)
         for note in fault_notes(run, model, device):
             console.print(note, markup=False, highlight=False)
+        for note in unstable_notes(run, model, device):
+            console.print(note, markup=False, highlight=False)
     console.print(
-        "* the fastest runtime measured at that batch size (lowest p50; a reduced-precision "
-        "artifact only if it passed its accuracy gate)"
+        "* the fastest runtime measured at that batch size (single-stream: lowest p50; "
+        "offline, server: most samples/s; a reduced-precision artifact only if it passed its "
+        "accuracy gate)"
+    )
+    console.print(
+        "ms/batch: per call of one batch; ms/sample: that over the batch size; ms/request: "
+        "one sample from its arrival, queueing included; samples/s and QPS count samples"
     )
     if _has_rounds(run):
         console.print("spread: (max - min) / median of the p50s of the rounds")
+    if _has_stability(run):
+        console.print(
+            "stable: the best two quiet rounds agree (docs/benchmarks.md: Stability); "
+            "? after a speed-up: one of its two rows is unstable, do not trust it"
+        )
     for loss in peer_losses(run):
         console.print(
             f"note: a runtime lost to its plain peer: {loss.describe()}",
@@ -274,10 +431,28 @@ def print_table(run: BenchRun, file: Any = None) -> None:
         )
 
 
+def _vs(run: BenchRun, header: str) -> str:
+    return f"vs {run.reference}" if header == "vs eager" and run.reference else header
+
+
+def _print_cells(
+    console: Console, title: str, columns: list[str], left: int, rows: list[list[str]]
+) -> None:
+    if not rows:
+        return
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    for i, header in enumerate(columns):
+        table.add_column(header, justify="left" if i == left else "right", no_wrap=True)
+    for cells in rows:
+        table.add_row(*cells)
+    console.print(table)
+
+
 def plot_run(run: BenchRun, path: str | Path) -> Path:
-    """PNG: latency vs batch size per runtime, p50 bars with p99 whiskers, one panel per
-    (model, device), log scale. Drawn on a Figure of its own (no pyplot: the global backend
-    and figure list stay untouched)."""
+    """PNG: single-stream latency per batch vs batch size per runtime, p50 bars with p99
+    whiskers, one panel per (model, device), log scale; and for the server scenario, latency
+    per request (p50, p99) against the achieved QPS of each rate the search tried. Drawn on a
+    Figure of its own (no pyplot: the global backend and figure list stay untouched)."""
     # here: only --plot pays for matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -285,18 +460,30 @@ def plot_run(run: BenchRun, path: str | Path) -> Path:
 
     groups = _groups(run)
     panels = [
-        (key, [r for r in rows if r.status == "ok" and r.latency_ms])
+        (key, [r for r in rows if r.status == "ok" and r.batch_latency_ms])
         for key, rows in groups.items()
     ]
+    curves = [
+        (key, [r for r in rows if r.scenario == SERVER and (r.detail or {}).get("splits")])
+        for key, rows in panels
+    ]
+    curves = [(key, rows) for key, rows in curves if rows]
+    offline = [
+        (key, [r for r in rows if r.scenario == OFFLINE and (r.detail or {}).get("points")])
+        for key, rows in panels
+    ]
+    offline = [(key, rows) for key, rows in offline if rows]
+    panels = [(key, [r for r in rows if r.scenario == SINGLE_STREAM]) for key, rows in panels]
     panels = [(key, rows) for key, rows in panels if rows]
-    if not panels:
+    if not panels and not curves and not offline:
         raise UsageError("nothing to plot: no runtime produced a measurement")
-    columns = min(3, len(panels))
-    lines = (len(panels) + columns - 1) // columns
+    count = len(panels) + len(offline) + len(curves)
+    columns = min(3, count)
+    lines = (count + columns - 1) // columns
     fig = Figure(figsize=(5.5 * columns, 4 * lines))
     FigureCanvasAgg(fig)
     axes = fig.subplots(lines, columns, squeeze=False)
-    for ax in axes.flat[len(panels) :]:
+    for ax in axes.flat[count:]:
         ax.set_visible(False)
     # One colour per runtime across every panel, whichever runtimes a panel has.
     palette = list(dict.fromkeys(r.label for r in run.rows))
@@ -311,11 +498,11 @@ def plot_run(run: BenchRun, path: str | Path) -> Path:
             xs, p50, p99, edges = [], [], [], []
             for j, batch in enumerate(batches):
                 row = cells.get(batch)
-                if row is None or row.latency_ms is None:
+                if row is None or row.batch_latency_ms is None:
                     continue
                 xs.append(j + (i - (len(runtimes) - 1) / 2) * width)
-                p50.append(row.latency_ms.p50)
-                p99.append(row.latency_ms.p99)
+                p50.append(row.batch_latency_ms.p50)
+                p99.append(row.batch_latency_ms.p99)
                 edges.append("black" if row.recommended else colors[runtime])
             p50a, p99a = np.array(p50), np.array(p99)
             plotted.add(runtime)
@@ -331,14 +518,68 @@ def plot_run(run: BenchRun, path: str | Path) -> Path:
             )
         ax.set_xticks(range(len(batches)), [str(b) for b in batches])
         ax.set_xlabel("batch size")
-        ax.set_ylabel("latency, ms (bar p50, whisker p99)")
+        ax.set_ylabel("latency per batch, ms (bar p50, whisker p99)")
         ax.set_yscale("log")
-        ax.set_title(f"{model} on {device}")
+        ax.set_title(f"{model} on {device}, single-stream")
         ax.grid(axis="y", alpha=0.3, which="both")
+    after = len(panels)
+    for ax, ((model, device), rows) in zip(axes.flat[after:], offline, strict=False):
+        splits = list(
+            dict.fromkeys(
+                f"{p['sessions']}x{p['threads']}"
+                for r in rows
+                for p in r.detail["points"]  # type: ignore[index]
+            )
+        )
+        width = 0.8 / len(rows)
+        for i, row in enumerate(rows):
+            best: dict[str, float] = {}
+            for p in row.detail["points"]:  # type: ignore[index]
+                split = f"{p['sessions']}x{p['threads']}"
+                best[split] = max(best.get(split, 0.0), float(p["samples_per_s"]))
+            plotted.add(row.label)
+            ax.bar(
+                [j + (i - (len(rows) - 1) / 2) * width for j in range(len(splits))],
+                [best.get(split, 0.0) for split in splits],
+                width,
+                color=colors[row.label],
+            )
+        ax.set_xticks(range(len(splits)), splits)
+        ax.set_xlabel("sessions x threads per session")
+        ax.set_ylabel("samples/s (best batch size)")
+        ax.set_title(f"{model} on {device}, offline")
+        ax.grid(axis="y", alpha=0.3)
+    after += len(offline)
+    for ax, ((model, device), rows) in zip(axes.flat[after:], curves, strict=False):
+        bound = None
+        for row in rows:
+            split = max(row.detail["splits"], key=lambda s: s["max_qps"])  # type: ignore[index]
+            bound = row.detail.get("latency_bound_ms")  # type: ignore[union-attr]
+            levels = sorted(split["levels"], key=lambda level: level["offered_qps"])
+            qps = [level["achieved_qps"] for level in levels]
+            color = colors[row.label]
+            plotted.add(row.label)
+            ax.plot(qps, [lv["latency_ms"]["p99"] for lv in levels], "o-", color=color, ms=3)
+            ax.plot(qps, [lv["latency_ms"]["p50"] for lv in levels], "--", color=color, lw=1)
+            if row.samples_per_s:
+                ax.annotate(
+                    f"{split['sessions']}x{split['threads']}",
+                    (row.samples_per_s, row.batch_latency_ms.p99),  # type: ignore[union-attr]
+                    fontsize=7,
+                    color=color,
+                )
+        if bound is not None:
+            ax.axhline(bound, color="black", lw=0.8, ls=":")
+        ax.set_xlabel("achieved QPS (requests of one sample / s)")
+        ax.set_ylabel("ms per request, queueing incl. (p99 -, p50 --)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"{model} on {device}, server (best split; ... bound)", fontsize=10)
+        ax.grid(alpha=0.3, which="both")
     env = run.environment
     fig.suptitle(
         f"zoo bench: {env.get('cpu')}, {env.get('threads')} threads, torch {env.get('torch')}"
-        " (black edge: the fastest runtime at that batch size)",
+        "\n(black edge: the fastest runtime at that batch size)",
         fontsize=9,
     )
     # One legend for the figure: the colours are the same in every panel.
@@ -360,47 +601,69 @@ def plot_run(run: BenchRun, path: str | Path) -> Path:
 
 @dataclass
 class Regression:
+    """A cell slower than in the baseline beyond the threshold: a higher p50 in
+    single-stream, fewer samples/s in offline and server."""
+
     model: str
     runtime: str
     device: str
     batch: int
     baseline_ms: float
     current_ms: float
+    scenario: str = SINGLE_STREAM
+    #: False when either run marked its row unstable: not counted as a regression.
+    confirmed: bool = True
 
     @property
     def ratio(self) -> float:
-        return self.current_ms / self.baseline_ms
+        """How much worse: > 1 is slower (p50 up, or samples/s down)."""
+        if self.scenario == SINGLE_STREAM:
+            return self.current_ms / self.baseline_ms
+        return self.baseline_ms / self.current_ms if self.current_ms > 0 else math.inf
 
     def describe(self) -> str:
-        return (
-            f"{self.model} {self.runtime} {self.device} batch {self.batch}: p50 "
-            f"{_ms(self.baseline_ms)} -> {_ms(self.current_ms)} ms ({self.ratio - 1:+.0%})"
-        )
+        if self.scenario == SINGLE_STREAM:
+            what = f"batch {self.batch}: p50 {_ms(self.baseline_ms)} -> {_ms(self.current_ms)} ms"
+            change = self.ratio - 1
+        else:
+            what = f"{self.scenario}: {self.baseline_ms:,.0f} -> {self.current_ms:,.0f} samples/s"
+            change = self.current_ms / self.baseline_ms - 1
+        return f"{self.model} {self.runtime} {self.device} {what} ({change:+.0%})"
 
 
 def compare_runs(
     current: BenchRun, baseline: BenchRun, threshold: float = 0.10
 ) -> tuple[list[Regression], int]:
-    """Cells whose p50 grew by more than ``threshold`` over the baseline's; and how many
-    cells the two runs share."""
-    old = {r.key: r for r in baseline.rows if r.status == "ok" and r.latency_ms}
+    """Cells worse than the baseline's by more than ``threshold`` (p50 up in single-stream,
+    samples/s down in offline and server), and how many cells the two runs share. A
+    regression where either row is unstable comes back with ``confirmed`` False: the
+    figures behind it were disturbed, so it is not counted as real."""
+    old = {r.key: r for r in baseline.rows if r.status == "ok" and r.batch_latency_ms}
     regressions = []
     shared = 0
     for row in current.rows:
         before = old.get(row.key)
-        if before is None or row.status != "ok" or row.latency_ms is None:
+        if before is None or row.status != "ok" or row.batch_latency_ms is None:
             continue
-        assert before.latency_ms is not None
+        assert before.batch_latency_ms is not None
         shared += 1
-        if row.latency_ms.p50 > before.latency_ms.p50 * (1 + threshold):
+        if row.scenario == SINGLE_STREAM:
+            was, now = before.batch_latency_ms.p50, row.batch_latency_ms.p50
+            worse = now > was * (1 + threshold)
+        else:
+            was, now = before.samples_per_s or 0.0, row.samples_per_s or 0.0
+            worse = now * (1 + threshold) < was
+        if worse:
             regressions.append(
                 Regression(
                     row.model,
                     row.label,
                     row.device,
                     row.batch,
-                    before.latency_ms.p50,
-                    row.latency_ms.p50,
+                    was,
+                    now,
+                    scenario=row.scenario,
+                    confirmed=row.stable is not False and before.stable is not False,
                 )
             )
     return regressions, shared

@@ -1,7 +1,10 @@
-"""What a benchmark run produces, and its JSON form (schema ``zoo-bench/1``).
+"""What a benchmark run produces, and its JSON form (schema ``zoo-bench/2``; ``zoo-bench/1``
+files are still read, for ``--compare``).
 
-One :class:`Row` per (model, runtime, device, batch). Rows of runtimes that could not run
-carry ``status="skipped"`` (unavailable here) or ``"failed"`` and a reason, never numbers.
+One :class:`Row` per (model, runtime, precision, device, batch) in single-stream, and one per
+(model, runtime, precision, device) in offline and server (each runtime's best). Rows of
+runtimes that could not run carry ``status="skipped"`` (unavailable here) or ``"failed"`` and a
+reason, never numbers.
 The JSON document is described in ``docs/bench-schema.md`` and checked against
 ``zoo/bench/schema.json`` by the tests.
 """
@@ -20,9 +23,13 @@ from zoo import _json as js
 from zoo.bench.outputs import write_output
 from zoo.errors import UsageError
 
-__all__ = ["SCHEMA", "BenchRun", "Latency", "Row", "load_run"]
+__all__ = ["SCENARIOS", "SCHEMA", "BenchRun", "Latency", "Row", "Stability", "load_run"]
 
-SCHEMA = "zoo-bench/1"
+SCHEMA = "zoo-bench/2"
+#: The schemas ``load_run`` reads (``--compare`` takes a baseline of either).
+READS = ("zoo-bench/1", SCHEMA)
+SINGLE_STREAM, OFFLINE, SERVER = "single-stream", "offline", "server"
+SCENARIOS = (SINGLE_STREAM, OFFLINE, SERVER)
 
 
 @dataclass
@@ -53,6 +60,32 @@ class Latency:
 
 
 @dataclass
+class Stability:
+    """Whether a row's figures can be trusted: ``zoo bench`` measures new rounds, each in a
+    fresh worker, until the fastest two quiet rounds agree within the run's tolerance; a row
+    whose rounds never do, whose p90 is far above its p50, or that ran while other processes
+    used the CPUs, is unstable, with the reasons."""
+
+    stable: bool
+    #: Why not, one short sentence each (empty when stable).
+    reasons: list[str] = field(default_factory=list)
+    #: Rounds measured, and how many of them were quiet (other processes used at most
+    #: ``BUSY_SHARE`` of the CPUs).
+    rounds: int = 0
+    quiet_rounds: int = 0
+    #: Per round: the share of all CPUs other processes used while its worker ran (steal
+    #: included), the hypervisor's steal alone, and the 1-minute load average at its start.
+    others_cpu_share: list[float] = field(default_factory=list)
+    steal_share: list[float] = field(default_factory=list)
+    load_avg: list[float] = field(default_factory=list)
+    #: How far apart the two best quiet rounds are, relative to the best (None: fewer than
+    #: two quiet rounds).
+    agreement: float | None = None
+    #: p90 / p50 of the reported round (single-stream and server).
+    tail_ratio: float | None = None
+
+
+@dataclass
 class Row:
     model: str
     runtime: str
@@ -61,12 +94,18 @@ class Row:
     #: ``ok``, ``skipped`` (the runtime is unavailable here) or ``failed``.
     status: str
     reason: str = ""
-    latency_ms: Latency | None = None
-    #: Timed calls behind ``latency_ms``: with several rounds, those of the fastest round
-    #: (lowest p50), the one least disturbed by the rest of the machine.
+    #: Per call, that is per batch of ``batch`` samples (single-stream, offline), or per
+    #: request of one sample from its arrival, queueing included (server), in milliseconds.
+    batch_latency_ms: Latency | None = None
+    #: Timed calls behind ``batch_latency_ms``: with several rounds, those of the fastest
+    #: quiet round (lowest p50), the one least disturbed by the rest of the machine.
     iterations: int = 0
-    #: Samples per second at the median latency: ``batch / p50``.
-    throughput: float | None = None
+    #: Samples per second: ``batch / p50`` (single-stream); every session's samples over the
+    #: wall time (offline); the achieved requests per second at the highest rate whose p99 kept
+    #: under the latency bound (server).
+    samples_per_s: float | None = None
+    #: Milliseconds per sample: the p50 per batch divided by the batch size (single-stream).
+    ms_per_sample: float | None = None
     #: Load (or session creation, or compilation) plus the first call, in a fresh process.
     cold_start_ms: float | None = None
     #: Peak resident set size of the process that ran this runtime (imports included), and
@@ -78,9 +117,11 @@ class Row:
     #: Page faults of the worker process per timed call (median over rounds). Thousands per
     #: call mean the allocator hands memory back and maps it again on every call.
     faults_per_call: float | None = None
-    #: The reference runtime's (eager's) p50 divided by this row's p50 (same model, device
-    #: and batch).
+    #: The reference runtime's (eager's) p50 divided by this row's p50 (same model, device,
+    #: batch and scenario); offline and server: this row's samples/s over the reference's.
     speedup_vs_eager: float | None = None
+    #: Whether that speed-up may be trusted: both rows stable (None: no speed-up).
+    speedup_stable: bool | None = None
     #: Model FLOPs per call divided by the p50 latency, and that as a share of the measured
     #: fp32 matmul ceiling of the device.
     gflops: float | None = None
@@ -95,10 +136,35 @@ class Row:
     #: What the artifact scored at export on held-out data (its accuracy gate): metric,
     #: value, eager's value and the drop; None where no gate ran.
     accuracy: dict[str, Any] | None = None
+    #: ``single-stream`` (one call at a time), ``offline`` (the best samples/s over batch
+    #: sizes and thread splits) or ``server`` (Poisson arrivals under a latency bound).
+    scenario: str = "single-stream"
+    #: Concurrent sessions, and the threads each uses (the thread split of this row).
+    sessions: int = 1
+    threads: int | None = None
+    #: Whether the figures can be trusted, and why not (:class:`Stability`).
+    stability: Stability | None = None
+    #: offline: every (batch, split) measured; server: the search of every split.
+    detail: dict[str, Any] | None = None
 
     @property
-    def key(self) -> tuple[str, str, str, int, str]:
-        return (self.model, self.runtime, self.device, self.batch, self.precision)
+    def key(self) -> tuple[Any, ...]:
+        """What identifies the row across runs (``--compare``): the batch size only in
+        single-stream (an offline row's batch is the one that was best)."""
+        batch = self.batch if self.scenario == SINGLE_STREAM else None
+        return (self.model, self.runtime, self.device, batch, self.precision, self.scenario)
+
+    @property
+    def cell(self) -> tuple[Any, ...]:
+        """What this row competes in: its model, device, scenario, and in single-stream its
+        batch size (offline and server rows are each runtime's best over batches)."""
+        batch = self.batch if self.scenario == SINGLE_STREAM else None
+        return (self.model, self.device, self.scenario, batch)
+
+    @property
+    def stable(self) -> bool | None:
+        """None where nothing was measured, or where the run recorded no stability (v1)."""
+        return None if self.stability is None else self.stability.stable
 
     @property
     def label(self) -> str:
@@ -111,8 +177,24 @@ class Row:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Row:
         data = dict(data)
-        latency = data.pop("latency_ms", None)
-        return cls(**data, latency_ms=Latency(**latency) if latency else None)
+        latency = data.pop("batch_latency_ms", None)
+        stability = data.pop("stability", None)
+        return cls(
+            **data,
+            batch_latency_ms=Latency(**latency) if latency else None,
+            stability=Stability(**stability) if stability else None,
+        )
+
+    @classmethod
+    def from_v1(cls, data: dict[str, Any]) -> Row:
+        """A row of a ``zoo-bench/1`` file: single-stream, its stability not recorded."""
+        data = dict(data)
+        data["batch_latency_ms"] = data.pop("latency_ms", None)
+        data["samples_per_s"] = data.pop("throughput", None)
+        row = cls.from_dict(data)
+        if row.batch_latency_ms is not None and row.batch > 0:
+            row.ms_per_sample = row.batch_latency_ms.p50 / row.batch
+        return row
 
 
 @dataclass
@@ -158,6 +240,7 @@ class BenchRun:
                     "batch": r.batch,
                     "runtime": r.runtime,
                     "precision": r.precision,
+                    "scenario": r.scenario,
                 }
                 for r in self.rows
                 if r.recommended
@@ -171,24 +254,28 @@ class BenchRun:
         return Path(path)
 
     def finish(self) -> None:
-        """Fill speed-ups, GFLOP/s, ceiling shares and the recommended runtime of each cell."""
-        ok = [r for r in self.rows if r.status == "ok" and r.latency_ms is not None]
-        eager = {
-            (r.model, r.device, r.batch): r
-            for r in ok
-            if r.runtime == self.reference and r.precision == "fp32"
-        }
-        best: dict[tuple[str, str, int], Row] = {}
+        """Fill samples/s, speed-ups (and whether they can be trusted), GFLOP/s, ceiling
+        shares and the recommended runtime of each cell: per batch size in single-stream, per
+        model and device in offline and server (their rows are each runtime's best)."""
+        ok = [r for r in self.rows if r.status == "ok" and r.batch_latency_ms is not None]
         for row in ok:
-            assert row.latency_ms is not None
-            p50_s = row.latency_ms.p50 / 1e3
-            row.throughput = row.batch / p50_s if p50_s > 0 else None
-            base = eager.get((row.model, row.device, row.batch))
-            if base is not None and base.latency_ms is not None and row.latency_ms.p50 > 0:
-                row.speedup_vs_eager = base.latency_ms.p50 / row.latency_ms.p50
+            assert row.batch_latency_ms is not None
+            if row.scenario == SINGLE_STREAM:
+                p50_s = row.batch_latency_ms.p50 / 1e3
+                row.samples_per_s = row.batch / p50_s if p50_s > 0 else None
+                row.ms_per_sample = row.batch_latency_ms.p50 / row.batch
+        reference = {
+            row.cell: row for row in ok if row.runtime == self.reference and row.precision == "fp32"
+        }
+        best: dict[tuple[Any, ...], Row] = {}
+        for row in ok:
+            base = reference.get(row.cell)
+            if base is not None and base.samples_per_s and row.samples_per_s:
+                row.speedup_vs_eager = row.samples_per_s / base.samples_per_s
+                row.speedup_stable = row.stable is not False and base.stable is not False
             flops = self.flops_per_sample.get(row.model)
-            if flops and p50_s > 0:
-                row.gflops = flops * row.batch / p50_s / 1e9
+            if flops and row.samples_per_s:
+                row.gflops = flops * row.samples_per_s / 1e9
                 ceiling = (
                     self.ceiling_gflops.get(row.device)
                     if row.precision == "fp32"
@@ -198,12 +285,9 @@ class BenchRun:
                     row.ceiling_share = row.gflops / ceiling
             if row.precision != "fp32" and not (row.accuracy or {}).get("passed", False):
                 continue  # never recommend what did not pass its accuracy gate
-            cell = (row.model, row.device, row.batch)
-            current = best.get(cell)
-            if current is None or (
-                current.latency_ms is not None and row.latency_ms.p50 < current.latency_ms.p50
-            ):
-                best[cell] = row
+            current = best.get(row.cell)
+            if current is None or (row.samples_per_s or 0) > (current.samples_per_s or 0):
+                best[row.cell] = row
         for row in self.rows:
             row.recommended = False
         for row in best.values():
@@ -211,7 +295,8 @@ class BenchRun:
 
 
 def load_run(path: str | Path) -> BenchRun:
-    """Read a ``zoo bench --json`` file (schema ``zoo-bench/1``)."""
+    """Read a ``zoo bench --json`` file (schema ``zoo-bench/2``, or ``zoo-bench/1``: its rows
+    are single-stream rows whose stability was not recorded)."""
     path = Path(path)
     try:
         data = json.loads(js.read_text(path, str(path), MAX_RUN_BYTES))
@@ -221,9 +306,11 @@ def load_run(path: str | Path) -> BenchRun:
         raise UsageError(f"{path}: not a zoo bench JSON file ({exc.strerror or exc})") from None
     except ValueError as exc:
         raise UsageError(f"{path}: not a zoo bench JSON file ({exc})") from None
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+    if not isinstance(data, dict) or data.get("schema") not in READS:
         found = data.get("schema") if isinstance(data, dict) else None
-        raise UsageError(f"{path}: schema is {found!r}, expected {SCHEMA!r} (a zoo bench --json)")
+        raise UsageError(
+            f"{path}: schema is {found!r}, expected one of {', '.join(READS)} (a zoo bench --json)"
+        )
     try:
         return _run_of(data)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -244,7 +331,10 @@ def _run_of(data: dict[str, Any]) -> BenchRun:
         ceiling_gflops=data["ceiling_gflops"],
         ceiling_detail=data.get("ceiling_detail", {}),
         flops_per_sample=data["flops_per_sample"],
-        rows=[Row.from_dict(r) for r in data["results"]],
+        rows=[
+            Row.from_dict(r) if data["schema"] == SCHEMA else Row.from_v1(r)
+            for r in data["results"]
+        ],
         harness_overhead_ns=data.get("harness_overhead_ns"),
         created=data.get("created", ""),
         # What zoo 0.1 wrote without saying so.
@@ -254,6 +344,13 @@ def _run_of(data: dict[str, Any]) -> BenchRun:
     )
     for row in run.rows:
         hash(row.key)
-        if row.latency_ms is not None and not math.isfinite(js.number(row.latency_ms.p50, "p50")):
+        if row.scenario not in SCENARIOS:
+            raise ValueError(f"unknown scenario {row.scenario!r:.40}")
+        latency = row.batch_latency_ms
+        if latency is not None and not math.isfinite(js.number(latency.p50, "p50")):
             raise ValueError(f"a p50 of {row.runtime!r:.40} is not finite")
+        if row.samples_per_s is not None and not math.isfinite(
+            js.number(row.samples_per_s, "samples_per_s")
+        ):
+            raise ValueError(f"the samples/s of {row.runtime!r:.40} is not finite")
     return run

@@ -25,7 +25,6 @@ import datetime as _dt
 import difflib
 import json
 import os
-import resource
 import statistics
 import tempfile
 import time
@@ -34,11 +33,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
 import torch
 
 from zoo._cpu import native_bf16
 from zoo._pluginmanager import get_plugins
+from zoo.bench.load import BUSY_SHARE, Others, load_average, wait_for_quiet
 from zoo.bench.outputs import write_output
 from zoo.bench.runner import environment, physical_cores, spawn_worker
 from zoo.bench.train_worker import HAND, TrainJob, TrainJobResult
@@ -80,8 +79,6 @@ DEFAULT_VARIANTS = (
     "bf16+channels-last",
     "channels-last+compile",
 )
-#: Other processes using more than this share of the CPUs during a round disturb it.
-BUSY_SHARE = 0.10
 
 
 def parse_variant(name: str) -> dict[str, Any] | None:
@@ -251,58 +248,14 @@ def _validate(settings: TrainBenchSettings) -> tuple[str, list[str]]:
     return device, variants
 
 
-def _cpu_seconds() -> tuple[float, float]:
-    """(every CPU's busy seconds, hypervisor steal included; this process's and its reaped
-    children's CPU seconds)."""
-    t = psutil.cpu_times()
-    busy = t.user + t.nice + t.system
-    busy += sum(getattr(t, name, 0.0) for name in ("irq", "softirq", "steal"))
-    own = 0.0
-    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
-        usage = resource.getrusage(who)
-        own += usage.ru_utime + usage.ru_stime
-    return busy, own
-
-
-class _Others:
-    """The share of all CPUs other processes use between :meth:`start` and :meth:`share`."""
-
-    def start(self) -> None:
-        self.busy, self.own = _cpu_seconds()
-        self.started = time.perf_counter()
-
-    def share(self) -> tuple[float, float]:
-        """(the others' share, the seconds since :meth:`start`)."""
-        busy, own = _cpu_seconds()
-        wall = time.perf_counter() - self.started
-        cpus = psutil.cpu_count() or 1
-        used = max(0.0, (busy - self.busy) - (own - self.own))
-        return (used / (wall * cpus) if wall > 0 else 0.0), wall
-
-
-def _wait_for_quiet(limit_s: float) -> float:
-    """Wait (up to ``limit_s``) until other processes use under :data:`BUSY_SHARE` of the
-    CPUs over a second; the seconds waited."""
-    waited = 0.0
-    others = _Others()
-    while waited < limit_s:
-        others.start()
-        time.sleep(1.0)
-        share, wall = others.share()
-        if share < BUSY_SHARE:
-            break
-        waited += wall
-    return waited
-
-
 def _run_worker(
     job: TrainJob, settings: TrainBenchSettings, since: float
 ) -> tuple[TrainJobResult, Round]:
     """The job's result, and its round without the figures: the wait for a quiet machine,
     the load averages at its start, the others' CPU share while it ran, its wall time."""
-    waited = _wait_for_quiet(settings.wait_quiet_s) if settings.wait_quiet_s > 0 else 0.0
-    load = [round(x, 2) for x in os.getloadavg()]
-    others = _Others()
+    waited = wait_for_quiet(settings.wait_quiet_s) if settings.wait_quiet_s > 0 else 0.0
+    load = load_average()
+    others = Others()
     others.start()
     start_s = time.perf_counter() - since
     payload = spawn_worker(

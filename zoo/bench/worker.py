@@ -12,6 +12,7 @@ in the worker: the parent imports it for the records alone.
 
 from __future__ import annotations
 
+import functools
 import json
 import resource
 import sys
@@ -21,9 +22,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import psutil
 
 from zoo import _json as js
+from zoo.bench.scenarios import ServerPolicy
 from zoo.bench.timing import TimingPolicy, timed_calls, warm_up
 from zoo.registry import InputSpec
 
@@ -51,6 +54,13 @@ class Job:
     #: A reduced-precision variant of the runtime's format to run instead (``onnx-int8``
     #: for ``onnxruntime``), or None for the format itself.
     variant: str | None = None
+    #: ``single-stream``, ``offline`` or ``server`` (``zoo.bench.scenarios``); offline and
+    #: server load ``sessions`` sessions of ``threads`` threads each.
+    scenario: str = "single-stream"
+    sessions: int = 1
+    #: server: the p99 bound of the search, and how each rate is measured.
+    latency_bound_ms: float = 100.0
+    server: ServerPolicy = field(default_factory=ServerPolicy)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "kind": "bench", "batches": list(self.batches)}
@@ -67,6 +77,10 @@ class Job:
             seed=js.integer(data.get("seed", 0), "seed"),
             policy=TimingPolicy(**policy),
             variant=None if data.get("variant") is None else js.string(data["variant"], "variant"),
+            scenario=js.string(data.get("scenario", "single-stream"), "scenario"),
+            sessions=js.integer(data.get("sessions", 1), "sessions"),
+            latency_bound_ms=js.number(data.get("latency_bound_ms", 100.0), "latency_bound_ms"),
+            server=ServerPolicy(**js.obj(data.get("server", {}), "server")),
         )
 
 
@@ -94,6 +108,9 @@ class JobResult:
     peak_rss_mb: float = 0.0
     rss_growth_mb: float = 0.0
     batches: Mapping[int, BatchTimes] = field(default_factory=dict)
+    #: offline: batch -> :class:`~zoo.bench.scenarios.OfflinePoint` as JSON; server: the
+    #: :class:`~zoo.bench.scenarios.ServerSearch` as JSON. Empty in single-stream.
+    scenario: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def failure(cls, reason: str) -> JobResult:
@@ -126,6 +143,7 @@ class JobResult:
             peak_rss_mb=js.number(data.get("peak_rss_mb"), "peak_rss_mb"),
             rss_growth_mb=js.number(data.get("rss_growth_mb"), "rss_growth_mb"),
             batches=batches,
+            scenario=js.obj(data.get("scenario", {}), "scenario"),
         )
 
 
@@ -255,6 +273,8 @@ def run_job(job: Job) -> JobResult:
     inputs = inputs_of(manifest, job.batches, job.seed)
     import_s = time.perf_counter() - started
 
+    if job.scenario != "single-stream":
+        return _run_scenario(job, runtime, source, inputs, import_s)
     batches: dict[int, BatchTimes] = {}
     with torch.inference_mode():
         rss_before = _rss_mb()
@@ -295,6 +315,75 @@ def run_job(job: Job) -> JobResult:
         peak_rss_mb=_peak_rss_mb(),
         rss_growth_mb=rss_growth_mb,
         batches=batches,
+    )
+
+
+def _run_scenario(
+    job: Job, runtime: Any, source: Source, inputs: dict[int, torch.Tensor], import_s: float
+) -> JobResult:
+    """The offline or server scenario with ``job.sessions`` sessions of ``job.threads``
+    threads each (``zoo.bench.scenarios``)."""
+    import torch
+
+    from zoo.bench import scenarios
+    from zoo.export.manifest import WEIGHTS, one_line
+
+    rss_before = _rss_mb()
+    t0 = time.perf_counter_ns()
+    sessions = []
+    try:
+        for _ in range(job.sessions):
+            sessions.append(runtime.load(source, job.device, job.threads))
+    except Exception as exc:
+        read = source.artifact(runtime.format) if runtime.format else source.directory / WEIGHTS
+        return JobResult.failure(f"{read}: does not load in {job.runtime}: {one_line(exc)}")
+    with torch.inference_mode():
+        first = [s.prepare(inputs[job.batches[0]]) for s in sessions]
+        for session, x in zip(sessions, first, strict=True):
+            session.run(x)
+            session.sync()
+    cold_start_ms = (time.perf_counter_ns() - t0) / 1e6
+    result: dict[str, Any] = {}
+    policy = job.policy
+    if job.scenario == "offline":
+        for batch in job.batches:
+            with torch.inference_mode():
+                prepared = [s.prepare(inputs[batch]) for s in sessions]
+                for session, x in zip(sessions, prepared, strict=True):
+                    warm_up(functools.partial(session.run, x), session.sync, policy)
+            point = scenarios.run_offline(
+                sessions, prepared, batch, policy.min_iters, policy.min_time_s
+            )
+            result[str(batch)] = asdict(point)
+    else:  # server: requests of one sample
+        with torch.inference_mode():
+            prepared = [s.prepare(inputs[1]) for s in sessions]
+            for session, x in zip(sessions, prepared, strict=True):
+                warm_up(functools.partial(session.run, x), session.sync, policy)
+            alone = timed_calls(
+                lambda: sessions[0].run(prepared[0]),
+                sessions[0].sync,
+                TimingPolicy(min_iters=policy.min_iters, min_time_s=min(policy.min_time_s, 0.5)),
+            )
+        search = scenarios.search_server(
+            sessions,
+            prepared,
+            job.latency_bound_ms,
+            job.server,
+            job.seed,
+            alone_ms=float(np.median(alone)) / 1e6,
+        )
+        result = search.to_json()
+    rss_growth_mb = max(0.0, _rss_mb() - rss_before)
+    for session in sessions:
+        session.close()
+    return JobResult(
+        status="ok",
+        cold_start_ms=cold_start_ms,
+        import_s=import_s,
+        peak_rss_mb=_peak_rss_mb(),
+        rss_growth_mb=rss_growth_mb,
+        scenario=result,
     )
 
 
