@@ -328,3 +328,85 @@ def test_a_precision_no_runtime_format_has_is_refused() -> None:
     )
     assert result.exit_code == 2, result.output
     assert "none of the runtimes' formats (torchscript) has a variant in int8" in result.stderr
+
+
+def test_offline_and_server_scenarios_over_thread_splits(
+    lenet_run: tuple[object, Path], tmp_path: Path
+) -> None:
+    _, out = lenet_run
+    cache = next((out / "cache" / "bench-exports").iterdir())
+    result = bench(
+        "lenet", "--runtime", "eager,onnxruntime", "--artifacts", str(cache), "--batch", "1,4",
+        *QUICK, "--rounds", "1", "--max-rounds", "2", "--scenario", "single-stream,offline,server",
+        "--splits", "1x2,2x1", "--latency-bound", "20", "--server-requests", "40",
+        "--json", str(tmp_path / "s.json"), "--plot", str(tmp_path / "s.png"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    document = json.loads((tmp_path / "s.json").read_text())
+    schema = json.loads((Path(zoo.__file__).parent / "bench" / "schema.json").read_text())
+    jsonschema.validate(document, schema)
+    assert document["schema"] == "zoo-bench/2"
+    run = load_run(tmp_path / "s.json")
+    rows = {(r.runtime, r.scenario, r.batch if r.scenario == "single-stream" else None): r
+            for r in run.rows}  # fmt: skip
+    assert len(rows) == len(run.rows) == 2 * (2 + 1 + 1)
+    for runtime in ("eager", "onnxruntime"):
+        offline = rows[(runtime, "offline", None)]
+        points = offline.detail["points"]  # type: ignore[index]
+        assert {(p["sessions"], p["threads"], p["batch"]) for p in points} == {
+            (s, t, b) for s, t in ((1, 2), (2, 1)) for b in (1, 4)
+        }
+        best = max(points, key=lambda p: p["samples_per_s"])
+        assert offline.samples_per_s == best["samples_per_s"]
+        assert (offline.sessions, offline.threads, offline.batch) == (
+            best["sessions"], best["threads"], best["batch"],
+        )  # fmt: skip
+        server = rows[(runtime, "server", None)]
+        assert server.batch == 1 and server.detail is not None
+        assert server.detail["latency_bound_ms"] == 20.0
+        splits = server.detail["splits"]
+        assert [(s["sessions"], s["threads"]) for s in splits] == [(1, 2), (2, 1)]
+        assert server.samples_per_s == max(s["max_qps"] for s in splits)
+        if server.samples_per_s:  # p99 at the highest passing rate within the bound
+            assert server.batch_latency_ms is not None
+            assert server.batch_latency_ms.p99 <= 20.0
+        for split in splits:
+            assert split["levels"] and all("achieved_qps" in lv for lv in split["levels"])
+        for row in (offline, server):
+            assert row.stability is not None and row.stability.rounds >= 1
+    # Every ratio comes from the same scenario: offline and server against eager's figure.
+    assert rows[("eager", "offline", None)].speedup_vs_eager == 1.0
+    ort = rows[("onnxruntime", "offline", None)]
+    assert ort.speedup_vs_eager == pytest.approx(
+        ort.samples_per_s / rows[("eager", "offline", None)].samples_per_s  # type: ignore[operator]
+    )
+    output = result.output  # type: ignore[attr-defined]
+    assert "lenet on cpu (0.8 MFLOPs per sample), offline" in output
+    assert "max QPS (p99 <= 20 ms)" in output and "p50 ms/request" in output
+    assert "p50 ms/batch" in output and "ms/sample" in output
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+    assert {r["scenario"] for r in document["recommendations"]} == {
+        "single-stream", "offline", "server"
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--scenario", "batch"], "--scenario 'batch': choose from single-stream, offline, server"),
+        (["--splits", "2by1"], "--splits: sessions x threads per session, like 2x1, got '2by1'"),
+        (["--splits", "0x2"], "--splits 0x2: sessions and threads must be at least 1"),
+        (["--rounds", "3", "--max-rounds", "2"], "--max-rounds (2) must be at least --rounds (3)"),
+        (["--latency-bound", "0"], "--latency-bound must be a positive number of milliseconds"),
+        (["--tail-bound", "0.5"], "--tail-bound must be a finite ratio >= 1, got 0.5"),
+        (["--server-requests", "0"], "--server-requests"),
+    ],
+)
+def test_scenario_and_stability_options_are_checked_before_anything_runs(
+    args: list[str], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "_spawn", lambda *a, **k: pytest.fail("a worker ran"))
+    monkeypatch.setattr(runner, "export_model", lambda *a, **k: pytest.fail("an export ran"))
+    result = CliRunner().invoke(cli, ["bench", "lenet", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1

@@ -10,6 +10,7 @@ import pytest
 import zoo
 from tests.bench.test_timing_and_results import _row, _run
 from zoo.bench.report import compare_runs, peer_losses, plot_run, print_table
+from zoo.bench.results import Latency, Row, Stability
 
 
 def test_table_marks_the_fastest_runtime_and_lists_skipped_ones_with_the_reason() -> None:
@@ -111,3 +112,73 @@ def test_zoo_ort_session_losing_to_the_plain_peer_beyond_noise_is_reported() -> 
     out = io.StringIO()
     print_table(run, file=out)
     assert "note: a runtime lost to its plain peer: m cpu batch 1: onnxruntime" in out.getvalue()
+
+
+def _unstable(row: Row, why: str = "the best two quiet rounds' p50s differ by 30%") -> None:
+    row.stability = Stability(stable=False, reasons=[why], rounds=5, quiet_rounds=2)
+
+
+def test_an_unstable_row_says_why_and_marks_the_speed_ups_it_makes() -> None:
+    run = _run()
+    for row in run.rows:
+        if row.status == "ok":
+            row.stability = Stability(stable=True, rounds=2, quiet_rounds=2)
+    _unstable(next(r for r in run.rows if (r.runtime, r.batch) == ("eager", 1)))
+    run.finish()
+    out = io.StringIO()
+    print_table(run, file=out)
+    text = out.getvalue()
+    lines = {line.split("│")[1].strip(): line for line in text.splitlines() if "│" in line}
+    # onnxruntime's 4x at batch 1 rests on eager's unstable p50: shown with a "?".
+    assert "4.00x?" in lines["* onnxruntime"] and lines["* onnxruntime"].rstrip().endswith("yes")
+    assert lines["eager"].rstrip().endswith("NO")
+    assert (
+        "  eager batch 1: unstable: the best two quiet rounds' p50s differ by 30%"
+        in text.splitlines()
+    )
+    ort = next(r for r in run.rows if (r.runtime, r.batch) == ("onnxruntime", 1))
+    assert ort.speedup_stable is False
+    assert next(r for r in run.rows if (r.runtime, r.batch) == ("eager", 8)).speedup_stable
+
+
+def test_compare_does_not_count_a_regression_of_an_unstable_row() -> None:
+    baseline, current = _run(), _run()
+    for row in current.rows:
+        if row.batch_latency_ms and row.batch == 1:
+            row.batch_latency_ms.p50 *= 3
+            if row.runtime == "eager":
+                _unstable(row)
+    regressions, _ = compare_runs(current, baseline)
+    confirmed = {r.runtime: r.confirmed for r in regressions}
+    assert confirmed == {"eager": False, "onnxruntime": True, "torchscript": True}
+    # A baseline row that was unstable does not confirm one either.
+    _unstable(next(r for r in baseline.rows if (r.runtime, r.batch) == ("torchscript", 1)))
+    confirmed = {r.runtime: r.confirmed for r in compare_runs(current, baseline)[0]}
+    assert confirmed == {"eager": False, "onnxruntime": True, "torchscript": False}
+
+
+def test_server_rows_compare_and_plot_their_qps(tmp_path: Path) -> None:
+    def server(qps: float) -> Row:
+        level = {
+            "offered_qps": qps, "arrival_qps": qps, "achieved_qps": qps, "requests": 100,
+            "passed": True, "latency_ms": {"p50": 1.0, "p99": 5.0},
+        }  # fmt: skip
+        split = {"sessions": 2, "threads": 1, "max_qps": qps, "levels": [level]}
+        lat = Latency(1.0, 2.0, 5.0, 1.2, 0.5, 0.5, 6.0)
+        return Row("m", "eager", "cpu", 1, "ok", batch_latency_ms=lat, samples_per_s=qps,
+                   scenario="server", sessions=2, threads=1,
+                   detail={"latency_bound_ms": 10.0, "splits": [split]})  # fmt: skip
+
+    baseline, current = _run(), _run()
+    baseline.rows.append(server(1000.0))
+    current.rows.append(server(800.0))  # fewer requests served: a regression
+    regressions, shared = compare_runs(current, baseline)
+    assert shared == 6  # the five single-stream cells and the server row
+    (regression,) = [r for r in regressions if r.scenario == "server"]
+    assert regression.describe() == "m eager cpu server: 1,000 -> 800 samples/s (-20%)"
+    out = io.StringIO()
+    print_table(current, file=out)
+    assert "m on cpu (10.0 MFLOPs per sample), server" in out.getvalue()
+    assert "max QPS (p99 <= 10 ms)" in out.getvalue()
+    path = plot_run(current, tmp_path / "plot.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"

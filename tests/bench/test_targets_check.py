@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.targets import TARGETS, check_run
-from zoo.bench.results import BenchRun, Latency, Row
+from zoo.bench.results import BenchRun, Latency, Row, Stability
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -212,3 +212,37 @@ def test_the_fp32_ceiling_target_judges_the_fastest_fp32_row_not_a_faster_int8_o
         True,
         "96% (onnxruntime)",
     )
+
+
+def _server(model: str, runtime: str, qps: float, bound: float, stable: bool = True) -> Row:
+    lat = Latency(1.0, 2.0, 5.0, 1.0, 0.5, 0.5, 6.0)
+    reasons = [] if stable else ["other processes used 50% of the CPUs"]
+    return Row(model, runtime, "cpu", 1, "ok", batch_latency_ms=lat, samples_per_s=qps,
+               scenario="server", sessions=2, threads=1,
+               stability=Stability(stable, reasons, rounds=1, quiet_rounds=int(stable)),
+               detail={"latency_bound_ms": bound, "splits": []})  # fmt: skip
+
+
+def test_server_targets_judge_max_qps_at_the_target_bound() -> None:
+    rows = [
+        _server("lenet", "eager", 4000.0, 10.0),
+        _server("lenet", "torchscript", 9000.0, 10.0),
+        _server("lenet", "onnxruntime", 60000.0, 10.0),
+        _server("resnet", "eager", 1000.0, 10.0),
+        _server("resnet", "onnxruntime", 1500.0, 10.0),  # 1.5x: missed
+        _server("resnet18", "eager", 50.0, 50.0),  # another bound: not the target's
+    ]
+    checks = _by_what(_run(rows, flops={}))
+    ratio = "lenet server, p99 <= 10 ms: best runtime's max QPS over eager's >= 2x"
+    assert checks[ratio][0] and checks[ratio][1].startswith("15.00x (onnxruntime 60,000 (2x1)")
+    each = "server, p99 <= 10 ms: max QPS of eager, torchscript, onnxruntime, stable"
+    recorded = checks[f"lenet {each}"]
+    assert recorded[0] and "torchscript 9,000 (2x1)" in recorded[1]
+    resnet = checks[f"resnet {each}"]
+    assert not resnet[0] and resnet[1].endswith("missing: torchscript")
+    assert not checks["resnet server, p99 <= 10 ms: best runtime's max QPS over eager's >= 2x"][0]
+    assert not any(what.startswith("resnet18 server") for what in checks)
+    # A ratio from an unstable row is not a target met.
+    rows[0] = _server("lenet", "eager", 4000.0, 10.0, stable=False)
+    checks = _by_what(_run(rows, flops={}))
+    assert not checks[ratio][0] and checks[ratio][1].endswith("from an unstable row")

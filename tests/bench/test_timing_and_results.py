@@ -141,3 +141,28 @@ def test_load_run_refuses_other_files(tmp_path: Path) -> None:
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(zoo.UsageError, match="not a zoo bench JSON file"):
         load_run(tmp_path / "broken.json")
+
+
+def test_offline_and_server_rows_compare_samples_per_s_within_their_scenario() -> None:
+    run = _run()
+    ss = {(r.runtime, r.batch): r for r in run.rows}
+    lat = ss[("eager", 1)].batch_latency_ms
+    for runtime, rate, batch in (("eager", 1000.0, 8), ("onnxruntime", 3000.0, 32)):
+        run.rows.append(
+            Row("m", runtime, "cpu", batch, "ok", batch_latency_ms=lat, samples_per_s=rate,
+                scenario="offline")
+        )  # fmt: skip
+    run.rows.append(
+        Row("m", "eager", "cpu", 1, "ok", batch_latency_ms=lat, samples_per_s=0.0,
+            scenario="server")
+    )  # fmt: skip
+    run.finish()
+    offline = {r.runtime: r for r in run.rows if r.scenario == "offline"}
+    assert offline["onnxruntime"].speedup_vs_eager == 3.0  # samples/s over eager's, any batch
+    assert offline["onnxruntime"].recommended and not offline["eager"].recommended
+    # 10 MFLOPs per sample at 3000 samples/s.
+    assert offline["onnxruntime"].gflops == pytest.approx(30.0)
+    # single-stream figures are untouched by the other scenarios' rows
+    assert ss[("onnxruntime", 1)].recommended and ss[("onnxruntime", 1)].speedup_vs_eager == 4.0
+    server = next(r for r in run.rows if r.scenario == "server")
+    assert not server.recommended and server.speedup_vs_eager is None  # nothing met the bound

@@ -285,6 +285,8 @@ class BenchRun:
                     row.ceiling_share = row.gflops / ceiling
             if row.precision != "fp32" and not (row.accuracy or {}).get("passed", False):
                 continue  # never recommend what did not pass its accuracy gate
+            if not row.samples_per_s:
+                continue  # a server row no rate of which kept under the bound
             current = best.get(row.cell)
             if current is None or (row.samples_per_s or 0) > (current.samples_per_s or 0):
                 best[row.cell] = row

@@ -40,6 +40,9 @@ __all__ = [
 ]
 
 
+#: The search goes no lower than the sessions' capacity over this: at 2% load a request
+#: hardly ever waits, so a rate failing there fails on the latency's own tail.
+LOWEST_LOAD = 50
 #: A rate passes only if the requests answered per second reach this share of the arrival
 #: rate (with a window of 20 bounds, a server that keeps up loses at most 5% to the last wait).
 KEPT_UP = 0.9
@@ -191,7 +194,10 @@ def run_server_level(
     # A window of at least 20 bounds: a rate slightly over capacity builds its queue slowly,
     # and a short window would end before the queue's wait reached the bound.
     seconds = max(policy.min_time_s, 20 * bound_ms / 1e3)
-    n = int(min(policy.max_requests, max(policy.min_requests, rate * seconds)))
+    n = max(policy.min_requests, rate * seconds)
+    # A low rate sends fewer requests than min_requests rather than wait for minutes: at most
+    # 5 windows' time, and at least 20 requests.
+    n = int(min(policy.max_requests, n, max(20, rate * 5 * seconds)))
     rng = np.random.default_rng(seed)
     arrivals = np.cumsum(rng.exponential(1.0 / rate, n))
     arrivals -= arrivals[0]  # the first request at the start
@@ -278,6 +284,12 @@ def search_server(
     bisection between the best passing and the lowest failing rate; then the best is measured
     again with a new seed."""
     search = ServerSearch(bound_ms=bound_ms, alone_ms=alone_ms)
+    if alone_ms > bound_ms:  # half the requests would miss it with no queue at all
+        search.note = (
+            f"no rate can keep p99 under {bound_ms:g} ms: one request alone takes "
+            f"{alone_ms:.3g} ms (p50)"
+        )
+        return search
     capacity = len(sessions) * 1e3 / max(alone_ms, 1e-3)
     rate = 0.5 * capacity
     low: LevelResult | None = None
@@ -293,7 +305,7 @@ def search_server(
             rate *= 1.5
         elif low is None:
             rate = high / 2
-            if rate < capacity / 1000:  # fails even when nearly idle
+            if rate < capacity / LOWEST_LOAD:  # fails even when nearly idle: the tail alone
                 break
         else:
             if (high - low.offered_qps) / low.offered_qps <= policy.tolerance:
