@@ -26,6 +26,11 @@ The checks (issue "Training beyond one process"):
    each artifact scored on the held-out split; on CUDA also resnet18 and VGG16 (``vgg_head``),
    each trained one epoch on mnist5k at 224x224 (batch 1 and 16).
 
+6. ``bench-scenarios`` (issue "Benchmarks a deployment decision can rest on"): ``zoo bench``
+   of lenet, resnet18, vgg_head and bam on the device in eager, TorchScript, ``.pt2`` and
+   torch.compile, single-stream and offline, each row's stability with it (onnxruntime-gpu
+   cannot be carried to the device machine: no ONNX Runtime rows there).
+
 ``--device cpu`` runs the same script here, without a GPU (fp16 is skipped: it needs CUDA):
 that is how the script itself is tested before a device is lent.
 """
@@ -58,22 +63,22 @@ class Checks:
     # -- running ------------------------------------------------------------------------------
 
     def zoo(
-        self, *args: str, env: dict[str, str] | None = None
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = TIMEOUT_S
     ) -> subprocess.CompletedProcess[str]:
-        return self.command([sys.executable, "-m", "zoo", *args], env=env)
+        return self.command([sys.executable, "-m", "zoo", *args], env=env, timeout=timeout)
 
     def command(
-        self, argv: list[str], env: dict[str, str] | None = None
+        self, argv: list[str], env: dict[str, str] | None = None, timeout: float = TIMEOUT_S
     ) -> subprocess.CompletedProcess[str]:
         environ = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         try:
             return subprocess.run(
-                argv, capture_output=True, text=True, env=environ, timeout=TIMEOUT_S
+                argv, capture_output=True, text=True, env=environ, timeout=timeout
             )
         except subprocess.TimeoutExpired as exc:
             out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
             err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else exc.stderr or ""
-            return subprocess.CompletedProcess(argv, 124, out, err + f"\ntimed out ({TIMEOUT_S} s)")
+            return subprocess.CompletedProcess(argv, 124, out, err + f"\ntimed out ({timeout} s)")
 
     def check(self, name: str, run: Any) -> None:
         started = time.perf_counter()
@@ -235,6 +240,38 @@ class Checks:
             "record": record.name,
         }
 
+    def bench_scenarios(self, model: str) -> dict[str, Any]:
+        """Single-stream and offline on the device for the GPU runtimes (issue 14)."""
+        record = self.out / f"bench-scenarios-{self.device}-{model}.json"
+        batches = "1,8" if self.quick or model == "vgg_head" else "1,8,32"
+        # Two sessions of one CPU thread or one of two, on the one device: the split that
+        # matters there is how many sessions share the GPU.
+        self.ok(
+            self.zoo(
+                "bench", model, "--device", self.device, "--runtime",
+                "eager,torchscript,pt2,compile", "--scenario", "single-stream,offline",
+                "--batch", batches, "--threads", "2", "--splits", "1x2,2x1",
+                "--max-rounds", "2", "--json", str(record), timeout=2 * TIMEOUT_S,
+            ),
+            "zoo bench --scenario single-stream,offline",
+        )  # fmt: skip
+        rows = json.loads(record.read_text())["results"]
+        return {
+            "figures": {
+                f"{r['runtime']} {r['scenario']} b{r['batch']}": (
+                    {
+                        "p50_ms": r["batch_latency_ms"]["p50"],
+                        "samples_per_s": r["samples_per_s"],
+                        "stable": (r.get("stability") or {}).get("stable"),
+                    }
+                    if r.get("batch_latency_ms")
+                    else r["status"]
+                )
+                for r in rows
+            },
+            "record": record.name,
+        }
+
     def run_all(self) -> int:
         self.work.mkdir(parents=True, exist_ok=True)
         for model in ("lenet", "resnet"):
@@ -249,6 +286,10 @@ class Checks:
         if self.device == "cuda":  # 224x224 models: minutes an epoch on a CPU
             for model in ("resnet18", "vgg_head"):
                 self.check(f"bench-precision-{model}", lambda m=model: self.bench_precision(m))
+        for model in (
+            ("lenet", "resnet18", "vgg_head", "bam") if self.device == "cuda" else ("lenet",)
+        ):
+            self.check(f"bench-scenarios-{model}", lambda m=model: self.bench_scenarios(m))
         failed = [r["check"] for r in self.results if r["status"] != "ok"]
         summary = {
             "schema": SCHEMA,

@@ -211,6 +211,28 @@ def test_bench_times_the_openvino_runtime_beside_the_others(
     assert "openvino" in done.stdout
 
 
+def test_a_plugin_runtime_gets_the_offline_and_server_scenarios(
+    site: Path, lenet_export: Path, tmp_path: Path
+) -> None:
+    """The plugin implements Runtime.load and nothing else: the scenarios come with it."""
+    out = tmp_path / "run.json"
+    done = run_zoo(
+        "bench", "lenet", "--artifacts", str(lenet_export), "--runtime", "openvino",
+        "--scenario", "offline,server", "--batch", "1,4", "--splits", "1x2,2x1",
+        "--min-time", "0.05", "--min-iters", "5", "--warmup", "1", "--rounds", "1",
+        "--max-rounds", "1", "--latency-bound", "20", "--server-requests", "30",
+        "--json", str(out), path=site, ZOO_CACHE_DIR=str(tmp_path / "cache"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = {r.scenario: r for r in load_run(out).rows}
+    assert set(rows) == {"offline", "server"}
+    offline, server = rows["offline"], rows["server"]
+    assert offline.status == "ok" and offline.samples_per_s and offline.samples_per_s > 0
+    assert len(offline.detail["points"]) == 4  # type: ignore[index]
+    assert server.status == "ok", server.reason
+    assert [(s["sessions"], s["threads"]) for s in server.detail["splits"]] == [(1, 2), (2, 1)]  # type: ignore[index]
+
+
 def test_eager_in_the_bench_runs_the_exported_weights(site: Path, lenet_export: Path) -> None:
     """The bench's eager module is rebuilt from weights.safetensors: it equals the artifact."""
     from safetensors.torch import load_file

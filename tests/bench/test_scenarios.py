@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from zoo.bench import scenarios
 from zoo.bench.scenarios import (
     KEPT_UP,
     ServerPolicy,
@@ -97,3 +98,35 @@ def test_a_bound_no_rate_meets_says_why() -> None:
     assert search.best is None and search.levels
     assert "no rate kept p99 under 0.5 ms" in search.note
     assert min(level.offered_qps for level in search.levels) >= 2500 / 50 / 2
+
+
+def test_the_best_rate_is_the_highest_that_passed_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Near the cliff one window's p99 hangs on a few stalls: a rate that passes once and not
+    again gives way to the next passing rate below it that repeats."""
+    policy = ServerPolicy(max_levels=10)
+    repeats = policy.max_levels + 1  # the seeds of the second windows start here
+
+    def level(sessions: Any, prepared: Any, rate: float, bound: float, pol: Any, seed: int) -> Any:
+        limit = 100.0 if seed < repeats else 80.0  # the second time, only up to 80/s pass
+        p99 = 1.0 if rate <= limit else 50.0
+        stats = {"p50": 0.5, "p90": 0.8, "p99": p99, "mean": 0.5, "std": 0.1, "min": 0.1,
+                 "max": p99}  # fmt: skip
+        return scenarios.LevelResult(rate, rate, rate, stats, 100, p99 <= bound)
+
+    monkeypatch.setattr(scenarios, "run_server_level", level)
+    search = search_server([sleeper(0)], [None], 10.0, policy, seed=0, alone_ms=10.0)
+    passed_once = [lv.offered_qps for lv in search.levels if lv.passed]
+    assert search.best is not None and search.repeat is not None and search.repeat.passed
+    assert search.best.offered_qps == max(r for r in passed_once if r <= 80.0)
+    assert search.note == "" and "passed once and not again" in search.skipped
+    # When none of the top rates repeats, the row says so (and is unstable).
+    monkeypatch.setattr(
+        scenarios,
+        "run_server_level",
+        lambda *a: level(*a[:5], 0) if a[5] < repeats else level(a[0], a[1], 1e9, *a[3:5], a[5]),
+    )
+    search = search_server([sleeper(0)], [None], 10.0, policy, seed=0, alone_ms=10.0)
+    assert search.best is not None and search.best.offered_qps == max(
+        lv.offered_qps for lv in search.levels if lv.passed
+    )
+    assert search.note.startswith(f"the best rate, {search.best.offered_qps:.4g}/s, did not repeat")

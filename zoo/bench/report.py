@@ -457,6 +457,7 @@ def plot_run(run: BenchRun, path: str | Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
+    from matplotlib.ticker import NullFormatter
 
     groups = _groups(run)
     panels = [
@@ -556,25 +557,29 @@ def plot_run(run: BenchRun, path: str | Path) -> Path:
             split = max(row.detail["splits"], key=lambda s: s["max_qps"])  # type: ignore[index]
             bound = row.detail.get("latency_bound_ms")  # type: ignore[union-attr]
             levels = sorted(split["levels"], key=lambda level: level["offered_qps"])
-            qps = [level["achieved_qps"] for level in levels]
+            qps = [level["offered_qps"] for level in levels]
             color = colors[row.label]
             plotted.add(row.label)
             ax.plot(qps, [lv["latency_ms"]["p99"] for lv in levels], "o-", color=color, ms=3)
             ax.plot(qps, [lv["latency_ms"]["p50"] for lv in levels], "--", color=color, lw=1)
-            if row.samples_per_s:
+            chosen = [
+                lv for lv in levels if lv["passed"] and lv["achieved_qps"] == split["max_qps"]
+            ]
+            if chosen:
                 ax.annotate(
                     f"{split['sessions']}x{split['threads']}",
-                    (row.samples_per_s, row.batch_latency_ms.p99),  # type: ignore[union-attr]
+                    (chosen[0]["offered_qps"], chosen[0]["latency_ms"]["p99"]),
                     fontsize=7,
                     color=color,
                 )
         if bound is not None:
             ax.axhline(bound, color="black", lw=0.8, ls=":")
-        ax.set_xlabel("achieved QPS (requests of one sample / s)")
-        ax.set_ylabel("ms per request, queueing incl. (p99 -, p50 --)")
+        ax.set_xlabel("offered QPS (Poisson rate of requests of one sample)")
+        ax.set_ylabel("ms per request, queueing included\n(solid p99, dashed p50)", fontsize=9)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_title(f"{model} on {device}, server (best split; ... bound)", fontsize=10)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(f"{model} on {device}, server (best split; dotted: the bound)", fontsize=10)
         ax.grid(alpha=0.3, which="both")
     env = run.environment
     fig.suptitle(

@@ -673,8 +673,11 @@ def _bench_model_device(
             made = [_offline_row(model, device, measured, rounds, settings, stopped_by_time)]
         else:
             made = [_server_row(model, device, measured, rounds, settings, stopped_by_time)]
+        lost = {f"{e.sessions}x{e.threads}": failed[e] for e in group if e in failed}
         for row in made:
             row.precision, row.accuracy = first.precision, first.accuracy
+            if lost and row.detail is not None:
+                row.detail["failed_splits"] = lost  # the row is the best of the others
             run.rows.append(row)
 
 
@@ -870,6 +873,7 @@ def _server_row(
                     "levels": s["levels"],
                     "repeat": s["repeat"],
                     "note": s["note"],
+                    "skipped": s.get("skipped", ""),
                 }
                 for e, _, s in searches
             ],
