@@ -23,7 +23,14 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from zoo.bench.report import _ms, peer_losses  # noqa: E402
-from zoo.bench.results import SERVER, SINGLE_STREAM, BenchRun, Row, load_run  # noqa: E402
+from zoo.bench.results import (  # noqa: E402
+    OFFLINE,
+    SERVER,
+    SINGLE_STREAM,
+    BenchRun,
+    Row,
+    load_run,
+)
 
 __all__ = [
     "HARNESS_OVERHEAD_NS",
@@ -387,6 +394,12 @@ def markdown(checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
+def _stable(row: Row) -> str:
+    if row.stability is None or row.stability.stable:
+        return "yes"
+    return "no: " + "; ".join(row.stability.reasons)
+
+
 def summary(run: BenchRun) -> str:
     """Markdown: per model, device and batch size, the fastest runtime against eager, and
     zoo's ORT session against the plain one (below 1: zoo's is faster)."""
@@ -429,6 +442,23 @@ def summary(run: BenchRun) -> str:
             f"| {row.speedup_vs_eager or float('nan'):.2f}x "
             f"| {row.ceiling_share or 0:.0%} | {ratio} |"
         )
+    if not best:
+        lines = []
+    offline = [r for r in run.rows if r.scenario == OFFLINE and r.status == "ok"]
+    if offline:
+        lines += [
+            "",
+            "| model | runtime | best samples/s | batch | split | ms per batch (p50) "
+            "| vs eager | stable |",
+            "| --- | --- | ---: | ---: | --- | ---: | ---: | --- |",
+        ]
+        for row in offline:
+            lat = row.batch_latency_ms
+            lines.append(
+                f"| `{row.model}` | {row.label} | {row.samples_per_s or 0:,.0f} | {row.batch} "
+                f"| {row.sessions}x{row.threads} | {_ms(lat.p50 if lat else None)} "
+                f"| {row.speedup_vs_eager or float('nan'):.2f}x | {_stable(row)} |"
+            )
     servers = [r for r in run.rows if r.scenario == SERVER and r.status == "ok"]
     if servers:
         lines += [
@@ -444,17 +474,14 @@ def summary(run: BenchRun) -> str:
                 f"{s['sessions']}x{s['threads']} {s['max_qps']:,.0f}"
                 for s in detail.get("splits", [])
             )
-            stable = "yes" if row.stability is None or row.stability.stable else "no"
-            if row.stability is not None and row.stability.reasons:
-                stable += ": " + "; ".join(row.stability.reasons)
             lines.append(
                 f"| `{row.model}` | {row.label} | {detail.get('latency_bound_ms', 0):g} "
                 f"| {row.samples_per_s or 0:,.0f} | {row.sessions}x{row.threads} "
                 f"| {_ms(lat.p50 if lat else None)} / {_ms(lat.p99 if lat else None)} "
                 f"| {row.speedup_vs_eager or float('nan'):.2f}x | {splits} "
-                f"| {stable} |"
+                f"| {_stable(row)} |"
             )
-    return "\n".join(lines)
+    return "\n".join(lines).strip("\n")
 
 
 def main(argv: list[str]) -> int:

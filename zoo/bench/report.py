@@ -576,9 +576,16 @@ def plot_run(run: BenchRun, path: str | Path) -> Path:
             ax.axhline(bound, color="black", lw=0.8, ls=":")
         ax.set_xlabel("offered QPS (Poisson rate of requests of one sample)")
         ax.set_ylabel("ms per request, queueing included\n(solid p99, dashed p50)", fontsize=9)
-        ax.set_xscale("log")
+        rates = [
+            lv["offered_qps"]
+            for row in rows
+            for split in (row.detail or {})["splits"]
+            for lv in split["levels"]
+        ]
+        if rates and max(rates) > 10 * min(rates):  # log only across decades: else no ticks
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_yscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(f"{model} on {device}, server (best split; dotted: the bound)", fontsize=10)
         ax.grid(alpha=0.3, which="both")
     env = run.environment

@@ -338,9 +338,15 @@ def search_server(
             break
     assert search.repeat is not None and search.best is not None
     if not search.repeat.passed:
+        below = min(len(passing), REPEATS) - 1
         search.note = (
-            f"the best rate, {first.offered_qps:.4g}/s, did not repeat, nor the "
-            f"{min(len(passing), REPEATS) - 1} passing rates below it: p99 "
+            f"the best rate, {first.offered_qps:.4g}/s, did not repeat"
+            + (
+                f", nor the {below} passing rate{'s' if below > 1 else ''} below it"
+                if below
+                else ""
+            )
+            + f": p99 "
             f"{search.repeat.latency_ms['p99']:.3g} ms over the {bound_ms:g} ms bound the "
             "second time"
         )
