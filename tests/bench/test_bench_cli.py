@@ -337,7 +337,7 @@ def test_offline_and_server_scenarios_over_thread_splits(
     cache = next((out / "cache" / "bench-exports").iterdir())
     result = bench(
         "lenet", "--runtime", "eager,onnxruntime", "--artifacts", str(cache), "--batch", "1,4",
-        *QUICK, "--rounds", "1", "--max-rounds", "2", "--scenario", "single-stream,offline,server",
+        *QUICK, "--rounds", "1", "--max-rounds", "1", "--scenario", "single-stream,offline,server",
         "--splits", "1x2,2x1", "--latency-bound", "20", "--server-requests", "40",
         "--json", str(tmp_path / "s.json"), "--plot", str(tmp_path / "s.png"),
     )  # fmt: skip
@@ -396,6 +396,7 @@ def test_offline_and_server_scenarios_over_thread_splits(
         (["--scenario", "batch"], "--scenario 'batch': choose from single-stream, offline, server"),
         (["--splits", "2by1"], "--splits: sessions x threads per session, like 2x1, got '2by1'"),
         (["--splits", "0x2"], "--splits 0x2: sessions and threads must be at least 1"),
+        (["--splits", "100000x1"], "--splits 100000x1: at most 64 sessions"),
         (["--rounds", "3", "--max-rounds", "2"], "--max-rounds (2) must be at least --rounds (3)"),
         (["--latency-bound", "0"], "--latency-bound must be a positive number of milliseconds"),
         (["--tail-bound", "0.5"], "--tail-bound must be a finite ratio >= 1, got 0.5"),

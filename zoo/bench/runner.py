@@ -70,6 +70,8 @@ __all__ = [
 ]
 
 DEFAULT_BATCHES = (1, 8, 32)
+#: Sessions one offline or server worker loads at most.
+MAX_SESSIONS = 64
 
 
 def formats_for(runtimes: tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -171,6 +173,11 @@ def _validate(settings: BenchSettings) -> tuple[str, ...]:
     for sessions, per in settings.splits or ():
         if sessions < 1 or per < 1:
             raise UsageError(f"--splits {sessions}x{per}: sessions and threads must be at least 1")
+        if sessions > MAX_SESSIONS:
+            raise UsageError(
+                f"--splits {sessions}x{per}: at most {MAX_SESSIONS} sessions (each loads the "
+                "model again in one process)"
+            )
     check_precisions(settings.precisions)
     for device in settings.devices or ():
         if device not in ("cpu", "cuda"):
