@@ -948,6 +948,17 @@ def _csv(value: str, option: str, cast: Any = str) -> tuple[Any, ...]:
         ) from None
 
 
+#: ``zoo bench`` and ``zoo bench-train``: wait for a quiet machine before each worker.
+_WAIT_QUIET = click.option(
+    "--wait-quiet",
+    type=_NON_NEGATIVE,
+    default=0.0,
+    show_default=True,
+    help="Before each worker, wait up to this many seconds for other processes to use under "
+    "10% of the CPUs (a shared machine).",
+)
+
+
 def _splits(value: str) -> tuple[tuple[int, int], ...]:
     """``1x2,2x1`` -> ((1, 2), (2, 1))."""
     splits = []
@@ -1077,14 +1088,7 @@ def _splits(value: str) -> tuple[tuple[int, int], ...]:
     show_default=True,
     help="A row whose p90 is more than this many times its p50 is unstable.",
 )
-@click.option(
-    "--wait-quiet",
-    type=_NON_NEGATIVE,
-    default=0.0,
-    show_default=True,
-    help="Before each worker, wait up to this many seconds for other processes to use under "
-    "10% of the CPUs (a shared machine).",
-)
+@_WAIT_QUIET
 @click.option(
     "--scenario",
     "scenarios",
@@ -1281,14 +1285,7 @@ def bench_cmd(
     show_default=True,
     help="auto: CUDA when present.",
 )
-@click.option(
-    "--wait-quiet",
-    type=_NON_NEGATIVE,
-    default=0.0,
-    show_default=True,
-    help="Before each worker, wait up to this many seconds for other processes to use under "
-    "10% of the CPUs (a shared machine).",
-)
+@_WAIT_QUIET
 @click.option(
     "--json",
     "json_path",

@@ -5,8 +5,11 @@ AOTInductor, torch.compile, and any plugin's) on CPU and GPU.
 - ``timing.py``: warm-up, then per-call ``perf_counter_ns`` until a minimum count and time.
 - ``worker.py``: one runtime in a fresh process (thread pools never compete); its job and
   result records.
-- ``runner.py``: artifacts, workers, rounds, the matmul ceiling, the environment.
-- ``results.py``: rows and the JSON document (schema ``zoo-bench/1``, ``schema.json``).
+- ``runner.py``: artifacts, workers, rounds until each row is stable, the matmul ceiling, the
+  environment.
+- ``scenarios.py``: the offline and server scenarios, on the sessions any runtime loads.
+- ``load.py``: what other processes took of the CPUs while a worker ran (the stability rule).
+- ``results.py``: rows and the JSON document (schema ``zoo-bench/2``, ``schema.json``).
 - ``report.py``: terminal table, plot, ``--compare`` regressions.
 - ``training.py`` and ``train_worker.py``: ``zoo bench-train``, training throughput of the
   notes' hand loop, the trainer and its speed options, each variant in its own process.
