@@ -81,7 +81,7 @@ class Stability:
     #: How far apart the two best quiet rounds are, relative to the best (None: fewer than
     #: two quiet rounds).
     agreement: float | None = None
-    #: p90 / p50 of the reported round (single-stream and server).
+    #: p90 / p50 of the reported round (single-stream; None in offline and server).
     tail_ratio: float | None = None
 
 
