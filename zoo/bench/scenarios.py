@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo.bench.results import Latency
 from zoo.runtimes import Session
 
 __all__ = [
@@ -69,17 +70,8 @@ class ServerPolicy:
 
 
 def _stats(times_ns: Sequence[int] | np.ndarray) -> dict[str, float]:
-    ms = np.asarray(times_ns, dtype=np.float64) / 1e6
-    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    return {
-        "p50": float(p50),
-        "p90": float(p90),
-        "p99": float(p99),
-        "mean": float(ms.mean()),
-        "std": float(ms.std(ddof=1)) if ms.size > 1 else 0.0,
-        "min": float(ms.min()),
-        "max": float(ms.max()),
-    }
+    """The row's latency statistics (:class:`~zoo.bench.results.Latency`) as JSON."""
+    return asdict(Latency.from_ns(times_ns))
 
 
 def _in_threads(sessions: int, body: Callable[[int], None]) -> float:

@@ -264,7 +264,7 @@ def run_job(job: Job) -> JobResult:
 
     torch.set_num_threads(job.threads)
     from zoo._pluginmanager import get_plugins
-    from zoo.export.manifest import WEIGHTS, one_line, read_manifest
+    from zoo.export.manifest import read_manifest
 
     runtime = get_plugins().runtimes.get(job.runtime)
     directory = Path(job.artifacts)
@@ -282,8 +282,7 @@ def run_job(job: Job) -> JobResult:
         try:
             session = runtime.load(source, job.device, job.threads)
         except Exception as exc:
-            read = source.artifact(runtime.format) if runtime.format else directory / WEIGHTS
-            return JobResult.failure(f"{read}: does not load in {job.runtime}: {one_line(exc)}")
+            return _load_failure(job, runtime, source, exc)
         first = session.prepare(inputs[job.batches[0]])
         session.run(first)
         session.sync()
@@ -318,6 +317,14 @@ def run_job(job: Job) -> JobResult:
     )
 
 
+def _load_failure(job: Job, runtime: Any, source: Source, exc: Exception) -> JobResult:
+    """The failed row of a runtime whose ``load`` raised, naming the file it read."""
+    from zoo.export.manifest import WEIGHTS, one_line
+
+    read = source.artifact(runtime.format) if runtime.format else source.directory / WEIGHTS
+    return JobResult.failure(f"{read}: does not load in {job.runtime}: {one_line(exc)}")
+
+
 def _run_scenario(
     job: Job, runtime: Any, source: Source, inputs: dict[int, torch.Tensor], import_s: float
 ) -> JobResult:
@@ -326,7 +333,6 @@ def _run_scenario(
     import torch
 
     from zoo.bench import scenarios
-    from zoo.export.manifest import WEIGHTS, one_line
 
     rss_before = _rss_mb()
     t0 = time.perf_counter_ns()
@@ -335,8 +341,7 @@ def _run_scenario(
         for _ in range(job.sessions):
             sessions.append(runtime.load(source, job.device, job.threads))
     except Exception as exc:
-        read = source.artifact(runtime.format) if runtime.format else source.directory / WEIGHTS
-        return JobResult.failure(f"{read}: does not load in {job.runtime}: {one_line(exc)}")
+        return _load_failure(job, runtime, source, exc)
     with torch.inference_mode():
         first = [s.prepare(inputs[job.batches[0]]) for s in sessions]
         for session, x in zip(sessions, first, strict=True):
