@@ -21,7 +21,7 @@ from torch.utils.data import DistributedSampler
 from tests.helpers import assert_identical, weights
 from zoo.metrics import ClassificationMetrics
 from zoo.plugins.vae import VAEMetrics
-from zoo.train.distributed import shard
+from zoo.train.distributed import Distributed, shard
 
 ZOO = str(Path(sys.executable).with_name("zoo"))
 #: digits with 1,420 training samples: two processes get 710 each, no padding.
@@ -42,6 +42,101 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
 
 def last_error(result: subprocess.CompletedProcess[str]) -> str:
     return result.stderr.strip().splitlines()[-1]
+
+
+# -- the job's device -------------------------------------------------------------------------
+
+
+class _Reached(Exception):
+    """A fake collective was reached with everything on the job's device."""
+
+
+class _FakeNccl:
+    """torch.distributed's collectives as NCCL sees them: tensors must be on the group's
+    device ("No backend type associated with device type cpu" otherwise), and the object
+    collectives and the barrier go through the current GPU (or the ``device`` given)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, device: torch.device) -> None:
+        import torch.distributed as dist
+
+        self.device = device
+        self.current = torch.device("cuda", 0)  # what torch.cuda.current_device() starts at
+        self.seen: list[tuple[str, torch.device]] = []
+        monkeypatch.setattr(dist, "all_reduce", self.tensor_collective("all_reduce"))
+        monkeypatch.setattr(dist, "broadcast", self.tensor_collective("broadcast"))
+        monkeypatch.setattr(dist, "broadcast_object_list", self.broadcast_object_list)
+        monkeypatch.setattr(dist, "all_gather_object", self.all_gather_object)
+        monkeypatch.setattr(dist, "barrier", self.barrier)
+        monkeypatch.setattr(torch.cuda, "set_device", self.set_device)
+
+    def set_device(self, device: int | torch.device) -> None:
+        index = device if isinstance(device, int) else device.index
+        self.current = torch.device("cuda", index)
+
+    def check(self, name: str, device: torch.device) -> None:
+        self.seen.append((name, device))
+        if device != self.device:
+            raise RuntimeError(f"No backend type associated with device type {device.type}")
+
+    def tensor_collective(self, name: str):  # type: ignore[no-untyped-def]
+        def collective(tensor: torch.Tensor, *args: object, **kwargs: object) -> None:
+            self.check(name, tensor.device)
+            raise _Reached(name)  # meta tensors hold no values to reduce
+
+        return collective
+
+    def broadcast_object_list(self, box: list[object], src: int = 0, device=None) -> None:  # type: ignore[no-untyped-def]
+        self.check("broadcast_object_list", torch.device(device) if device else self.current)
+
+    def all_gather_object(self, values: list[object], value: object) -> None:
+        self.check("all_gather_object", self.current)
+        values[:] = [value] * len(values)
+
+    def barrier(self, device_ids: list[int] | None = None) -> None:
+        self.check("barrier", torch.device("cuda", device_ids[0]) if device_ids else self.current)
+
+
+def _job(device: torch.device) -> Distributed:
+    job = Distributed(rank=0, world=2, local_rank=1, launched=True)
+    job.device = device  # what start() sets: the rank's own device
+    return job
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda job: job.any(True, False),
+        lambda job: job.total(3.0),
+        lambda job: job.broadcast_weights(torch.nn.Linear(2, 2)),
+    ],
+    ids=["any", "total", "broadcast_weights"],
+)
+def test_every_tensor_collective_runs_on_the_jobs_device(
+    monkeypatch: pytest.MonkeyPatch, call
+) -> None:  # type: ignore[no-untyped-def]
+    """NCCL reduces only tensors of the job's GPU: a CPU tensor failed the first CUDA run
+    (``total`` built one). Meta stands in for a GPU here: a device that is not the CPU."""
+    fake = _FakeNccl(monkeypatch, torch.device("meta"))
+    with pytest.raises(_Reached):
+        call(_job(torch.device("meta")))
+    assert [device for _, device in fake.seen] == [torch.device("meta")]
+
+
+def test_object_collectives_and_the_barrier_go_through_the_jobs_gpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rank 1 of a job on GPU 1: its object collectives and barrier use GPU 1, not the
+    current device torch starts with (GPU 0)."""
+    gpu = torch.device("cuda", 1)
+    fake = _FakeNccl(monkeypatch, gpu)
+    job = _job(gpu)
+    assert job.from_main({"epoch": 3}) == {"epoch": 3}
+    assert job.gathered(7) == [7, 7]
+    job.barrier()
+    assert [name for name, _ in fake.seen] == [
+        "broadcast_object_list", "all_gather_object", "barrier",
+    ]  # fmt: skip
+    assert {device for _, device in fake.seen} == {gpu}
 
 
 # -- sharding ---------------------------------------------------------------------------------

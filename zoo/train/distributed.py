@@ -22,7 +22,7 @@ import os
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -86,6 +86,9 @@ class Distributed:
     local_rank: int = 0
     backend: str = ""
     launched: bool = False
+    #: The device every collective of the job runs on (set by :meth:`start`): NCCL reduces
+    #: only CUDA tensors of the process's own GPU, gloo takes CPU tensors.
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def enabled(self) -> bool:
@@ -124,7 +127,7 @@ class Distributed:
 
     # -- joining and leaving --------------------------------------------------------------
 
-    def device(self, wanted: str) -> torch.device:
+    def device_for(self, wanted: str) -> torch.device:
         """The device of this rank for ``--device wanted`` (``auto``, ``cpu``, ``cuda``)."""
         cuda = torch.cuda.is_available()
         if wanted == "cuda" and not cuda:
@@ -163,6 +166,7 @@ class Distributed:
                 + (f"--backend {other[0]}" if other else "a torch build with gloo or nccl")
             )
         self.backend = backend
+        self.device = device
         dist.init_process_group(
             backend,
             timeout=datetime.timedelta(seconds=_timeout()),
@@ -193,25 +197,29 @@ class Distributed:
         if self.enabled:
             import torch.distributed as dist
 
-            dist.barrier()
+            self._use_device()
+            if self.device.type == "cuda":
+                dist.barrier(device_ids=[self._index()])
+            else:
+                dist.barrier()
 
-    def any(self, *flags: bool, device: torch.device | None = None) -> tuple[bool, ...]:
+    def any(self, *flags: bool) -> tuple[bool, ...]:
         """Each flag true on some rank (one all-reduce for all of them)."""
         if not self.enabled:
             return tuple(flags)
         import torch.distributed as dist
 
-        values = torch.tensor([float(f) for f in flags], device=device or "cpu")
+        values = torch.tensor([float(f) for f in flags], device=self.device)
         dist.all_reduce(values, op=dist.ReduceOp.MAX)
         return tuple(bool(v) for v in values.tolist())
 
-    def total(self, value: float, device: torch.device | None = None) -> float:
+    def total(self, value: float) -> float:
         """The sum of ``value`` over the ranks."""
         if not self.enabled:
             return value
         import torch.distributed as dist
 
-        summed = torch.tensor([float(value)], dtype=torch.float64, device=device or "cpu")
+        summed = torch.tensor([float(value)], dtype=torch.float64, device=self.device)
         dist.all_reduce(summed)
         return float(summed.item())
 
@@ -223,7 +231,8 @@ class Distributed:
         import torch.distributed as dist
 
         box: list[Any] = [_packed(value) if self.is_main else None]
-        dist.broadcast_object_list(box, src=0)
+        self._use_device()
+        dist.broadcast_object_list(box, src=0, device=self.device)
         return _unpacked(box[0], objects)
 
     def gathered(self, value: Any, *, objects: bool = False) -> list[Any]:
@@ -233,17 +242,34 @@ class Distributed:
         import torch.distributed as dist
 
         values: list[Any] = [None] * self.world
+        # all_gather_object has no device argument: NCCL's goes through the current GPU.
+        self._use_device()
         dist.all_gather_object(values, _packed(value))
         return [_unpacked(v, objects) for v in values]
 
+    def _use_device(self) -> None:
+        """Make the job's GPU the current one: NCCL's object collectives and barrier move
+        their bytes through ``torch.cuda.current_device()``, which is GPU 0 unless set."""
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self._index())
+
+    def _index(self) -> int:
+        return self.device.index if self.device.index is not None else self.local_rank
+
     def broadcast_weights(self, module: torch.nn.Module) -> None:
-        """Rank 0's parameters and buffers into every rank's ``module``."""
+        """Rank 0's parameters and buffers into every rank's ``module`` (through the job's
+        device: a tensor elsewhere is sent from a copy there)."""
         if not self.enabled:
             return
         import torch.distributed as dist
 
         for tensor in module.state_dict().values():
-            dist.broadcast(tensor, src=0)
+            if tensor.device == self.device:
+                dist.broadcast(tensor, src=0)
+                continue
+            staged = tensor.to(self.device)
+            dist.broadcast(staged, src=0)
+            tensor.copy_(staged)
 
     def merged(self, metrics: Any) -> Any:
         """``metrics`` (a task's accumulator) merged over the ranks, the same on every rank,

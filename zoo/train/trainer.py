@@ -153,7 +153,7 @@ class Trainer:
         if config.resume is None:
             self._check_monitor()  # before the run directory is made
             check_speed_options(config)
-        self.device = self.dist.device(config.device)
+        self.device = self.dist.device_for(config.device)
         self.dist.start(self.device, config.backend)
         try:
             self._own_run_dir()
@@ -679,7 +679,7 @@ class Trainer:
                 # Every process stops at the same step: one whose loss is not finite, or a
                 # Ctrl-C reaching one, stops them all (before the gradients are exchanged).
                 finite = bool(torch.isfinite(loss))
-                diverged, stopped = dist.any(not finite, self.stop.requested, device=device)
+                diverged, stopped = dist.any(not finite, self.stop.requested)
                 if diverged:
                     when = f"at epoch {epoch + 1}, step {progress_state['step'] + 1}"
                     if finite:  # another process's loss: its error is the job's
