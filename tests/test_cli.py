@@ -245,3 +245,13 @@ def test_datasets_lists_the_embedded_ones() -> None:
     result = run("datasets")
     names = [line.split()[0] for line in result.output.splitlines()[1:]]
     assert {"mnist5k", "digits", "names", "mnist", "cifar10"} <= set(names)
+
+
+@pytest.mark.parametrize("breaks", list("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"))
+def test_an_error_quoting_any_line_break_stays_on_one_line(breaks: str) -> None:
+    """What str.splitlines breaks at (hypothesis found a record separator, \\x1e, in a value
+    click quoted back)."""
+    result = run("train", "lenet", "--deterministic", f"a{breaks}b")
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("zoo: error: ")

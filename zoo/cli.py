@@ -125,9 +125,16 @@ class _ImportSafeInterrupt:
             sys.setprofile(self._profile)
 
 
+#: Every character ``str.splitlines`` breaks a line at, and how an error message shows it.
+_LINE_BREAKS = str.maketrans(
+    {c: c.encode("unicode_escape").decode() for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+)
+
+
 def _one_line(message: str) -> str:
-    """An error stays on one line, whatever it quotes (a value typed with a newline)."""
-    return message.replace("\r", "\\r").replace("\n", "\\n")
+    """An error stays on one line, whatever it quotes (a value typed with a newline, or with
+    any other character that ends a line: a record separator, a Unicode line separator)."""
+    return message.translate(_LINE_BREAKS)
 
 
 def _importing(frame: Any) -> bool:
