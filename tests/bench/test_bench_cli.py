@@ -371,7 +371,11 @@ def test_offline_and_server_scenarios_over_thread_splits(
             assert server.batch_latency_ms is not None
             assert server.batch_latency_ms.p99 <= 20.0
         for split in splits:
-            assert split["levels"] and all("achieved_qps" in lv for lv in split["levels"])
+            if not split["levels"]:  # the documented rule, seen under load: no search at all
+                assert split["note"].startswith("no rate can keep p99 under 20 ms: one request")
+                assert split["max_qps"] == 0
+                continue
+            assert all("achieved_qps" in lv for lv in split["levels"])
         for row in (offline, server):
             assert row.stability is not None and row.stability.rounds >= 1
     # Every ratio comes from the same scenario: offline and server against eager's figure.
