@@ -22,10 +22,13 @@ def test_list_shows_every_model_with_capability_columns() -> None:
     result = run("list")
     assert result.exit_code == 0, result.output
     header, *rows = result.output.strip().splitlines()
-    assert header.split()[:9] == [
+    assert header.split()[:10] == [
         *("NAME", "TASK", "INPUT", "CLASSES"),
-        *("ONNX", "PT2", "AOTI", "TS", "DYN"),  # one column per registered format
+        *("ONNX", "PT2", "AOTI", "AOTI-CUDA", "TS", "DYN"),  # one column per fp32 format
     ]
+    # Compiled for a GPU, measured on none: not measured (?) for every model here.
+    at = header.index(" AOTI-CUDA ") + 1
+    assert {row[at:].split()[0] for row in rows} == {"?"}
     assert [row.split()[0] for row in rows] == ALL_MODELS
 
 
@@ -77,7 +80,7 @@ def test_info_says_which_precisions_each_format_can_write() -> None:
     lenet = run("info", "lenet").output
     line = next(x for x in lenet.splitlines() if x.startswith("  precisions"))
     assert line.split(None, 1)[1] == (
-        "onnx fp32/int8, pt2 fp32/bf16, aoti fp32/int8, torchscript fp32 "
+        "onnx fp32/int8, pt2 fp32/bf16/fp16, aoti fp32/int8, torchscript fp32 "
         "(reduced precision: from a checkpoint, gated on held-out accuracy)"
     )
     # A building block's task measures no accuracy: no reduced precision, and why.
@@ -160,13 +163,31 @@ def test_plugins_json_lists_builtins_with_what_they_register() -> None:
     assert "mnist5k" in records["datasets"]["datasets"]
     assert all(r["status"] == "loaded" for r in records.values() if r["builtin"])
     table = run("plugins").output
-    assert "formats pt2, pt2-bf16, aoti, aoti-int8; runtimes pt2, aoti" in table
+    assert (
+        "formats pt2, pt2-bf16, pt2-fp16, aoti, aoti-int8, aoti-cuda, aoti-cuda-bf16, "
+        "aoti-cuda-fp16; runtimes pt2, pt2-graphs, aoti, aoti-cuda, aoti-cuda-graphs"
+    ) in table
 
 
 @pytest.mark.parametrize(
     ("command", "expected"),
     [
-        ("formats", ["onnx", "onnx-int8", "pt2", "pt2-bf16", "aoti", "aoti-int8", "torchscript"]),
+        (
+            "formats",
+            [
+                "onnx",
+                "onnx-int8",
+                "pt2",
+                "pt2-bf16",
+                "pt2-fp16",
+                "aoti",
+                "aoti-int8",
+                "aoti-cuda",
+                "aoti-cuda-bf16",
+                "aoti-cuda-fp16",
+                "torchscript",
+            ],
+        ),
         ("runtimes", ["eager", "compile", "onnxruntime", "onnxruntime-default"]),
         ("tasks", ["classification", "sequence_classification", "block", "vae"]),
         ("datasets", ["cifar10", "digits", "fashion-mnist", "imagefolder:PATH", "mnist"]),

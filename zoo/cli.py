@@ -339,8 +339,9 @@ def _exports_line(caps: Capabilities, formats: Sequence[str]) -> str:
 
 
 def _precisions(spec: ModelSpec) -> tuple[dict[str, list[str]], str | None]:
-    """Per fp32 format the model exports to (or not measured), the precisions its variants
-    add; and why the model has no reduced precision at all (None when it has)."""
+    """Per fp32 format the model exports to (or not measured) that can write here, the
+    precisions its variants add; and why the model has no reduced precision at all (None
+    when it has)."""
     plugins = get_plugins()
     precisions = {
         fmt.name: [
@@ -349,7 +350,7 @@ def _precisions(spec: ModelSpec) -> tuple[dict[str, list[str]], str | None]:
             if f.name == fmt.name or (f.variant_of == fmt.name and f.unavailable() is None)
         ]
         for fmt in plugins.formats.full_precision()
-        if spec.capabilities.outcome(fmt.name).works is not False
+        if spec.capabilities.outcome(fmt.name).works is not False and fmt.unavailable() is None
     }
     try:
         task = plugins.tasks.create(spec.task, {})
@@ -727,7 +728,7 @@ def _launch(config: TrainConfig, nproc: int, port: int | None) -> None:
     "precisions",
     default="fp32",
     show_default=True,
-    help="Comma-separated: fp32, bf16, int8. Each format is written in each precision it has "
+    help="Comma-separated: fp32, bf16, fp16, int8. Each format is written in each precision it has "
     "a variant for (`zoo formats`); reduced precision is gated on accuracy (--eval).",
 )
 @click.option(
@@ -1131,7 +1132,7 @@ def _splits(value: str) -> tuple[tuple[int, int], ...]:
     "precisions",
     default="fp32",
     show_default=True,
-    help="Comma-separated fp32, bf16, int8: each runtime also runs its format's variant in "
+    help="Comma-separated fp32, bf16, fp16, int8: each runtime also runs its format's variant in "
     "each precision (a row per runtime x precision, with the accuracy it scored at export). "
     "On-the-fly exports of reduced precision need --checkpoint or --eval.",
 )
@@ -1141,6 +1142,12 @@ def _splits(value: str) -> tuple[tuple[int, int], ...]:
     default=None,
     metavar="DATASET",
     help="On-the-fly exports: the accuracy gate's held-out data (default: the checkpoint's).",
+)
+@click.option(
+    "--tf32",
+    is_flag=True,
+    help="On CUDA, let fp32 convolutions and matrix products run in TF32 (tensor cores, "
+    "10-bit mantissas). Off by default: fp32 rows are fp32; every CUDA row records which.",
 )
 def bench_cmd(
     models: tuple[str, ...],
@@ -1170,6 +1177,7 @@ def bench_cmd(
     server_requests: int,
     precisions: str,
     eval_dataset: str | None,
+    tf32: bool,
 ) -> None:
     """Latency of models across runtimes: which runtime, at which batch size, on this machine.
 
@@ -1221,6 +1229,7 @@ def bench_cmd(
         splits=_splits(splits) if splits else None,
         latency_bound_ms=latency_bound,
         server=ServerPolicy(min_requests=server_requests, min_time_s=min_time),
+        tf32=tf32,
     )
     run = run_bench(settings, echo=lambda line: click.echo(line, err=True))
     print_table(run)

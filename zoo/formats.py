@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 #: The precisions an artifact may have, full first.
-PRECISIONS = ("fp32", "bf16", "int8")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
 
 def check_precisions(precisions: Sequence[str]) -> None:

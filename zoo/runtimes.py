@@ -36,7 +36,10 @@ __all__ = [
     "RuntimeRegistry",
     "Session",
     "Source",
+    "cuda_graphed",
     "cuda_present",
+    "strict_fp32",
+    "tf32_state",
     "to_device",
     "torch_session",
     "torch_sync",
@@ -106,6 +109,9 @@ class Runtime(ABC):
     #: A plain runtime this one must not be slower than beyond noise (zoo's tuned ONNX Runtime
     #: session against a default ``InferenceSession``); the report says where it is.
     peer: ClassVar[str | None] = None
+    #: What this runtime runs that may make it slower than its peer, said beside a loss
+    #: (the table says why, not only that).
+    peer_note: ClassVar[str] = ""
 
     def unavailable(self, source: Source, device: str) -> str | None:
         """Why this runtime cannot run ``source`` on ``device`` here, or None."""
@@ -172,3 +178,75 @@ def torch_session(module: Callable[[torch.Tensor], Any], device: str) -> Session
     """The session of a runtime that calls a PyTorch callable (a module, a compiled or loaded
     program): the input moved to ``device`` beforehand, a device synchronisation after."""
     return Session(prepare=to_device(device), run=module, sync=torch_sync(device))
+
+
+def cuda_graphed(call: Callable[[torch.Tensor], Any]) -> Session:
+    """The session of a runtime that replays ``call`` (an AOTInductor package, a module) as a
+    CUDA graph: each input shape is captured once, on its first call (after three calls on a
+    side stream, which load kernels and settle the allocator), and every later call copies
+    its input into the captured one and replays: one launch instead of one per kernel, which
+    is what bounds a small network at batch 1 on a GPU.
+
+    The capture is *relaxed*: ``call`` may query CUDA events while it is captured (an
+    AOTInductor package checks that its previous run finished before it starts the next),
+    which the default mode refuses; the device is synchronised first, so that they have.
+    A replay writes its outputs into the same buffers every time: they stay valid until the
+    next call (``fetch`` copies them out for comparisons)."""
+    import torch  # here: importing this module must not import torch
+
+    graphs: dict[tuple[Any, ...], tuple[torch.Tensor, Any, Any]] = {}
+
+    def capture(x: torch.Tensor) -> tuple[torch.Tensor, Any, Any]:
+        static = x.clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                call(static)
+        torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, capture_error_mode="relaxed"):
+            out = call(static)
+        return static, graph, out
+
+    def run(x: torch.Tensor) -> Any:
+        key = (tuple(x.shape), x.dtype, x.stride())
+        entry = graphs.get(key)
+        if entry is None:
+            entry = graphs[key] = capture(x)
+        static, graph, out = entry
+        static.copy_(x)
+        graph.replay()
+        return out
+
+    def fetch(out: Any) -> Any:
+        outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+        return tuple(o.detach().clone() for o in outs)
+
+    return Session(
+        prepare=to_device("cuda"), run=run, sync=torch.cuda.synchronize, close=graphs.clear,
+        fetch=fetch,
+    )  # fmt: skip
+
+
+def tf32_state() -> bool:
+    """Whether fp32 convolutions or matrix products on CUDA may run in TF32 (10-bit
+    mantissas on tensor cores) in this process (PyTorch lets cuDNN's convolutions do so by
+    default)."""
+    import torch  # here: importing this module must not import torch
+
+    return bool(torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32)
+
+
+def strict_fp32(tf32: bool = False) -> None:
+    """Let fp32 convolutions and matrix products on CUDA use TF32 only when ``tf32``: fp32
+    stays fp32 unless asked (for this process; zoo bench times each runtime in its own).
+
+    The ``allow_tf32`` flags, not ``fp32_precision`` (torch 2.9 and later): once the newer
+    API is used, reading the flags raises in torch 2.14 ("a mix of the legacy and new APIs"),
+    and Inductor and other libraries still read them."""
+    import torch  # here: importing this module must not import torch
+
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32

@@ -236,7 +236,7 @@ def test_a_runtime_that_fails_becomes_a_failed_row(tmp_path: Path) -> None:
         (["lenet", "--threads", "0"], "--threads must be at least 1"),
         (["lenet", "--device", "tpu"], "--device 'tpu': choose cpu or cuda"),
         (["lenet", "--compare", "missing.json"], "missing.json: no such benchmark file"),
-        (["lenet", "--precision", "fp8"], "--precision fp8: choose from fp32, bf16, int8"),
+        (["lenet", "--precision", "fp8"], "--precision fp8: choose from fp32, bf16, fp16, int8"),
     ],
 )
 def test_bad_input_is_a_clear_error(args: list[str], message: str) -> None:

@@ -298,7 +298,12 @@ def test_the_example_plugins_conform_and_their_record_is_what_zoo_list_shows(
         assert result.returncode == 0, result.stdout + result.stderr
         report = json.loads(result.stdout)
         assert report["ok"] and report["counts"]["fail"] == 0
-        assert {c["status"] for c in report["checks"]} == {PASS}
+        # Everything passes, but for what needs a GPU (aoti-cuda compiles for one).
+        skipped = [c for c in report["checks"] if c["status"] != PASS]
+        assert all("CUDA" in c["detail"] for c in skipped), skipped
+        assert {c["check"] for c in skipped} <= {
+            f"export {f}" for f in ("aoti-cuda", "aoti-cuda-bf16", "aoti-cuda-fp16")
+        }
     checks = {(c["subject"], c["check"]) for c in report["checks"]}
     assert ("runtime openvino", "run lstm") in checks  # the last report: zoo-openvino's
     caps = recorded("tiny_mlp", record)

@@ -361,7 +361,7 @@ def _refused(args: list[str], tmp_path: Path) -> str:
         (["--format", "onnx,torchscript", "--precision", "bf16"],
          "--precision bf16: none of the formats asked for (onnx, torchscript) has a variant "
          "in bf16; formats with one: pt2"),
-        (["--precision", "fp16"], "--precision fp16: choose from fp32, bf16, int8"),
+        (["--precision", "fp8"], "--precision fp8: choose from fp32, bf16, fp16, int8"),
         (["--format", "onnx", "--precision", "int8"],
          "reduced precision is gated on accuracy over held-out data: give --checkpoint"),
         (["--format", "onnx", "--precision", "int8", "--eval", "digits", "--max-drop", "200"],

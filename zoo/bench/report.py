@@ -271,12 +271,15 @@ class PeerLoss:
     noise: float
     runtime: str = "onnxruntime"
     peer: str = "onnxruntime-default"
+    #: What the runtime runs that may explain it (its ``peer_note``).
+    why: str = ""
 
     def describe(self) -> str:
         return (
             f"{self.model} {self.device} batch {self.batch}: {self.runtime} p50 "
             f"{_ms(self.zoo_ms)} ms vs {self.peer} {_ms(self.peer_ms)} ms "
             f"({self.zoo_ms / self.peer_ms - 1:+.0%}, noise {self.noise:.0%})"
+            + (f"; {self.why}" if self.why else "")
         )
 
 
@@ -319,6 +322,7 @@ def peer_losses(run: BenchRun) -> list[PeerLoss]:
                     noise,
                     runtime=runtime,
                     peer=peer_name,
+                    why=run.peer_notes.get(runtime, ""),
                 )
             )
     return losses
@@ -378,6 +382,15 @@ def print_table(run: BenchRun, file: Any = None) -> None:
         for precision, gflops in by_precision.items():
             unit = "GOP/s" if precision == "int8" else "GFLOP/s"
             console.print(f"{precision} matmul ceiling: {device} {gflops:.0f} {unit}")
+    tf32 = {r.tf32 for r in run.rows if r.device == "cuda" and r.tf32 is not None}
+    if tf32:
+        console.print(
+            "cuda TF32: "
+            + {
+                frozenset({False}): "off (fp32 convolutions and matrix products are fp32)",
+                frozenset({True}): "on (--tf32: fp32 convolutions and matrix products in TF32)",
+            }.get(frozenset(tf32), "on in some rows, off in others (each row's tf32 says)")
+        )
     for (model, device), rows in _groups(run).items():
         flops = run.flops_per_sample.get(model)
         title = f"{model} on {device}" + (

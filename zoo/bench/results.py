@@ -146,6 +146,9 @@ class Row:
     stability: Stability | None = None
     #: offline: every (batch, split) measured; server: the search of every split.
     detail: dict[str, Any] | None = None
+    #: On CUDA: whether fp32 convolutions and matrix products could run in TF32 (10-bit
+    #: mantissas) while timed: off unless ``zoo bench --tf32``. None on the CPU.
+    tf32: bool | None = None
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -215,6 +218,8 @@ class BenchRun:
     reference: str | None = "eager"
     #: Runtime -> the plain runtime it must not be slower than beyond noise.
     peers: dict[str, str] = field(default_factory=dict)
+    #: Runtime -> why it may be slower than its peer (said beside a loss).
+    peer_notes: dict[str, str] = field(default_factory=dict)
     #: device -> precision (bf16, int8) -> measured matmul GFLOP/s (GOP/s) in it, beside the
     #: fp32 ceiling: each row's share is of its own precision's ceiling.
     precision_ceilings: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -231,6 +236,7 @@ class BenchRun:
             "harness_overhead_ns": self.harness_overhead_ns,
             "reference_runtime": self.reference,
             "peers": self.peers,
+            "peer_notes": self.peer_notes,
             "precision_ceilings": self.precision_ceilings,
             "results": [r.to_dict() for r in self.rows],
             "recommendations": [
@@ -342,6 +348,7 @@ def _run_of(data: dict[str, Any]) -> BenchRun:
         # What zoo 0.1 wrote without saying so.
         reference=data.get("reference_runtime", "eager"),
         peers=data.get("peers", {"onnxruntime": "onnxruntime-default"}),
+        peer_notes=data.get("peer_notes", {}),
         precision_ceilings=data.get("precision_ceilings", {}),
     )
     for row in run.rows:

@@ -75,12 +75,14 @@ MAX_SESSIONS = 64
 
 
 def formats_for(runtimes: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """The export formats these runtimes load (each runtime's ``format``), in order; the
-    default formats' first when none needs one (eager and torch.compile read the weights
-    beside it)."""
+    """The export formats these runtimes load (each runtime's ``format``) that can be written
+    here, in order (``aoti-cuda`` compiles on a GPU only: without one its runtime's row says
+    why it is skipped); the default formats' first when none needs one (eager and
+    torch.compile read the weights beside it)."""
     plugins = get_plugins()
     formats = (plugins.runtimes.get(r).format for r in runtimes)
-    return tuple(dict.fromkeys(f for f in formats if f is not None)) or (
+    here = (f for f in formats if f is not None and plugins.formats.get(f).unavailable() is None)
+    return tuple(dict.fromkeys(here)) or (
         plugins.formats.defaults()[:1] or tuple(plugins.formats.names()[:1])
     )
 
@@ -128,6 +130,8 @@ class BenchSettings:
     #: server: the p99 bound of the search, in milliseconds, and how each rate is measured.
     latency_bound_ms: float = 100.0
     server: ServerPolicy = field(default_factory=ServerPolicy)
+    #: On CUDA: let fp32 convolutions and matrix products run in TF32 (recorded per row).
+    tf32: bool = False
 
 
 def _validate(settings: BenchSettings) -> tuple[str, ...]:
@@ -397,6 +401,7 @@ def run_bench(settings: BenchSettings, echo: Callable[[str], None] = lambda _: N
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         reference=registry.reference(),
         peers={r: p for r in runtimes if (p := registry.get(r).peer) is not None},
+        peer_notes={r: n for r in runtimes if (n := registry.get(r).peer_note)},
     )
     run.harness_overhead_ns = harness_overhead_ns()
     formats = formats_for(runtimes)
@@ -561,6 +566,7 @@ def _job(entry: _Entry, settings: BenchSettings, device: str, source: Source) ->
         sessions=entry.sessions,
         latency_bound_ms=settings.latency_bound_ms,
         server=settings.server,
+        tf32=settings.tf32,
     )
 
 
@@ -681,8 +687,10 @@ def _bench_model_device(
         else:
             made = [_server_row(model, device, measured, rounds, settings, stopped_by_time)]
         lost = {f"{e.sessions}x{e.threads}": failed[e] for e in group if e in failed}
+        tf32 = {r.result.tf32 for e in measured for r in rounds[e]}
         for row in made:
             row.precision, row.accuracy = first.precision, first.accuracy
+            row.tf32 = tf32.pop() if len(tf32) == 1 else None
             if lost and row.detail is not None:
                 row.detail["failed_splits"] = lost  # the row is the best of the others
             run.rows.append(row)

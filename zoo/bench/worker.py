@@ -18,7 +18,7 @@ import resource
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +61,8 @@ class Job:
     #: server: the p99 bound of the search, and how each rate is measured.
     latency_bound_ms: float = 100.0
     server: ServerPolicy = field(default_factory=ServerPolicy)
+    #: On CUDA: let fp32 convolutions and matrix products run in TF32 (off: fp32 is fp32).
+    tf32: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "kind": "bench", "batches": list(self.batches)}
@@ -81,6 +83,7 @@ class Job:
             sessions=js.integer(data.get("sessions", 1), "sessions"),
             latency_bound_ms=js.number(data.get("latency_bound_ms", 100.0), "latency_bound_ms"),
             server=ServerPolicy(**js.obj(data.get("server", {}), "server")),
+            tf32=js.boolean(data.get("tf32", False), "tf32"),
         )
 
 
@@ -111,6 +114,9 @@ class JobResult:
     #: offline: batch -> :class:`~zoo.bench.scenarios.OfflinePoint` as JSON; server: the
     #: :class:`~zoo.bench.scenarios.ServerSearch` as JSON. Empty in single-stream.
     scenario: Mapping[str, Any] = field(default_factory=dict)
+    #: On CUDA, whether fp32 convolutions and matrix products could run in TF32 while timed
+    #: (None on the CPU).
+    tf32: bool | None = None
 
     @classmethod
     def failure(cls, reason: str) -> JobResult:
@@ -144,6 +150,7 @@ class JobResult:
             rss_growth_mb=js.number(data.get("rss_growth_mb"), "rss_growth_mb"),
             batches=batches,
             scenario=js.obj(data.get("scenario", {}), "scenario"),
+            tf32=None if data.get("tf32") is None else js.boolean(data["tf32"], "tf32"),
         )
 
 
@@ -259,6 +266,23 @@ def inputs_of(manifest: Manifest, batches: tuple[int, ...], seed: int) -> dict[i
 
 
 def run_job(job: Job) -> JobResult:
+    """Time ``job``; on CUDA with the TF32 setting it asks for (which the result records)
+    and cuDNN's benchmark mode."""
+    if job.device != "cuda":
+        return _run_job(job)
+    from zoo.runtimes import strict_fp32, tf32_state
+
+    strict_fp32(job.tf32)
+    import torch
+
+    # cuDNN times its algorithms on the first call of each shape and keeps the fastest, as
+    # a deployment with fixed batch sizes would (the warm-up calls pay for it).
+    torch.backends.cudnn.benchmark = True
+    result = _run_job(job)
+    return replace(result, tf32=tf32_state()) if result.status == "ok" else result
+
+
+def _run_job(job: Job) -> JobResult:
     started = time.perf_counter()
     import torch
 
@@ -449,9 +473,10 @@ def measure_ceiling(
 ) -> CeilingResult:
     """This device's matmul ceiling: the best GFLOP/s (GOP/s for int8) of square matmuls
     over a few sizes. fp32: torch (``torch.mm``: MKL or cuBLAS, TF32 off) and, on the CPU,
-    ONNX Runtime's MLAS, whichever is faster here; bf16: ``torch.mm`` on bf16 tensors
-    (oneDNN: AMX or AVX512-BF16 where the CPU has them); int8: ``torch._int_mm`` (int8 x int8
-    -> int32, VNNI or AMX-INT8). Returns the best and every measurement behind it."""
+    ONNX Runtime's MLAS, whichever is faster here; bf16 and fp16: ``torch.mm`` on such
+    tensors (oneDNN: AMX or AVX512-BF16/FP16 where the CPU has them; tensor cores on a
+    GPU); int8: ``torch._int_mm`` (int8 x int8 -> int32, VNNI or AMX-INT8). Returns the
+    best and every measurement behind it."""
     import torch
 
     if precision != "fp32":
@@ -493,10 +518,11 @@ def _reduced_ceiling(device: str, threads: int, seconds: float, precision: str) 
     share = seconds / len(sizes)
     measured: dict[str, float] = {}
     for n in sizes:
-        if precision == "bf16":
-            a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-            b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-            measured[f"torch.mm bf16 {n}"] = _best_gflops(
+        if precision in ("bf16", "fp16"):
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+            a = torch.randn(n, n, device=device, dtype=dtype)
+            b = torch.randn(n, n, device=device, dtype=dtype)
+            measured[f"torch.mm {precision} {n}"] = _best_gflops(
                 lambda a=a, b=b: torch.mm(a, b),
                 n,
                 share,

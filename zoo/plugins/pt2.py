@@ -42,18 +42,34 @@ from zoo.formats import (
 )
 from zoo.hookspecs import FormatRegistrar, RuntimeRegistrar, hookimpl
 from zoo.registry import InputSpec
-from zoo.runtimes import Runtime, Session, Source, torch_session
+from zoo.runtimes import (
+    Runtime,
+    Session,
+    Source,
+    cuda_graphed,
+    cuda_present,
+    strict_fp32,
+    torch_session,
+)
 
 __all__ = [
+    "AotiCudaBf16Format",
+    "AotiCudaFormat",
+    "AotiCudaFp16Format",
+    "AotiCudaGraphsRuntime",
+    "AotiCudaRuntime",
     "AotiFormat",
     "AotiInt8Format",
     "AotiRuntime",
     "Pt2Bf16Format",
     "Pt2Format",
+    "Pt2Fp16Format",
+    "Pt2GraphsRuntime",
     "Pt2Runtime",
     "bf16_module",
     "check_no_pickle",
     "export_program",
+    "half_module",
     "load",
     "load_aoti",
     "package_aoti",
@@ -113,7 +129,13 @@ def save(program: torch.export.ExportedProgram, path: str | Path) -> Path:
     # In memory, then written: on a full disk torch's archive writer aborts the process
     # (SIGABRT); a plain write raises OSError (ENOSPC), which zoo reports.
     buffer = io.BytesIO()
-    torch.export.save(program, buffer)
+    with warnings.catch_warnings():
+        # A channels-last weight (half-precision conv nets) is not "complete" (contiguous)
+        # to torch's writer, which then says it takes the tensor as it is: which is right.
+        warnings.filterwarnings(
+            "ignore", message=r"No complete tensor found in the group", category=UserWarning
+        )
+        torch.export.save(program, buffer)
     Path(path).write_bytes(buffer.getbuffer())
     return Path(path)
 
@@ -257,36 +279,60 @@ class Pt2Format(Format):
         return torch_runner(load(directory / self.files[0]).module())
 
 
-class _Bf16(nn.Module):
-    """A model run in bf16 behind an fp32 interface: a float input is cast to bf16, the
-    outputs back to float32 (integer ones, token ids or class indices, pass as they are)."""
+class _Half(nn.Module):
+    """A model run in bf16 or fp16 behind an fp32 interface: a float input is cast to the
+    model's dtype (and, for a convolutional net, to channels-last, the layout of the GPU's
+    tensor-core convolutions and of oneDNN's), the outputs back to float32 (integer ones,
+    token ids or class indices, pass as they are)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
         super().__init__()
-        self.model = model.to(torch.bfloat16)
+        self.channels_last = any(isinstance(m, nn.Conv2d) for m in model.modules())
+        model = model.to(dtype)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)  # the 4-d weights
+        self.model = model
+        self.dtype = dtype
 
     def forward(self, x: torch.Tensor) -> Any:
-        out = self.model(x.to(torch.bfloat16) if x.is_floating_point() else x)
+        if x.is_floating_point():
+            if self.channels_last and x.dim() == 4:
+                x = x.to(self.dtype, memory_format=torch.channels_last)
+            else:
+                x = x.to(self.dtype)
+        out = self.model(x)
         if isinstance(out, (tuple, list)):
             return tuple(o.float() if o.is_floating_point() else o for o in out)
         return out.float() if out.is_floating_point() else out
 
 
-def bf16_module(module: nn.Module) -> nn.Module:
-    """A copy of ``module`` (a bundle) whose model computes in bf16; the preprocessing and
-    postprocessing stay fp32, and so do the inputs and outputs."""
+#: The reduced float precisions an ExportedProgram is written in.
+HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def half_module(module: nn.Module, precision: str) -> nn.Module:
+    """A copy of ``module`` (a bundle) whose model computes in ``precision`` (bf16 or fp16,
+    channels-last for a convolutional net); the preprocessing and postprocessing stay fp32,
+    and so do the inputs and outputs."""
+    dtype = HALF[precision]
     copy_ = copy.deepcopy(module)
     inner = getattr(copy_, "model", None)
     if isinstance(inner, nn.Module):
-        copy_.model = _Bf16(inner)
+        copy_.model = _Half(inner, dtype)
         return copy_.eval()
-    return _Bf16(copy_).eval()
+    return _Half(copy_, dtype).eval()
+
+
+def bf16_module(module: nn.Module) -> nn.Module:
+    """:func:`half_module` in bf16."""
+    return half_module(module, "bf16")
 
 
 class Pt2Bf16Format(Pt2Format):
     """``model.bf16.pt2``: the ExportedProgram of the bundle with its model's weights and
-    arithmetic in bf16 (inputs and outputs stay fp32), gated on accuracy over held-out data.
-    Fast where the CPU has AMX-BF16 (or at least AVX512-BF16) or on a GPU."""
+    arithmetic in bf16 (inputs and outputs stay fp32; channels-last for a convolutional
+    net), gated on accuracy over held-out data. Fast where the CPU has AMX-BF16 (or at least
+    AVX512-BF16) or on a GPU."""
 
     name = "pt2-bf16"
     files = ("model.bf16.pt2",)
@@ -297,8 +343,29 @@ class Pt2Bf16Format(Pt2Format):
     cpu_features = ("amx_bf16", "avx512_bf16")
 
     def export(self, request: ExportRequest) -> dict[str, Any]:
-        bf16 = dataclasses.replace(request, module=bf16_module(request.module))
-        return {**super().export(bf16), "weights": "bfloat16", "interface": "float32"}
+        half = dataclasses.replace(request, module=half_module(request.module, self.precision))
+        details = super().export(half)
+        return {**details, **_half_details(half.module, self.precision)}
+
+
+class Pt2Fp16Format(Pt2Bf16Format):
+    """``model.fp16.pt2``: as ``pt2-bf16`` in fp16, the half precision of GPU tensor cores
+    (fp16 keeps 3 more mantissa bits than bf16 over a narrower range); gated on accuracy.
+    It runs on a CPU too, fast only with AVX512-FP16 or AMX-FP16."""
+
+    name = "pt2-fp16"
+    files = ("model.fp16.pt2",)
+    description = "model.fp16.pt2: torch.export of the bundle with the model in fp16 (GPUs)"
+    precision = "fp16"
+    cpu_features = ("amx_fp16", "avx512_fp16")
+
+
+def _half_details(module: nn.Module, precision: str) -> dict[str, Any]:
+    """What the manifest says of a half-precision bundle's model."""
+    inner = getattr(module, "model", module)
+    layout = "channels_last" if getattr(inner, "channels_last", False) else "contiguous"
+    weights = {"bf16": "bfloat16", "fp16": "float16"}[precision]
+    return {"weights": weights, "interface": "float32", "memory_format": layout}
 
 
 class AotiFormat(Format):
@@ -321,6 +388,85 @@ class AotiFormat(Format):
 
     def load(self, directory: Path, variant: str = "") -> Runner:
         return torch_runner(load_aoti(directory / self.files[0]))
+
+
+class AotiCudaFormat(Format):
+    """``model.cuda.aoti.pt2``: the program compiled ahead of time by AOTInductor for this
+    machine's GPU (Triton kernels, cuDNN/cuBLAS calls, a C++ wrapper): no Python when it
+    runs. Compiling for CUDA needs a CUDA device at export time; the ``aoti-cuda`` runtime
+    calls it, ``aoti-cuda-graphs`` replays it as a CUDA graph. Native code generated for
+    this export: its gate runs in a child process."""
+
+    name = "aoti-cuda"
+    files = ("model.cuda.aoti.pt2",)
+    label = "AOTI-CUDA"
+    description = (
+        "model.cuda.aoti.pt2: AOTInductor package compiled for this GPU (needs a CUDA device "
+        "and a C++ compiler at export)"
+    )
+    isolated = True
+    devices = ("cuda",)
+
+    def unavailable(self) -> str | None:
+        if not cuda_present():
+            return "AOTInductor compiles for CUDA on a CUDA device, and there is none here"
+        return None
+
+    def module(self, request: ExportRequest) -> nn.Module:
+        """The bundle to compile, in this format's precision."""
+        return copy.deepcopy(request.module)
+
+    def export(self, request: ExportRequest) -> dict[str, Any]:
+        strict_fp32()  # the compile may benchmark kernels: in fp32, not TF32
+        module = self.module(request).to("cuda")
+        program = export_program(module, request.example.to("cuda"), request.input)
+        # Frozen: the weights are constants, so Inductor folds each batch norm into its
+        # convolution (fewer kernels per call: what bounds a small net at batch 1).
+        package_aoti(program, request.path(self.files[0]), {"freezing": True})
+        return {
+            "device": torch.cuda.get_device_name(),
+            "capability": _capability(),
+            "inductor": {"freezing": True},
+        }
+
+    def load(self, directory: Path, variant: str = "") -> Runner:
+        strict_fp32()  # the gate compares fp32 with the CPU's fp32: no TF32 here
+        package = load_aoti(directory / self.files[0])
+        return torch_runner(lambda x: package(x.to("cuda")))
+
+
+def _capability() -> str:
+    major, minor = torch.cuda.get_device_capability()
+    return f"sm_{major}{minor}"
+
+
+class AotiCudaBf16Format(AotiCudaFormat):
+    """``model.bf16.cuda.aoti.pt2``: ``aoti-cuda`` with the model in bf16 (channels-last for a
+    convolutional net; inputs and outputs stay fp32), gated on accuracy."""
+
+    name = "aoti-cuda-bf16"
+    files = ("model.bf16.cuda.aoti.pt2",)
+    label = ""
+    description = "model.bf16.cuda.aoti.pt2: aoti-cuda with the model in bf16"
+    precision = "bf16"
+    variant_of = "aoti-cuda"
+
+    def module(self, request: ExportRequest) -> nn.Module:
+        return half_module(request.module, self.precision)
+
+    def export(self, request: ExportRequest) -> dict[str, Any]:
+        details = super().export(request)
+        return {**details, **_half_details(self.module(request), self.precision)}
+
+
+class AotiCudaFp16Format(AotiCudaBf16Format):
+    """``model.fp16.cuda.aoti.pt2``: ``aoti-cuda`` with the model in fp16, the precision of
+    the tensor cores' fastest convolutions (channels-last for a convolutional net)."""
+
+    name = "aoti-cuda-fp16"
+    files = ("model.fp16.cuda.aoti.pt2",)
+    description = "model.fp16.cuda.aoti.pt2: aoti-cuda with the model in fp16"
+    precision = "fp16"
 
 
 def _missing_torchao() -> str | None:
@@ -491,14 +637,24 @@ def _quiet_mkldnn_lowering() -> Iterator[None]:
 def zoo_register_formats(registry: FormatRegistrar) -> None:
     registry.register(Pt2Format())
     registry.register(Pt2Bf16Format())
+    registry.register(Pt2Fp16Format())
     registry.register(AotiFormat())
     registry.register(AotiInt8Format())
+    registry.register(AotiCudaFormat())
+    registry.register(AotiCudaBf16Format())
+    registry.register(AotiCudaFp16Format())
 
 
 class Pt2Runtime(Runtime):
     name = "pt2"
     format = "pt2"
     description = "model.pt2, torch.export.load(...).module()"
+    peer = "eager"
+    peer_note = (
+        "the program's module runs its graph node by node through Python, one kernel per "
+        "node as eager does, with no fusion and no CUDA graphs: pt2-graphs compiles the "
+        "same program, aoti and aoti-cuda ship it compiled"
+    )
 
     def load(self, source: Source, device: str, threads: int) -> Session:
         path = source.artifact(self.format)
@@ -511,11 +667,49 @@ class Pt2Runtime(Runtime):
         return torch_session(module, device)
 
 
+class Pt2GraphsRuntime(Runtime):
+    """The ``.pt2`` program (or its bf16/fp16 variant) compiled by ``torch.compile(mode=
+    "reduce-overhead")``: Inductor's fused kernels, replayed as CUDA graphs on a GPU (one
+    graph per batch size). On a CPU it compiles without graphs."""
+
+    name = "pt2-graphs"
+    format = "pt2"
+    description = (
+        "model.pt2 through torch.compile(mode='reduce-overhead'): Inductor, CUDA graphs on a GPU"
+    )
+
+    def load(self, source: Source, device: str, threads: int) -> Session:
+        import torch._dynamo  # here: it takes a second to import, and zoo list loads plugins
+
+        path = source.artifact(self.format)
+        assert path is not None
+        program = load(path)
+        if device != "cpu":
+            program = move_to_device_pass(program, device)
+        torch._dynamo.config.allow_rnn = True  # else Dynamo skips LSTM/GRU: eager in disguise
+        compiled = torch.compile(program.module(), mode="reduce-overhead", dynamic=False)
+        session = torch_session(compiled, device)
+        if device == "cuda":
+            # A call's outputs live in the graphs' memory until the next call, which starts
+            # a new step (outputs of the last step are overwritten, not reread).
+            mark = torch.compiler.cudagraph_mark_step_begin
+
+            def run(x: torch.Tensor) -> Any:
+                mark()
+                return compiled(x)
+
+            session.run = run
+            session.fetch = lambda out: tuple(
+                o.detach().clone() for o in (out if isinstance(out, (tuple, list)) else (out,))
+            )
+        return session
+
+
 class AotiRuntime(Runtime):
     name = "aoti"
     format = "aoti"
     description = "model.aoti.pt2, AOTInductor package (compiled at export, for the CPU)"
-    devices = ("cpu",)  # zoo export compiles on the CPU; a CUDA package needs a GPU at export
+    devices = ("cpu",)  # a package for CUDA is format aoti-cuda, run by runtime aoti-cuda
 
     def load(self, source: Source, device: str, threads: int) -> Session:
         path = source.artifact(self.format)
@@ -524,7 +718,39 @@ class AotiRuntime(Runtime):
         return torch_session(module, device)
 
 
+class AotiCudaRuntime(Runtime):
+    """An AOTInductor package for the GPU, called as it is: its C++ wrapper launches the
+    kernels, without Python in between."""
+
+    name = "aoti-cuda"
+    format = "aoti-cuda"
+    description = "model.cuda.aoti.pt2, AOTInductor's package for the GPU"
+    devices = ("cuda",)
+
+    def load(self, source: Source, device: str, threads: int) -> Session:
+        path = source.artifact(self.format)
+        assert path is not None
+        return torch_session(load_aoti(path), device)
+
+
+class AotiCudaGraphsRuntime(AotiCudaRuntime):
+    """The same package captured once per batch size as a CUDA graph and replayed: one
+    launch per call instead of one per kernel. A row of its own beside ``aoti-cuda``: where
+    the capture fails, this row says why and the plain package's row still stands."""
+
+    name = "aoti-cuda-graphs"
+    description = "model.cuda.aoti.pt2, AOTInductor's package replayed as a CUDA graph"
+
+    def load(self, source: Source, device: str, threads: int) -> Session:
+        path = source.artifact(self.format)
+        assert path is not None
+        return cuda_graphed(load_aoti(path))
+
+
 @hookimpl
 def zoo_register_runtimes(registry: RuntimeRegistrar) -> None:
     registry.register(Pt2Runtime())
+    registry.register(Pt2GraphsRuntime())
     registry.register(AotiRuntime())
+    registry.register(AotiCudaRuntime())
+    registry.register(AotiCudaGraphsRuntime())
