@@ -2,7 +2,10 @@
 
 One list of targets, used twice: `benchmarks/test_targets.py` measures the cells they need
 and fails on a missed target (`make bench`), and `python benchmarks/targets.py RUN.json...`
-prints the check of recorded runs as a Markdown table (docs/benchmarks.md's).
+prints the check of recorded runs as a Markdown table (docs/benchmarks.md's). The GPU peer
+targets (``GPU_PEER_TARGETS``) judge a CUDA run against what a user writes by hand, timed in
+the same session by ``benchmarks/gpu_peer.py``:
+``python benchmarks/targets.py RUN.json --gpu-peer PEER.json``.
 
 The targets are ratios measured within one run on one machine (speed-up over eager, share of
 the fp32 matmul ceiling measured in the same run), so they carry across machines better than
@@ -14,9 +17,12 @@ does not fail the check: nothing in zoo could close that gap.
 
 from __future__ import annotations
 
+import json
+import math
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
@@ -31,19 +37,24 @@ from zoo.bench.results import (  # noqa: E402
     Row,
     load_run,
 )
+from zoo.errors import UsageError  # noqa: E402
 
 __all__ = [
+    "GPU_PEER_TARGETS",
     "HARNESS_OVERHEAD_NS",
     "PRECISION_TARGETS",
     "SERVER_TARGETS",
     "TARGETS",
     "Check",
+    "GpuPeerTarget",
     "PrecisionTarget",
     "ServerTarget",
     "Target",
+    "check_gpu_peer",
     "check_precision",
     "check_run",
     "check_server",
+    "load_peer",
 ]
 
 #: The harness's own cost per timed call must stay under this.
@@ -144,6 +155,39 @@ SERVER_TARGETS = (
 MAX_DROP_POINTS = 0.5
 
 
+@dataclass(frozen=True)
+class GpuPeerTarget:
+    """On a GPU (issue: a user's hand-written code ran about 2x faster than zoo's best
+    artifact): zoo's recommended single-stream row against the fastest variant of the
+    hand-written peer (``benchmarks/gpu_peer.py``, timed in the same session) at the same
+    model and batch size. ``peer p50 / zoo p50`` must reach ``at_least``, and the row must be
+    within ``MAX_DROP_POINTS`` of the model's fp32 accuracy; ``stretch`` is reported beside,
+    and never fails the check."""
+
+    model: str
+    batch: int
+    at_least: float = 1.0
+    stretch: float | None = None
+    device: str = "cuda"
+
+    def describe(self, bound: float | None = None) -> str:
+        times = f"{self.at_least if bound is None else bound:g}x"
+        where = f"{self.model} batch {self.batch} ({self.device})"
+        return f"{where}: zoo's recommended row >= {times} the hand-written peer's best"
+
+
+#: The GPU peer targets: resnet18 and VGG16 at batch 1 and 16 at least as fast as the best a
+#: user gets by hand (eager, or torch.compile reduce-overhead in fp32 or fp16 channels-last),
+#: and at batch 1, where zoo's per-call overhead should pay most, 1.5x as a stretch.
+GPU_PEER_TARGETS = tuple(
+    GpuPeerTarget(model, batch, 1.0, 1.5 if batch == 1 else None)
+    for model in ("resnet18", "vgg_head")
+    for batch in (1, 16)
+)
+#: What ``benchmarks/gpu_peer.py`` writes.
+PEER_SCHEMA = "zoo-gpu-peer/1"
+
+
 def cpu_class(run: BenchRun) -> str:
     """``"amx"``, ``"vnni"`` (VNNI, no AMX) or ``"other"``, from the run's recorded flags."""
     flags = set(run.environment.get("cpu_flags") or ())
@@ -237,6 +281,8 @@ class Check:
     #: A speed-up target missed only because the recommended runtime is already at the fp32
     #: ceiling (eager is too efficient on this CPU for the ratio to be reachable).
     ceiling_bound: bool = False
+    #: A stretch target (reported, never failing: ``passed`` stays True): whether it was met.
+    stretch_met: bool | None = None
 
 
 def _recommended(run: BenchRun, target: Target) -> Row | None:
@@ -306,6 +352,145 @@ def check_server(run: BenchRun) -> list[Check]:
             )
         )
     return checks
+
+
+def _figure(value: Any) -> float | None:
+    """A finite number from a JSON file, or None (the peer's file is read defensively)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _gpu_peer_row(run: BenchRun, target: GpuPeerTarget) -> tuple[Row | None, str]:
+    """zoo's recommended single-stream row of the target's cell, or why there is none to
+    judge (a reduced-precision row that did not pass its accuracy gate does not count)."""
+    cell = [
+        r
+        for r in run.rows
+        if r.scenario == SINGLE_STREAM
+        and (r.model, r.device, r.batch) == (target.model, target.device, target.batch)
+    ]
+    if not cell:
+        return None, f"no {target.device} row of {target.model} at batch {target.batch}"
+    row = next((r for r in cell if r.recommended and r.batch_latency_ms is not None), None)
+    if row is None:
+        return None, "no recommended row in the cell"
+    if not _eligible(row):
+        return None, f"the recommended row, {row.label}, did not pass its accuracy gate"
+    return row, ""
+
+
+def _gpu_peer_best(
+    run: BenchRun, peer: dict[str, Any], target: GpuPeerTarget
+) -> tuple[tuple[float, str] | None, str]:
+    """The peer's fastest ok variant at the target's model and batch (p50 ms, its name), or
+    why there is none: another device or GPU than the run's, no ok figure."""
+    device = peer.get("device")
+    if device != target.device:
+        return None, f"the peer ran on {device}, the target is on {target.device}"
+    env = peer.get("environment")
+    gpu = env.get("gpu") if isinstance(env, dict) else None
+    run_gpu = run.environment.get("gpu")
+    if gpu and run_gpu and gpu != run_gpu:
+        return None, f"the peer ran on {gpu}, the run on {run_gpu}"
+    results = peer.get("results")
+    cell = [
+        r
+        for r in (results if isinstance(results, list) else [])
+        if isinstance(r, dict) and r.get("model") == target.model and r.get("batch") == target.batch
+    ]
+    figures = [
+        (p50, str(r.get("variant")))
+        for r in cell
+        if r.get("status") == "ok" and (p50 := _figure(r.get("p50_ms"))) is not None and p50 > 0
+    ]
+    if figures:
+        return min(figures), ""
+    statuses = ", ".join(f"{r.get('variant')} {r.get('status')}" for r in cell)
+    why = f"no peer figure of {target.model} at batch {target.batch}"
+    return None, f"{why} ({statuses})" if statuses else why
+
+
+def _gpu_peer_accuracy(run: BenchRun, row: Row | None, why: str, target: GpuPeerTarget) -> Check:
+    """The judged row's held-out accuracy (recorded at export) against the model's fp32
+    accuracy: the best of its fp32 rows' (fp32 artifacts agree with eager), else eager's own
+    figure from the row's gate. An fp32 row without one (eager and torch.compile run the
+    module itself; other fp32 artifacts passed their parity gate) has nothing to lose against
+    fp32, unless it ran in TF32; a reduced-precision row without one is not measured."""
+    what = (
+        f"{target.model} batch {target.batch} ({target.device}): zoo's recommended row within "
+        f"{MAX_DROP_POINTS:g} points of fp32 accuracy"
+    )
+    if row is None:
+        return Check(what, False, f"not measured ({why})")
+    gate = row.accuracy or {}
+    value = _figure(gate.get("value"))
+    if value is None and row.precision == "fp32" and row.tf32 is not True:
+        return Check(what, True, f"no drop: {row.label} is fp32 (no accuracy recorded)", row)
+    if value is None:
+        missing = f"{row.label} records no accuracy: bench a trained checkpoint (--checkpoint)"
+        return Check(what, False, f"not measured ({missing})", row)
+    if gate.get("higher_is_better") is False:
+        metric = f"{row.label}'s gate metric, {gate.get('metric')}, is not an accuracy"
+        return Check(what, False, f"not measured ({metric})", row)
+    fp32 = [
+        accuracy
+        for r in run.rows
+        if r.model == row.model and r.precision == "fp32" and r.status == "ok"
+        if (accuracy := _figure((r.accuracy or {}).get("value"))) is not None
+    ]
+    reference = max(fp32, default=None)
+    if reference is None:
+        reference = _figure(gate.get("eager"))
+    if reference is None:
+        return Check(what, False, "not measured (no fp32 accuracy recorded)", row)
+    points = (reference - value) * 100
+    measured = f"{points:.2f} points ({row.label} {value:.1%}, fp32 {reference:.1%})"
+    return Check(what, points <= MAX_DROP_POINTS + 1e-9, measured, row)
+
+
+def check_gpu_peer(run: BenchRun, peer: dict[str, Any]) -> list[Check]:
+    """The GPU peer targets: per target, zoo's recommended row against the peer's fastest
+    variant (a ratio from an unstable row does not count), the row's accuracy against fp32,
+    and the stretch where there is one (reported, never failing). A missing row or peer
+    figure is a "not measured" check that fails, with its reason."""
+    checks = []
+    for target in GPU_PEER_TARGETS:
+        row, why_row = _gpu_peer_row(run, target)
+        best, why_peer = _gpu_peer_best(run, peer, target)
+        ratio: float | None = None
+        if row is None or best is None:
+            measured = f"not measured ({'; '.join(w for w in (why_row, why_peer) if w)})"
+            trusted = False
+        else:
+            ratio = best[0] / _p50(row)
+            trusted = row.stable is not False
+            measured = (
+                f"{ratio:.2f}x ({row.label} {_ms(_p50(row))} ms, "
+                f"peer {best[1]} {_ms(best[0])} ms)" + ("" if trusted else "; from an unstable row")
+            )
+        met = ratio is not None and trusted and ratio >= target.at_least
+        checks.append(Check(target.describe(), met, measured, row))
+        checks.append(_gpu_peer_accuracy(run, row, why_row, target))
+        if target.stretch is not None:
+            stretched = ratio is not None and trusted and ratio >= target.stretch
+            what = f"{target.describe(target.stretch)} (stretch, reported)"
+            checks.append(Check(what, True, measured, row, stretch_met=stretched))
+    return checks
+
+
+def load_peer(path: str | Path) -> dict[str, Any]:
+    """Read a ``benchmarks/gpu_peer.py`` JSON file; UsageError (one line) if it is not one."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: not a gpu_peer.py JSON file ({exc})") from None
+    if not isinstance(data, dict) or data.get("schema") != PEER_SCHEMA:
+        found = data.get("schema") if isinstance(data, dict) else None
+        raise UsageError(f"{path}: schema is {found!r}, expected {PEER_SCHEMA!r}")
+    return data
 
 
 def check_run(run: BenchRun) -> list[Check]:
@@ -385,6 +570,8 @@ def check_run(run: BenchRun) -> list[Check]:
 def _verdict(check: Check) -> str:
     if check.ceiling_bound:
         return "**no**, hardware-bound"
+    if check.stretch_met is not None:
+        return "yes" if check.stretch_met else "no (stretch, not failing)"
     return "yes" if check.passed else "**no**"
 
 
@@ -484,14 +671,36 @@ def summary(run: BenchRun) -> str:
     return "\n".join(lines).strip("\n")
 
 
+USAGE = (
+    "usage: python benchmarks/targets.py [--summary] [--gpu-peer PEER.json] RUN.json [RUN.json ...]"
+)
+
+
 def main(argv: list[str]) -> int:
-    paths = [a for a in argv if a != "--summary"]
+    args = list(argv)
+    peer_path: str | None = None
+    for i, arg in enumerate(args):
+        if arg == "--gpu-peer" or arg.startswith("--gpu-peer="):
+            given = arg.partition("=")[2] if "=" in arg else None
+            if given is None and i + 1 < len(args):
+                given = args.pop(i + 1)
+            if not given:
+                print(USAGE, file=sys.stderr)
+                return 2
+            peer_path = given
+            del args[i]
+            break
+    paths = [a for a in args if a != "--summary"]
     if not paths:
-        print(
-            "usage: python benchmarks/targets.py [--summary] RUN.json [RUN.json ...]",
-            file=sys.stderr,
-        )
+        print(USAGE, file=sys.stderr)
         return 2
+    peer: dict[str, Any] | None = None
+    if peer_path is not None:
+        try:
+            peer = load_peer(peer_path)
+        except UsageError as exc:
+            print(f"targets.py: {exc}", file=sys.stderr)
+            return 2
     failed = 0
     for path in paths:
         run = load_run(path)
@@ -500,6 +709,10 @@ def main(argv: list[str]) -> int:
         if "--summary" in argv:
             print(f"{summary(run)}\n")
         failed += sum(not c.passed for c in checks)
+        if peer is not None:
+            against = check_gpu_peer(run, peer)
+            print(f"{path} against the hand-written peer {peer_path}\n\n{markdown(against)}\n")
+            failed += sum(not c.passed for c in against)
     return 1 if failed else 0
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from benchmarks.targets import TARGETS, check_run
+from benchmarks.targets import GPU_PEER_TARGETS, TARGETS, check_gpu_peer, check_run, markdown
 from zoo.bench.results import BenchRun, Latency, Row, Stability
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -246,3 +248,291 @@ def test_server_targets_judge_max_qps_at_the_target_bound() -> None:
     rows[0] = _server("lenet", "eager", 4000.0, 10.0, stable=False)
     checks = _by_what(_run(rows, flops={}))
     assert not checks[ratio][0] and checks[ratio][1].endswith("from an unstable row")
+
+
+# -- the GPU peer targets (benchmarks/gpu_peer.py against zoo's CUDA rows) -------------------
+
+PEER_VARIANTS = (
+    "eager fp32",
+    "compile reduce-overhead fp32",
+    "compile reduce-overhead fp16 channels-last",
+)
+RESNET18_B1 = "resnet18 batch 1 (cuda): zoo's recommended row >= 1x the hand-written peer's best"
+RESNET18_B1_ACCURACY = (
+    "resnet18 batch 1 (cuda): zoo's recommended row within 0.5 points of fp32 accuracy"
+)
+RESNET18_B1_STRETCH = (
+    "resnet18 batch 1 (cuda): zoo's recommended row >= 1.5x the hand-written peer's best "
+    "(stretch, reported)"
+)
+
+
+def _gpu_row(
+    model: str,
+    runtime: str,
+    batch: int,
+    p50: float,
+    precision: str = "fp32",
+    accuracy: float | None = 0.94,
+    passed: bool = True,
+) -> Row:
+    row = _row(model, runtime, batch, p50)
+    row.device, row.precision = "cuda", precision
+    if accuracy is not None:  # what the artifact scored at export; eager scored 94.0%
+        drop = (0.94 - accuracy) * 100
+        row.accuracy = {"metric": "accuracy", "higher_is_better": True, "value": accuracy,
+                        "eager": 0.94, "drop": drop, "passed": passed}  # fmt: skip
+    return row
+
+
+def _gpu_run(rows: list[Row]) -> BenchRun:
+    """zoo's eager (3 ms) and compile (2 ms) rows in fp32 at every GPU peer cell, and
+    ``rows``; recommended as zoo bench recommends (the fastest row that passed its gates)."""
+    base = [
+        _gpu_row(model, runtime, batch, p50)
+        for model in ("resnet18", "vgg_head")
+        for batch in (1, 16)
+        for runtime, p50 in (("eager", 3.0), ("compile", 2.0))
+    ]
+    return _run([*base, *rows], flops={})
+
+
+def _peer(
+    p50s: dict[tuple[str, int], tuple[float | None, ...]], device: str = "cuda"
+) -> dict[str, Any]:
+    """A gpu_peer.py document: p50 per variant in PEER_VARIANTS' order (None: failed)."""
+    results = [
+        {"model": model, "batch": batch, "variant": variant,
+         "precision": "fp16" if "fp16" in variant else "fp32",
+         "status": "failed" if p50 is None else "ok", "p50_ms": p50,
+         "p90_ms": p50, "iterations": 200, "first_call_s": 1.0,
+         "reason": "BackendCompilerFailed: boom" if p50 is None else ""}
+        for (model, batch), figures in p50s.items()
+        for variant, p50 in zip(PEER_VARIANTS, figures, strict=True)
+    ]  # fmt: skip
+    return {"schema": "zoo-gpu-peer/1", "device": device, "environment": {"gpu": None},
+            "results": results}  # fmt: skip
+
+
+def _every_cell(*figures: float | None) -> dict[tuple[str, int], tuple[float | None, ...]]:
+    return {(model, batch): figures for model in ("resnet18", "vgg_head") for batch in (1, 16)}
+
+
+def _peer_checks(run: BenchRun, peer: dict[str, Any]) -> dict[str, tuple[bool, str, bool | None]]:
+    return {c.what: (c.passed, c.measured, c.stretch_met) for c in check_gpu_peer(run, peer)}
+
+
+def test_gpu_peer_targets_met_with_the_stretch_reported_not_failing() -> None:
+    checks = check_gpu_peer(_gpu_run([]), _peer(_every_cell(3.0, 2.5, None)))
+    assert len(checks) == len(GPU_PEER_TARGETS) * 2 + 2  # speed, accuracy; two stretches
+    assert all(c.passed for c in checks)
+    by_what = {c.what: (c.passed, c.measured, c.stretch_met) for c in checks}
+    assert by_what[RESNET18_B1] == (
+        True,
+        "1.25x (compile 2.00 ms, peer compile reduce-overhead fp32 2.50 ms)",
+        None,
+    )
+    assert by_what[RESNET18_B1_ACCURACY] == (True, "0.00 points (compile 94.0%, fp32 94.0%)", None)
+    # 1.25x is short of the 1.5x stretch: reported as missed, and the check still passes.
+    assert by_what[RESNET18_B1_STRETCH][::2] == (True, False)
+    table = markdown(checks)
+    assert f"| {RESNET18_B1_STRETCH} | 1.25x " in table
+    assert table.count("| no (stretch, not failing) |") == 2
+    assert "**no**" not in table
+    assert not any("batch 16" in c.what and "stretch" in c.what for c in checks)
+    # Past 1.5x the stretch is met.
+    fast = _peer_checks(_gpu_run([]), _peer(_every_cell(3.0, 3.2, 3.5)))
+    assert fast[RESNET18_B1_STRETCH][::2] == (True, True)
+
+
+def test_gpu_peer_target_missed_when_the_peer_is_faster_or_zoo_unstable() -> None:
+    run = _gpu_run([])
+    checks = _peer_checks(run, _peer(_every_cell(3.0, 2.2, 1.6)))
+    assert checks[RESNET18_B1] == (
+        False,
+        "0.80x (compile 2.00 ms, peer compile reduce-overhead fp16 channels-last 1.60 ms)",
+        None,
+    )
+    # A ratio met from an unstable row of zoo's is not a target met.
+    for row in run.rows:
+        row.stability = Stability(False, ["other processes used 60% of the CPUs"], rounds=2)
+    unstable = _peer_checks(run, _peer(_every_cell(3.0, 2.5, None)))
+    assert unstable[RESNET18_B1][0] is False
+    assert unstable[RESNET18_B1][1].endswith("; from an unstable row")
+    assert unstable[RESNET18_B1_STRETCH][::2] == (True, False)
+
+
+def test_gpu_peer_accuracy_within_half_a_point_of_fp32() -> None:
+    peer = _peer(_every_cell(3.0, 2.5, 2.2))
+    fp16 = [_gpu_row("resnet18", "pt2", batch, 1.0, "fp16", 0.934) for batch in (1, 16)]
+    checks = _peer_checks(_gpu_run(fp16), peer)
+    assert checks[RESNET18_B1] == (
+        True,
+        "2.20x (pt2 fp16 1.00 ms, peer compile reduce-overhead fp16 channels-last 2.20 ms)",
+        None,
+    )
+    assert checks[RESNET18_B1_ACCURACY] == (
+        False,
+        "0.60 points (pt2 fp16 93.4%, fp32 94.0%)",
+        None,
+    )
+    # 0.4 points: within the bound (and exactly 0.5 is too).
+    for value, shown in ((0.936, "0.40"), (0.935, "0.50")):
+        fp16 = [_gpu_row("resnet18", "pt2", batch, 1.0, "fp16", value) for batch in (1, 16)]
+        passed, measured, _ = _peer_checks(_gpu_run(fp16), peer)[RESNET18_B1_ACCURACY]
+        assert passed and measured.startswith(f"{shown} points"), measured
+    # The reference is the model's fp32 rows, not what the row's gate says eager scored.
+    fp16 = [_gpu_row("resnet18", "pt2", batch, 1.0, "fp16", 0.934) for batch in (1, 16)]
+    for row in fp16:
+        assert row.accuracy is not None
+        row.accuracy["eager"] = 0.93
+    assert not _peer_checks(_gpu_run(fp16), peer)[RESNET18_B1_ACCURACY][0]
+
+
+def test_gpu_peer_accuracy_not_recorded() -> None:
+    peer = _peer(_every_cell(3.0, 2.5, 2.2))
+    run = _gpu_run([])
+    for row in run.rows:
+        row.accuracy = None  # a bare model benched: no held-out data, no gate
+    # fp32 in fp32 (eager and compile run the module itself): nothing to lose against fp32.
+    checks = _peer_checks(run, peer)
+    assert checks[RESNET18_B1_ACCURACY] == (
+        True,
+        "no drop: compile is fp32 (no accuracy recorded)",
+        None,
+    )
+    assert checks[RESNET18_B1][0]  # the speed target is judged all the same
+    # fp32 rows timed with TF32 on (zoo bench --tf32) may lose some: they must show it.
+    for row in run.rows:
+        row.tf32 = True
+    missing = "compile records no accuracy: bench a trained checkpoint (--checkpoint)"
+    assert _peer_checks(run, peer)[RESNET18_B1_ACCURACY] == (
+        False,
+        f"not measured ({missing})",
+        None,
+    )
+    # A reduced-precision row whose gate passed without a figure (a NaN written as null).
+    fp16 = [_gpu_row("resnet18", "pt2", batch, 1.0, "fp16", 0.94) for batch in (1, 16)]
+    for row in fp16:
+        assert row.accuracy is not None
+        row.accuracy["value"] = None
+    checks = _peer_checks(_gpu_run(fp16), peer)
+    assert checks[RESNET18_B1_ACCURACY][:2] == (
+        False,
+        "not measured (pt2 fp16 records no accuracy: bench a trained checkpoint (--checkpoint))",
+    )
+
+
+def test_gpu_peer_unrecommended_or_ungated_reduced_precision_rows_do_not_count() -> None:
+    peer = _peer(_every_cell(3.0, 2.5, 2.2))
+    # Faster, but it failed its accuracy gate: zoo recommends compile fp32, which is judged.
+    failed = [_gpu_row("resnet18", "pt2", b, 0.5, "fp16", 0.90, passed=False) for b in (1, 16)]
+    run = _gpu_run(failed)
+    assert _peer_checks(run, peer)[RESNET18_B1] == (  # the pt2 row would have made it 4.4x
+        True,
+        "1.10x (compile 2.00 ms, peer compile reduce-overhead fp16 channels-last 2.20 ms)",
+        None,
+    )
+    # A reduced-precision row marked recommended without passing its gate is not judged.
+    for row in run.rows:
+        row.recommended = row.runtime == "pt2" if row.model == "resnet18" else row.recommended
+    checks = _peer_checks(run, peer)
+    why = "not measured (the recommended row, pt2 fp16, did not pass its accuracy gate)"
+    assert checks[RESNET18_B1] == (False, why, None)
+    assert checks[RESNET18_B1_ACCURACY] == (False, why, None)
+    # A gated, faster row zoo did not recommend does not count either: the recommended does.
+    gated = _gpu_run([_gpu_row("resnet18", "pt2", b, 0.5, "fp16", 0.94) for b in (1, 16)])
+    for row in gated.rows:
+        if row.model == "resnet18":
+            row.recommended = row.runtime == "eager"
+    assert _peer_checks(gated, peer)[RESNET18_B1][:2] == (
+        False,
+        "0.73x (eager 3.00 ms, peer compile reduce-overhead fp16 channels-last 2.20 ms)",
+    )
+
+
+def test_gpu_peer_missing_figures_are_not_measured_and_fail() -> None:
+    run = _gpu_run([])
+    cells = _every_cell(3.0, 2.5, 2.2)
+    cells[("vgg_head", 16)] = (None, None, None)  # every variant failed
+    del cells[("vgg_head", 1)]  # not run (--models, or a killed run)
+    checks = _peer_checks(run, _peer(cells))
+    vgg = "vgg_head batch {} (cuda): zoo's recommended row >= 1x the hand-written peer's best"
+    assert checks[vgg.format(1)] == (
+        False,
+        "not measured (no peer figure of vgg_head at batch 1)",
+        None,
+    )
+    failed = ", ".join(f"{variant} failed" for variant in PEER_VARIANTS)
+    assert checks[vgg.format(16)][:2] == (
+        False,
+        f"not measured (no peer figure of vgg_head at batch 16 ({failed}))",
+    )
+    assert checks[RESNET18_B1][0]
+    # A peer timed on the CPU says nothing about CUDA rows; an empty document crashes nothing.
+    on_cpu = _peer_checks(run, _peer(_every_cell(3.0, 2.5, 2.2), device="cpu"))
+    assert on_cpu[RESNET18_B1] == (
+        False,
+        "not measured (the peer ran on cpu, the target is on cuda)",
+        None,
+    )
+    empty = {c.what: c for c in check_gpu_peer(run, {})}
+    speed = [c for what, c in empty.items() if what.endswith("peer's best")]
+    assert len(speed) == len(GPU_PEER_TARGETS) and not any(c.passed for c in speed)
+    assert empty[RESNET18_B1_ACCURACY].passed  # zoo's own rows: judged without the peer
+    # zoo's rows missing: a CPU run, or a cell zoo bench was not asked for.
+    cpu_run = _run([_row("resnet18", "eager", 1, 20.0)], flops={})
+    checks = _peer_checks(cpu_run, _peer(_every_cell(3.0, 2.5, 2.2)))
+    assert checks[RESNET18_B1] == (
+        False,
+        "not measured (no cuda row of resnet18 at batch 1)",
+        None,
+    )
+    assert checks[RESNET18_B1_ACCURACY][:2] == (
+        False,
+        "not measured (no cuda row of resnet18 at batch 1)",
+    )
+    # Figures from another GPU than the run's are not compared.
+    run.environment = {"gpu": "NVIDIA H200"}
+    other = _peer(_every_cell(3.0, 2.5, 2.2))
+    other["environment"] = {"gpu": "NVIDIA H100 80GB HBM3"}
+    assert _peer_checks(run, other)[RESNET18_B1][1] == (
+        "not measured (the peer ran on NVIDIA H100 80GB HBM3, the run on NVIDIA H200)"
+    )
+
+
+def test_the_script_checks_a_run_against_the_peer(tmp_path: Path) -> None:
+    _gpu_run([]).save(tmp_path / "run.json")
+    (tmp_path / "peer.json").write_text(json.dumps(_peer(_every_cell(3.0, 1.5, None))))
+    script = [sys.executable, str(ROOT / "benchmarks" / "targets.py"), str(tmp_path / "run.json")]
+    done = subprocess.run(
+        [*script, "--gpu-peer", str(tmp_path / "peer.json")], capture_output=True, text=True
+    )
+    assert done.returncode == 1, done.stderr  # 0.75x: missed
+    assert f"{tmp_path / 'run.json'} against the hand-written peer {tmp_path / 'peer.json'}" in (
+        done.stdout
+    )
+    assert (
+        f"| {RESNET18_B1} | 0.75x (compile 2.00 ms, peer compile reduce-overhead fp32 1.50 ms) "
+        "| **no** |" in done.stdout
+    )
+    (tmp_path / "peer.json").write_text(json.dumps(_peer(_every_cell(3.0, 2.5, None))))
+    met = subprocess.run(
+        [*script, f"--gpu-peer={tmp_path / 'peer.json'}"], capture_output=True, text=True
+    )
+    assert met.returncode == 0, met.stdout
+    assert "| no (stretch, not failing) |" in met.stdout
+    # Not a peer file: one line, exit 2.
+    bad = subprocess.run(
+        [*script, "--gpu-peer", str(tmp_path / "run.json")], capture_output=True, text=True
+    )
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1 and "expected 'zoo-gpu-peer/1'" in bad.stderr
+    assert subprocess.run([*script, "--gpu-peer"], capture_output=True).returncode == 2  # usage
+
+
+def test_every_gpu_peer_target_names_a_registered_model() -> None:
+    import zoo
+
+    assert {t.model for t in GPU_PEER_TARGETS} <= set(zoo.list_models())
+    assert all(t.device == "cuda" and t.at_least == 1.0 for t in GPU_PEER_TARGETS)
