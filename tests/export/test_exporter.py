@@ -97,6 +97,20 @@ def test_check_reverifies_and_catches_tampering(lenet_raw: Path, tmp_path: Path)
     assert result.exit_code == 1 and "sha256 does not match" in result.stderr
 
 
+def test_check_says_which_artifacts_cannot_run_here_and_vouches_for_none_of_them(
+    lenet_raw: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An export carried to a machine its format cannot run on (an aoti-cuda package on a
+    CPU): --check verifies its files, says it did not run it, and does not say it holds."""
+    pt2 = type(get_plugins().formats.get("pt2"))
+    monkeypatch.setattr(pt2, "unavailable", lambda self: "it needs a device this has not")
+    result = CliRunner().invoke(cli, ["export", "--check", str(lenet_raw)])
+    assert result.exit_code == 0, result.output
+    assert "note: pt2: not checked here: it needs a device this has not" in result.stderr
+    assert result.stdout.strip().endswith("parity holds (not checked here: pt2)")
+    assert "pt2" not in check_export(lenet_raw)
+
+
 @pytest.mark.parametrize(
     ("broken", "variant", "kept"),
     [

@@ -561,6 +561,17 @@ def _move_into_place(staging: Path, out: Path) -> None:
         shutil.rmtree(old)
 
 
+def unchecked_here(manifest: Manifest) -> dict[str, str]:
+    """The export's artifacts whose format cannot run on this machine (``aoti-cuda`` without a
+    GPU), and why: ``zoo export --check`` says so and vouches for none of them."""
+    registry = get_plugins().formats
+    away = {}
+    for name, record in manifest.formats.items():
+        if record.ok and name in registry and (why := registry.get(name).unavailable()):
+            away[name] = why
+    return away
+
+
 def check_export(directory: str | Path) -> dict[str, ParityResult]:
     """Re-verify an export: file hashes, then parity of each artifact on the saved inputs, in
     the format that wrote it (which must be registered here). Nothing is loaded before
@@ -579,9 +590,12 @@ def check_export(directory: str | Path) -> dict[str, ParityResult]:
         ) from None
     registry = get_plugins().formats
     results = {}
+    away = unchecked_here(manifest)
     for name, record in manifest.formats.items():
         if not record.ok or record.parity is None or record.precision != "fp32":
             continue  # reduced precision: its accuracy gate decides (check_accuracy)
+        if name in away:
+            continue  # it cannot run here (a GPU's package on a CPU): said, not vouched for
         fmt = registry.get(name)
         try:
             results[name] = gate(
@@ -600,7 +614,12 @@ def check_accuracy(directory: str | Path) -> dict[str, AccuracyResult]:
     verified against the manifest first, as :func:`check_export` does."""
     directory = Path(directory)
     manifest = read_manifest(directory)
-    gated = {n: r for n, r in manifest.formats.items() if r.ok and r.accuracy is not None}
+    away = unchecked_here(manifest)
+    gated = {
+        n: r
+        for n, r in manifest.formats.items()
+        if r.ok and r.accuracy is not None and n not in away
+    }
     if not gated:
         return {}
     if EVAL_FILE not in manifest.files:
