@@ -287,7 +287,7 @@ class _Half(nn.Module):
 
     def __init__(self, model: nn.Module, dtype: torch.dtype) -> None:
         super().__init__()
-        self.channels_last = any(isinstance(m, nn.Conv2d) for m in model.modules())
+        self.channels_last = _convolutional(model)
         model = model.to(dtype)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)  # the 4-d weights
@@ -304,6 +304,11 @@ class _Half(nn.Module):
         if isinstance(out, (tuple, list)):
             return tuple(o.float() if o.is_floating_point() else o for o in out)
         return out.float() if out.is_floating_point() else out
+
+
+def _convolutional(model: nn.Module) -> bool:
+    """Whether ``model`` has 2-d convolutions: its half-precision artifact is channels-last."""
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
 #: The reduced float precisions an ExportedProgram is written in.
@@ -344,8 +349,7 @@ class Pt2Bf16Format(Pt2Format):
 
     def export(self, request: ExportRequest) -> dict[str, Any]:
         half = dataclasses.replace(request, module=half_module(request.module, self.precision))
-        details = super().export(half)
-        return {**details, **_half_details(half.module, self.precision)}
+        return {**super().export(half), **_half_details(request.module, self.precision)}
 
 
 class Pt2Fp16Format(Pt2Bf16Format):
@@ -361,9 +365,8 @@ class Pt2Fp16Format(Pt2Bf16Format):
 
 
 def _half_details(module: nn.Module, precision: str) -> dict[str, Any]:
-    """What the manifest says of a half-precision bundle's model."""
-    inner = getattr(module, "model", module)
-    layout = "channels_last" if getattr(inner, "channels_last", False) else "contiguous"
+    """What the manifest says of ``module`` (a bundle) written in ``precision``."""
+    layout = "channels_last" if _convolutional(getattr(module, "model", module)) else "contiguous"
     weights = {"bf16": "bfloat16", "fp16": "float16"}[precision]
     return {"weights": weights, "interface": "float32", "memory_format": layout}
 
@@ -455,8 +458,7 @@ class AotiCudaBf16Format(AotiCudaFormat):
         return half_module(request.module, self.precision)
 
     def export(self, request: ExportRequest) -> dict[str, Any]:
-        details = super().export(request)
-        return {**details, **_half_details(self.module(request), self.precision)}
+        return {**super().export(request), **_half_details(request.module, self.precision)}
 
 
 class AotiCudaFp16Format(AotiCudaBf16Format):
