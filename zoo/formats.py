@@ -36,8 +36,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CALIBRATION_BATCH",
+    "IMPURE_ATEN",
     "INT8_CPU_FEATURES",
+    "ONNX_DOMAINS",
     "PRECISIONS",
+    "STRUCTURAL_PRIM",
     "ExportRequest",
     "Format",
     "FormatRegistry",
@@ -46,6 +49,7 @@ __all__ = [
     "dynamic_shapes",
     "fresh_rnn_kernels",
     "quiet_rnn_tracing",
+    "refused_operator",
     "torch_runner",
 ]
 
@@ -62,6 +66,45 @@ def check_precisions(precisions: Sequence[str]) -> None:
             raise UsageError(
                 f"--precision {precision}: choose from {', '.join(PRECISIONS)} (comma-separated)"
             )
+
+
+#: ``aten`` operators that are not tensor computation: they read or write files
+#: (``torch.from_file``, ``torch.save``), print, reseed the process's generators or wait on
+#: other work. A program (TorchScript, ``.pt2``) that calls one is refused before it runs.
+IMPURE_ATEN = frozenset({"from_file", "save", "_print", "manual_seed", "seed", "wait"})
+#: The ``prim`` operators a TorchScript program may use: constants, control flow, lists and
+#: tuples, attributes and type queries; not ``fork``, ``rpc_*``, ``Print``, ``PythonOp``...
+STRUCTURAL_PRIM = frozenset(
+    {
+        "AutogradZero", "CallMethod", "Constant", "ConstantChunk", "DictConstruct",
+        "DictIndex", "Enter", "EnumName", "EnumValue", "Exit", "GetAttr", "If", "ListConstruct",
+        "ListUnpack", "Loop", "NumToTensor", "RaiseException", "SetAttr", "StringIndex",
+        "TupleConstruct", "TupleIndex", "TupleUnpack", "TypeCheck", "Uninitialized", "abs",
+        "data", "device", "dtype", "is_cuda", "is_meta", "is_mkldnn", "is_quantized",
+        "isinstance", "layout", "max", "min", "name", "rangelist", "requires_grad", "shape",
+        "unchecked_cast", "unchecked_unwrap_optional",
+    }
+)  # fmt: skip
+#: The ONNX domains of the operators zoo exports (the default domain and its ML operators).
+ONNX_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
+
+
+def refused_operator(name: str, namespaces: Sequence[str] = ()) -> str | None:
+    """Why the operator ``name`` (``aten::conv2d``, ``prim::If``; an overload after a dot is
+    ignored) is not one zoo runs in an untrusted program, or None: every ``aten`` operator
+    but the :data:`IMPURE_ATEN` ones, the :data:`STRUCTURAL_PRIM` ones, and any operator of
+    ``namespaces`` (those a format plugin declares, :attr:`Format.operator_namespaces`)."""
+    namespace, _, op = name.partition("::")
+    op = op.split(".", 1)[0]
+    if namespace in namespaces:
+        return None
+    if namespace == "aten":
+        return (
+            "it is not tensor computation (files, printing, seeds)" if op in IMPURE_ATEN else None
+        )
+    if namespace == "prim":
+        return None if op in STRUCTURAL_PRIM else "it is not one of the structural prim operators"
+    return f"the namespace {namespace or name!r} is not one zoo runs (custom operators are code)"
 
 
 #: Calibration inputs per forward pass while a calibrated format collects its statistics.
@@ -144,6 +187,10 @@ class Format(ABC):
     #: CPU flags (as /proc/cpuinfo names them) its artifacts need to run fast, recorded in the
     #: manifest; any one of them will do (``avx512_vnni``, ``amx_int8``...).
     cpu_features: ClassVar[tuple[str, ...]] = ()
+    #: Operator namespaces (TorchScript, ``.pt2``) or ONNX domains its artifacts may use beyond
+    #: zoo's rule (:func:`refused_operator`, :data:`ONNX_DOMAINS`): custom operators are code,
+    #: run only where a format says it writes them.
+    operator_namespaces: ClassVar[tuple[str, ...]] = ()
 
     @property
     def column(self) -> str:
@@ -172,6 +219,14 @@ class Format(ABC):
     def load(self, directory: Path, variant: str = "") -> Runner:
         """Load the artifact from ``directory`` as a deployment would (``variant``: one of
         :attr:`variants`, or "" for the artifact as written)."""
+
+    def check_program(self, directory: Path) -> str | None:
+        """Raise ValueError naming the first operator of the artifact in ``directory`` that
+        zoo's rule refuses (:func:`refused_operator`, :data:`ONNX_DOMAINS`, and this format's
+        :attr:`operator_namespaces`); None when every one passes; or why nothing can be
+        checked (a compiled library's code cannot be listed). zoo's formats check before
+        they run anything; ``zoo check-plugin`` asks every format."""
+        return "the format does not say what its artifacts call (check_program)"
 
 
 class FormatRegistry(Registry[Format]):

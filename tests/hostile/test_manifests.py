@@ -207,7 +207,7 @@ def _garbage(name: str) -> Tamper:
 
 GARBAGE = {
     "onnx": ("model.onnx", "Error parsing message with type 'onnx.ModelProto'"),
-    "torchscript": ("model.ts", "PytorchStreamReader failed reading zip archive"),
+    "torchscript": ("model.ts", "BadZipFile: File is not a zip file"),  # zoo reads its code first
     "pt2": ("model.pt2", "BadZipFile: File is not a zip file"),
     "aoti": ("model.aoti.pt2", "Failed to initialize zip archive"),
 }

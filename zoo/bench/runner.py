@@ -57,7 +57,7 @@ from zoo.export.manifest import (
     verify_files,
 )
 from zoo.formats import check_precisions
-from zoo.plugins.onnx import check_external_data
+from zoo.plugins.onnx import check_onnx
 from zoo.runtimes import Source, cuda_present
 
 __all__ = [
@@ -225,11 +225,13 @@ def _export_dir(model: str, settings: BenchSettings, formats: tuple[str, ...]) -
                 if manifest.model != model:
                     continue
                 verify_export(directory, manifest)
-                for onnx in manifest.artifacts().values():
+                registry = get_plugins().formats
+                for fmt, onnx in manifest.artifacts().items():
                     if not onnx.endswith(".onnx"):  # model.onnx, model.int8.onnx, a plugin's
                         continue
+                    declared = registry.get(fmt).operator_namespaces if fmt in registry else ()
                     try:  # here, not in the worker: its load is timed
-                        check_external_data(directory / onnx)
+                        check_onnx(directory / onnx, declared)
                     except ValueError as exc:
                         raise ArtifactError(f"{directory / onnx}: {one_line(exc)}") from None
                     except Exception:  # a file that does not parse: its rows say so

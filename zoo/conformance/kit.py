@@ -25,11 +25,12 @@ from zoo.capabilities import Capabilities, CapabilityOutcome, read_record, write
 from zoo.checkpoint import load_checkpoint, save_checkpoint
 from zoo.data import load_dataset
 from zoo.datasets import DatasetEntry, DataSplits
-from zoo.errors import UsageError, ZooError
+from zoo.errors import UsageError, ZooError, one_line
 from zoo.export.bundle import run_eager
 from zoo.export.exporter import check_accuracy, check_export, export_model
 from zoo.export.manifest import read_manifest
 from zoo.export.matrix import outcomes_of
+from zoo.formats import Format
 from zoo.registry import ModelSpec
 from zoo.spec_check import check_outputs
 from zoo.tasks import Task, TaskRun
@@ -560,6 +561,9 @@ def _check_exports(
             )
         else:
             run.add(CheckResult(subject, f"export {name}", FAIL, outcome.reason, seconds))
+    for name, outcome in outcomes.items():
+        if outcome.works:
+            _check_operators(run, subject, plugins.formats.get(name), report.out)
     works = [n for n, o in outcomes.items() if o.works]
     measured = Capabilities(
         formats=outcomes,
@@ -581,6 +585,24 @@ def _check_exports(
             CheckResult(subject, "dynamic-batch", FAIL, "no export format took batches 1 and 3")
         )
     run.check(subject, "capabilities", lambda: _declared_agree(spec, outcomes))
+
+
+def _check_operators(run: _Run, subject: str, fmt: Format, directory: Path) -> None:
+    """The format's artifact against zoo's operator rule (``Format.check_program``): what
+    ``zoo export --check`` and ``zoo bench --artifacts`` hold an artifact from elsewhere to."""
+    try:
+        why = fmt.check_program(directory)
+    except Exception as exc:
+        run.add(CheckResult(subject, f"operators {fmt.name}", FAIL, one_line(exc)))
+        return
+    if why is not None:
+        run.add(CheckResult(subject, f"operators {fmt.name}", SKIP, why))
+    else:
+        run.add(
+            CheckResult(
+                subject, f"operators {fmt.name}", PASS, "only pure tensor operators (zoo's rule)"
+            )
+        )
 
 
 def _worst(parity: Any) -> str:

@@ -592,8 +592,15 @@ def check_export(directory: str | Path) -> dict[str, ParityResult]:
     results = {}
     away = unchecked_here(manifest)
     for name, record in manifest.formats.items():
-        if not record.ok or record.parity is None or record.precision != "fp32":
+        if not record.ok or record.precision != "fp32":
             continue  # reduced precision: its accuracy gate decides (check_accuracy)
+        if record.parity is None or not record.parity.checks:
+            # Every artifact zoo writes passed its gate, which the manifest records: one
+            # without the record was not gated, and nothing here would run it.
+            raise ArtifactError(
+                f"{directory / MANIFEST}: {name} is marked ok but records no parity gate: zoo "
+                "vouches only for artifacts it gated (export it again)"
+            )
         if name in away:
             continue  # it cannot run here (a GPU's package on a CPU): said, not vouched for
         fmt = registry.get(name)

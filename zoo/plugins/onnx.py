@@ -20,6 +20,7 @@ from torch import nn
 from zoo.errors import UsageError
 from zoo.formats import (
     INT8_CPU_FEATURES,
+    ONNX_DOMAINS,
     ExportRequest,
     Format,
     Runner,
@@ -40,6 +41,7 @@ __all__ = [
     "OnnxRuntimeDefault",
     "OnnxRuntimeTensorRT",
     "check_external_data",
+    "check_onnx",
     "export_onnx",
     "opset_range",
 ]
@@ -100,11 +102,10 @@ def check_external_data(path: Path) -> None:
     for any other ONNX file (``model.int8.onnx`` is written whole). ONNX Runtime itself only
     refuses paths out of the model's directory."""
     import onnx
-    from onnx.external_data_helper import _get_all_tensors
 
     allowed = OnnxFormat.files[1] if path.name == OnnxFormat.files[0] else None
     model = onnx.load(str(path), load_external_data=False)
-    for tensor in _get_all_tensors(model):
+    for tensor in _all_tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
@@ -114,6 +115,78 @@ def check_external_data(path: Path) -> None:
                 f"tensor {tensor.name!r:.60} is stored in {location!r:.80}: zoo loads the "
                 f"weights of {path.name} {where}"
             )
+
+
+def _all_tensors(model: Any) -> Any:
+    """Every tensor of an ONNX model that may keep its data in another file: initializers,
+    sparse initializers (their values and indices), tensors in node attributes, dense and
+    sparse, in the graph, in every subgraph and in the model's functions (onnx's own
+    ``_get_all_tensors`` leaves the sparse ones out)."""
+
+    def of_graph(graph: Any) -> Any:
+        yield from graph.initializer
+        for sparse in graph.sparse_initializer:
+            yield from (sparse.values, sparse.indices)
+        for node in graph.node:
+            yield from of_node(node)
+
+    def of_node(node: Any) -> Any:
+        for attribute in node.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors
+            if attribute.HasField("sparse_tensor"):
+                yield from (attribute.sparse_tensor.values, attribute.sparse_tensor.indices)
+            for sparse in attribute.sparse_tensors:
+                yield from (sparse.values, sparse.indices)
+            if attribute.HasField("g"):
+                yield from of_graph(attribute.g)
+            for graph in attribute.graphs:
+                yield from of_graph(graph)
+
+    yield from of_graph(model.graph)
+    for function in model.functions:
+        for node in function.node:
+            yield from of_node(node)
+
+
+def check_onnx(path: Path, domains: Sequence[str] = ()) -> None:
+    """Refuse an ONNX model zoo does not run (ValueError naming the first problem): weights
+    from anywhere but its own data file (:func:`check_external_data`), or an operator of a
+    domain other than the standard ones zoo exports (:data:`zoo.formats.ONNX_DOMAINS`), the
+    model's own functions' (whose bodies are checked too) and ``domains`` (those a format
+    plugin declares). ONNX Runtime runs a custom domain's operators from native libraries:
+    custom operators are code. Every subgraph (Loop, If, Scan bodies) is looked at."""
+    import onnx
+
+    check_external_data(path)
+    model = onnx.load(str(path), load_external_data=False)
+    local = {f.domain for f in model.functions}
+    allowed = ONNX_DOMAINS | local | set(domains)
+    graphs = [("the graph", model.graph)] + [
+        (f"function {f.domain}.{f.name}", f) for f in model.functions
+    ]
+    for where, graph in graphs:
+        for node in _onnx_nodes(graph):
+            if node.domain not in allowed:
+                raise ValueError(
+                    f"{where} runs {node.op_type!r:.60} of domain {node.domain!r:.60}: zoo runs "
+                    f"only the standard ONNX domains (custom operators are native code)"
+                )
+
+
+def _onnx_nodes(graph: Any) -> Any:
+    """Every node of an ONNX graph or function, those of its subgraphs included."""
+    import onnx
+
+    for node in graph.node:
+        yield node
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                yield from _onnx_nodes(attribute.g)
+            elif attribute.type == onnx.AttributeProto.GRAPHS:
+                for sub in attribute.graphs:
+                    yield from _onnx_nodes(sub)
 
 
 class OnnxFormat(Format):
@@ -157,10 +230,14 @@ class OnnxFormat(Format):
         onnx.checker.check_model(str(path), full_check=True)
         return {"opset": opset, "external_data": external}
 
+    def check_program(self, directory: Path) -> str | None:
+        check_onnx(directory / self.files[0], self.operator_namespaces)
+        return None
+
     def load(self, directory: Path, variant: str = "") -> Runner:
         import onnxruntime as ort
 
-        check_external_data(directory / self.files[0])
+        check_onnx(directory / self.files[0], self.operator_namespaces)
         session = ort.InferenceSession(
             str(directory / self.files[0]), providers=["CPUExecutionProvider"]
         )

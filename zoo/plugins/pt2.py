@@ -16,7 +16,7 @@ import logging
 import platform
 import warnings
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from zoo.formats import (
     dynamic_shapes,
     fresh_rnn_kernels,
     quiet_rnn_tracing,
+    refused_operator,
     torch_runner,
 )
 from zoo.hookspecs import FormatRegistrar, RuntimeRegistrar, hookimpl
@@ -68,6 +69,7 @@ __all__ = [
     "Pt2Runtime",
     "bf16_module",
     "check_no_pickle",
+    "check_program",
     "export_program",
     "half_module",
     "load",
@@ -140,12 +142,57 @@ def save(program: torch.export.ExportedProgram, path: str | Path) -> Path:
     return Path(path)
 
 
-def load(path: str | Path) -> torch.export.ExportedProgram:
-    """``torch.export.load`` of an archive :func:`check_no_pickle` passed; a file that is not
-    a .pt2 archive raises its error once, without the traceback torch logs as a warning."""
+def load(path: str | Path, namespaces: Sequence[str] = ()) -> torch.export.ExportedProgram:
+    """``torch.export.load`` of an archive :func:`check_no_pickle` passed, whose program
+    calls only pure tensor operators (:func:`check_program`); a file that is not a .pt2
+    archive raises its error once, without the traceback torch logs as a warning."""
     check_no_pickle(path)
     with _quiet_export_load():
-        return torch.export.load(str(path))
+        program = torch.export.load(str(path))
+    check_program(program, namespaces)
+    return program
+
+
+#: The higher-order operators a program may call: control flow over its own subgraphs
+#: (zoo's LSTM and GRU exports loop with ``while_loop``).
+HIGHER_ORDER = frozenset({"cond", "while_loop", "map_impl", "scan"})
+#: Python's own functions a deserialized graph may call: ``operator.getitem`` and friends.
+_PYTHON_MODULES = frozenset({"_operator", "operator", "math", "builtins"})
+
+
+def check_program(program: torch.export.ExportedProgram, namespaces: Sequence[str] = ()) -> None:
+    """ValueError naming the first call of ``program`` (its graph and every subgraph) that is
+    not a pure tensor operator (:func:`zoo.formats.refused_operator`: the same rule as
+    TorchScript's), a higher-order operator other than control flow, or a Python function
+    other than ``operator``'s, ``math``'s and ``torch.sym_*``."""
+    for module in program.graph_module.modules():
+        if not isinstance(module, torch.fx.GraphModule):
+            continue
+        for node in module.graph.nodes:
+            if node.op in ("placeholder", "get_attr", "output"):
+                continue
+            why = _refused_call(node, namespaces)
+            if why is not None:
+                raise ValueError(f"its graph calls {why}, which zoo does not run")
+
+
+def _refused_call(node: torch.fx.Node, namespaces: Sequence[str]) -> str | None:
+    target = node.target
+    if node.op != "call_function":
+        return f"{node.op} {str(target)[:60]!r}: {node.op} is not in an exported program"
+    if isinstance(target, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
+        name = target.name() if callable(getattr(target, "name", None)) else str(target)
+        why = refused_operator(name, namespaces)
+        return None if why is None else f"{name}: {why}"
+    if isinstance(target, torch._ops.HigherOrderOperator):
+        if target.name() in HIGHER_ORDER:
+            return None
+        return f"the higher-order operator {target.name()!r:.60}: only control flow is run"
+    module = getattr(target, "__module__", None) or ""
+    function = getattr(target, "__name__", "") or ""
+    if module in _PYTHON_MODULES or (module == "torch" and function.startswith("sym_")):
+        return None
+    return f"the Python function {module}.{function}: not a tensor operator"
 
 
 def check_no_pickle(path: str | Path) -> None:
@@ -275,8 +322,12 @@ class Pt2Format(Format):
         save(program, request.path(self.files[0]))
         return {}
 
+    def check_program(self, directory: Path) -> str | None:
+        load(directory / self.files[0], self.operator_namespaces)
+        return None
+
     def load(self, directory: Path, variant: str = "") -> Runner:
-        return torch_runner(load(directory / self.files[0]).module())
+        return torch_runner(load(directory / self.files[0], self.operator_namespaces).module())
 
 
 class _Half(nn.Module):
@@ -371,6 +422,11 @@ def _half_details(module: nn.Module, precision: str) -> dict[str, Any]:
     return {"weights": weights, "interface": "float32", "memory_format": layout}
 
 
+#: What an AOTInductor package is, for the operator rule: a compiled library, whose code zoo
+#: cannot list (docs/hardening.md: which artifacts remain code).
+NATIVE = "an AOTInductor package is native code: its operators cannot be listed"
+
+
 class AotiFormat(Format):
     """``model.aoti.pt2``: the program compiled ahead of time by AOTInductor for this
     machine's CPU. Native code generated for this export: its gate runs in a child process,
@@ -388,6 +444,9 @@ class AotiFormat(Format):
         program = export_program(request.module, request.example, request.input)
         package_aoti(program, request.path(self.files[0]))
         return {}
+
+    def check_program(self, directory: Path) -> str | None:
+        return NATIVE
 
     def load(self, directory: Path, variant: str = "") -> Runner:
         return torch_runner(load_aoti(directory / self.files[0]))
@@ -431,6 +490,9 @@ class AotiCudaFormat(Format):
             "capability": _capability(),
             "inductor": {"freezing": True},
         }
+
+    def check_program(self, directory: Path) -> str | None:
+        return NATIVE
 
     def load(self, directory: Path, variant: str = "") -> Runner:
         strict_fp32()  # the gate compares fp32 with the CPU's fp32: no TF32 here

@@ -11,20 +11,23 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from zoo.formats import ExportRequest, Format, Runner, torch_runner
+from zoo.formats import ExportRequest, Format, Runner, refused_operator, torch_runner
 from zoo.hookspecs import FormatRegistrar, RuntimeRegistrar, hookimpl
 from zoo.runtimes import Runtime, Session, Source, torch_session
 
 __all__ = [
     "TorchScriptFormat",
     "TorchScriptRuntime",
+    "check_archive",
+    "check_operators",
     "export_torchscript",
     "load",
     "optimize",
@@ -62,11 +65,68 @@ def trace(model: nn.Module, *example: torch.Tensor) -> torch.jit.ScriptModule:
 
 
 def load(
-    path: str | Path, map_location: str | torch.device | None = "cpu"
+    path: str | Path,
+    map_location: str | torch.device | None = "cpu",
+    namespaces: Sequence[str] = (),
 ) -> torch.jit.ScriptModule:
-    """Load a saved TorchScript module."""
+    """Load a saved TorchScript module that is a program zoo runs (ValueError naming the
+    first thing it refuses): a TorchScript program is code, and an export may come from
+    anyone. Nothing in the archive runs while it loads (:func:`check_archive`), and every
+    operator of every method of every submodule is a pure tensor operator
+    (:func:`check_operators`)."""
+    check_archive(path)
     with quiet_deprecation():
-        return torch.jit.load(str(path), map_location=map_location)
+        module = torch.jit.load(str(path), map_location=map_location)
+    check_operators(module, namespaces)
+    return module
+
+
+#: The largest code file a TorchScript archive may hold (zoo's are a few kilobytes).
+MAX_CODE_BYTES = 16 * 2**20
+
+
+def check_archive(path: str | Path) -> None:
+    """Refuse a TorchScript archive whose code defines ``__setstate__``: ``torch.jit.load``
+    runs it while it loads, before any graph can be looked at (a frozen module has none)."""
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if "/code/" not in info.filename or not info.filename.endswith(".py"):
+                continue
+            if info.file_size > MAX_CODE_BYTES:
+                raise ValueError(
+                    f"{info.filename!r:.80} holds {info.file_size:,} bytes of code: more than "
+                    f"the {MAX_CODE_BYTES:,} zoo reads"
+                )
+            if b"__setstate__" in archive.read(info):
+                raise ValueError(
+                    f"{info.filename!r:.80} defines __setstate__, code torch.jit.load runs as "
+                    "it loads: zoo does not load such a program"
+                )
+
+
+def check_operators(module: torch.jit.ScriptModule, namespaces: Sequence[str] = ()) -> None:
+    """ValueError naming the first operator of ``module`` that is not a pure tensor operator
+    (:func:`zoo.formats.refused_operator`: no ``aten::from_file``, ``aten::save``, custom
+    namespaces or unknown ``prim::`` calls), in any method of any submodule, with the
+    functions they call inlined."""
+    for name, sub in module.named_modules():
+        for method in sub._c._method_names():
+            graph = sub._c._get_method(method).inlined_graph
+            for node in _nodes(graph.block()):
+                why = refused_operator(node.kind(), namespaces)
+                if why is not None:
+                    where = f"{name}.{method}" if name else method
+                    raise ValueError(
+                        f"its {where} calls {node.kind()}, which zoo does not run: {why}"
+                    )
+
+
+def _nodes(block: Any) -> Iterator[Any]:
+    """Every node of a TorchScript block, those of the blocks inside (if, loop) included."""
+    for node in block.nodes():
+        yield node
+        for inner in node.blocks():
+            yield from _nodes(inner)
 
 
 def optimize(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
@@ -117,8 +177,12 @@ class TorchScriptFormat(Format):
         path = request.path(self.files[0])
         return {"method": export_torchscript(request.module, request.example, path)}
 
+    def check_program(self, directory: Path) -> str | None:
+        load(directory / self.files[0], namespaces=self.operator_namespaces)
+        return None
+
     def load(self, directory: Path, variant: str = "") -> Runner:
-        module = load(directory / self.files[0])
+        module = load(directory / self.files[0], namespaces=self.operator_namespaces)
         if variant == "optimized":
             module = optimize(module)
         return torch_runner(module)
