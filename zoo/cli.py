@@ -51,45 +51,63 @@ class _ImportSafeInterrupt:
     torch imports numpy from C and swallows any exception there, KeyboardInterrupt too: zoo
     then went on with half a numpy (``AttributeError: module 'numpy' has no attribute
     'multiply'``). So a Ctrl-C during an import is held (``pending``) until the import is
-    done, checked every 50 ms by a timer that sends SIGINT again; a second Ctrl-C from the
-    user while one is held aborts at once.
+    done, checked every 50 ms by a timer that sends :data:`RECHECK` (:meth:`recheck`); a
+    second Ctrl-C from the user while one is held aborts at once.
+
+    The timer has a signal of its own: it used to send SIGINT again, and a process that was
+    not scheduled between the timer's SIGINT and the user's second one got one SIGINT for
+    both (the kernel keeps one pending), taken for the timer's: the user's Ctrl-C was lost.
+    A CI run under load lost one so (``zoo list`` went on importing for 30 s); this is the
+    race that can do it, not reproduced on demand.
     """
+
+    #: What the timer sends to look again (SIGALRM: zoo sets no alarm of its own).
+    RECHECK = signal.SIGALRM
 
     def __init__(self) -> None:
         #: A Ctrl-C is held until the import it landed in is done.
         self.pending = False
-        self._from_timer = False
         self._timer_armed = False
+        self._timer: threading.Timer | None = None
         self._watching = False
         self._profile: Any = None
 
     def __call__(self, signum: int, frame: Any) -> None:
-        from_timer, self._from_timer = self._from_timer, False
-        if from_timer:
-            self._timer_armed = False
-            if not self.pending:  # delivered already (the user pressed Ctrl-C again)
-                return
+        """The user's Ctrl-C (SIGINT)."""
         if not _importing(frame):
             self.pending = False
             self.restore()
             raise KeyboardInterrupt
-        if self.pending and not from_timer:  # the user's second Ctrl-C during an import
+        if self.pending:  # the user's second Ctrl-C during an import
             os.write(2, b"\nzoo: aborted\n")
             os._exit(130)
         self.pending = True
+        self._hold()
+
+    def recheck(self, signum: int, frame: Any) -> None:
+        """The timer's look (:data:`RECHECK`): deliver a held Ctrl-C once the import is done."""
+        self._timer_armed = False
+        if not self.pending:  # delivered already (the import returned, or Ctrl-C again)
+            return
+        if not _importing(frame):
+            self.pending = False
+            self.restore()
+            raise KeyboardInterrupt
+        self._hold()
+
+    def _hold(self) -> None:
         self._watch_imports()
         if not self._timer_armed:
             self._timer_armed = True
-            timer = threading.Timer(0.05, self._recheck)
-            timer.daemon = True
-            timer.start()
+            self._timer = threading.Timer(0.05, self._recheck)
+            self._timer.daemon = True
+            self._timer.start()
 
     def _recheck(self) -> None:
         if not self.pending:  # delivered as its import returned: nothing to send
             self._timer_armed = False
             return
-        self._from_timer = True
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), self.RECHECK)
 
     def _watch_imports(self) -> None:
         """Delivers a held Ctrl-C as soon as the outermost import returns to the command.
@@ -123,6 +141,16 @@ class _ImportSafeInterrupt:
         if self._watching:
             self._watching = False
             sys.setprofile(self._profile)
+
+    def close(self) -> None:
+        """Before the handlers go back: no timer left to send :data:`RECHECK` to a process
+        whose handler for it is the default one (which ends the process)."""
+        self.pending = False
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
+            timer.join()
+        self.restore()
 
 
 #: Every character ``str.splitlines`` breaks a line at, and how an error message shows it.
@@ -161,9 +189,10 @@ class ZooGroup(click.Group):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
         interrupt = _ImportSafeInterrupt()
-        previous = None
+        previous = previous_recheck = None
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGINT, interrupt)
+            previous_recheck = signal.signal(interrupt.RECHECK, interrupt.recheck)
         try:
             code = super().main(args, prog_name, complete_var, False, **extra)
             if interrupt.pending:  # a Ctrl-C held through an import the command ended in
@@ -186,9 +215,11 @@ class ZooGroup(click.Group):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(1)
         finally:
-            interrupt.restore()
+            interrupt.close()
             if previous is not None:  # called in-process (tests, scripts): as it was
                 signal.signal(signal.SIGINT, previous)
+            if previous_recheck is not None:
+                signal.signal(interrupt.RECHECK, previous_recheck)
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
