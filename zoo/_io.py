@@ -10,6 +10,7 @@ import os
 import shutil
 import stat
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ __all__ = [
     "atomic_path",
     "atomic_write_json",
     "atomic_write_text",
+    "check_inflation",
     "exchange",
     "free_bytes",
     "fsync_dir",
@@ -188,3 +190,29 @@ def is_plain_name(name: object) -> bool:
         and "\0" not in name
         and name == name.strip()
     )
+
+
+#: The most a JSON member of an archive may inflate to (zoo's largest, a program's
+#: model.json, is tens of kilobytes).
+MAX_JSON_BYTES = 16 * 2**20
+#: The most a member may inflate per byte it takes in the archive, past a mebibyte: weights
+#: barely compress (torch stores them); a run of whitespace inflates 1000 times and more.
+MAX_INFLATION = 100
+
+
+def check_inflation(archive: zipfile.ZipFile) -> None:
+    """Refuse a zip bomb before anything inflates it (ValueError): a JSON member over
+    :data:`MAX_JSON_BYTES`, or a member that would inflate more than :data:`MAX_INFLATION`
+    times its compressed size to over a mebibyte. The sizes are those the archive declares,
+    which Python's and torch's readers hold it to."""
+    for info in archive.infolist():
+        if info.filename.endswith(".json") and info.file_size > MAX_JSON_BYTES:
+            raise ValueError(
+                f"{info.filename!r:.80} inflates to {info.file_size:,} bytes of JSON: more "
+                f"than the {MAX_JSON_BYTES:,} zoo reads"
+            )
+        if info.file_size > max(2**20, MAX_INFLATION * info.compress_size):
+            raise ValueError(
+                f"{info.filename!r:.80} inflates {info.compress_size:,} bytes to "
+                f"{info.file_size:,}: a zip bomb, or no archive zoo wrote"
+            )

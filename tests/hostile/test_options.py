@@ -99,6 +99,27 @@ def test_saved_configs_still_load_and_numbers_are_floats(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--warmup", str(10**26)], "--warmup 100000000000000000000000000: at most 100,000"),
+        (["--min-time", "1e25"], "--min-time 1e+25: at most 3600 seconds of timed calls"),
+        (
+            ["--scenario", "server", "--server-requests", str(10**26)],
+            "--server-requests 100000000000000000000000000: at most 1,000,000 requests",
+        ),
+    ],
+    ids=["warmup", "min-time", "server-requests"],
+)
+def test_bench_options_that_would_run_for_days_are_refused_before_anything_runs(
+    args: list[str], message: str
+) -> None:
+    """They escaped --max-time, which bounds the rounds, not what one round does."""
+    result = zoo("bench", "lenet", "--device", "cpu", *args, timeout=60)
+    assert result.returncode == 2
+    assert message in one_error_line(result)
+
+
+@pytest.mark.parametrize(
     ("args", "option"),
     [
         (["bench", "lenet", "--min-time", "nan"], "--min-time"),

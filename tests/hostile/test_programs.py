@@ -227,3 +227,39 @@ def test_a_sparse_initializer_that_reads_an_unlisted_file_is_refused(
     assert checked.returncode == 1
     line = one_error_line(checked)
     assert "tensor 'evil_values' is stored in 'other.bin'" in line
+
+
+@pytest.mark.parametrize(
+    ("file", "member"),
+    [
+        ("model.pt2", "archive/data/weights/model_weights_config.json"),
+        ("model.ts", "code/__torch__/bomb.py"),
+    ],
+    ids=["pt2-json", "torchscript-code"],
+)
+def test_a_zip_bomb_is_refused_before_anything_inflates_it(
+    tampered: Callable[..., Path], file: str, member: str
+) -> None:
+    """The attack: an archive member that inflates to 64 MiB of whitespace from a few tens
+    of kilobytes (the probe's inflated to 400 MB; 1.5 GB peak while zoo parsed it)."""
+    import zipfile
+
+    def change(directory: Path, manifest: dict[str, Any]) -> None:
+        path = directory / file
+        with zipfile.ZipFile(path) as source:
+            entries = [(i, source.read(i)) for i in source.infolist()]
+        prefix = entries[0][0].filename.split("/", 1)[0] + "/"
+        name = member if member.startswith("archive/") else prefix + member
+        with zipfile.ZipFile(path, "w") as bomb:
+            for info, data in entries:
+                if info.filename != name:
+                    bomb.writestr(info, data)
+            bomb.writestr(name, b" " * (64 << 20), compress_type=zipfile.ZIP_DEFLATED)
+        _rehash(directory, manifest, file)
+
+    directory = tampered(change)
+    assert (directory / file).stat().st_size < 2 << 20
+    checked = zoo("export", "--check", str(directory))
+    assert checked.returncode == 1
+    line = one_error_line(checked)
+    assert f"{file}: does not load as" in line and "inflates" in line

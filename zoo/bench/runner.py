@@ -74,6 +74,12 @@ DEFAULT_BATCHES = (1, 8, 32)
 MAX_SESSIONS = 64
 
 
+#: Bounds no benchmark needs to reach: past them a run takes days (``--warmup 10^26``).
+MAX_WARMUP = 100_000
+MAX_MIN_TIME_S = 3600.0
+MAX_SERVER_REQUESTS = 1_000_000
+
+
 def formats_for(runtimes: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """The export formats these runtimes load (each runtime's ``format``) that can be written
     here, in order (``aoti-cuda`` compiles on a GPU only: without one its runtime's row says
@@ -162,6 +168,22 @@ def _validate(settings: BenchSettings) -> tuple[str, ...]:
     ):
         if not (math.isfinite(value) and value >= 0):
             raise UsageError(f"{option} must be a finite number >= 0, got {value}")
+    policy = settings.policy
+    if policy.warmup_iters > MAX_WARMUP:
+        raise UsageError(
+            f"--warmup {policy.warmup_iters}: at most {MAX_WARMUP:,} untimed calls (the warm-up "
+            "also runs at least 0.2 s)"
+        )
+    if policy.min_time_s > MAX_MIN_TIME_S:
+        raise UsageError(
+            f"--min-time {policy.min_time_s:g}: at most {MAX_MIN_TIME_S:g} seconds of timed "
+            "calls per batch size (--max-time bounds the rounds, not one round)"
+        )
+    if settings.server.min_requests > MAX_SERVER_REQUESTS:
+        raise UsageError(
+            f"--server-requests {settings.server.min_requests}: at most "
+            f"{MAX_SERVER_REQUESTS:,} requests per rate"
+        )
     if not (math.isfinite(settings.tail_bound) and settings.tail_bound >= 1):
         raise UsageError(f"--tail-bound must be a finite ratio >= 1, got {settings.tail_bound}")
     if not (math.isfinite(settings.latency_bound_ms) and settings.latency_bound_ms > 0):

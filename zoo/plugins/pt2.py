@@ -30,6 +30,7 @@ from torch.export._patches import (
 from torch.export.passes import move_to_device_pass
 
 from zoo._cpu import cpu_flags
+from zoo._io import check_inflation
 from zoo.formats import (
     INT8_CPU_FEATURES,
     ExportRequest,
@@ -207,6 +208,7 @@ def check_no_pickle(path: str | Path) -> None:
     opens it.
     """
     with zipfile.ZipFile(path) as archive:
+        check_inflation(archive)
         names = archive.namelist()
         if len(names) != len(set(names)):
             # zipfile reads the last of two entries of one name, torch's reader may read the

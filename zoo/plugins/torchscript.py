@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from zoo._io import check_inflation
 from zoo.formats import ExportRequest, Format, Runner, refused_operator, torch_runner
 from zoo.hookspecs import FormatRegistrar, RuntimeRegistrar, hookimpl
 from zoo.runtimes import Runtime, Session, Source, torch_session
@@ -87,8 +88,10 @@ MAX_CODE_BYTES = 16 * 2**20
 
 def check_archive(path: str | Path) -> None:
     """Refuse a TorchScript archive whose code defines ``__setstate__``: ``torch.jit.load``
-    runs it while it loads, before any graph can be looked at (a frozen module has none)."""
+    runs it while it loads, before any graph can be looked at (a frozen module has none);
+    and a zip bomb (a member that inflates over 100 times its size past a mebibyte)."""
     with zipfile.ZipFile(path) as archive:
+        check_inflation(archive)
         for info in archive.infolist():
             if "/code/" not in info.filename or not info.filename.endswith(".py"):
                 continue
