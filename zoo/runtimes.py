@@ -36,6 +36,7 @@ __all__ = [
     "RuntimeRegistry",
     "Session",
     "Source",
+    "copied_outputs",
     "cuda_graphed",
     "cuda_present",
     "strict_fp32",
@@ -220,14 +221,17 @@ def cuda_graphed(call: Callable[[torch.Tensor], Any]) -> Session:
         graph.replay()
         return out
 
-    def fetch(out: Any) -> Any:
-        outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
-        return tuple(o.detach().clone() for o in outs)
-
     return Session(
         prepare=to_device("cuda"), run=run, sync=torch.cuda.synchronize, close=graphs.clear,
-        fetch=fetch,
+        fetch=copied_outputs,
     )  # fmt: skip
+
+
+def copied_outputs(out: Any) -> tuple[Any, ...]:
+    """The ``fetch`` of a session whose calls write into the same buffers every time (CUDA
+    graphs): copies of the outputs, which outlive the next call."""
+    outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+    return tuple(o.detach().clone() for o in outs)
 
 
 def tf32_state() -> bool:

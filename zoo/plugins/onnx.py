@@ -103,8 +103,13 @@ def check_external_data(path: Path) -> None:
     refuses paths out of the model's directory."""
     import onnx
 
+    _check_external_data(path, onnx.load(str(path), load_external_data=False))
+
+
+def _check_external_data(path: Path, model: Any) -> None:
+    import onnx
+
     allowed = OnnxFormat.files[1] if path.name == OnnxFormat.files[0] else None
-    model = onnx.load(str(path), load_external_data=False)
     for tensor in _all_tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
@@ -159,8 +164,8 @@ def check_onnx(path: Path, domains: Sequence[str] = ()) -> None:
     custom operators are code. Every subgraph (Loop, If, Scan bodies) is looked at."""
     import onnx
 
-    check_external_data(path)
-    model = onnx.load(str(path), load_external_data=False)
+    model = onnx.load(str(path), load_external_data=False)  # once for both checks
+    _check_external_data(path, model)
     local = {f.domain for f in model.functions}
     allowed = ONNX_DOMAINS | local | set(domains)
     graphs = [("the graph", model.graph)] + [

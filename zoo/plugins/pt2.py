@@ -48,6 +48,7 @@ from zoo.runtimes import (
     Runtime,
     Session,
     Source,
+    copied_outputs,
     cuda_graphed,
     cuda_present,
     strict_fp32,
@@ -420,7 +421,7 @@ class Pt2Fp16Format(Pt2Bf16Format):
 def _half_details(module: nn.Module, precision: str) -> dict[str, Any]:
     """What the manifest says of ``module`` (a bundle) written in ``precision``."""
     layout = "channels_last" if _convolutional(getattr(module, "model", module)) else "contiguous"
-    weights = {"bf16": "bfloat16", "fp16": "float16"}[precision]
+    weights = str(HALF[precision]).removeprefix("torch.")  # bfloat16, float16
     return {"weights": weights, "interface": "float32", "memory_format": layout}
 
 
@@ -723,14 +724,18 @@ class Pt2Runtime(Runtime):
     )
 
     def load(self, source: Source, device: str, threads: int) -> Session:
-        path = source.artifact(self.format)
-        assert path is not None
-        program = load(path)
-        if device != "cpu":
-            # Moves parameters, buffers and constants baked into the graph (device= args).
-            program = move_to_device_pass(program, device)
-        module = program.module()
-        return torch_session(module, device)
+        return torch_session(_program_module(source, self.format, device), device)
+
+
+def _program_module(source: Source, fmt: str | None, device: str) -> nn.Module:
+    """The module of ``source``'s program of format ``fmt`` (or its variant), on ``device``."""
+    path = source.artifact(fmt) if fmt is not None else None
+    assert path is not None
+    program = load(path)
+    if device != "cpu":
+        # Moves parameters, buffers and constants baked into the graph (device= args).
+        program = move_to_device_pass(program, device)
+    return program.module()
 
 
 class Pt2GraphsRuntime(Runtime):
@@ -747,13 +752,9 @@ class Pt2GraphsRuntime(Runtime):
     def load(self, source: Source, device: str, threads: int) -> Session:
         import torch._dynamo  # here: it takes a second to import, and zoo list loads plugins
 
-        path = source.artifact(self.format)
-        assert path is not None
-        program = load(path)
-        if device != "cpu":
-            program = move_to_device_pass(program, device)
+        module = _program_module(source, self.format, device)
         torch._dynamo.config.allow_rnn = True  # else Dynamo skips LSTM/GRU: eager in disguise
-        compiled = torch.compile(program.module(), mode="reduce-overhead", dynamic=False)
+        compiled = torch.compile(module, mode="reduce-overhead", dynamic=False)
         session = torch_session(compiled, device)
         if device == "cuda":
             # A call's outputs live in the graphs' memory until the next call, which starts
@@ -765,9 +766,7 @@ class Pt2GraphsRuntime(Runtime):
                 return compiled(x)
 
             session.run = run
-            session.fetch = lambda out: tuple(
-                o.detach().clone() for o in (out if isinstance(out, (tuple, list)) else (out,))
-            )
+            session.fetch = copied_outputs
         return session
 
 
@@ -796,7 +795,11 @@ class AotiCudaRuntime(Runtime):
     def load(self, source: Source, device: str, threads: int) -> Session:
         path = source.artifact(self.format)
         assert path is not None
-        return torch_session(load_aoti(path), device)
+        return self.session(load_aoti(path), device)
+
+    def session(self, package: Any, device: str) -> Session:
+        """How the loaded package is called."""
+        return torch_session(package, device)
 
 
 class AotiCudaGraphsRuntime(AotiCudaRuntime):
@@ -807,10 +810,8 @@ class AotiCudaGraphsRuntime(AotiCudaRuntime):
     name = "aoti-cuda-graphs"
     description = "model.cuda.aoti.pt2, AOTInductor's package replayed as a CUDA graph"
 
-    def load(self, source: Source, device: str, threads: int) -> Session:
-        path = source.artifact(self.format)
-        assert path is not None
-        return cuda_graphed(load_aoti(path))
+    def session(self, package: Any, device: str) -> Session:
+        return cuda_graphed(package)
 
 
 @hookimpl
