@@ -52,9 +52,59 @@ def unlisted_format_file(d: Path, m: dict[str, Any]) -> None:
     m["formats"]["onnx"]["files"] = ["model.onnx", "model.onnx.data"]
 
 
-def hash_differs(d: Path, m: dict[str, Any]) -> None:
-    with open(d / "model.onnx", "ab") as handle:
-        handle.write(b"\0")
+def hash_differs(d: Path, m: dict[str, Any]) -> None:  # the same size: only the hash tells
+    data = bytearray((d / "model.onnx").read_bytes())
+    data[-1] ^= 0xFF
+    (d / "model.onnx").write_bytes(bytes(data))
+
+
+def size_differs(d: Path, m: dict[str, Any]) -> None:  # the true hash, another size
+    m["files"]["model.onnx"]["bytes"] += 1
+
+
+def size_beyond_any_file(d: Path, m: dict[str, Any]) -> None:
+    m["files"]["model.onnx"]["bytes"] = 10**400
+
+
+def atol_infinite(d: Path, m: dict[str, Any]) -> None:  # the gate would pass any output
+    m["formats"]["onnx"]["parity"]["atol"] = float("inf")  # json.dumps writes Infinity
+
+
+def input_shape_huge(d: Path, m: dict[str, Any]) -> None:  # zoo makes inputs of this shape
+    m["inputs"][0]["shape"] = ["batch", 10**30, 28, 1]
+
+
+def input_shape_negative(d: Path, m: dict[str, Any]) -> None:
+    m["inputs"][0]["shape"] = ["batch", -5, 28, 1]
+
+
+def input_elements_beyond_any_sample(d: Path, m: dict[str, Any]) -> None:  # each size allowed
+    m["inputs"][0]["shape"] = ["batch", 2**20, 2**20, 1]
+
+
+def dtype_object(d: Path, m: dict[str, Any]) -> None:
+    m["inputs"][0]["dtype"] = "object"
+
+
+def postprocess_evil(d: Path, m: dict[str, Any]) -> None:
+    m["postprocess"] = {"kind": "evil", "k": 10**100}
+
+
+def model_args_huge(d: Path, m: dict[str, Any]) -> None:  # eager rebuilds the model with them
+    m["model_args"] = {"num_classes": 10**30}
+
+
+def garbage_weights(d: Path, m: dict[str, Any]) -> None:
+    (d / "weights.safetensors").write_bytes(b"garbage " * 64)
+    relist(d, m, "weights.safetensors")
+
+
+def weights_of_another_model(d: Path, m: dict[str, Any]) -> None:  # a true safetensors file
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"fc.weight": torch.zeros(2, 2)}, str(d / "weights.safetensors"))
+    relist(d, m, "weights.safetensors")
 
 
 def artifact_links_outside(d: Path, m: dict[str, Any]) -> None:
@@ -139,21 +189,32 @@ def int8_weights_elsewhere(d: Path, m: dict[str, Any]) -> None:
 
 CASES: list[tuple[Tamper, str, str]] = [
     # (the change, the entry the message names, what it says about it)
-    (escaping_format_file, "'../outside/model.onnx'", "must be plain file names"),
-    (absolute_format_file, "outside/model.onnx'", "must be plain file names"),
-    (escaping_listed_file, "outside/passwd'", "must be plain file names"),
+    (escaping_format_file, "'../outside/model.onnx'", "must be a plain file name inside"),
+    (absolute_format_file, "outside/model.onnx'", "must be a plain file name inside"),
+    (escaping_listed_file, "outside/passwd'", "must be a plain file name inside"),
     (unlisted_format_file, "'onnx' names files not listed in files", "model.onnx.data"),
     (hash_differs, "model.onnx:", "sha256 does not match the manifest"),
+    (size_differs, "model.onnx:", "bytes, the manifest says"),
+    (size_beyond_any_file, "files.model.onnx.bytes:", "must be at most 9007199254740991"),
+    (atol_infinite, "formats.onnx.parity.atol:", "must be a finite number, got inf"),
+    (input_shape_huge, "inputs.0.shape.1:", "must be at most 1048576, got an integer of 31"),
+    (input_shape_negative, "inputs.0.shape.1:", "must be at least 1, got -5"),
+    (input_elements_beyond_any_sample, "shape", "268,435,456 elements a sample at most"),
+    (dtype_object, "inputs.0.dtype:", "got 'object'"),
+    (postprocess_evil, "postprocess.k", "must be at most 65536"),
+    (model_args_huge, "model_args.num_classes:", "must be at most 9007199254740991"),
+    (garbage_weights, "weights.safetensors:", "not a safetensors file of weights"),
+    (weights_of_another_model, "weights.safetensors:", "not the weights of lenet {} (missing"),
     (artifact_links_outside, "model.onnx:", "is a symbolic link"),
     (unlisted_link_outside, "model.onnx.data:", "a symbolic link in the export directory"),
     (unlisted_file_a_format_reads, "formats.onnx:", "would read 'model.onnx.data'"),
     (manifest_links_to_a_device, "manifest.json", "is a symbolic link"),
     (manifest_is_a_fifo, "manifest.json", "is not a regular file"),
     (manifest_is_huge, "manifest.json", "more than the 16,777,216 zoo reads"),
-    (formats_missing, "formats", "must be a JSON object, got nothing"),
-    (format_entry_a_list, "a format entry", "must be a JSON object, got list"),
-    (manifest_a_list, "the manifest", "must be a JSON object, got list"),
-    (files_entry_wrong_type, "bytes", "must be an integer, got str"),
+    (formats_missing, "the manifest:", "'formats' is a required property"),
+    (format_entry_a_list, "formats.onnx:", "must be an object, got []"),
+    (manifest_a_list, "the manifest:", "must be an object, got [1, 2]"),
+    (files_entry_wrong_type, "files.model.onnx.bytes:", "must be an integer, got 'many'"),
     (onnx_weights_elsewhere, "model.onnx", "weights of model.onnx only from model.onnx.data"),
 ]
 IDS = [change.__name__ for change, _, _ in CASES]

@@ -47,7 +47,7 @@ from zoo.bench.timing import TimingPolicy, harness_overhead_ns
 from zoo.bench.worker import CeilingJob, CeilingResult, Job, JobResult
 from zoo.card import model_card
 from zoo.errors import UsageError
-from zoo.export.exporter import export_model
+from zoo.export.exporter import check_weights, export_model
 from zoo.export.manifest import (
     ArtifactError,
     Manifest,
@@ -247,6 +247,7 @@ def _export_dir(model: str, settings: BenchSettings, formats: tuple[str, ...]) -
                 if manifest.model != model:
                     continue
                 verify_export(directory, manifest)
+                check_weights(directory, manifest)  # eager and compile rebuild the model from them
                 registry = get_plugins().formats
                 for fmt, onnx in manifest.artifacts().items():
                     if not onnx.endswith(".onnx"):  # model.onnx, model.int8.onnx, a plugin's

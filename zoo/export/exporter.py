@@ -572,14 +572,58 @@ def unchecked_here(manifest: Manifest) -> dict[str, str]:
     return away
 
 
+def check_weights(directory: Path, manifest: Manifest) -> None:
+    """Load ``weights.safetensors`` (safetensors: no pickle) and, where the manifest's model is
+    registered here, hold its tensors to the model's own names and shapes (the model is built
+    on the meta device: its options allocate nothing). ArtifactError, one line, otherwise: the
+    weights are what eager and torch.compile rebuild the model from."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = directory / WEIGHTS
+    try:
+        weights = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise ArtifactError(
+            f"{path}: not a safetensors file of weights ({one_line(exc)})"
+        ) from None
+    models = get_plugins().models
+    if manifest.model not in models:
+        return
+    try:
+        with torch.device("meta"):
+            own = models.get(manifest.model).build(**manifest.model_args).state_dict()
+    except Exception as exc:
+        raise ArtifactError(
+            f"{directory / MANIFEST}: model_args do not build {manifest.model} ({one_line(exc)})"
+        ) from None
+    missing = sorted(set(own) - set(weights))
+    extra = sorted(set(weights) - set(own))
+    shapes = [k for k in own if k in weights and weights[k].shape != own[k].shape]
+    if missing or extra or shapes:
+        what = (
+            f"missing {missing[0]!r}"
+            if missing
+            else f"unexpected {extra[0]!r}"
+            if extra
+            else f"{shapes[0]!r} is {tuple(weights[shapes[0]].shape)}, the model's "
+            f"{tuple(own[shapes[0]].shape)}"
+        )
+        raise ArtifactError(
+            f"{path}: not the weights of {manifest.model} {dict(manifest.model_args)} ({what})"
+        )
+
+
 def check_export(directory: str | Path) -> dict[str, ParityResult]:
-    """Re-verify an export: file hashes, then parity of each artifact on the saved inputs, in
+    """Re-verify an export: file sizes and hashes, the weights (:func:`check_weights`), then
+    parity of each artifact on the saved inputs, in
     the format that wrote it (which must be registered here). Nothing is loaded before
     :func:`verify_export` vouched for every file a format reads; a file that does not load
     is an ArtifactError naming it, in one line."""
     directory = Path(directory)
     manifest = read_manifest(directory)
     verify_export(directory, manifest)
+    check_weights(directory, manifest)
     if PARITY_FILE not in manifest.files:
         raise ArtifactError(f"{directory / MANIFEST}: files: does not list {PARITY_FILE}")
     try:

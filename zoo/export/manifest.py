@@ -1,18 +1,22 @@
 """``manifest.json``: what an export holds, how it was made, and proof that it matches eager.
 
 :class:`Manifest` is the one reader and writer of the file. A manifest is untrusted input
-(anyone can edit one): :meth:`Manifest.from_json` refuses a file that is not exactly what zoo
-writes, and every file name in it must be a plain name inside the export directory and be
-listed with its sha256, so a manifest can never point zoo at a file elsewhere.
+(anyone can edit one): :func:`read_manifest` refuses a file that its declared schema,
+``manifest.schema.json``, refuses (types, bounds, finite numbers), and
+:meth:`Manifest.from_json` one that is not exactly what zoo writes; every file name in it must
+be a plain name inside the export directory and be listed with its sha256 and size, so a
+manifest can never point zoo at a file elsewhere.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
@@ -28,12 +32,15 @@ __all__ = [
     "FORMAT_VERSION",
     "MANIFEST",
     "MAX_MANIFEST_BYTES",
+    "MAX_SAMPLE_ELEMENTS",
+    "SCHEMA_FILE",
     "WEIGHTS",
     "ArtifactError",
     "FileRecord",
     "FormatRecord",
     "Manifest",
     "TensorRecord",
+    "manifest_schema",
     "one_line",
     "read_manifest",
     "sha256",
@@ -48,6 +55,11 @@ WEIGHTS: Final = "weights.safetensors"
 MAX_MANIFEST_BYTES: Final = 16 * 2**20
 #: 2: zoo 0.2 (formats from plugins, typed records, the weights file).
 FORMAT_VERSION: Final = 2
+#: The declared JSON Schema of the manifest (published with zoo).
+SCHEMA_FILE: Final = Path(__file__).with_name("manifest.schema.json")
+#: Elements of one sample of an input or output (a 3x4096x4096 image is 2^25.6): zoo makes
+#: inputs of the manifest's shapes, so a shape of 10^30 is refused, not allocated.
+MAX_SAMPLE_ELEMENTS: Final = 2**28
 
 
 class ArtifactError(ZooError):
@@ -95,6 +107,12 @@ class TensorRecord:
         axes = js.obj(data.get("dynamic_axes", {"0": "batch"}), "dynamic_axes")
         if not all(k.isdigit() for k in axes):
             raise ValueError(f"dynamic_axes must map axes to names, got {axes!r:.60}")
+        dims = tuple(js.integer(d, "shape") for d in shape[1:])
+        if any(d < 1 for d in dims) or math.prod(dims) > MAX_SAMPLE_ELEMENTS:
+            raise ValueError(
+                f"shape must be sizes of at least 1 and {MAX_SAMPLE_ELEMENTS:,} elements a "
+                f"sample at most, got {shape!r:.60}"
+            )
         value_range = None
         if data.get("value_range") is not None:
             bounds = js.seq(data["value_range"], "value_range")
@@ -104,7 +122,7 @@ class TensorRecord:
         return cls(
             name=js.string(data.get("name"), "name"),
             dtype=js.string(data.get("dtype"), "dtype"),
-            shape=tuple(js.integer(d, "shape") for d in shape[1:]),
+            shape=dims,
             dynamic_axes={int(k): js.string(v, "dynamic axis name") for k, v in axes.items()},
             value_range=value_range,
         )
@@ -317,6 +335,8 @@ class Manifest:
         top_k = post.get("k")
         if top_k is not None:
             top_k = js.integer(top_k, "postprocess.k")
+            if top_k < 1:
+                raise ValueError(f"postprocess.k must be at least 1, got {top_k}")
         return cls(
             model=js.string(data.get("model"), "model"),
             model_args=js.obj(data.get("model_args", {}), "model_args"),
@@ -342,10 +362,22 @@ class Manifest:
         )
 
 
+@cache
+def manifest_schema() -> dict[str, Any]:
+    """The declared JSON Schema of ``manifest.json`` (:data:`SCHEMA_FILE`)."""
+    schema: dict[str, Any] = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    return schema
+
+
+@cache
+def _checker() -> Any:
+    return js.validator(manifest_schema())
+
+
 def read_manifest(directory: Path) -> Manifest:
     """The manifest of export ``directory``; ArtifactError, naming the file and what is wrong
     with it, for anything else (a symbolic link, a device or FIFO, more than
-    :data:`MAX_MANIFEST_BYTES`, not JSON, not what zoo writes)."""
+    :data:`MAX_MANIFEST_BYTES`, not JSON, a field its schema refuses, not what zoo writes)."""
     path = directory / MANIFEST
     try:
         data = json.loads(js.read_text(path, str(path), MAX_MANIFEST_BYTES, follow=False))
@@ -355,6 +387,11 @@ def read_manifest(directory: Path) -> Manifest:
         raise ArtifactError(f"cannot read {path}: {exc.strerror or exc}") from None
     except ValueError as exc:
         raise ArtifactError(f"cannot read {path}: {exc}") from None
+    # Another version is said as such (export again), not as the fields it lacks.
+    ours = not isinstance(data, dict) or data.get("format_version") == FORMAT_VERSION
+    problem = js.first_error(_checker(), data, top="the manifest") if ours else None
+    if problem is not None:
+        raise ArtifactError(f"{path} is not a zoo manifest: {problem}")
     try:
         manifest = Manifest.from_json(data)
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
@@ -368,7 +405,8 @@ def read_manifest(directory: Path) -> Manifest:
 
 def verify_files(directory: Path, manifest: Manifest) -> list[str]:
     """Problems with the files the manifest lists (missing, not a regular file, a symbolic
-    link, sha256 mismatch), and with any symbolic link in the directory: each ``name: why``."""
+    link, a size or sha256 mismatch), and with any symbolic link in the directory: each
+    ``name: why``. The size is compared first: a file of another size is not hashed."""
     problems = []
     for name, entry in manifest.files.items():
         path = directory / name
@@ -378,6 +416,10 @@ def verify_files(directory: Path, manifest: Manifest) -> list[str]:
             problems.append(f"{name}: missing")
         elif not path.is_file():
             problems.append(f"{name}: is not a regular file")
+        elif (size := path.stat().st_size) != entry.bytes:
+            problems.append(
+                f"{name}: {size:,} bytes, the manifest says {entry.bytes:,} (modified or corrupt)"
+            )
         elif sha256(path) != entry.sha256:
             problems.append(f"{name}: sha256 does not match the manifest (modified or corrupt)")
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -411,24 +410,7 @@ def config_schema() -> dict[str, Any]:
 
 
 def _validator(schema: dict[str, Any] | None = None) -> Any:
-    # here: jsonschema is imported by the commands that validate, not by `zoo --help`
-    import jsonschema
-
-    def finite(validator: Any, wanted: Any, instance: Any, schema: Any) -> Any:
-        if not wanted or isinstance(instance, bool):
-            return
-        if isinstance(instance, float) and not math.isfinite(instance):
-            yield jsonschema.ValidationError(f"{instance!r} is not finite")
-        elif isinstance(instance, int) and abs(instance) > sys.float_info.max:
-            yield jsonschema.ValidationError(f"{instance!r:.20} is beyond a float's range")
-
-    base = jsonschema.Draft202012Validator
-    # JSON's integers only: 1.0 is a number, not an integer; true is neither.
-    checker = base.TYPE_CHECKER.redefine(
-        "integer", lambda _, v: isinstance(v, int) and not isinstance(v, bool)
-    )
-    strict = jsonschema.validators.extend(base, validators={"finite": finite}, type_checker=checker)
-    return strict(config_schema() if schema is None else schema)
+    return js.validator(config_schema() if schema is None else schema)
 
 
 def validate_options(data: dict[str, Any], source: str = "", *, partial: bool = False) -> None:
