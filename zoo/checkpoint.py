@@ -16,9 +16,13 @@ previous checkpoint in place. Directories no tag points to are removed afterward
 while every tag points to a valid checkpoint. Free space is checked before writing; a disk
 that fills up anyway leaves no partial checkpoint (:class:`zoo.errors.NoSpaceError`).
 
-A checkpoint is untrusted input: ``meta.json`` is checked field by field, ``state.pt`` is
-read with ``torch.load(weights_only=True)`` (tensors and plain values; a pickle payload is
-refused, never run), and every problem is one line naming the file.
+A checkpoint is untrusted input: ``meta.json`` is checked field by field (its ``config``
+against the training configuration's declared schema, its epoch within the epochs that
+configuration plans), ``state.pt`` is read with ``torch.load(weights_only=True)`` (tensors and
+plain values; a pickle payload is refused, never run), and every problem is one line naming
+the file. A run's ``last`` and ``best`` must point into its own ``checkpoints/`` (a real
+directory), and a checkpoint's files must be regular files: a link out of the run is refused,
+never followed.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from zoo import _json as js
 from zoo._io import (
     atomic_path,
     atomic_write_json,
@@ -65,6 +70,8 @@ TAGS = ("last", "best")
 FILES = ("model.safetensors", "state.pt", "meta.json")
 #: Room for meta.json, file system blocks and the zip container, beyond the tensors' bytes.
 SPACE_MARGIN = 1 << 20
+#: meta.json is a few KB (its history grows by a few hundred bytes an epoch).
+MAX_META_BYTES = 16 << 20
 
 #: Tests only: ``N:SIGNAL[,N:SIGNAL...]`` (``3:KILL``, ``2:INT,3:INT``) makes this process
 #: send itself SIGNAL at the N-th commit point of save_checkpoint (counted over the process's
@@ -246,38 +253,64 @@ def _prune(run_dir: Path) -> None:
 def is_valid_checkpoint(path: Path) -> bool:
     """Whether ``path`` is a complete checkpoint directory whose meta.json zoo can read."""
     try:
-        if not all((path / f).is_file() for f in FILES):
+        if not all(_regular(path / f) for f in FILES):
             return False
-        meta = json.loads((path / "meta.json").read_text(encoding="utf-8"))
-        _check_meta(path, meta)
+        _check_meta(path, _read_meta(path))
     except (OSError, ValueError, CheckpointError):
         return False
     return True
 
 
 def newest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The valid checkpoint of ``run_dir`` with the most steps, whatever its tags say."""
+    """The valid checkpoint of ``run_dir`` with the most steps, whatever its tags say (none
+    that is a symbolic link, nor any under a ``checkpoints`` that is one)."""
     root = Path(run_dir) / "checkpoints"
-    if not root.is_dir():
+    if root.is_symlink() or not root.is_dir():
         return None
     found = []
     for entry in root.iterdir():
-        if entry.name.startswith(".") or not entry.is_dir() or not is_valid_checkpoint(entry):
+        if entry.name.startswith(".") or entry.is_symlink() or not entry.is_dir():
             continue
-        meta = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
+        if not is_valid_checkpoint(entry):
+            continue
+        meta = _read_meta(entry)
         found.append((meta["step"], meta["epoch"], entry.name, entry))
     return max(found)[-1].resolve() if found else None
 
 
 def find_checkpoint(path: str | Path, tag: str = "last") -> Path | None:
-    """The checkpoint directory for ``path``: a run directory (its ``tag``) or a checkpoint."""
+    """The checkpoint directory for ``path``: a checkpoint, or a run directory's ``tag``,
+    which must point into the run's own ``checkpoints/`` (CheckpointError, in one line, for a
+    link out of the run: it is never followed). None where there is neither."""
     path = Path(path)
-    if (path / "meta.json").is_file():
+    if os.path.lexists(path / "meta.json"):
         return path
     candidate = path / tag
-    if (candidate / "meta.json").is_file():
-        return candidate.resolve()
-    return None
+    if not os.path.lexists(candidate):
+        return None
+    root = path / "checkpoints"
+    target = candidate.resolve()
+    if root.is_symlink() or target.parent != root.resolve() or target.is_symlink():
+        where = (
+            f"{root} is a symbolic link"
+            if root.is_symlink()
+            else f"{candidate} points to {target}, outside the run's own checkpoints"
+        )
+        raise CheckpointError(
+            f"{where}: zoo does not follow a run's links out of it (pass that checkpoint "
+            "directory itself if you trust it)"
+        )
+    return target if os.path.lexists(target / "meta.json") else None
+
+
+def _regular(path: Path) -> bool:
+    return not path.is_symlink() and path.is_file()
+
+
+def _read_meta(path: Path) -> Any:
+    """meta.json of checkpoint ``path``: a regular file (no link) of at most MAX_META_BYTES."""
+    where = path / "meta.json"
+    return json.loads(js.read_text(where, str(where), MAX_META_BYTES, follow=False))
 
 
 def _kind(value: Any) -> str:
@@ -325,6 +358,29 @@ def _check_meta(path: Path, meta: Any) -> None:
     _field(path, progress, "history", (list,), "a list (in 'progress')")
     if progress.get("best") is not None:
         _field(path, progress, "best", (int, float), "a number (in 'progress')")
+    _check_config(path, meta)
+
+
+def _check_config(path: Path, meta: dict[str, Any]) -> None:
+    """The run's configuration, by the declared schema of ``zoo train``'s options (zoo 0.1's
+    names migrated), and its epoch within the epochs it plans: every save is of an epoch
+    the run trains (``epoch`` is the number of epochs done)."""
+    from zoo.train.config import validate_config
+
+    try:
+        config = validate_config(meta["config"])
+    except ZooError as exc:
+        raise CheckpointError(
+            f"checkpoint {path / 'meta.json'} is malformed: config: {exc} (zoo writes this file; "
+            "was it edited?)"
+        ) from None
+    planned = config.get("epochs", 15)  # TrainConfig's default, for a config without it
+    for where, done in (("", meta["epoch"]), ("progress ", meta["progress"]["epoch"])):
+        if done > planned:
+            raise CheckpointError(
+                f"checkpoint {path / 'meta.json'}: {where}'epoch' is {done}, beyond the "
+                f"{planned} epochs its config plans (zoo writes this file; was it edited?)"
+            )
 
 
 def load_checkpoint(
@@ -339,7 +395,15 @@ def load_checkpoint(
         )
     current = found / "meta.json"
     try:
-        meta = json.loads(current.read_text(encoding="utf-8"))
+        for name in FILES:
+            current = found / name
+            if current.is_symlink():
+                raise CheckpointError(
+                    f"checkpoint file {current} is a symbolic link: a checkpoint holds regular "
+                    "files only, and zoo does not follow one out of it"
+                )
+        current = found / "meta.json"
+        meta = _read_meta(found)
         _check_meta(found, meta)
         current = found / "model.safetensors"
         weights = load_file(str(current), device="cpu")

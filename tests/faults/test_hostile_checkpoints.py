@@ -60,6 +60,25 @@ MALFORMED = {
         r"'model_args' must be an object, got a string",
     ),
     "format 7": (lambda m: {**m, "format_version": 7}, r"has format 7; this zoo reads format 1"),
+    # The probe's: an epoch of 10^30 was taken for a finished run, a string for epochs.
+    "epoch 10^30": (
+        lambda m: {**m, "epoch": 10**30, "progress": {**m["progress"], "epoch": 10**30}},
+        r"meta.json: 'epoch' is 1000000000000000000000000000000, beyond the 1 epochs its "
+        r"config plans",
+    ),
+    "progress epoch beyond": (
+        lambda m: {**m, "progress": {**m["progress"], "epoch": 2}},
+        r"meta.json: progress 'epoch' is 2, beyond the 1 epochs its config plans",
+    ),
+    "config epochs a string": (
+        lambda m: {**m, "config": {**m["config"], "epochs": "15"}},
+        r"meta.json is malformed: config: epochs: must be an integer >= 1, got '15'",
+    ),
+    "config of an unknown option": (
+        lambda m: {**m, "config": {**m["config"], "epoks": 3}},
+        r"meta.json is malformed: config: unknown training option 'epoks' "
+        r"\(did you mean 'epochs'\?\)",
+    ),
 }
 
 
@@ -90,6 +109,87 @@ def test_malformed_meta_json_through_the_commands(good_run: Path, tmp_path: Path
             "an object, got missing (zoo writes this file; was it edited?)"
         )
     assert not (tmp_path / "D").exists()
+
+
+def test_an_edited_epoch_is_refused_not_taken_for_a_finished_run(
+    good_run: Path, tmp_path: Path
+) -> None:
+    _, checkpoint = _copy(good_run, tmp_path)
+    _edit_meta(checkpoint, MALFORMED["epoch 10^30"][0])
+    resumed = run(*TRAIN, "--epochs", "2", "--out", "R", "--resume", "auto", cwd=tmp_path)
+    assert resumed.returncode == 1
+    line = one_line_error(resumed.stderr)
+    assert line.startswith(f"zoo: error: checkpoint {checkpoint / 'meta.json'}: 'epoch' is 1")
+    assert "beyond the 1 epochs its config plans" in line
+
+
+def _elsewhere(good_run: Path, tmp_path: Path) -> Path:
+    """A valid checkpoint outside the run (another run's), which a link in the run names."""
+    other = tmp_path / "elsewhere"
+    shutil.copytree((good_run / "best").resolve(), other / "ckpt")
+    return other / "ckpt"
+
+
+def best_links_out(run_dir: Path, good_run: Path, tmp_path: Path) -> str:
+    outside = _elsewhere(good_run, tmp_path)
+    (run_dir / "best").unlink()
+    (run_dir / "best").symlink_to(outside)
+    return f"R/best points to {outside}, outside the run's own checkpoints: zoo does not follow"
+
+
+def last_links_out(run_dir: Path, good_run: Path, tmp_path: Path) -> str:
+    outside = _elsewhere(good_run, tmp_path)
+    (run_dir / "last").unlink()
+    (run_dir / "last").symlink_to(outside)
+    return f"R/last points to {outside}, outside the run's own checkpoints: zoo does not follow"
+
+
+def checkpoints_dir_links_out(run_dir: Path, good_run: Path, tmp_path: Path) -> str:
+    other = tmp_path / "elsewhere"
+    shutil.move(run_dir / "checkpoints", other)
+    (run_dir / "checkpoints").symlink_to(other)
+    return "R/checkpoints is a symbolic link: zoo does not follow a run's links out of it"
+
+
+def state_links_out(run_dir: Path, good_run: Path, tmp_path: Path) -> str:
+    import os
+
+    # A FIFO without a writer: a zoo that followed the link would block on it.
+    target = tmp_path / "elsewhere" / "state.pt"
+    target.parent.mkdir()
+    os.mkfifo(target)
+    state = (run_dir / "best").resolve() / "state.pt"
+    state.unlink()
+    state.symlink_to(target)
+    return f"checkpoint file {state} is a symbolic link"
+
+
+LINKS = [best_links_out, last_links_out, checkpoints_dir_links_out, state_links_out]
+
+
+@pytest.mark.parametrize("change", LINKS, ids=[c.__name__ for c in LINKS])
+def test_a_link_out_of_the_run_is_refused_not_followed(
+    good_run: Path, tmp_path: Path, change: Any
+) -> None:
+    """The probe's: zoo export --checkpoint followed best, checkpoints/ or state.pt out of the
+    run. Export reads best, --resume reads last: each refuses in one line, writing nothing."""
+    from tests.hostile.conftest import snapshot
+
+    run_dir, _ = _copy(good_run, tmp_path)
+    expected = change(run_dir, good_run, tmp_path)
+    before = snapshot(tmp_path)
+    command = (
+        [*TRAIN, "--epochs", "2", "--out", "R", "--resume", "auto"]
+        if change is last_links_out
+        else ["export", "lenet", "--checkpoint", "R", "--out", "D", "--format", "onnx"]
+    )
+    result = run(*command, cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert expected in one_line_error(result.stderr)
+    after = snapshot(tmp_path)
+    assert set(after) == set(before)  # nothing new, nothing gone (the lock came and went)
+    outside = [name for name in before if name.startswith("elsewhere")]
+    assert outside and all(after[name] == before[name] for name in outside)  # untouched
 
 
 class Payload:

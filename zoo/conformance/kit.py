@@ -35,6 +35,7 @@ from zoo.registry import ModelSpec
 from zoo.spec_check import check_outputs
 from zoo.tasks import Task, TaskRun
 from zoo.train.batches import Batches
+from zoo.train.config import TrainConfig
 
 __all__ = [
     "FAIL",
@@ -496,7 +497,7 @@ def _checkpoint_round_trip(spec: ModelSpec, trained: Mapping[str, Any], root: Pa
         "model_args": args,
         "epoch": 0,
         "step": 1,
-        "config": {},
+        "config": TrainConfig(model=spec.name, epochs=1).to_dict(),
         "progress": progress,
     }
     save_checkpoint(run_dir, model, state, meta)

@@ -37,6 +37,7 @@ __all__ = [
     "config_schema",
     "load_config_file",
     "options",
+    "validate_config",
     "validate_options",
 ]
 
@@ -433,6 +434,15 @@ def validate_options(data: dict[str, Any], source: str = "", *, partial: bool = 
     raise InvalidArgumentsError(
         f"{_where(source)}{name}: must be {declared.expects()}, got {_shown(data[name])}"
     )
+
+
+def validate_config(data: dict[str, Any], source: str = "") -> dict[str, Any]:
+    """A whole saved configuration (``config.json``, a checkpoint's), zoo 0.1's names
+    migrated, checked against the schema: the migrated mapping, or the one-line error of
+    :func:`validate_options`."""
+    clean = _migrated(data, source)
+    validate_options(clean, source)
+    return clean
 
 
 def accepts(declared: Option, value: Any) -> bool:
