@@ -828,10 +828,23 @@ def export_cmd(
     differences per output. The export directory also holds the weights
     (weights.safetensors), the parity inputs and outputs, and manifest.json.
     """
-    from zoo.export.exporter import check_accuracy, check_export, export_model, unchecked_here
+    from zoo.export.exporter import (
+        check_accuracy,
+        check_export,
+        clean_leftovers,
+        export_model,
+        unchecked_here,
+    )
     from zoo.export.manifest import read_manifest
 
     if check_dir:
+        removed = clean_leftovers(check_dir)
+        if removed:
+            click.echo(
+                f"note: removed what an interrupted export left beside {check_dir}: "
+                + ", ".join(removed),
+                err=True,
+            )
         results = check_export(check_dir)
         _echo_parity(results)
         accuracy = check_accuracy(check_dir)
@@ -983,6 +996,32 @@ def formats_cmd(as_json: bool) -> None:
             ),
         },
     )
+
+
+def _save_results(run: Any, path: Path, option: str, failed: OSError | None = None) -> str | None:
+    """Write ``run``'s JSON document to ``path`` (``failed``: a write of ``path`` that already
+    failed); None once written, else the line that says where the results were kept instead
+    (:func:`zoo.bench.outputs.keep_results`)."""
+    from zoo.bench.outputs import keep_results
+
+    if failed is None:
+        try:
+            run.save(path)
+        except OSError as exc:
+            failed = exc
+        else:
+            click.echo(f"wrote {path}")
+            return None
+    return keep_results(run.document(), path, option, failed)
+
+
+def _outputs_failed(lost: list[str | None]) -> None:
+    """Exit 1 with a line for each output that could not be written (None: written)."""
+    lines = [line for line in lost if line is not None]
+    for line in lines:
+        click.echo(f"zoo: error: {line}", err=True)
+    if lines:
+        sys.exit(1)
 
 
 def _csv(value: str, option: str, cast: Any = str) -> tuple[Any, ...]:
@@ -1272,19 +1311,30 @@ def bench_cmd(
     )
     run = run_bench(settings, echo=lambda line: click.echo(line, err=True))
     print_table(run)
-    if json_path is not None:
-        run.save(json_path)
-        click.echo(f"wrote {json_path}")
+    lost: list[str | None] = (
+        [_save_results(run, json_path, "--json")] if json_path is not None else []
+    )
     if not any(row.status == "ok" for row in run.rows):
         failed = sorted({r.runtime for r in run.rows if r.status == "failed"})
         skipped = sorted({r.runtime for r in run.rows if r.status == "skipped"})
         what = [f"{len(failed)} failed ({', '.join(failed)})"] if failed else []
         what += [f"{len(skipped)} skipped ({', '.join(skipped)})"] if skipped else []
         click.echo(f"zoo: no runtime was measured: {'; '.join(what)}", err=True)
+        _outputs_failed(lost)
         sys.exit(1)
     if plot_path is not None:
-        plot_run(run, plot_path)
-        click.echo(f"wrote {plot_path}")
+        try:
+            plot_run(run, plot_path)
+            click.echo(f"wrote {plot_path}")
+        except OSError as exc:
+            why = f"cannot write --plot {plot_path} ({exc.strerror or exc})"
+            if json_path is None:  # the results are nowhere yet
+                lost.append(_save_results(run, plot_path, "--plot", exc))
+            elif not any(lost):
+                lost.append(f"{why}; the results are in {json_path}")
+            else:  # the --json line says where they are
+                lost.append(why)
+    _outputs_failed(lost)
     if base is not None:
         regressions, shared = compare_runs(run, base, threshold)
         if not shared:
@@ -1396,9 +1446,7 @@ def bench_train_cmd(
     click.echo()
     for line in describe(run):
         click.echo(line)
-    if json_path is not None:
-        run.save(json_path)
-        click.echo(f"wrote {json_path}")
+    _outputs_failed([_save_results(run, json_path, "--json")] if json_path is not None else [])
     if not run.measured():
         failed = "; ".join(f"{v.name}: {v.reason}" for v in run.variants)
         click.echo(f"zoo: no variant was measured ({failed})", err=True)

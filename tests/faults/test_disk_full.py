@@ -6,6 +6,7 @@ command with the size estimate switched off, so the kernel's ENOSPC arrives mid-
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -102,3 +103,64 @@ def test_a_checkpoint_that_does_not_fit_keeps_the_last_one(small_fs: Path) -> No
     resumed = run(*TRAIN, "--epochs", "2", "--out", "R", "--resume", "auto", cwd=small_fs)
     assert resumed.returncode == 0, resumed.stderr
     assert load_checkpoint(run_dir).meta["epoch"] == 2  # with room again, it goes on
+
+
+BENCH = ("bench", "lenet", "--runtime", "eager", "--batch", "1", "--rounds", "1",
+         "--max-rounds", "1", "--min-time", "0.01", "--device", "cpu")  # fmt: skip
+
+
+@pytest.mark.parametrize("option", ["--json", "--plot"])
+def test_bench_onto_a_full_disk_is_refused_before_it_measures(
+    small_fs: Path, tmp_path: Path, option: str
+) -> None:
+    fill(small_fs, leave=1 << 20)
+    target = small_fs / "results.out"
+    result = run(*BENCH, option, str(target), cwd=tmp_path, ZOO_CACHE_DIR=str(tmp_path / "c"))
+    assert result.returncode == 2, result.stderr
+    line = one_line_error(result.stderr)
+    assert line.startswith(f"zoo: error: {option} {target}: no space left on {small_fs}")
+    assert "checked before the benchmark" in line
+    assert not target.exists() and not (tmp_path / "c").exists()  # nothing was measured
+
+
+@pytest.mark.parametrize("options", [("--json",), ("--plot",), ("--json", "--plot")])
+def test_a_disk_that_fills_while_bench_runs_keeps_the_results(
+    small_fs: Path, tmp_path: Path, options: tuple[str, ...]
+) -> None:
+    """The probe's: --json and --plot failed only after the whole benchmark ran, and its
+    results were lost. The disk fills up once the benchmark has started (its checks passed):
+    the results are kept in a file of the temporary directory, which the error names."""
+    from tests.faults.conftest import start
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    targets = {"--json": small_fs / "r.json", "--plot": small_fs / "r.png"}
+    args = [arg for option in options for arg in (option, str(targets[option]))]
+    zoo = start(
+        *BENCH, *args, cwd=tmp_path, ZOO_CACHE_DIR=str(tmp_path / "c"), TMPDIR=str(temporary)
+    )
+    assert zoo.stderr is not None
+    first = zoo.stderr.readline()  # the ceiling: every check has passed
+    assert first.startswith("measuring"), first
+    fill(small_fs, leave=0)
+    _, rest = zoo.communicate(timeout=300)
+    assert zoo.returncode == 1, first + rest
+    errors = [line for line in rest.splitlines() if line.startswith("zoo: error: ")]
+    assert "Traceback" not in rest
+    kept = sorted(temporary.glob("zoo-bench-*.json"))
+    assert len(kept) == 1, rest
+    first_option = options[0]
+    assert errors[0] == (
+        f"zoo: error: cannot write {first_option} {targets[first_option]} (No space left on "
+        f"device); the results are in {kept[0]}"
+    )
+    if len(options) == 2:  # the plot's line adds none: the --json line said where they are
+        assert (
+            errors[1]
+            == f"zoo: error: cannot write --plot {targets['--plot']} (No space left on device)"
+        )
+    assert len(errors) == len(options)
+    document = json.loads(kept[0].read_text())
+    (row,) = document["results"]
+    assert row["runtime"] == "eager" and row["status"] == "ok"
+    assert not list(small_fs.glob("r.*")) and not list(small_fs.glob(".r.*"))  # no partial file

@@ -92,3 +92,34 @@ def test_an_export_killed_between_its_two_renames_is_put_back(tmp_path: Path) ->
     assert "D already holds an export of lenet" in one_line_error(refused.stderr)
     assert _hashes(out) == before and check_export(out)["torchscript"].passed
     assert sorted(os.listdir(tmp_path)) == ["D"]
+
+
+def test_export_check_removes_what_a_killed_export_left_beside_it(tmp_path: Path) -> None:
+    """The probe's: a SIGKILLed export leaves .D.partial-* and .D.zoo-lock beside D. A
+    re-export cleans them, and so does zoo export --check D (the export itself untouched)."""
+    import signal
+    import time
+
+    from tests.faults.conftest import start
+
+    assert (
+        run("export", "lenet", "--format", "torchscript", "--out", "D", cwd=tmp_path).returncode
+        == 0
+    )
+    before = _hashes(tmp_path / "D")
+    again = start("export", "lenet", "--format", "torchscript,onnx", "--out", "D", "--overwrite",
+                  cwd=tmp_path)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".D.partial-*/*")) and time.monotonic() < deadline:
+        time.sleep(0.01)  # killed once it writes into its staging directory
+    again.send_signal(signal.SIGKILL)
+    again.wait()
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name != "D")
+    assert ".D.zoo-lock" in left and any(n.startswith(".D.partial-") for n in left), left
+    checked = run("export", "--check", "D", cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stderr.strip() == (
+        f"note: removed what an interrupted export left beside D: {', '.join(left)}"
+    )
+    assert sorted(os.listdir(tmp_path)) == ["D"] and _hashes(tmp_path / "D") == before
+    assert run("export", "--check", "D", cwd=tmp_path).stderr == ""  # nothing left to say

@@ -5,6 +5,10 @@ A regular file (or a path that does not exist yet) is written atomically: a temp
 beside it, renamed over it. A character device or a FIFO (``/dev/null``, ``/dev/stdout``, a
 named pipe) is written through, as a shell's ``>`` would: renaming a file over ``/dev/null``
 would replace the device. Anything else (a directory, a socket, a block device) is refused.
+
+A benchmark's results are not lost to a full disk: before it runs, the directory of each
+output must have :data:`OUTPUT_ROOM` free; a write that fails anyway after it ran keeps the
+results (:func:`keep_results`: a temporary file, else standard error) and says where.
 """
 
 from __future__ import annotations
@@ -12,14 +16,19 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from zoo._io import atomic_path
+from zoo._io import atomic_path, free_bytes, no_space_message
 from zoo.errors import UsageError
 
-__all__ = ["check_output", "write_output"]
+__all__ = ["OUTPUT_ROOM", "check_output", "keep_results", "write_output"]
+
+#: Free space an output's directory must have before a benchmark runs: a results document
+#: is tens of KB, a plot a few hundred.
+OUTPUT_ROOM = 8 << 20
 
 
 def _written_through(mode: int) -> bool:
@@ -52,6 +61,34 @@ def check_output(path: Path, option: str) -> None:
         raise UsageError(f"{option} {path}: the directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"{option} {path}: the directory {parent} is not writable")
+    if free_bytes(parent) < OUTPUT_ROOM:
+        raise UsageError(
+            f"{option} {path}: {no_space_message(parent, OUTPUT_ROOM)}; free some space or "
+            "write elsewhere (checked before the benchmark, whose results would be lost)"
+        )
+
+
+def keep_results(text: str, path: Path, option: str, exc: OSError) -> str:
+    """After writing ``option`` ``path`` failed with ``exc`` (a disk that filled up while the
+    benchmark ran): keep the results document ``text`` in a new file of the temporary
+    directory, else on standard error, and return the one line that says so and where."""
+    failed = f"cannot write {option} {path} ({exc.strerror or exc})"
+    try:
+        fd, name = tempfile.mkstemp(prefix="zoo-bench-", suffix=".json")
+    except OSError:
+        pass
+    else:
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            return f"{failed}; the results are in {name}"
+        except OSError:
+            Path(name).unlink(missing_ok=True)
+    sys.stderr.write(text)
+    sys.stderr.flush()
+    return f"{failed}; the results are the JSON document above, on standard error"
 
 
 def write_output(path: Path, write: Callable[[Path], object]) -> None:

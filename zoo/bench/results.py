@@ -253,9 +253,13 @@ class BenchRun:
             ],
         }
 
+    def document(self) -> str:
+        """The JSON document :meth:`save` writes."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str) + "\n"
+
     def save(self, path: str | Path) -> Path:
         """Write the JSON document (through, to a character device or FIFO; see outputs)."""
-        text = json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str) + "\n"
+        text = self.document()
         write_output(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
         return Path(path)
 

@@ -200,9 +200,13 @@ class TrainBenchRun:
             "best": None if best is None else {"variant": best.name, "vs_hand": best.vs_hand},
         }
 
+    def document(self) -> str:
+        """The JSON document :meth:`save` writes."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
     def save(self, path: str | Path) -> Path:
         """Write the JSON document atomically (through, to a character device or FIFO)."""
-        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        text = self.document()
         write_output(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
         return Path(path)
 

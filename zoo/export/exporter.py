@@ -179,6 +179,26 @@ def _recover(out: Path) -> None:
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def clean_leftovers(out: str | Path) -> list[str]:
+    """Remove what an export killed mid-way left beside ``out`` (``.OUT.partial-*`` staging
+    directories, ``.OUT.old``, its lock file), as the next export of ``out`` would: under the
+    export's lock, so nothing is touched while an export runs (then nothing is removed). The
+    names removed."""
+    out = Path(out)
+    parent = out.resolve().parent
+    lock_file = parent / f".{out.name}.zoo-lock"
+    found = sorted(parent.glob(f".{out.name}.partial-*"))
+    found += [p for p in (parent / f".{out.name}.old", lock_file) if os.path.lexists(p)]
+    if not found:
+        return []
+    try:
+        with lock_directory(out, beside=True):
+            _recover(out)
+    except DirectoryLocked:
+        return []  # an export of it is running: what is there is its own
+    return [p.name for p in found if not os.path.lexists(p)]
+
+
 def export_model(
     name: str,
     out: str | Path,
