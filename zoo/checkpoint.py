@@ -16,9 +16,9 @@ previous checkpoint in place. Directories no tag points to are removed afterward
 while every tag points to a valid checkpoint. Free space is checked before writing; a disk
 that fills up anyway leaves no partial checkpoint (:class:`zoo.errors.NoSpaceError`).
 
-A checkpoint is untrusted input: ``meta.json`` is checked field by field (its ``config``
-against the training configuration's declared schema, its epoch within the epochs that
-configuration plans), ``state.pt`` is read with ``torch.load(weights_only=True)`` (tensors and
+A checkpoint is untrusted input: ``meta.json`` is checked field by field (and its ``config``
+by :func:`zoo.train.config.check_checkpoint_config`, where a run or an export uses it),
+``state.pt`` is read with ``torch.load(weights_only=True)`` (tensors and
 plain values; a pickle payload is refused, never run), and every problem is one line naming
 the file. A run's ``last`` and ``best`` must point into its own ``checkpoints/`` (a real
 directory), and a checkpoint's files must be regular files: a link out of the run is refused,
@@ -358,29 +358,6 @@ def _check_meta(path: Path, meta: Any) -> None:
     _field(path, progress, "history", (list,), "a list (in 'progress')")
     if progress.get("best") is not None:
         _field(path, progress, "best", (int, float), "a number (in 'progress')")
-    _check_config(path, meta)
-
-
-def _check_config(path: Path, meta: dict[str, Any]) -> None:
-    """The run's configuration, by the declared schema of ``zoo train``'s options (zoo 0.1's
-    names migrated), and its epoch within the epochs it plans: every save is of an epoch
-    the run trains (``epoch`` is the number of epochs done)."""
-    from zoo.train.config import validate_config
-
-    try:
-        config = validate_config(meta["config"])
-    except ZooError as exc:
-        raise CheckpointError(
-            f"checkpoint {path / 'meta.json'} is malformed: config: {exc} (zoo writes this file; "
-            "was it edited?)"
-        ) from None
-    planned = config.get("epochs", 15)  # TrainConfig's default, for a config without it
-    for where, done in (("", meta["epoch"]), ("progress ", meta["progress"]["epoch"])):
-        if done > planned:
-            raise CheckpointError(
-                f"checkpoint {path / 'meta.json'}: {where}'epoch' is {done}, beyond the "
-                f"{planned} epochs its config plans (zoo writes this file; was it edited?)"
-            )
 
 
 def load_checkpoint(

@@ -750,6 +750,14 @@ def _launch(config: TrainConfig, nproc: int, port: int | None) -> None:
     help="Re-verify an export directory (hashes and parity) instead of exporting.",
 )
 @click.option(
+    "--check-timeout",
+    type=_Checked(Option("number", exclusive_minimum=0, maximum=86400)),
+    default=300,
+    show_default=True,
+    help="--check: seconds the artifacts may run in all; past it, the one running is named "
+    "and nothing is vouched for.",
+)
+@click.option(
     "--overwrite",
     is_flag=True,
     help="Replace the export already in --out (kept whole until the new one is complete).",
@@ -811,6 +819,7 @@ def export_cmd(
     atol: float,
     rtol: float,
     check_dir: str | None,
+    check_timeout: float,
     overwrite: bool,
     precisions: str,
     eval_dataset: str | None,
@@ -828,13 +837,8 @@ def export_cmd(
     differences per output. The export directory also holds the weights
     (weights.safetensors), the parity inputs and outputs, and manifest.json.
     """
-    from zoo.export.exporter import (
-        check_accuracy,
-        check_export,
-        clean_leftovers,
-        export_model,
-        unchecked_here,
-    )
+    from zoo.export.checking import check_bounded
+    from zoo.export.exporter import clean_leftovers, export_model, unchecked_here
     from zoo.export.manifest import read_manifest
 
     if check_dir:
@@ -845,9 +849,8 @@ def export_cmd(
                 + ", ".join(removed),
                 err=True,
             )
-        results = check_export(check_dir)
+        results, accuracy = check_bounded(check_dir, check_timeout)
         _echo_parity(results)
-        accuracy = check_accuracy(check_dir)
         _echo_accuracy(accuracy)
         away = unchecked_here(read_manifest(Path(check_dir)))
         for fmt, why in away.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -60,25 +61,6 @@ MALFORMED = {
         r"'model_args' must be an object, got a string",
     ),
     "format 7": (lambda m: {**m, "format_version": 7}, r"has format 7; this zoo reads format 1"),
-    # The probe's: an epoch of 10^30 was taken for a finished run, a string for epochs.
-    "epoch 10^30": (
-        lambda m: {**m, "epoch": 10**30, "progress": {**m["progress"], "epoch": 10**30}},
-        r"meta.json: 'epoch' is 1000000000000000000000000000000, beyond the 1 epochs its "
-        r"config plans",
-    ),
-    "progress epoch beyond": (
-        lambda m: {**m, "progress": {**m["progress"], "epoch": 2}},
-        r"meta.json: progress 'epoch' is 2, beyond the 1 epochs its config plans",
-    ),
-    "config epochs a string": (
-        lambda m: {**m, "config": {**m["config"], "epochs": "15"}},
-        r"meta.json is malformed: config: epochs: must be an integer >= 1, got '15'",
-    ),
-    "config of an unknown option": (
-        lambda m: {**m, "config": {**m["config"], "epoks": 3}},
-        r"meta.json is malformed: config: unknown training option 'epoks' "
-        r"\(did you mean 'epochs'\?\)",
-    ),
 }
 
 
@@ -111,16 +93,46 @@ def test_malformed_meta_json_through_the_commands(good_run: Path, tmp_path: Path
     assert not (tmp_path / "D").exists()
 
 
-def test_an_edited_epoch_is_refused_not_taken_for_a_finished_run(
-    good_run: Path, tmp_path: Path
+CONFIGS = {
+    # The probe's: an epoch of 10^30 was taken for a finished run, a string for epochs.
+    "epoch 10^30": (
+        lambda m: {**m, "epoch": 10**30, "progress": {**m["progress"], "epoch": 10**30}},
+        r"meta.json: 'epoch' is 1000000000000000000000000000000, beyond the 1 epochs its "
+        r"config plans",
+    ),
+    "progress epoch beyond": (
+        lambda m: {**m, "progress": {**m["progress"], "epoch": 2}},
+        r"meta.json: progress 'epoch' is 2, beyond the 1 epochs its config plans",
+    ),
+    "config epochs a string": (
+        lambda m: {**m, "config": {**m["config"], "epochs": "15"}},
+        r"meta.json is malformed: config: epochs: must be an integer >= 1, got '15'",
+    ),
+    "config of an unknown option": (
+        lambda m: {**m, "config": {**m["config"], "epoks": 3}},
+        r"meta.json is malformed: config: unknown training option 'epoks' "
+        r"\(did you mean 'epochs'\?\)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CONFIGS))
+def test_a_config_or_epoch_zoo_never_writes_is_refused_by_resume_and_export(
+    good_run: Path, tmp_path: Path, case: str
 ) -> None:
+    """The probe's: an epoch of 10^30 was taken for a finished run, and epochs "15" was
+    accepted. Both commands that read a checkpoint's config refuse it in one line."""
+    change, message = CONFIGS[case]
     _, checkpoint = _copy(good_run, tmp_path)
-    _edit_meta(checkpoint, MALFORMED["epoch 10^30"][0])
+    _edit_meta(checkpoint, change)
     resumed = run(*TRAIN, "--epochs", "2", "--out", "R", "--resume", "auto", cwd=tmp_path)
-    assert resumed.returncode == 1
-    line = one_line_error(resumed.stderr)
-    assert line.startswith(f"zoo: error: checkpoint {checkpoint / 'meta.json'}: 'epoch' is 1")
-    assert "beyond the 1 epochs its config plans" in line
+    exported = run("export", "lenet", "--checkpoint", "R", "--out", "D", cwd=tmp_path)
+    for result in (resumed, exported):
+        assert result.returncode == 1, result.stdout + result.stderr
+        line = one_line_error(result.stderr)
+        assert line.startswith(f"zoo: error: checkpoint {checkpoint / 'meta.json'}")
+        assert re.search(message, line), line
+    assert not (tmp_path / "D").exists()
 
 
 def _elsewhere(good_run: Path, tmp_path: Path) -> Path:

@@ -181,6 +181,53 @@ def test_an_onnx_graph_with_an_operator_of_a_custom_domain_is_refused(
     assert "domain 'com.example.evil'" in line
 
 
+def _endless_loop(directory: Path, manifest: dict[str, Any]) -> None:
+    """model.onnx whose output passes through a standard ``Loop`` of 2^62 iterations that
+    adds nothing: every operator is allowed, the outputs are eager's, and it never ends."""
+    helper, proto = onnx.helper, onnx.TensorProto
+    model = onnx.load(str(directory / "model.onnx"))
+    graph = model.graph
+    output = graph.output[0].name
+    for node in graph.node:  # the last node now writes beside the output
+        node.output[:] = [f"{output}_raw" if o == output else o for o in node.output]
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("Identity", ["v_in"], ["v_out"])],
+        "endless_body",
+        [helper.make_tensor_value_info("i", proto.INT64, []),
+         helper.make_tensor_value_info("cond_in", proto.BOOL, []),
+         helper.make_tensor_value_info("v_in", proto.FLOAT, [])],
+        [helper.make_tensor_value_info("cond_out", proto.BOOL, []),
+         helper.make_tensor_value_info("v_out", proto.FLOAT, [])],
+    )  # fmt: skip
+    graph.initializer.extend([
+        helper.make_tensor("endless_trips", proto.INT64, [], [2**62]),
+        helper.make_tensor("endless_cond", proto.BOOL, [], [True]),
+        helper.make_tensor("endless_zero", proto.FLOAT, [], [0.0]),
+    ])  # fmt: skip
+    graph.node.extend([
+        helper.make_node("Loop", ["endless_trips", "endless_cond", "endless_zero"],
+                         ["endless_v"], body=body),
+        helper.make_node("Add", [f"{output}_raw", "endless_v"], [output]),
+    ])  # fmt: skip
+    onnx.checker.check_model(model)
+    onnx.save(model, str(directory / "model.onnx"))
+    _rehash(directory, manifest, "model.onnx")
+
+
+def test_an_onnx_loop_that_never_ends_is_stopped_at_the_check_bound(
+    tampered: Callable[..., Path],
+) -> None:
+    """The probe's: a Loop of 2^62 iterations hung --check. The check runs in a child given
+    --check-timeout seconds; past it, the artifact running is named and nothing vouched for."""
+    directory = tampered(_endless_loop)
+    checked = zoo("export", "--check", str(directory), "--check-timeout", "20", timeout=120)
+    assert checked.returncode == 1
+    line = one_error_line(checked)
+    assert f"{directory / 'model.onnx'}: the onnx artifact did not finish its check in 20 s" in line
+    assert "parity holds" not in checked.stdout
+
+
 @pytest.mark.parametrize("gate", [None, {}], ids=["removed", "empty"])
 def test_check_refuses_an_ok_artifact_without_its_gate_record(
     tampered: Callable[..., Path], gate: dict[str, Any] | None

@@ -16,7 +16,7 @@ import datetime as _dt
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,7 @@ from zoo.formats import ExportRequest, Format, check_precisions
 from zoo.registry import ModelSpec
 from zoo.spec_check import check_outputs
 from zoo.tasks import Task
+from zoo.train.config import check_checkpoint_config
 from zoo.transforms import describe_transform
 
 __all__ = ["ExportReport", "check_accuracy", "check_export", "export_model", "resolve_formats"]
@@ -323,6 +324,7 @@ def _export(
     ckpt = None
     if checkpoint is not None:
         ckpt = load_checkpoint(checkpoint, tag="best")
+        check_checkpoint_config(ckpt.path, ckpt.meta)  # its dataset split feeds the gate
         if ckpt.meta.get("model") != name:
             raise UsageError(
                 f"checkpoint {ckpt.path} holds model {ckpt.meta.get('model')!r}, not {name!r}"
@@ -634,12 +636,15 @@ def check_weights(directory: Path, manifest: Manifest) -> None:
         )
 
 
-def check_export(directory: str | Path) -> dict[str, ParityResult]:
+def check_export(
+    directory: str | Path, on_artifact: Callable[[str, Path], None] | None = None
+) -> dict[str, ParityResult]:
     """Re-verify an export: file sizes and hashes, the weights (:func:`check_weights`), then
     parity of each artifact on the saved inputs, in
     the format that wrote it (which must be registered here). Nothing is loaded before
     :func:`verify_export` vouched for every file a format reads; a file that does not load
-    is an ArtifactError naming it, in one line."""
+    is an ArtifactError naming it, in one line. ``on_artifact(format, file)`` is called
+    before each artifact runs (:mod:`zoo.export.checking` bounds the time each takes)."""
     directory = Path(directory)
     manifest = read_manifest(directory)
     verify_export(directory, manifest)
@@ -668,6 +673,8 @@ def check_export(directory: str | Path) -> dict[str, ParityResult]:
         if name in away:
             continue  # it cannot run here (a GPU's package on a CPU): said, not vouched for
         fmt = registry.get(name)
+        if on_artifact is not None:
+            on_artifact(name, directory / record.files[0])
         try:
             results[name] = gate(
                 fmt, directory, manifest.output_names, record.parity.atol, record.parity.rtol
@@ -679,10 +686,13 @@ def check_export(directory: str | Path) -> dict[str, ParityResult]:
     return results
 
 
-def check_accuracy(directory: str | Path) -> dict[str, AccuracyResult]:
+def check_accuracy(
+    directory: str | Path, on_artifact: Callable[[str, Path], None] | None = None
+) -> dict[str, AccuracyResult]:
     """Re-run the accuracy gate of every artifact that had one, on the data saved with the
     export (no model, no dataset), against the eager figures recorded then. The files are
-    verified against the manifest first, as :func:`check_export` does."""
+    verified against the manifest first, as :func:`check_export` does; ``on_artifact`` as
+    there."""
     directory = Path(directory)
     manifest = read_manifest(directory)
     away = unchecked_here(manifest)
@@ -706,6 +716,8 @@ def check_accuracy(directory: str | Path) -> dict[str, AccuracyResult]:
     results = {}
     for name, record in gated.items():
         assert record.accuracy is not None
+        if on_artifact is not None:
+            on_artifact(name, directory / record.files[0])
         results[name] = measure_artifact(
             name, directory, manifest.model, manifest.output_names,
             postprocess=manifest.postprocess, max_drop=record.accuracy.max_drop,

@@ -34,6 +34,7 @@ __all__ = [
     "Option",
     "TrainConfig",
     "accepts",
+    "check_checkpoint_config",
     "config_schema",
     "load_config_file",
     "options",
@@ -443,6 +444,31 @@ def validate_config(data: dict[str, Any], source: str = "") -> dict[str, Any]:
     clean = _migrated(data, source)
     validate_options(clean, source)
     return clean
+
+
+def check_checkpoint_config(path: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """The configuration a checkpoint records (``meta`` of checkpoint ``path``), by the
+    declared schema, and its epoch within the epochs it plans (``epoch`` counts the epochs
+    done, and every save is of an epoch the run trains): the migrated configuration, or
+    :class:`~zoo.checkpoint.CheckpointError` in one line naming the file."""
+    from zoo.checkpoint import CheckpointError  # here: this module imports no torch
+
+    where = Path(path) / "meta.json"
+    try:
+        config = validate_config(meta["config"])
+    except (UsageError, InvalidArgumentsError) as exc:
+        raise CheckpointError(
+            f"checkpoint {where} is malformed: config: {exc} (zoo writes this file; was it edited?)"
+        ) from None
+    planned = config.get("epochs", TrainConfig.__dataclass_fields__["epochs"].default)
+    progress = meta.get("progress", {})
+    for what, done in (("", meta.get("epoch")), ("progress ", progress.get("epoch"))):
+        if isinstance(done, int) and done > planned:
+            raise CheckpointError(
+                f"checkpoint {where}: {what}'epoch' is {done}, beyond the {planned} epochs its "
+                "config plans (zoo writes this file; was it edited?)"
+            )
+    return config
 
 
 def accepts(declared: Option, value: Any) -> bool:

@@ -49,7 +49,7 @@ from zoo.registry import ModelSpec
 from zoo.spec_check import check_outputs
 from zoo.tasks import Task, TaskRun
 from zoo.train.batches import Batches
-from zoo.train.config import TrainConfig
+from zoo.train.config import TrainConfig, check_checkpoint_config
 from zoo.train.distributed import Distributed, PeerFailed, peer_failure
 from zoo.train.loggers import TensorBoardLogger, progress
 from zoo.train.optim import Warmup, build_optimizer, build_scheduler, extend_schedule
@@ -217,7 +217,7 @@ class Trainer:
             )
         if self.resume_from is not None:
             self.checkpoint = load_checkpoint(self.resume_from)
-            stored = self.checkpoint.meta["config"]
+            stored = check_checkpoint_config(self.checkpoint.path, self.checkpoint.meta)
             overrides = {k: getattr(self.config, k) for k in RESUMABLE_OVERRIDES}
             overrides |= given_speed_options(self.config)
             self.config = TrainConfig.from_dict({**stored, **overrides})
