@@ -17,7 +17,8 @@ import zoo
 from tests.helpers import spec_params
 from zoo._pluginmanager import get_plugins
 from zoo.capabilities import RECORD, CapabilityOutcome
-from zoo.cli import _YES_NO, cli
+from zoo.cli import cli
+from zoo.cli.listing import _YES_NO
 from zoo.export import matrix
 from zoo.formats import ExportRequest, Format
 from zoo.plugins.onnx import OnnxFormat

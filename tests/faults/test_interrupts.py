@@ -11,7 +11,7 @@ import pytest
 from tests.faults.conftest import TRAIN, leftovers, run
 from tests.helpers import assert_identical, weights
 from zoo.checkpoint import SIGNAL_ENV, load_checkpoint
-from zoo.cli import _ImportSafeInterrupt
+from zoo.cli.interrupts import ImportSafeInterrupt
 
 #: A schedule that does not depend on --epochs, so a resumed run equals a straight one.
 STEADY = [*TRAIN, "--scheduler", "step", "--step-size", "1"]
@@ -70,7 +70,7 @@ def test_a_ctrl_c_held_through_an_import_is_raised_as_the_outermost_import_retur
 ) -> None:
     # The handler's timer alone was a race (a run directory made before its next look), so
     # it is switched off here: the import statement itself must deliver the Ctrl-C.
-    interrupt = _ImportSafeInterrupt()
+    interrupt = ImportSafeInterrupt()
     interrupt._timer_armed = True
     monkeypatch.setattr(sys, "_held_ctrl_c", interrupt, raising=False)
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -1,0 +1,47 @@
+"""What the commands print: one-line messages, plain tables, JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import click
+
+__all__ = ["echo_json", "echo_listing", "single_line", "table"]
+
+_LINE_BREAKS = str.maketrans(
+    {c: c.encode("unicode_escape").decode() for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+)
+
+
+def single_line(message: str) -> str:
+    """An error stays on one line, whatever it quotes (a value typed with a newline, or with
+    any other character that ends a line: a record separator, a Unicode line separator)."""
+    return message.translate(_LINE_BREAKS)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+        for line in [headers, *rows]
+    ]
+    return "\n".join(lines)
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+def echo_listing(
+    entries: list[dict[str, Any]],
+    as_json: bool,
+    columns: dict[str, Callable[[dict[str, Any]], str]],
+) -> None:
+    """``--json``: the entries; otherwise a table of ``columns`` (heading -> an entry's cell)."""
+    if as_json:
+        echo_json(entries)
+        return
+    rows = [[cell(entry) for cell in columns.values()] for entry in entries]
+    click.echo(table(list(columns), rows))
