@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import click
 
@@ -262,12 +264,28 @@ def plugins_cmd(as_json: bool, isolated: bool, timeout: float) -> None:
 _PLUGIN_TROUBLE = {"empty": "registers nothing", "crashed": "killed the interpreter"}
 
 
-@cli.command("formats")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def formats_cmd(as_json: bool) -> None:
-    """List the export formats `zoo export --format` accepts, from every plugin."""
+@dataclass(frozen=True)
+class Listing:
+    """A command that lists what plugins registered of one kind: ``--json`` prints the
+    entries, otherwise a table of ``columns`` (heading -> an entry's cell)."""
+
+    command: str
+    help: str
+    entries: Callable[[], list[dict[str, Any]]]
+    columns: dict[str, Callable[[dict[str, Any]], str]]
+
+    def add_to(self, group: click.Group) -> None:
+        def command(as_json: bool) -> None:
+            echo_listing(self.entries(), as_json, self.columns)
+
+        command.__doc__ = self.help
+        option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+        group.command(self.command)(option(command))
+
+
+def _formats() -> list[dict[str, Any]]:
     registry = get_plugins().formats
-    entries = [
+    return [
         {
             "name": f.name,
             "files": list(f.files),
@@ -282,28 +300,11 @@ def formats_cmd(as_json: bool) -> None:
         }
         for f in registry
     ]
-    echo_listing(
-        entries,
-        as_json,
-        {
-            "FORMAT": lambda e: e["name"],
-            "DEFAULT": lambda e: "yes" if e["default"] else "-",
-            "PRECISION": lambda e: e["precision"],
-            "FILES": lambda e: ", ".join(e["files"]),
-            "PLUGIN": lambda e: e["plugin"],
-            "DESCRIPTION": lambda e: (
-                f"UNAVAILABLE: {e['unavailable']}" if e["unavailable"] else e["description"]
-            ),
-        },
-    )
 
 
-@cli.command("runtimes")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def runtimes_cmd(as_json: bool) -> None:
-    """List the runtimes `zoo bench --runtime` accepts, from every plugin."""
+def _runtimes() -> list[dict[str, Any]]:
     registry = get_plugins().runtimes
-    entries = [
+    return [
         {
             "name": r.name,
             "format": r.format,
@@ -315,25 +316,11 @@ def runtimes_cmd(as_json: bool) -> None:
         }
         for r in registry
     ]
-    echo_listing(
-        entries,
-        as_json,
-        {
-            "RUNTIME": lambda e: e["name"],
-            "FORMAT": lambda e: e["format"] or "-",
-            "DEVICES": lambda e: ",".join(e["devices"]),
-            "PLUGIN": lambda e: e["plugin"],
-            "DESCRIPTION": lambda e: e["description"],
-        },
-    )
 
 
-@cli.command("tasks")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def tasks_cmd(as_json: bool) -> None:
-    """List the training tasks models can name, from every plugin, with their options."""
+def _tasks() -> list[dict[str, Any]]:
     registry = get_plugins().tasks
-    entries = [
+    return [
         {
             "name": t.name,
             "metrics": dict(t.metrics),
@@ -344,40 +331,75 @@ def tasks_cmd(as_json: bool) -> None:
         }
         for t in registry
     ]
-    echo_listing(
-        entries,
-        as_json,
-        {
-            "TASK": lambda e: e["name"],
-            "MONITOR": lambda e: f"val_{e['monitor']}",
-            "OPTIONS": lambda e: ", ".join(f"{k}={v!r}" for k, v in e["options"].items()) or "-",
-            "PLUGIN": lambda e: e["plugin"],
-            "DESCRIPTION": lambda e: e["description"],
-        },
-    )
 
 
-@cli.command("datasets")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def datasets_cmd(as_json: bool) -> None:
-    """List the datasets `zoo train --data` accepts, from every plugin."""
+def _datasets() -> list[dict[str, Any]]:
     from zoo.data import default_dataset_registry  # here: the loaders import torch
 
-    entries = [
-        {
-            "name": e.display_name,
-            "kind": e.kind,
-            "plugin": e.plugin,
-            "description": e.description,
-        }
+    return [
+        {"name": e.display_name, "kind": e.kind, "plugin": e.plugin, "description": e.description}
         for e in default_dataset_registry()
     ]
-    echo_listing(
-        entries,
-        as_json,
+
+
+def _name(entry: dict[str, Any]) -> str:
+    return str(entry["name"])
+
+
+def _plugin(entry: dict[str, Any]) -> str:
+    return str(entry["plugin"])
+
+
+def _description(entry: dict[str, Any]) -> str:
+    return str(entry["description"])
+
+
+LISTINGS = (
+    Listing(
+        "formats",
+        "List the export formats `zoo export --format` accepts, from every plugin.",
+        _formats,
         {
-            "DATASET": lambda e: e["name"],
-            "PLUGIN": lambda e: e["plugin"],
-            "DESCRIPTION": lambda e: e["description"],
+            "FORMAT": _name,
+            "DEFAULT": lambda e: "yes" if e["default"] else "-",
+            "PRECISION": lambda e: e["precision"],
+            "FILES": lambda e: ", ".join(e["files"]),
+            "PLUGIN": _plugin,
+            "DESCRIPTION": lambda e: (
+                f"UNAVAILABLE: {e['unavailable']}" if e["unavailable"] else e["description"]
+            ),
         },
-    )
+    ),
+    Listing(
+        "runtimes",
+        "List the runtimes `zoo bench --runtime` accepts, from every plugin.",
+        _runtimes,
+        {
+            "RUNTIME": _name,
+            "FORMAT": lambda e: e["format"] or "-",
+            "DEVICES": lambda e: ",".join(e["devices"]),
+            "PLUGIN": _plugin,
+            "DESCRIPTION": _description,
+        },
+    ),
+    Listing(
+        "tasks",
+        "List the training tasks models can name, from every plugin, with their options.",
+        _tasks,
+        {
+            "TASK": _name,
+            "MONITOR": lambda e: f"val_{e['monitor']}",
+            "OPTIONS": lambda e: ", ".join(f"{k}={v!r}" for k, v in e["options"].items()) or "-",
+            "PLUGIN": _plugin,
+            "DESCRIPTION": _description,
+        },
+    ),
+    Listing(
+        "datasets",
+        "List the datasets `zoo train --data` accepts, from every plugin.",
+        _datasets,
+        {"DATASET": _name, "PLUGIN": _plugin, "DESCRIPTION": _description},
+    ),
+)
+for _listing in LISTINGS:
+    _listing.add_to(cli)
