@@ -18,10 +18,8 @@ Importing this module does not import torch.
 
 from __future__ import annotations
 
-import contextlib
-import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -46,11 +44,7 @@ __all__ = [
     "FormatRegistry",
     "Runner",
     "check_precisions",
-    "dynamic_shapes",
-    "fresh_rnn_kernels",
-    "quiet_rnn_tracing",
     "refused_operator",
-    "torch_runner",
 ]
 
 #: The precisions an artifact may have, full first.
@@ -220,6 +214,14 @@ class Format(ABC):
         """Load the artifact from ``directory`` as a deployment would (``variant``: one of
         :attr:`variants`, or "" for the artifact as written)."""
 
+    def check_artifact(self, directory: Path) -> None:
+        """Raise ValueError, naming what is wrong, if the artifact in ``directory`` would make
+        its runtime read a file or run an operator zoo refuses; cheap (no session, no load):
+        ``zoo bench --artifacts`` asks it before anything is timed, so that a refusal is one
+        line and not a failed row. zoo's ONNX formats check external data and operator
+        domains here; the default checks nothing (:meth:`load` still checks)."""
+        return None
+
     def check_program(self, directory: Path) -> str | None:
         """Raise ValueError naming the first operator of the artifact in ``directory`` that
         zoo's rule refuses (:func:`refused_operator`, :data:`ONNX_DOMAINS`, and this format's
@@ -280,67 +282,3 @@ class FormatRegistry(Registry[Format]):
     def owner_of(self, file: str) -> Format | None:
         """The format that declares ``file``, if any."""
         return next((f for f in self if file in f.files), None)
-
-
-@contextlib.contextmanager
-def quiet_rnn_tracing() -> Iterator[None]:
-    """Silence one tracing warning: "The tensor attributes ..._flat_weights were assigned".
-
-    nn.LSTM/GRU re-assign their flat weight list while torch.export traces them; the
-    exported graphs are checked against eager by the parity gate, so the note is noise.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=r"The tensor attributes .*_flat_weights", category=UserWarning
-        )
-        yield
-
-
-@contextlib.contextmanager
-def fresh_rnn_kernels() -> Iterator[None]:
-    """Clear the dispatch caches of ``aten.lstm``/``aten.gru`` on entry and exit.
-
-    To keep the time axis dynamic, torch.export and the ONNX exporter trace LSTM/GRU as a
-    ``while_loop`` by swapping the ops' Python kernels, without clearing their dispatch
-    caches: after one export, a stale cached kernel unrolls the loop of the next one, which
-    then fixes the sequence length of its example (measured: the second ONNX export of the
-    LSTM in a process took only 16 tokens). Every export that may trace an RNN runs in this.
-    """
-    import torch  # here: importing this module must not import torch
-
-    ops = (torch.ops.aten.lstm.input, torch.ops.aten.gru.input)
-    _clear_dispatch_caches(ops)
-    try:
-        yield
-    finally:
-        _clear_dispatch_caches(ops)
-
-
-def _clear_dispatch_caches(ops: tuple[Any, ...]) -> None:
-    for op in ops:
-        cache = getattr(op, "_dispatch_cache", None)
-        if cache is not None:
-            cache.clear()
-
-
-def dynamic_shapes(spec: InputSpec, *, dynamic: bool = True) -> tuple[dict[int, Any]] | None:
-    """``({axis: Dim(name)},)`` for the single input described by ``spec`` (None if static):
-    the ``dynamic_shapes`` of ``torch.export.export`` and ``torch.onnx.export``."""
-    if not dynamic or not spec.dynamic_axes:
-        return None
-    from torch.export import Dim  # here: importing this module must not import torch
-
-    return ({axis: Dim(name, min=1, max=1 << 16) for axis, name in spec.dynamic_axes.items()},)
-
-
-def torch_runner(module: Callable[..., Any]) -> Runner:
-    """A :data:`Runner` for a module that runs in PyTorch (TorchScript, ``.pt2``...)."""
-    import torch  # here: importing this module must not import torch
-
-    def run(x: Tensor) -> tuple[np.ndarray, ...]:
-        with torch.no_grad():
-            out = module(x)
-        outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
-        return tuple(o.detach().cpu().numpy() for o in outs)
-
-    return run

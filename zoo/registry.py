@@ -42,6 +42,7 @@ __all__ = [
     "Registry",
     "check_name",
     "check_options",
+    "freeze_first",
     "options_of",
     "suggest",
 ]
@@ -468,3 +469,16 @@ class ModelRegistry(Registry[ModelSpec]):
 
     def __iter__(self) -> Iterator[ModelSpec]:
         return iter(sorted(self._objects.values(), key=lambda s: s.name))
+
+
+def freeze_first(model: nn.Module, n: int) -> nn.Module:
+    """Stop gradients for the first ``n`` parameter tensors of ``model`` (a backbone, for
+    fine-tuning a new head): ``zoo train --freeze N``, and builders with a ``freeze`` option."""
+    params = list(model.parameters())
+    if not 0 <= n <= len(params):
+        raise InvalidArgumentsError(
+            f"freeze={n} is out of range: this model has {len(params)} parameter tensors"
+        )
+    for p in params[:n]:
+        p.requires_grad_(False)
+    return model

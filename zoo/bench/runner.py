@@ -57,7 +57,6 @@ from zoo.export.manifest import (
     verify_files,
 )
 from zoo.formats import check_precisions
-from zoo.plugins.onnx import check_onnx
 from zoo.runtimes import Source, cuda_present
 
 __all__ = [
@@ -249,14 +248,13 @@ def _export_dir(model: str, settings: BenchSettings, formats: tuple[str, ...]) -
                 verify_export(directory, manifest)
                 check_weights(directory, manifest)  # eager and compile rebuild the model from them
                 registry = get_plugins().formats
-                for fmt, onnx in manifest.artifacts().items():
-                    if not onnx.endswith(".onnx"):  # model.onnx, model.int8.onnx, a plugin's
+                for fmt, artifact in manifest.artifacts().items():
+                    if fmt not in registry:
                         continue
-                    declared = registry.get(fmt).operator_namespaces if fmt in registry else ()
                     try:  # here, not in the worker: its load is timed
-                        check_onnx(directory / onnx, declared)
+                        registry.get(fmt).check_artifact(directory)
                     except ValueError as exc:
-                        raise ArtifactError(f"{directory / onnx}: {one_line(exc)}") from None
+                        raise ArtifactError(f"{directory / artifact}: {one_line(exc)}") from None
                     except Exception:  # a file that does not parse: its rows say so
                         pass
                 return directory

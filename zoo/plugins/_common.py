@@ -1,5 +1,5 @@
-"""Helpers shared by the built-in model plugins: output specs, option checks, freezing,
-pretrained weights."""
+"""Helpers shared by the built-in model plugins: output specs, option checks, pretrained
+weights."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from zoo.registry import OutputSpec
 
 __all__ = [
     "check_positive",
-    "freeze_first",
     "load_state_dict_file",
     "load_torchvision_weights",
     "logits",
@@ -33,18 +32,6 @@ def check_positive(**values: int) -> None:
     for key, value in values.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise InvalidArgumentsError(f"{key} must be a positive integer, got {value!r}")
-
-
-def freeze_first(model: nn.Module, n: int) -> nn.Module:
-    """Stop gradients for the first ``n`` parameter tensors (002 section 48)."""
-    params = list(model.parameters())
-    if not 0 <= n <= len(params):
-        raise InvalidArgumentsError(
-            f"freeze={n} is out of range: this model has {len(params)} parameter tensors"
-        )
-    for p in params[:n]:
-        p.requires_grad_(False)
-    return model
 
 
 def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

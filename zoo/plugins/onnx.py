@@ -24,11 +24,9 @@ from zoo.formats import (
     ExportRequest,
     Format,
     Runner,
-    dynamic_shapes,
-    fresh_rnn_kernels,
-    quiet_rnn_tracing,
 )
 from zoo.hookspecs import FormatRegistrar, RuntimeRegistrar, hookimpl
+from zoo.plugins._tracing import dynamic_shapes, fresh_rnn_kernels, quiet_rnn_tracing
 from zoo.registry import InputSpec
 from zoo.runtimes import Runtime, Session, Source
 
@@ -234,6 +232,9 @@ class OnnxFormat(Format):
         )
         onnx.checker.check_model(str(path), full_check=True)
         return {"opset": opset, "external_data": external}
+
+    def check_artifact(self, directory: Path) -> None:
+        check_onnx(directory / self.files[0], self.operator_namespaces)
 
     def check_program(self, directory: Path) -> str | None:
         check_onnx(directory / self.files[0], self.operator_namespaces)

@@ -36,13 +36,10 @@ from zoo.formats import (
     ExportRequest,
     Format,
     Runner,
-    dynamic_shapes,
-    fresh_rnn_kernels,
-    quiet_rnn_tracing,
     refused_operator,
-    torch_runner,
 )
 from zoo.hookspecs import FormatRegistrar, RuntimeRegistrar, hookimpl
+from zoo.plugins._tracing import dynamic_shapes, fresh_rnn_kernels, quiet_rnn_tracing, torch_runner
 from zoo.registry import InputSpec
 from zoo.runtimes import (
     Runtime,

@@ -12,13 +12,8 @@ from torch import Tensor, nn
 
 from zoo.capabilities import recorded
 from zoo.hookspecs import ModelRegistrar, hookimpl
-from zoo.plugins._common import (
-    check_positive,
-    freeze_first,
-    load_torchvision_weights,
-    logits,
-)
-from zoo.registry import InputSpec, ModelSpec
+from zoo.plugins._common import check_positive, load_torchvision_weights, logits
+from zoo.registry import InputSpec, ModelSpec, freeze_first
 from zoo.transforms import IMAGENET, MNIST
 
 

@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 from zoo._io import check_inflation
-from zoo.formats import ExportRequest, Format, Runner, refused_operator, torch_runner
+from zoo.formats import ExportRequest, Format, Runner, refused_operator
 from zoo.hookspecs import FormatRegistrar, RuntimeRegistrar, hookimpl
+from zoo.plugins._tracing import torch_runner
 from zoo.runtimes import Runtime, Session, Source, torch_session
 
 __all__ = [

@@ -10,13 +10,8 @@ from torch import nn
 from zoo.capabilities import recorded
 from zoo.errors import InvalidArgumentsError
 from zoo.hookspecs import ModelRegistrar, hookimpl
-from zoo.plugins._common import (
-    check_positive,
-    freeze_first,
-    load_torchvision_weights,
-    logits,
-)
-from zoo.registry import InputSpec, ModelSpec
+from zoo.plugins._common import check_positive, load_torchvision_weights, logits
+from zoo.registry import InputSpec, ModelSpec, freeze_first
 from zoo.transforms import IMAGENET
 
 ARCHS = ("vgg11", "vgg13", "vgg16", "vgg19")

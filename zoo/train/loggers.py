@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,6 @@ from typing import Any
 import torch
 from torch import nn
 from tqdm import tqdm
-
-from zoo.plugins.torchscript import quiet_deprecation
 
 __all__ = ["TensorBoardLogger", "progress"]
 
@@ -69,9 +68,13 @@ class TensorBoardLogger:
 
     def graph(self, model: nn.Module, example: torch.Tensor) -> str | None:
         """Add the model graph; returns why not where it does not trace."""
-        # add_graph traces with torch.jit: TorchScript's own module silences that warning.
+        # add_graph traces with torch.jit.trace: its deprecation warning is TensorBoard's
+        # business here, and is silenced for that call alone.
         try:
-            with quiet_deprecation(), _uncompiled(model):
+            with warnings.catch_warnings(), _uncompiled(model):
+                warnings.filterwarnings(
+                    "ignore", message=r"`torch\.jit\.trace` is deprecated", category=FutureWarning
+                )
                 self.writer.add_graph(model, example)
         except Exception as exc:
             return f"{type(exc).__name__}: {exc}"

@@ -44,8 +44,7 @@ from zoo.checkpoint import (
 from zoo.data import load_dataset
 from zoo.datasets import DatasetInfo, DataSplits
 from zoo.errors import NoSpaceError, UnknownTaskError, UsageError, ZooError
-from zoo.plugins._common import freeze_first
-from zoo.registry import ModelSpec
+from zoo.registry import ModelSpec, freeze_first
 from zoo.spec_check import check_outputs
 from zoo.tasks import Task, TaskRun
 from zoo.train.batches import Batches
