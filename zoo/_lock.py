@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from zoo.errors import UsageError
+
 __all__ = ["DirectoryLock", "DirectoryLocked", "lock_directory"]
 
 #: How long a refused process waits for the owner to write its pid (it writes it right after
@@ -25,8 +27,9 @@ __all__ = ["DirectoryLock", "DirectoryLocked", "lock_directory"]
 _HOLDER_WAIT_S = 1.0
 
 
-class DirectoryLocked(Exception):
-    """Another process holds the lock; the message is the one line to show."""
+class DirectoryLocked(UsageError):
+    """Another process holds the lock; the message is the one line to show (a usage error:
+    exit 2, nothing was changed)."""
 
     def __init__(self, directory: Path, holder: str) -> None:
         self.directory = directory

@@ -11,6 +11,13 @@ import click
 from zoo.cli.app import cli
 from zoo.cli.output import table
 from zoo.cli.params import NON_NEGATIVE, Checked, csv_values, parse_args
+from zoo.export.defaults import (
+    DEFAULT_ATOL,
+    DEFAULT_CALIBRATION_SAMPLES,
+    DEFAULT_EVAL_SAMPLES,
+    DEFAULT_MAX_DROP,
+    DEFAULT_RTOL,
+)
 from zoo.train.config import Option
 
 if TYPE_CHECKING:
@@ -48,14 +55,14 @@ if TYPE_CHECKING:
 @click.option(
     "--atol",
     type=NON_NEGATIVE,
-    default=1e-4,
+    default=DEFAULT_ATOL,
     show_default=True,
     help="Parity: absolute tolerance.",
 )
 @click.option(
     "--rtol",
     type=NON_NEGATIVE,
-    default=1e-3,
+    default=DEFAULT_RTOL,
     show_default=True,
     help="Parity: relative tolerance.",
 )
@@ -97,7 +104,7 @@ if TYPE_CHECKING:
 @click.option(
     "--max-drop",
     type=float,
-    default=0.5,
+    default=DEFAULT_MAX_DROP,
     show_default=True,
     help="Reduced precision: the most accuracy points it may lose against eager fp32 (for "
     "a lower-is-better metric, percent of eager's value).",
@@ -111,14 +118,14 @@ if TYPE_CHECKING:
 @click.option(
     "--calibration-samples",
     type=int,
-    default=256,
+    default=DEFAULT_CALIBRATION_SAMPLES,
     show_default=True,
     help="int8: how many training samples calibrate the activation ranges.",
 )
 @click.option(
     "--eval-samples",
     type=int,
-    default=2000,
+    default=DEFAULT_EVAL_SAMPLES,
     show_default=True,
     help="The most held-out samples the accuracy gate runs (a seeded subset beyond).",
 )

@@ -27,6 +27,7 @@ from zoo.data import load_dataset
 from zoo.datasets import DatasetEntry, DataSplits
 from zoo.errors import UsageError, ZooError, one_line
 from zoo.export.bundle import run_eager
+from zoo.export.defaults import DEFAULT_ATOL, DEFAULT_RTOL
 from zoo.export.exporter import check_accuracy, check_export, export_model
 from zoo.export.manifest import read_manifest
 from zoo.export.matrix import outcomes_of
@@ -55,7 +56,6 @@ SCHEMA: Final = "zoo-conformance/1"
 #: Built-in models that formats, runtimes, tasks and datasets are checked against: an image
 #: classifier (exported as a bundle with preprocessing) and a recurrent one (dynamic length).
 REFERENCE_MODELS: Final = ("lenet", "lstm")
-_ATOL, _RTOL = 1e-4, 1e-3
 
 
 class Skipped(Exception):
@@ -738,7 +738,7 @@ def _runtime_matches(name: str, model: str, root: Path) -> str:
                 g = g.detach().cpu().numpy() if isinstance(g, torch.Tensor) else np.asarray(g)
                 if g.shape != w.shape:
                     raise ZooError(f"batch {batch}: output shape {g.shape}, eager {w.shape}")
-                if not np.allclose(g, w, atol=_ATOL, rtol=_RTOL):
+                if not np.allclose(g, w, atol=DEFAULT_ATOL, rtol=DEFAULT_RTOL):
                     diff = float(np.abs(g.astype(np.float64) - w).max())
                     raise ZooError(f"batch {batch}: differs from eager by {diff:.3g}")
     finally:

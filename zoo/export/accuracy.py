@@ -39,7 +39,13 @@ from zoo._io import atomic_path
 from zoo.data import load_dataset
 from zoo.datasets import DataSplits
 from zoo.errors import DataError, DataMismatchError, UsageError, one_line
-from zoo.export.gates import DEFAULT_ATOL, DEFAULT_RTOL
+from zoo.export.defaults import (
+    DEFAULT_ATOL,
+    DEFAULT_CALIBRATION_SAMPLES,
+    DEFAULT_EVAL_SAMPLES,
+    DEFAULT_MAX_DROP,
+    DEFAULT_RTOL,
+)
 from zoo.registry import InputSpec, ModelSpec
 from zoo.tasks import Task
 
@@ -62,13 +68,8 @@ __all__ = [
 ]
 
 EVAL_FILE: Final = "eval.safetensors"
-#: Accuracy points (or percent of eager's value, for a lower-is-better metric).
-DEFAULT_MAX_DROP: Final = 0.5
-DEFAULT_CALIBRATION_SAMPLES: Final = 256
 #: Fewer than this and the activation ranges are a guess: refused.
 MIN_CALIBRATION_SAMPLES: Final = 16
-#: The held-out samples the gate runs (a seeded subset of larger test splits).
-DEFAULT_EVAL_SAMPLES: Final = 2000
 #: Samples per call of an artifact.
 BATCH: Final = 64
 

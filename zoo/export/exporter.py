@@ -265,11 +265,7 @@ def export_model(
             "it points to, or another --out (nothing was changed)"
         )
     _check_writable(out)
-    try:
-        lock = lock_directory(out, beside=True)
-    except DirectoryLocked as exc:
-        raise UsageError(str(exc)) from None
-    with lock:
+    with lock_directory(out, beside=True):
         _recover(out)
         if (out / MANIFEST).is_file() and not overwrite:
             raise UsageError(

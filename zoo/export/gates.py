@@ -26,6 +26,7 @@ from zoo import _json as js
 from zoo._io import atomic_path
 from zoo._pluginmanager import get_plugins
 from zoo._process import ChildFailed, run_json_child
+from zoo.export.defaults import DEFAULT_ATOL, DEFAULT_RTOL
 from zoo.formats import Format, Runner
 from zoo.registry import InputSpec
 
@@ -44,9 +45,6 @@ __all__ = [
     "save_fixture",
 ]
 
-#: Defaults of the gate; float32 graphs that fuse or reorder ops differ by ~1e-6 here.
-DEFAULT_ATOL = 1e-4
-DEFAULT_RTOL = 1e-3
 #: The inputs and eager outputs of the gate, saved in every export directory.
 PARITY_FILE = "parity.safetensors"
 

@@ -29,7 +29,7 @@ from torch import nn
 from torch.utils.data import Subset
 
 from zoo._io import atomic_write_json, is_no_space, no_space_message
-from zoo._lock import DirectoryLock, DirectoryLocked, lock_directory
+from zoo._lock import DirectoryLock, lock_directory
 from zoo._pluginmanager import get_plugins
 from zoo._version import __version__
 from zoo.checkpoint import (
@@ -180,8 +180,6 @@ class Trainer:
             self.run_dir = self._run_dir()
             try:  # creating the lock file also proves the directory writable
                 self.lock = lock_directory(self.run_dir)
-            except DirectoryLocked as exc:
-                raise UsageError(str(exc)) from None
             except OSError as exc:
                 raise self._unwritable(self.run_dir, exc) from None
             try:
