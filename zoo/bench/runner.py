@@ -46,12 +46,11 @@ from zoo.bench.scenarios import ServerPolicy
 from zoo.bench.timing import TimingPolicy, harness_overhead_ns
 from zoo.bench.worker import CeilingJob, CeilingResult, Job, JobResult
 from zoo.card import model_card
-from zoo.errors import UsageError
+from zoo.errors import UsageError, one_line
 from zoo.export.exporter import check_weights, export_model
 from zoo.export.manifest import (
     ArtifactError,
     Manifest,
-    one_line,
     read_manifest,
     verify_export,
     verify_files,

@@ -201,7 +201,7 @@ def main() -> None:
     try:
         output = run_train_job(TrainJob.from_json(json.loads(sys.stdin.read())))
     except Exception as exc:  # reported as a failed variant, not a crash of zoo bench-train
-        from zoo.export.manifest import one_line
+        from zoo.errors import one_line
 
         output = TrainJobResult.failure(one_line(exc))
     sys.stdout.write(json.dumps(output.to_json()) + "\n")

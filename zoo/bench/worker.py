@@ -343,7 +343,8 @@ def _run_job(job: Job) -> JobResult:
 
 def _load_failure(job: Job, runtime: Any, source: Source, exc: Exception) -> JobResult:
     """The failed row of a runtime whose ``load`` raised, naming the file it read."""
-    from zoo.export.manifest import WEIGHTS, one_line
+    from zoo.errors import one_line
+    from zoo.export.manifest import WEIGHTS
 
     read = source.artifact(runtime.format) if runtime.format else source.directory / WEIGHTS
     return JobResult.failure(f"{read}: does not load in {job.runtime}: {one_line(exc)}")
@@ -552,7 +553,7 @@ def main() -> None:
         else:
             output = run_job(Job.from_json(data))
     except Exception as exc:  # reported as a failed row, not a crash of zoo bench
-        from zoo.export.manifest import one_line  # here: the worker's imports are timed
+        from zoo.errors import one_line  # here: the worker's imports are timed
 
         output = JobResult.failure(one_line(exc))
     sys.stdout.write(json.dumps(output.to_json()) + "\n")

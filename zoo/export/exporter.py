@@ -37,7 +37,7 @@ from zoo._lock import DirectoryLocked, lock_directory
 from zoo._pluginmanager import get_plugins
 from zoo._version import __version__
 from zoo.checkpoint import load_checkpoint
-from zoo.errors import NoSpaceError, UsageError, ZooError
+from zoo.errors import NoSpaceError, UsageError, ZooError, one_line
 from zoo.export.accuracy import (
     DEFAULT_CALIBRATION_SAMPLES,
     DEFAULT_EVAL_SAMPLES,
@@ -74,7 +74,6 @@ from zoo.export.manifest import (
     FormatRecord,
     Manifest,
     TensorRecord,
-    one_line,
     read_manifest,
     verify_export,
 )

@@ -23,7 +23,7 @@ from typing import Any, Final
 from zoo import _json as js
 from zoo._io import atomic_write_json, is_plain_name
 from zoo._pluginmanager import get_plugins
-from zoo.errors import ZooError, one_line
+from zoo.errors import ZooError
 from zoo.export.accuracy import AccuracyResult
 from zoo.export.gates import ParityResult
 from zoo.formats import PRECISIONS
@@ -41,7 +41,6 @@ __all__ = [
     "Manifest",
     "TensorRecord",
     "manifest_schema",
-    "one_line",
     "read_manifest",
     "sha256",
     "verify_export",
