@@ -195,7 +195,7 @@ class ModelSpec:
     #: Number of classes for classifiers with default arguments; ``None`` otherwise.
     num_classes: int | None = None
     tags: tuple[str, ...] = ()
-    #: Where the architecture comes from (paper, notes section, URL).
+    #: Where the architecture comes from, as a reader can follow it (a paper, a tutorial, a URL).
     source: str = ""
     #: Builds the default preprocessing module (filled in by the export work; may be None).
     transform: Callable[[], nn.Module] | None = None

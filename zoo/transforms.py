@@ -1,9 +1,8 @@
 """Preprocessing as scriptable, exportable ``nn.Module``s, and the normalisation constants.
 
-The notes' rule (000 section 5): ``nn.Sequential`` instead of ``Compose``, tensors instead of
-PIL, no lambdas, so the pipeline scripts with TorchScript, exports with torch.export and ONNX,
-and runs inside a deployed artifact. Normalisations are per-channel ``(mean, std)`` applied
-to pixels scaled to [0, 1].
+``nn.Sequential`` instead of ``Compose``, tensors instead of PIL, no lambdas, so the pipeline
+scripts with TorchScript, exports with torch.export and ONNX, and runs inside a deployed
+artifact. Normalisations are per-channel ``(mean, std)`` applied to pixels scaled to [0, 1].
 """
 
 # No `from __future__ import annotations`: TorchScript must see real annotations.
@@ -33,9 +32,9 @@ __all__ = [
 #: ``(mean per channel, std per channel)``
 Normalization = tuple[tuple[float, ...], tuple[float, ...]]
 
-#: MNIST digits (notes 001/002): one channel.
+#: MNIST digits: one channel (the mean and std of MNIST's training set).
 MNIST: Normalization = ((0.1307,), (0.3081,))
-#: ``Normalize(0.5, 0.5)`` of the CIFAR-10 tutorial (003): maps [0, 1] to [-1, 1].
+#: ``Normalize(0.5, 0.5)`` of PyTorch's CIFAR-10 tutorial: maps [0, 1] to [-1, 1].
 CIFAR: Normalization = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 #: torchvision's ImageNet statistics, for the pretrained backbones.
 IMAGENET: Normalization = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))

@@ -12,7 +12,8 @@ AOTInductor, torch.compile, and any plugin's) on CPU and GPU.
 - ``results.py``: rows and the JSON document (schema ``zoo-bench/2``, ``schema.json``).
 - ``report.py``: terminal table, plot, ``--compare`` regressions.
 - ``training.py`` and ``train_worker.py``: ``zoo bench-train``, training throughput of the
-  notes' hand loop, the trainer and its speed options, each variant in its own process.
+  hand-written loop of PyTorch's tutorials, the trainer and its speed options, each variant in
+  its own process.
 
 Nothing here is imported by ``import zoo``.
 """

@@ -7,10 +7,10 @@ parent sets the thread count in the environment before this process imports torc
 ``zoo bench``'s workers (``zoo.bench.worker``); torch is imported inside the functions that
 run here, so the parent imports this module for the records alone.
 
-A variant is either the notes' hand-written loop (a DataLoader over the training split,
-``zero_grad``, forward, ``CrossEntropyLoss``, ``backward``, ``step``: Adam at 1e-3, as the
-trainer's defaults) or zoo's :class:`~zoo.train.Trainer` with its defaults and the variant's
-options. Both train the same model (built as the trainer builds it) on the same split with
+A variant is either a hand-written loop as in PyTorch's tutorials (a DataLoader over the
+training split, ``zero_grad``, forward, ``CrossEntropyLoss``, ``backward``, ``step``: Adam at
+1e-3, as the trainer's defaults) or zoo's :class:`~zoo.train.Trainer` with its defaults and the
+variant's options. Both train the same model (built as the trainer builds it) on the same split with
 the same batch size. The trainer runs with ``augment="none"``, the one default that adds
 work the hand loop does not do (random shifts of every batch); its figure is the throughput
 it reports per epoch (the training batches, not evaluation or checkpoints).
@@ -31,7 +31,7 @@ from zoo import _json as js
 
 __all__ = ["HAND", "TrainJob", "TrainJobResult", "run_train_job"]
 
-#: The variant name of the notes' hand-written loop.
+#: The variant name of the hand-written loop.
 HAND = "hand"
 
 
@@ -116,7 +116,7 @@ class TrainJobResult:
 
 
 def _hand_loop(job: TrainJob) -> TrainJobResult:
-    """The notes' loop: nothing but what training a classifier needs."""
+    """The hand-written loop: nothing but what training a classifier needs."""
     import torch
     from torch import nn
     from torch.utils.data import DataLoader

@@ -1,5 +1,6 @@
-"""``zoo bench-train``: training throughput of the notes' hand-written loop, zoo's trainer with
-its defaults, and the trainer with each speed option, measured in one run.
+"""``zoo bench-train``: training throughput of a hand-written loop (as PyTorch's tutorials
+write it), zoo's trainer with its defaults, and the trainer with each speed option, measured
+in one run.
 
 Every variant of every round runs in a fresh worker process (``zoo.bench.train_worker``) with
 the thread count set before torch starts, the same model, data, batch size and seed; the
@@ -245,7 +246,7 @@ def _validate(settings: TrainBenchSettings) -> tuple[str, list[str]]:
     task = plugins.tasks.create(spec.task, {})
     if not isinstance(task, Classification):
         raise UsageError(
-            f"zoo bench-train compares classifiers with the notes' loop (CrossEntropyLoss); "
+            f"zoo bench-train compares classifiers with a hand-written loop (CrossEntropyLoss); "
             f"model {spec.name!r} has task {spec.task!r}: pick a classifier (`zoo list --task "
             "classification`)"
         )

@@ -370,9 +370,9 @@ def bench_cmd(
 @click.option(
     "--variants",
     default=None,
-    help="Comma-separated: hand (the notes' loop), trainer (zoo's defaults), or speed options "
-    "joined by + from fp32, bf16, fp16, channels-last, compile (default: hand, trainer, bf16, "
-    "channels-last, compile, bf16+channels-last, channels-last+compile).",
+    help="Comma-separated: hand (a tutorial's hand-written loop), trainer (zoo's defaults), "
+    "or speed options joined by + from fp32, bf16, fp16, channels-last, compile (default: "
+    "hand, trainer, bf16, channels-last, compile, bf16+channels-last, channels-last+compile).",
 )
 @click.option(
     "--threads", type=int, default=None, help="Threads for torch (default: physical cores)."
@@ -404,9 +404,9 @@ def bench_train_cmd(
     wait_quiet: float,
     json_path: Path | None,
 ) -> None:
-    """Training throughput (samples/s) of NAME: the notes' hand-written loop, zoo's trainer
-    with its defaults, and the trainer with each speed option (--precision, --channels-last,
-    --compile and combinations), same model, data and batch.
+    """Training throughput (samples/s) of NAME: a hand-written loop as in PyTorch's tutorials,
+    zoo's trainer with its defaults, and the trainer with each speed option (--precision,
+    --channels-last, --compile and combinations), same model, data and batch.
 
     Every variant of every round runs alone in a fresh process; warm-up epochs are not timed.
     The table gives each variant's median over rounds, the spread of the rounds, the ratio to

@@ -1,6 +1,6 @@
 """``names``: surname -> language, from the surname lists that faker ships per locale.
 
-The offline stand-in for the PyTorch names tutorial (the notes' RNN name classifier). Only
+The offline stand-in for the PyTorch names tutorial (its character-level RNN name classifier). Only
 Latin-script locales are used, so the script alone never gives the language away.
 """
 

@@ -1,4 +1,5 @@
-"""BAM, the basic self-attention block of the notes (002 section 49), alone and in a classifier."""
+"""BAM, the Bottleneck Attention Module (Park et al. 2018, arXiv:1807.06514), alone and in a
+classifier."""
 
 import torch
 from torch import Tensor, nn
@@ -96,7 +97,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
             outputs=(OutputSpec("attended", (64, 32, 32)),),
             summary="BAM self-attention block (ds=8): feature map in, same shape out",
             tags=("block", "attention"),
-            source="notes 002 section 49",
+            source="Park et al. 2018, BAM: Bottleneck Attention Module, arXiv:1807.06514",
         )
     )
     registry.register(
@@ -110,6 +111,6 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
             num_classes=10,
             summary="Course ResNet with a BAM block after each stage, 28x28 digits",
             tags=("vision", "small", "mnist", "attention", "residual"),
-            source="notes 002 section 49, 001 'Residual net'",
+            source="BAM (Park et al. 2018, arXiv:1807.06514) in a residual net (He et al. 2015)",
         )
     )

@@ -1,4 +1,5 @@
-"""The course GoogLeNet: two convs, each followed by an Inception module (notes 001)."""
+"""A small GoogLeNet: two convs, each followed by an Inception module (Szegedy et al. 2014,
+arXiv:1409.4842)."""
 
 import torch
 from torch import Tensor, nn
@@ -73,6 +74,6 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
             num_classes=10,
             summary="Course GoogLeNet: two Inception-A modules, 28x28 digits",
             tags=("vision", "small", "mnist", "inception"),
-            source="notes 001 'GooleNet / Inception Module'; Szegedy et al. 2014",
+            source="Szegedy et al. 2014, Going Deeper with Convolutions, arXiv:1409.4842",
         )
     )

@@ -1,4 +1,5 @@
-"""LeNet-5, the tutorial ``Net`` of the notes (003) and their MNIST CNN (001)."""
+"""LeNet-5 (LeCun et al. 1998): the ``Net`` of PyTorch's Neural Networks tutorial, and a small
+MNIST CNN."""
 
 from torch import Tensor, nn
 
@@ -57,6 +58,6 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
             num_classes=10,
             summary="LeNet-5 for 28x28 digits (3x32x32 CIFAR 'Net' via options)",
             tags=("vision", "small", "mnist"),
-            source="notes 003 (tutorial Net), 001 (MNIST CNN); LeCun et al. 1998",
+            source="LeCun et al. 1998; the Net of PyTorch's Neural Networks tutorial",
         )
     )

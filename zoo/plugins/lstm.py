@@ -1,4 +1,5 @@
-"""Recurrent sequence classifiers: the notes' name classifier (001 'RNN / Embedding / LSTM')."""
+"""Recurrent sequence classifiers (LSTM, GRU): the character-level name classifier of
+PyTorch's "Classifying Names with a Character-Level RNN" tutorial, with an embedding."""
 
 from collections.abc import Callable
 from typing import Final
@@ -247,7 +248,7 @@ def _spec(name: str, builder: Callable[..., nn.Module], cell: str) -> ModelSpec:
         num_classes=18,
         summary=f"Embedding + {cell.upper()} sequence classifier (names -> language)",
         tags=("sequence", "text", "rnn", cell),
-        source="notes 001 'RNN / Embedding / LSTM / RNN_H'; PyTorch names tutorial",
+        source="PyTorch's NLP From Scratch: Classifying Names with a Character-Level RNN",
     )
 
 

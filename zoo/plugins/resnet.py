@@ -1,4 +1,5 @@
-"""Residual nets: the course ResNet (notes 001) and torchvision backbones with a new head."""
+"""Residual nets (He et al. 2015, arXiv:1512.03385): a small ResNet, and torchvision's
+backbones with a new head."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def _torchvision_resnet(
     model: Any = getattr(tvm, arch)(weights=None)
     if weights is not None:
         load_torchvision_weights(model, weights, tvm.get_model_weights(arch))
-    # The new head (002 section 43): a fresh Linear over the backbone's features.
+    # The new head: a fresh Linear over the backbone's features (fine-tuning).
     model.fc = nn.Linear(model.fc.in_features, num_classes)
     if in_channels != 3:
         model.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
@@ -105,7 +106,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
             num_classes=10,
             summary="Course ResNet: two residual blocks, 28x28 digits",
             tags=("vision", "small", "mnist", "residual"),
-            source="notes 001 'Residual net'; He et al. 2015",
+            source="He et al. 2015, Deep Residual Learning for Image Recognition, arXiv:1512.03385",
         )
     )
     for arch in ("resnet18", "resnet34", "resnet50"):
@@ -120,6 +121,6 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
                 num_classes=10,
                 summary=f"torchvision {arch} backbone with a new classification head",
                 tags=("vision", "torchvision", "residual", "finetune"),
-                source="notes 002 sections 43 and 48; torchvision.models." + arch,
+                source="He et al. 2015, arXiv:1512.03385; torchvision.models." + arch,
             )
         )

@@ -1,5 +1,6 @@
-"""The convolutional VAE of the notes (002 section 32), its loss, and the task that trains it
-(``vae``: reconstruction, no labels), registered through the same hooks a third party uses."""
+"""A convolutional VAE (Kingma & Welling 2013, arXiv:1312.6114), its loss, and the task that
+trains it (``vae``: reconstruction, no labels), registered through the same hooks a third
+party uses."""
 
 from __future__ import annotations
 
@@ -298,7 +299,7 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
             ),
             summary="Convolutional VAE for 3x32x32 images in [-1, 1]; eval uses z = mu",
             tags=("vision", "generative", "small"),
-            source="notes 002 section 32; Kingma & Welling 2013",
+            source="Kingma & Welling 2013, Auto-Encoding Variational Bayes, arXiv:1312.6114",
         )
     )
 

@@ -1,4 +1,4 @@
-"""VGG with a new head (notes 004 section 8, 000 'vgg16')."""
+"""VGG (Simonyan & Zisserman 2014, arXiv:1409.1556) with a new head to fine-tune."""
 
 from __future__ import annotations
 
@@ -61,6 +61,6 @@ def zoo_register_models(registry: ModelRegistrar) -> None:
             num_classes=10,
             summary="torchvision VGG16 (or 11/13/19) with classifier[6] replaced or a layer added",
             tags=("vision", "torchvision", "finetune", "large"),
-            source="notes 004 section 8, 000 'vgg16'; Simonyan & Zisserman 2014",
+            source="Simonyan & Zisserman 2014, arXiv:1409.1556, with a new head to fine-tune",
         )
     )

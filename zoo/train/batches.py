@@ -3,8 +3,8 @@
 The order of epoch ``e`` depends only on ``(seed, e)``, never on what ran before, so a run
 resumed at epoch ``e``, batch ``k`` sees exactly the batches an uninterrupted run would.
 In-memory tensor datasets are sliced directly (no per-sample ``__getitem__``, no collate):
-the plain hand-written loop of the notes, which a DataLoader would slow down. Other datasets
-go through a DataLoader: with worker processes (by default one per CPU core, at most 8) for
+the plain hand-written loop of PyTorch's tutorials, which a DataLoader would slow down. Other
+datasets go through a DataLoader: with worker processes (by default one per CPU core, at most 8) for
 datasets read from disk, where decoding and resizing dominate, none for datasets that say
 they are held in memory (``in_memory = True``: zoo's token and lazily shaped image datasets,
 whose items cost microseconds to fetch); pinned memory when training on CUDA. Measured on a

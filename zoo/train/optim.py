@@ -1,4 +1,4 @@
-"""Optimizers, LR schedulers and linear warm-up, as the notes use them (002 sections 17, 36)."""
+"""Optimizers, LR schedulers and linear warm-up: torch.optim's, built from the run's options."""
 
 from __future__ import annotations
 

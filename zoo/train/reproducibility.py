@@ -1,4 +1,4 @@
-"""Seeding and RNG state capture (notes 002 section 29), in a form checkpoints can hold.
+"""Seeding (Python, NumPy, torch) and RNG state capture, in a form checkpoints can hold.
 
 The states are plain lists, ints and tensors so ``torch.load(..., weights_only=True)`` reads
 them back: nothing in a checkpoint needs unpickling.

@@ -1,6 +1,6 @@
 """The training loop: any registered model, any dataset that fits it, resumable exactly.
 
-The routine of the notes (002 sections 14, 17, 20, 29, 36-37; 004 sections 10-12): seed,
+PyTorch's training routine, as its tutorials teach it: seed,
 ``model.train()`` / ``model.eval()``, optimizer and scheduler, evaluation under
 ``torch.no_grad()``, checkpoints holding everything needed to continue, metrics and
 TensorBoard. Everything that depends on what the model does (its loss, metrics, what the run
