@@ -34,13 +34,19 @@ def test_list_shows_every_model_with_capability_columns() -> None:
 
 def test_list_pattern_and_task_filters() -> None:
     result = run("list", "resnet*", "--exclude", "resnet5?")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0].split()[:2] == ["NAME", "TASK"]
     assert [r.split()[0] for r in result.output.splitlines()[1:]] == [
         "resnet",
         "resnet18",
         "resnet34",
     ]
     result = run("list", "--task", "vae")
+    assert result.exit_code == 0, result.output
     assert [r.split()[0] for r in result.output.splitlines()[1:]] == ["vae"]
+    result = run("list", "resnet*", "--task", "vae")  # nothing matches both: said, exit 1
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "zoo: no model matches 'resnet*' with these filters" in result.stderr
 
 
 def test_list_json_is_the_spec_description() -> None:
