@@ -9,7 +9,8 @@ import pytest
 
 import zoo
 from tests.bench.test_timing_and_results import _row, _run
-from zoo.bench.report import compare_runs, peer_losses, plot_run, print_table
+from zoo.bench.plot import figure_of, plot_run
+from zoo.bench.report import compare_runs, peer_losses, print_table
 from zoo.bench.results import Latency, Row, Stability
 
 
@@ -51,6 +52,27 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     assert list(tmp_path.iterdir()) == [path]  # written atomically, no temporary left
+
+
+def test_the_plot_draws_each_runtime_on_its_panel_with_its_axes() -> None:
+    """The figure itself: one visible single-stream panel for model m on the CPU, its axes
+    labelled, one bar series per measured runtime (not the skipped one) with a bar per batch
+    size it ran, p50 heights, black edges on the fastest at each batch size, and one legend."""
+    fig = figure_of(_run())
+    (ax,) = [a for a in fig.axes if a.get_visible()]
+    assert ax.get_title() == "m on cpu, single-stream"
+    assert ax.get_xlabel() == "batch size" and ax.get_yscale() == "log"
+    assert ax.get_ylabel() == "latency per batch, ms (bar p50, whisker p99)"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "8"]
+    series = ax.containers
+    bars = [c for c in series if c.__class__.__name__ == "BarContainer"]
+    heights = [[round(b.get_height(), 3) for b in c.patches] for c in bars]
+    assert heights == [[2.0, 4.0], [0.5, 5.0], [1.0]]  # eager, onnxruntime, torchscript
+    black = [[b.get_edgecolor()[:3] == (0, 0, 0) for b in c.patches] for c in bars]
+    assert black == [[False, True], [True, False], [False]]  # the fastest per batch size
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["eager", "onnxruntime", "torchscript"]
+    assert "test, 2 threads" in fig.get_suptitle()
 
 
 def test_plot_without_measurements_is_refused(tmp_path: Path) -> None:
@@ -182,3 +204,10 @@ def test_server_rows_compare_and_plot_their_qps(tmp_path: Path) -> None:
     assert "max QPS (p99 <= 10 ms)" in out.getvalue()
     path = plot_run(current, tmp_path / "plot.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
+    single, served = [a for a in figure_of(current).axes if a.get_visible()]
+    assert single.get_title() == "m on cpu, single-stream"
+    assert served.get_title() == "m on cpu, server (best split; dotted: the bound)"
+    p99, p50, bound = served.get_lines()  # the row's two curves, then the bound
+    assert list(p99.get_ydata()) == [5.0] and list(p50.get_ydata()) == [1.0]
+    assert list(bound.get_ydata()) == [10.0, 10.0]
+    assert served.get_xlabel().startswith("offered QPS")

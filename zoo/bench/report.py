@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from zoo.bench.outputs import write_output
 from zoo.bench.results import OFFLINE, SERVER, SINGLE_STREAM, BenchRun, Row
-from zoo.errors import UsageError
 
 __all__ = [
     "FAULTS_WORTH_A_NOTE",
@@ -21,7 +17,6 @@ __all__ = [
     "Regression",
     "compare_runs",
     "peer_losses",
-    "plot_run",
     "print_table",
     "summary_rows",
 ]
@@ -459,169 +454,6 @@ def _print_cells(
     for cells in rows:
         table.add_row(*cells)
     console.print(table)
-
-
-def plot_run(run: BenchRun, path: str | Path) -> Path:
-    """PNG: single-stream latency per batch vs batch size per runtime, p50 bars with p99
-    whiskers, one panel per (model, device), log scale; and for the server scenario, latency
-    per request (p50, p99) against the achieved QPS of each rate the search tried. Drawn on a
-    Figure of its own (no pyplot: the global backend and figure list stay untouched)."""
-    # here: only --plot pays for matplotlib
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-    from matplotlib.ticker import NullFormatter
-
-    groups = _groups(run)
-    panels = [
-        (key, [r for r in rows if r.status == "ok" and r.batch_latency_ms])
-        for key, rows in groups.items()
-    ]
-    curves = [
-        (key, [r for r in rows if r.scenario == SERVER and (r.detail or {}).get("splits")])
-        for key, rows in panels
-    ]
-    curves = [(key, rows) for key, rows in curves if rows]
-    offline = [
-        (key, [r for r in rows if r.scenario == OFFLINE and (r.detail or {}).get("points")])
-        for key, rows in panels
-    ]
-    offline = [(key, rows) for key, rows in offline if rows]
-    panels = [(key, [r for r in rows if r.scenario == SINGLE_STREAM]) for key, rows in panels]
-    panels = [(key, rows) for key, rows in panels if rows]
-    if not panels and not curves and not offline:
-        raise UsageError("nothing to plot: no runtime produced a measurement")
-    count = len(panels) + len(offline) + len(curves)
-    columns = min(3, count)
-    lines = (count + columns - 1) // columns
-    fig = Figure(figsize=(5.5 * columns, 4 * lines))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(lines, columns, squeeze=False)
-    for ax in axes.flat[count:]:
-        ax.set_visible(False)
-    # One colour per runtime across every panel, whichever runtimes a panel has.
-    palette = list(dict.fromkeys(r.label for r in run.rows))
-    colors = {name: f"C{i % 10}" for i, name in enumerate(palette)}
-    plotted: set[str] = set()
-    for ax, ((model, device), rows) in zip(axes.flat, panels, strict=False):
-        batches = sorted({r.batch for r in rows})
-        runtimes = list(dict.fromkeys(r.label for r in rows))
-        width = 0.8 / len(runtimes)
-        for i, runtime in enumerate(runtimes):
-            cells = {r.batch: r for r in rows if r.label == runtime}
-            xs, p50, p99, edges = [], [], [], []
-            for j, batch in enumerate(batches):
-                row = cells.get(batch)
-                if row is None or row.batch_latency_ms is None:
-                    continue
-                xs.append(j + (i - (len(runtimes) - 1) / 2) * width)
-                p50.append(row.batch_latency_ms.p50)
-                p99.append(row.batch_latency_ms.p99)
-                edges.append("black" if row.recommended else colors[runtime])
-            p50a, p99a = np.array(p50), np.array(p99)
-            plotted.add(runtime)
-            ax.bar(
-                xs,
-                p50a,
-                width,
-                color=colors[runtime],
-                edgecolor=edges,
-                linewidth=1.5,
-                yerr=[np.zeros_like(p50a), np.maximum(p99a - p50a, 0)],
-                capsize=2,
-            )
-        ax.set_xticks(range(len(batches)), [str(b) for b in batches])
-        ax.set_xlabel("batch size")
-        ax.set_ylabel("latency per batch, ms (bar p50, whisker p99)")
-        ax.set_yscale("log")
-        ax.set_title(f"{model} on {device}, single-stream")
-        ax.grid(axis="y", alpha=0.3, which="both")
-    after = len(panels)
-    for ax, ((model, device), rows) in zip(axes.flat[after:], offline, strict=False):
-        splits = list(
-            dict.fromkeys(
-                f"{p['sessions']}x{p['threads']}"
-                for r in rows
-                for p in r.detail["points"]  # type: ignore[index]
-            )
-        )
-        width = 0.8 / len(rows)
-        for i, row in enumerate(rows):
-            best: dict[str, float] = {}
-            for p in row.detail["points"]:  # type: ignore[index]
-                split = f"{p['sessions']}x{p['threads']}"
-                best[split] = max(best.get(split, 0.0), float(p["samples_per_s"]))
-            plotted.add(row.label)
-            ax.bar(
-                [j + (i - (len(rows) - 1) / 2) * width for j in range(len(splits))],
-                [best.get(split, 0.0) for split in splits],
-                width,
-                color=colors[row.label],
-            )
-        ax.set_xticks(range(len(splits)), splits)
-        ax.set_xlabel("sessions x threads per session")
-        ax.set_ylabel("samples/s (best batch size)")
-        ax.set_title(f"{model} on {device}, offline")
-        ax.grid(axis="y", alpha=0.3)
-    after += len(offline)
-    for ax, ((model, device), rows) in zip(axes.flat[after:], curves, strict=False):
-        bound = None
-        for row in rows:
-            split = max(row.detail["splits"], key=lambda s: s["max_qps"])  # type: ignore[index]
-            bound = row.detail.get("latency_bound_ms")  # type: ignore[union-attr]
-            levels = sorted(split["levels"], key=lambda level: level["offered_qps"])
-            qps = [level["offered_qps"] for level in levels]
-            color = colors[row.label]
-            plotted.add(row.label)
-            ax.plot(qps, [lv["latency_ms"]["p99"] for lv in levels], "o-", color=color, ms=3)
-            ax.plot(qps, [lv["latency_ms"]["p50"] for lv in levels], "--", color=color, lw=1)
-            chosen = [
-                lv for lv in levels if lv["passed"] and lv["achieved_qps"] == split["max_qps"]
-            ]
-            if chosen:
-                ax.annotate(
-                    f"{split['sessions']}x{split['threads']}",
-                    (chosen[0]["offered_qps"], chosen[0]["latency_ms"]["p99"]),
-                    fontsize=7,
-                    color=color,
-                )
-        if bound is not None:
-            ax.axhline(bound, color="black", lw=0.8, ls=":")
-        ax.set_xlabel("offered QPS (Poisson rate of requests of one sample)")
-        ax.set_ylabel("ms per request, queueing included\n(solid p99, dashed p50)", fontsize=9)
-        rates = [
-            lv["offered_qps"]
-            for row in rows
-            for split in (row.detail or {})["splits"]
-            for lv in split["levels"]
-        ]
-        if rates and max(rates) > 10 * min(rates):  # log only across decades: else no ticks
-            ax.set_xscale("log")
-            ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_yscale("log")
-        ax.set_title(f"{model} on {device}, server (best split; dotted: the bound)", fontsize=10)
-        ax.grid(alpha=0.3, which="both")
-    env = run.environment
-    fig.suptitle(
-        f"zoo bench: {env.get('cpu')}, {env.get('threads')} threads, torch {env.get('torch')}"
-        "\n(black edge: the fastest runtime at that batch size)",
-        fontsize=9,
-    )
-    # One legend for the figure: the colours are the same in every panel.
-    ordered = [name for name in palette if name in plotted]
-    fig.legend(
-        [Patch(color=colors[name]) for name in ordered],
-        ordered,
-        loc="upper center",
-        ncol=min(len(ordered), 8),
-        fontsize=8,
-        bbox_to_anchor=(0.5, 1 - 0.3 / (4 * lines)),
-        frameon=False,
-    )
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.55 / (4 * lines)))
-    path = Path(path)
-    write_output(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    return path
 
 
 @dataclass

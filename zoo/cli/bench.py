@@ -265,7 +265,8 @@ def bench_cmd(
     the best samples/s and the highest QPS under --latency-bound, over thread splits.
     """
     from zoo.bench.outputs import check_output
-    from zoo.bench.report import compare_runs, plot_run, print_table
+    from zoo.bench.plot import plot_run
+    from zoo.bench.report import compare_runs, print_table
     from zoo.bench.results import load_run
     from zoo.bench.runner import BenchSettings, run_bench
     from zoo.bench.scenarios import ServerPolicy
