@@ -10,7 +10,7 @@ AOTInductor, torch.compile, and any plugin's) on CPU and GPU.
 - ``scenarios.py``: the offline and server scenarios, on the sessions any runtime loads.
 - ``load.py``: what other processes took of the CPUs while a worker ran (the stability rule).
 - ``results.py``: rows and the JSON document (schema ``zoo-bench/2``, ``schema.json``).
-- ``report.py``: terminal table, plot, ``--compare`` regressions.
+- ``report.py``: terminal table, ``--compare`` regressions; ``plot.py``: the ``--plot`` figure.
 - ``training.py`` and ``train_worker.py``: ``zoo bench-train``, training throughput of the
   hand-written loop of PyTorch's tutorials, the trainer and its speed options, each variant in
   its own process.
