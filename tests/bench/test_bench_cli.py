@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -258,14 +259,20 @@ def test_missing_or_tampered_artifacts_are_clear_errors(tmp_path: Path) -> None:
     out = tmp_path / "exp"
     export_model("lenet", out, formats=("onnx",), raw=True)
     shutil.copy(out / "manifest.json", tmp_path / "m.json")
-    with open(out / "model.onnx", "ab") as handle:
-        handle.write(b"\0")
+    data = bytearray((out / "model.onnx").read_bytes())
+    data[-1] ^= 0xFF  # the same size: only the hash can tell
+    (out / "model.onnx").write_bytes(bytes(data))
     result = CliRunner().invoke(cli, ["bench", "lenet", "--artifacts", str(out)])
     assert result.exit_code == 1
     assert (
         "model.onnx: sha256 does not match the manifest" in result.stderr
         and str(out / "manifest.json") in result.stderr
     )
+    with open(out / "model.onnx", "ab") as handle:  # another size: said before any hashing
+        handle.write(b"\0")
+    result = CliRunner().invoke(cli, ["bench", "lenet", "--artifacts", str(out)])
+    assert result.exit_code == 1
+    assert re.search(r"model\.onnx: [\d,]+ bytes, the manifest says [\d,]+ ", result.stderr)
 
 
 @pytest.fixture(scope="module")
