@@ -15,16 +15,22 @@ lives in the VAE's plugin, and a plugin adds one with the ``zoo_register_tasks``
 A task's options are its ``__init__``'s keyword arguments (``zoo train --task-arg K=V``),
 checked like a model builder's.
 
+zoo 0.1's ``zoo.Task`` was an enum of task names; its members still read as the names they
+became (``zoo.Task.CLASSIFICATION`` is ``"classification"``), with a ``DeprecationWarning``,
+until zoo 0.3 (:data:`DEPRECATED_NAMES`).
+
 Importing this module does not import torch.
 """
 
 from __future__ import annotations
 
 import inspect
-from abc import ABC, abstractmethod
+import warnings
+from abc import ABC, ABCMeta, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from zoo.errors import InvalidSpecError, UnknownTaskError, UsageError
@@ -82,7 +88,43 @@ class TaskRun:
     sample: Callable[[Dataset[Any], int], Tensor]
 
 
-class Task(ABC):
+#: zoo 0.1's ``zoo.Task`` enum members -> the task names they became, each read as
+#: ``zoo.Task.MEMBER`` with a DeprecationWarning until zoo 0.3 (docs/plugins.md, Deprecations).
+DEPRECATED_NAMES: Mapping[str, str] = MappingProxyType(
+    {
+        "CLASSIFICATION": "classification",
+        "SEQUENCE_CLASSIFICATION": "sequence_classification",
+        "GENERATIVE": "vae",  # the VAE's task was ``generative`` in zoo 0.1
+        "BLOCK": "block",
+    }
+)
+
+
+class _TaskMeta(ABCMeta):
+    """Task's metaclass: ABCMeta, plus zoo 0.1's enum members read on ``Task`` itself."""
+
+    # Hidden from type checkers, which keep refusing attributes Task does not have: the
+    # aliases are for 0.1 plugins at run time only.
+    if not TYPE_CHECKING:
+
+        def __getattr__(cls, attr: str) -> str:
+            # Called only when normal lookup fails, so Task's own attributes (and a subclass's)
+            # are untouched; only Task itself has the aliases, not its subclasses.
+            name = DEPRECATED_NAMES.get(attr) if cls is globals().get("Task") else None
+            if name is None:  # what type's own lookup says, "Did you mean" included
+                raise AttributeError(
+                    f"type object {cls.__name__!r} has no attribute {attr!r}", name=attr, obj=cls
+                )
+            warnings.warn(
+                f"zoo.Task.{attr} is deprecated since zoo 0.2 and will be removed in 0.3: "
+                f'use task="{name}"',
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return name
+
+
+class Task(ABC, metaclass=_TaskMeta):
     """How models of one kind are trained and evaluated. Subclass it, set the class
     attributes, implement :meth:`loss` and :meth:`new_metrics`; override the rest as needed.
     """
