@@ -142,6 +142,10 @@ class Task(ABC, metaclass=_TaskMeta):
     #: better (``("accuracy", True)``); None: this task's exports have no accuracy gate, and
     #: only fp32 (tensor parity) is exported for them.
     gate_metric: ClassVar[tuple[str, bool] | None] = None
+    #: Whether the model's one output is class logits ``[B, classes]`` trained with
+    #: cross-entropy on integer labels: what ``zoo bench-train``'s hand-written loop trains
+    #: (it compares the trainer with that loop only for such tasks).
+    classifies: ClassVar[bool] = False
 
     def gate_targets(self, model_inputs: Tensor, targets: Tensor) -> Tensor:
         """What :meth:`gate_scores` compares the outputs with, saved with the export so that

@@ -43,7 +43,6 @@ from zoo.bench.outputs import write_output
 from zoo.bench.runner import environment, physical_cores, spawn_worker
 from zoo.bench.train_worker import HAND, TrainJob, TrainJobResult
 from zoo.errors import UsageError
-from zoo.plugins.classification import Classification
 from zoo.train.speed import resolve_precision
 
 __all__ = [
@@ -244,7 +243,7 @@ def _validate(settings: TrainBenchSettings) -> tuple[str, list[str]]:
     plugins = get_plugins()
     spec = plugins.models.get(settings.model)  # unknown names: an error with suggestions
     task = plugins.tasks.create(spec.task, {})
-    if not isinstance(task, Classification):
+    if not task.classifies:
         raise UsageError(
             f"zoo bench-train compares classifiers with a hand-written loop (CrossEntropyLoss); "
             f"model {spec.name!r} has task {spec.task!r}: pick a classifier (`zoo list --task "

@@ -75,6 +75,7 @@ class Classification(Task):
     }
     monitor = "accuracy"
     gate_metric = ("accuracy", True)
+    classifies = True
 
     def gate_predictions(self, outputs: Sequence[Tensor], postprocess: str) -> Tensor | None:
         if postprocess == "topk":  # (scores, indices), best first
