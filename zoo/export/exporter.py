@@ -16,8 +16,8 @@ import datetime as _dt
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from zoo._io import (
 from zoo._lock import DirectoryLocked, lock_directory
 from zoo._pluginmanager import get_plugins
 from zoo._version import __version__
-from zoo.checkpoint import load_checkpoint
+from zoo.checkpoint import Checkpoint, load_checkpoint
 from zoo.errors import NoSpaceError, UsageError, ZooError, one_line
 from zoo.export.accuracy import (
     DEFAULT_CALIBRATION_SAMPLES,
@@ -78,7 +78,7 @@ from zoo.export.manifest import (
     verify_export,
 )
 from zoo.formats import ExportRequest, Format, check_precisions
-from zoo.registry import ModelSpec
+from zoo.registry import InputSpec, ModelSpec
 from zoo.spec_check import check_outputs
 from zoo.tasks import Task
 from zoo.train.config import check_checkpoint_config
@@ -199,63 +199,63 @@ def clean_leftovers(out: str | Path) -> list[str]:
     return [p.name for p in found if not os.path.lexists(p)]
 
 
+@dataclass(frozen=True)
+class ExportSettings:
+    """How ``zoo export`` exports a model: every option of the command, as
+    :class:`~zoo.bench.runner.BenchSettings` is ``zoo bench``'s and
+    :class:`~zoo.train.config.TrainConfig` ``zoo train``'s."""
+
+    #: Format names (None: the registry's defaults), each in every one of ``precisions``.
+    formats: Sequence[str] | None = None
+    #: A run directory (its best checkpoint) or a checkpoint directory; None: fresh weights.
+    checkpoint: str | Path | None = None
+    model_args: Mapping[str, Any] | None = None
+    #: The bare model, without its preprocessing.
+    raw: bool = False
+    postprocess: str = "none"
+    top_k: int = 5
+    opset: int = 20
+    atol: float = DEFAULT_ATOL
+    rtol: float = DEFAULT_RTOL
+    #: Seeds fresh weights.
+    seed: int | None = None
+    #: Replace an export already in ``out``.
+    overwrite: bool = False
+    precisions: Sequence[str] = ("fp32",)
+    #: The accuracy gate's held-out data (default: the checkpoint's dataset).
+    eval_dataset: str | None = None
+    #: int8 calibration data (default: the gate's dataset).
+    calibrate: str | None = None
+    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES
+    max_drop: float = DEFAULT_MAX_DROP
+    eval_samples: int = DEFAULT_EVAL_SAMPLES
+
+
 def export_model(
-    name: str,
-    out: str | Path,
-    *,
-    formats: Sequence[str] | None = None,
-    checkpoint: str | Path | None = None,
-    model_args: dict[str, Any] | None = None,
-    raw: bool = False,
-    postprocess: str = "none",
-    top_k: int = 5,
-    opset: int = 20,
-    atol: float = DEFAULT_ATOL,
-    rtol: float = DEFAULT_RTOL,
-    seed: int | None = None,
-    overwrite: bool = False,
-    precisions: Sequence[str] = ("fp32",),
-    eval_dataset: str | None = None,
-    calibrate: str | None = None,
-    calibration_samples: int = DEFAULT_CALIBRATION_SAMPLES,
-    max_drop: float = DEFAULT_MAX_DROP,
-    eval_samples: int = DEFAULT_EVAL_SAMPLES,
+    name: str, out: str | Path, settings: ExportSettings | None = None, **options: Any
 ) -> ExportReport:
-    """Export model ``name`` (fresh weights, or a run directory's best checkpoint) to
-    ``formats`` (the registry's defaults if None) in each of ``precisions``. ``seed`` seeds
-    fresh weights. An export already in ``out`` is refused unless ``overwrite``; another
-    process exporting to ``out`` is refused (:class:`UsageError` naming its pid).
+    """Export model ``name`` (fresh weights, or a run directory's best checkpoint) as
+    ``settings`` say (or the :class:`ExportSettings` fields given as keywords): to
+    ``formats`` (the registry's defaults if None) in each of ``precisions``. An export already
+    in ``out`` is refused unless ``overwrite``; another process exporting to ``out`` is
+    refused (:class:`UsageError` naming its pid).
 
     The accuracy gate (``zoo.export.accuracy``) runs on the test split of ``eval_dataset``
     (default: the checkpoint's dataset, split as it was trained; none for fresh weights
     unless given); reduced precisions need it, and int8 calibrates on ``calibration_samples``
     of the training split of ``calibrate`` (default: the gate's dataset)."""
+    settings = replace(settings or ExportSettings(), **options)
     out = Path(out)
-    chosen = resolve_formats(formats, precisions)
-    options = {"opset": opset}
+    chosen = resolve_formats(settings.formats, settings.precisions)
+    format_options = {"opset": settings.opset}
     for fmt in chosen:
-        fmt.check_options(options)
-    max_drop = check_max_drop(max_drop)
-    if eval_samples < 1:
-        raise UsageError(f"--eval-samples {eval_samples}: give at least 1")
+        fmt.check_options(format_options)
+    settings = replace(settings, max_drop=check_max_drop(settings.max_drop))
+    if settings.eval_samples < 1:
+        raise UsageError(f"--eval-samples {settings.eval_samples}: give at least 1")
     spec = get_plugins().models.get(name)
-    reduced = [f.name for f in chosen if f.precision != "fp32"]
     task = get_plugins().tasks.create(spec.task, {}) if spec.task else None
-    if reduced and (task is None or task.gate_metric is None):
-        raise UsageError(
-            f"{', '.join(reduced)}: reduced precision is gated on accuracy over held-out data, "
-            f"and task {spec.task!r} of {name!r} measures none; export fp32"
-        )
-    if reduced and checkpoint is None and eval_dataset is None:
-        raise UsageError(
-            f"{', '.join(reduced)}: reduced precision is gated on accuracy over held-out data: "
-            "give --checkpoint (its dataset is used) or --eval DATASET"
-        )
-    if any(f.calibrated for f in chosen):
-        check_calibration_samples(calibration_samples)
-    gate_options = _GateOptions(
-        eval_dataset, calibrate, calibration_samples, max_drop, eval_samples, task
-    )
+    _check_gating(spec, chosen, settings, task)
     if out.is_symlink():
         # The new export is swapped in for the old by renaming the directory entry: a link
         # there would be replaced by a directory, and what it points to left as it was.
@@ -266,36 +266,53 @@ def export_model(
     _check_writable(out)
     with lock_directory(out, beside=True):
         _recover(out)
-        if (out / MANIFEST).is_file() and not overwrite:
+        if (out / MANIFEST).is_file() and not settings.overwrite:
             raise UsageError(
                 f"{out} already holds {_describe_export(out)}: pass --overwrite to replace it, "
                 "or choose another --out (nothing was changed)"
             )
-        return _export(
-            spec,
-            out,
-            chosen,
-            options,
-            checkpoint,
-            model_args,
-            raw,
-            postprocess,
-            top_k,
-            atol,
-            rtol,
-            seed,
-            gate_options,
+        return _export(spec, out, chosen, format_options, settings, task)
+
+
+def _check_gating(
+    spec: ModelSpec, chosen: list[Format], settings: ExportSettings, task: Task | None
+) -> None:
+    """UsageError, before any work, for reduced precision that cannot be gated."""
+    reduced = [f.name for f in chosen if f.precision != "fp32"]
+    if reduced and (task is None or task.gate_metric is None):
+        raise UsageError(
+            f"{', '.join(reduced)}: reduced precision is gated on accuracy over held-out data, "
+            f"and task {spec.task!r} of {spec.name!r} measures none; export fp32"
         )
+    if reduced and settings.checkpoint is None and settings.eval_dataset is None:
+        raise UsageError(
+            f"{', '.join(reduced)}: reduced precision is gated on accuracy over held-out data: "
+            "give --checkpoint (its dataset is used) or --eval DATASET"
+        )
+    if any(f.calibrated for f in chosen):
+        check_calibration_samples(settings.calibration_samples)
 
 
-@dataclass(frozen=True)
-class _GateOptions:
-    eval_dataset: str | None
-    calibrate: str | None
-    calibration_samples: int
-    max_drop: float
-    eval_samples: int
-    task: Task | None
+@dataclass
+class _Model:
+    """The model to export: its spec (vocabulary fitted), built with ``args`` and loaded
+    from ``checkpoint`` (None: fresh weights), and where its weights came from."""
+
+    spec: ModelSpec
+    module: torch.nn.Module
+    args: dict[str, Any]
+    source: str
+    checkpoint: Checkpoint | None
+
+
+@dataclass
+class _GateData:
+    """What the accuracy gate and int8 calibration read, before anything is written."""
+
+    data: EvalData | None = None
+    calibration: Any = None
+    calibration_source: DataSource | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def _export(
@@ -303,106 +320,23 @@ def _export(
     out: Path,
     chosen: list[Format],
     options: dict[str, Any],
-    checkpoint: str | Path | None,
-    model_args: dict[str, Any] | None,
-    raw: bool,
-    postprocess: str,
-    top_k: int,
-    atol: float,
-    rtol: float,
-    seed: int | None,
-    gating: _GateOptions,
+    settings: ExportSettings,
+    task: Task | None,
 ) -> ExportReport:
-    name = spec.name
-    args = dict(model_args or {})
-    source = "fresh weights" + (f" (seed {seed})" if seed is not None else "")
-    ckpt = None
-    if checkpoint is not None:
-        ckpt = load_checkpoint(checkpoint, tag="best")
-        check_checkpoint_config(ckpt.path, ckpt.meta)  # its dataset split feeds the gate
-        if ckpt.meta.get("model") != name:
-            raise UsageError(
-                f"checkpoint {ckpt.path} holds model {ckpt.meta.get('model')!r}, not {name!r}"
-            )
-        args = {**ckpt.meta.get("model_args", {}), **args}
-        source = str(ckpt.path)
-    if seed is not None:
-        torch.manual_seed(seed)
-    spec = _fit_vocabulary(spec, args)
-    model = spec.build(**args).eval()
-    if ckpt is not None:
-        ckpt.load_into(model, name)
-    model_outputs = check_outputs(spec, model, args)  # before any work: the manifest says these
+    model = _load_model(spec, settings)
     bundle, input_spec, outputs = make_bundle(
-        spec, model, raw=raw, postprocess=postprocess, top_k=top_k, model_outputs=model_outputs
-    )
+        model.spec, model.module, raw=settings.raw, postprocess=settings.postprocess,
+        top_k=settings.top_k, model_outputs=check_outputs(model.spec, model.module, model.args),
+    )  # fmt: skip  # the outputs are checked before any work: the manifest says these
     output_names = tuple(o.name for o in outputs)
-    example = input_spec.example(2)  # batch 2: a batch of 1 gets specialised (pitfalls)
     inputs = parity_inputs(input_spec)
     expected = [[t.numpy() for t in run_eager(bundle, x)] for x in inputs]
-    # The held-out data of the accuracy gate, and calibration inputs: read before anything
-    # is written, so a dataset that does not fit is refused with nothing done.
-    data_source = None
-    task = gating.task
-    bundle_images = input_spec is not spec.input and spec.input.mean is not None
-    gate_data = None
-    splits = None
-    notes = []
-    # Only what the user asked for may fail the export: --eval, or reduced precision (which
-    # has no gate without data). The checkpoint's own dataset is read where it is (never
-    # downloaded by an export); if it cannot be, an fp32 export goes on with a note.
-    required = gating.eval_dataset is not None or any(f.precision != "fp32" for f in chosen)
-    if (
-        (gating.eval_dataset is not None or ckpt is not None)
-        and task is not None
-        and task.gate_metric is not None
-    ):
-        try:
-            if ckpt is None:
-                assert gating.eval_dataset is not None
-                data_source = DataSource(gating.eval_dataset)
-            else:
-                data_source = DataSource.of_checkpoint(dict(ckpt.meta), gating.eval_dataset)
-            splits = gate_splits(
-                spec, data_source, bundle_images=bundle_images,
-                download=gating.eval_dataset is not None,
-            )  # fmt: skip
-            gate_data = eval_data(
-                spec, task, bundle, data_source, splits, bundle_images=bundle_images,
-                run=lambda module, x: tuple(run_eager(module, x)), postprocess=postprocess,
-                limit=gating.eval_samples,
-            )  # fmt: skip
-        except (ZooError, ValueError) as exc:
-            if required:
-                raise
-            what = repr(data_source.name) if data_source is not None else "(not recorded)"
-            notes.append(
-                f"no accuracy gate: the checkpoint's dataset {what} cannot be used here "
-                f"({one_line(exc) if not isinstance(exc, ZooError) else exc}); give --eval "
-                "DATASET for one"
-            )
-            data_source = None
-    calibration = None
-    calibration_source = None
-    if any(f.calibrated for f in chosen):
-        calibration_source = (
-            replace(data_source, name=gating.calibrate, vocabulary=None)
-            if gating.calibrate and data_source
-            else DataSource(gating.calibrate) if gating.calibrate
-            else data_source
-        )  # fmt: skip
-        assert calibration_source is not None  # reduced precision needs data (checked)
-        if splits is None or calibration_source is not data_source:
-            splits = gate_splits(spec, calibration_source, bundle_images=bundle_images)
-        calibration = calibration_inputs(
-            calibration_source, splits, gating.calibration_samples, bundle_images=bundle_images
-        )
-
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    gating = _read_gate_data(model, bundle, input_spec, chosen, settings, task)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()}
     weight_bytes = sum(t.numel() * t.element_size() for t in state.values())
     needs = int(weight_bytes * (1 + SPACE_PER_FORMAT * len(chosen))) + SPACE_MARGIN
-    if gate_data is not None:
-        needs += gate_data.nbytes()
+    if gating.data is not None:
+        needs += gating.data.nbytes()
     parent = out.resolve().parent
     if free_bytes(parent) < needs:
         raise NoSpaceError(no_space_message(parent, needs))
@@ -410,62 +344,17 @@ def _export(
     try:
         staging.chmod(usual_mode(0o777))  # mkdtemp makes 0700; the export is an ordinary folder
         with atomic_path(staging / WEIGHTS) as tmp:
-            save_file(state, str(tmp), metadata={"format": "zoo", "model": name})
+            save_file(state, str(tmp), metadata={"format": "zoo", "model": model.spec.name})
         save_fixture(staging / PARITY_FILE, inputs, expected, list(output_names))
-        if gate_data is not None:
-            gate_data.save(staging / EVAL_FILE, output_names)
+        if gating.data is not None:
+            gating.data.save(staging / EVAL_FILE, output_names)
+        # batch 2: a batch of 1 gets specialised (pitfalls)
         request = ExportRequest(
-            bundle, example, input_spec, output_names, staging, options, calibration
-        )
-        records = {}
-        for fmt in chosen:
-            record = _export_one(fmt, request, atol, rtol)
-            if calibration_source is not None and fmt.calibrated:
-                record = replace(
-                    record,
-                    calibration={
-                        "dataset": calibration_source.name,
-                        "split": "train",
-                        "samples": gating.calibration_samples,
-                    },
-                )
-            if record.ok and gate_data is not None:
-                record = _gate_accuracy(
-                    fmt, record, staging, spec.name, output_names, postprocess,
-                    gating.max_drop, gate_data,
-                )  # fmt: skip
-            records[fmt.name] = record
-        versions = {"zoo": __version__, "torch": torch.__version__}
-        for fmt in chosen:
-            versions.update(fmt.versions())
-        preprocess = None if isinstance(bundle.preprocess, torch.nn.Identity) else bundle.preprocess
-        manifest = Manifest(
-            model=spec.name,
-            model_args=args,
-            weights_source=source,
-            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            versions=versions,
-            raw=raw,
-            postprocess=postprocess,
-            top_k=top_k if postprocess == "topk" else None,
-            preprocessing=tuple(describe_transform(preprocess)),
-            inputs=(
-                TensorRecord(
-                    input_spec.name,
-                    input_spec.dtype,
-                    input_spec.shape,
-                    dict(input_spec.dynamic_axes),
-                    input_spec.value_range,
-                ),
-            ),
-            outputs=tuple(TensorRecord(o.name, o.dtype, o.shape) for o in outputs),
-            formats=records,
-            files={
-                p.name: FileRecord.of(p)
-                for p in sorted(staging.iterdir())
-                if p.is_file() and p.name != MANIFEST
-            },
-        )
+            bundle, input_spec.example(2), input_spec, output_names, staging, options,
+            gating.calibration,
+        )  # fmt: skip
+        records = {fmt.name: _export_gated(fmt, request, model, settings, gating) for fmt in chosen}
+        manifest = _manifest(model, bundle, input_spec, outputs, chosen, records, settings, staging)
         manifest.save(staging)
         _move_into_place(staging, out)
     except BaseException as exc:
@@ -475,7 +364,166 @@ def _export(
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return ExportReport(out=out, manifest=manifest, notes=tuple(notes))
+    return ExportReport(out=out, manifest=manifest, notes=tuple(gating.notes))
+
+
+def _load_model(spec: ModelSpec, settings: ExportSettings) -> _Model:
+    """The model built with the settings' options over the checkpoint's (if any), its
+    weights loaded; ``seed`` seeds fresh weights."""
+    args = dict(settings.model_args or {})
+    source = "fresh weights" + (f" (seed {settings.seed})" if settings.seed is not None else "")
+    ckpt = None
+    if settings.checkpoint is not None:
+        ckpt = load_checkpoint(settings.checkpoint, tag="best")
+        check_checkpoint_config(ckpt.path, ckpt.meta)  # its dataset split feeds the gate
+        if ckpt.meta.get("model") != spec.name:
+            raise UsageError(
+                f"checkpoint {ckpt.path} holds model {ckpt.meta.get('model')!r}, not {spec.name!r}"
+            )
+        args = {**ckpt.meta.get("model_args", {}), **args}
+        source = str(ckpt.path)
+    if settings.seed is not None:
+        torch.manual_seed(settings.seed)
+    spec = _fit_vocabulary(spec, args)
+    module = spec.build(**args).eval()
+    if ckpt is not None:
+        ckpt.load_into(module, spec.name)
+    return _Model(spec, module, args, source, ckpt)
+
+
+def _read_gate_data(
+    model: _Model,
+    bundle: Any,
+    input_spec: InputSpec,
+    chosen: list[Format],
+    settings: ExportSettings,
+    task: Task | None,
+) -> _GateData:
+    """The held-out data of the accuracy gate, and calibration inputs: read before anything
+    is written, so a dataset that does not fit is refused with nothing done.
+
+    Only what the user asked for may fail the export: --eval, or reduced precision (which has
+    no gate without data). The checkpoint's own dataset is read where it is (never downloaded
+    by an export); if it cannot be, an fp32 export goes on with a note."""
+    spec, ckpt = model.spec, model.checkpoint
+    gating = _GateData()
+    data_source = None
+    splits = None
+    bundle_images = input_spec is not spec.input and spec.input.mean is not None
+    required = settings.eval_dataset is not None or any(f.precision != "fp32" for f in chosen)
+    if (
+        (settings.eval_dataset is not None or ckpt is not None)
+        and task is not None
+        and task.gate_metric is not None
+    ):
+        try:
+            if ckpt is None:
+                assert settings.eval_dataset is not None
+                data_source = DataSource(settings.eval_dataset)
+            else:
+                data_source = DataSource.of_checkpoint(dict(ckpt.meta), settings.eval_dataset)
+            splits = gate_splits(
+                spec, data_source, bundle_images=bundle_images,
+                download=settings.eval_dataset is not None,
+            )  # fmt: skip
+            gating.data = eval_data(
+                spec, task, bundle, data_source, splits, bundle_images=bundle_images,
+                run=lambda module, x: tuple(run_eager(module, x)),
+                postprocess=settings.postprocess, limit=settings.eval_samples,
+            )  # fmt: skip
+        except (ZooError, ValueError) as exc:
+            if required:
+                raise
+            what = repr(data_source.name) if data_source is not None else "(not recorded)"
+            gating.notes.append(
+                f"no accuracy gate: the checkpoint's dataset {what} cannot be used here "
+                f"({one_line(exc) if not isinstance(exc, ZooError) else exc}); give --eval "
+                "DATASET for one"
+            )
+            data_source = None
+    if any(f.calibrated for f in chosen):
+        calibrate = settings.calibrate
+        source = (
+            replace(data_source, name=calibrate, vocabulary=None)
+            if calibrate and data_source
+            else DataSource(calibrate) if calibrate
+            else data_source
+        )  # fmt: skip
+        assert source is not None  # reduced precision needs data (checked)
+        if splits is None or source is not data_source:
+            splits = gate_splits(spec, source, bundle_images=bundle_images)
+        gating.calibration_source = source
+        gating.calibration = calibration_inputs(
+            source, splits, settings.calibration_samples, bundle_images=bundle_images
+        )
+    return gating
+
+
+def _export_gated(
+    fmt: Format, request: ExportRequest, model: _Model, settings: ExportSettings, gating: _GateData
+) -> FormatRecord:
+    """One format written and gated on parity, its calibration recorded, and, with gate data,
+    gated on accuracy."""
+    record = _export_one(fmt, request, settings.atol, settings.rtol)
+    if gating.calibration_source is not None and fmt.calibrated:
+        record = replace(
+            record,
+            calibration={
+                "dataset": gating.calibration_source.name,
+                "split": "train",
+                "samples": settings.calibration_samples,
+            },
+        )
+    if record.ok and gating.data is not None:
+        record = _gate_accuracy(
+            fmt, record, request.directory, model.spec.name, request.output_names,
+            settings.postprocess, settings.max_drop, gating.data,
+        )  # fmt: skip
+    return record
+
+
+def _manifest(
+    model: _Model,
+    bundle: Any,
+    input_spec: InputSpec,
+    outputs: Sequence[Any],
+    chosen: list[Format],
+    records: dict[str, FormatRecord],
+    settings: ExportSettings,
+    staging: Path,
+) -> Manifest:
+    """What the staged export holds, every file in it listed with its hash and size."""
+    versions = {"zoo": __version__, "torch": torch.__version__}
+    for fmt in chosen:
+        versions.update(fmt.versions())
+    preprocess = None if isinstance(bundle.preprocess, torch.nn.Identity) else bundle.preprocess
+    return Manifest(
+        model=model.spec.name,
+        model_args=model.args,
+        weights_source=model.source,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        versions=versions,
+        raw=settings.raw,
+        postprocess=settings.postprocess,
+        top_k=settings.top_k if settings.postprocess == "topk" else None,
+        preprocessing=tuple(describe_transform(preprocess)),
+        inputs=(
+            TensorRecord(
+                input_spec.name,
+                input_spec.dtype,
+                input_spec.shape,
+                dict(input_spec.dynamic_axes),
+                input_spec.value_range,
+            ),
+        ),
+        outputs=tuple(TensorRecord(o.name, o.dtype, o.shape) for o in outputs),
+        formats=records,
+        files={
+            p.name: FileRecord.of(p)
+            for p in sorted(staging.iterdir())
+            if p.is_file() and p.name != MANIFEST
+        },
+    )
 
 
 def _fit_vocabulary(spec: ModelSpec, args: dict[str, Any]) -> ModelSpec:
