@@ -468,3 +468,81 @@ def test_a_plugin_object_that_breaks_introspection_fails_alone(
     assert (broken.status, broken.error) == ("failed", error)
     assert [r.status for r in good] == ["loaded"] * len(good)
     assert manager.models.list() == (["good_a", "good_b"] if good else [])
+
+
+def test_a_probe_is_hung_when_its_child_timed_out_whatever_the_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from zoo._process import ChildFailed
+
+    job = [_pluginmanager.PluginRecord(name="slow", status="loaded")]
+    for failure, status in [
+        (ChildFailed("gone quiet", timed_out=True), "hung"),
+        (ChildFailed("did not finish reading its input"), "crashed"),
+    ]:
+
+        def failing(*args: object, failure: ChildFailed = failure, **kwargs: object) -> None:
+            raise failure
+
+        monkeypatch.setattr(_pluginmanager, "run_json_child", failing)
+        (record,) = _pluginmanager._probe_job(job, "zoo", 1.0)
+        assert (record.status, record.error) == (status, str(failure))
+
+
+class _HoldingHandler:
+    """A SIGINT handler that holds every Ctrl-C, as zoo's command line does in an import."""
+
+    def __init__(self) -> None:
+        self.pending = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.pending = True
+
+
+def test_the_registered_interrupt_handler_is_found_explicitly() -> None:
+    from zoo import _interrupts
+
+    holder = _HoldingHandler()
+    assert _interrupts.holding_handler(signal_handler_without_pending) is None
+    assert _interrupts.holding_handler(None) is None
+    before = _interrupts.set_interrupt_handler(holder)
+    try:
+        assert _interrupts.registered_handler() is holder
+        assert _interrupts.holding_handler(holder) is holder
+        assert _interrupts.holding_handler(_HoldingHandler()) is None  # not registered: not it
+    finally:
+        assert _interrupts.set_interrupt_handler(before) is holder
+    assert _interrupts.registered_handler() is before
+
+
+def signal_handler_without_pending(signum: int, frame: object) -> None:
+    """A SIGINT handler that is not zoo's: it swallows the Ctrl-C."""
+
+
+def test_a_ctrl_c_the_registered_handler_held_while_a_plugin_loaded_aborts_after_it() -> None:
+    import signal
+
+    from zoo import _interrupts
+
+    class Interrupted:
+        @zoo.hookimpl
+        def zoo_register_models(self, registry):
+            signal.raise_signal(signal.SIGINT)
+            registry.register(tiny_spec("held"))
+
+    holder = _HoldingHandler()
+    original = signal.signal(signal.SIGINT, holder)
+    registered = _interrupts.set_interrupt_handler(holder)
+    try:
+        manager = ZooPlugins(strict=False, disabled=())
+        with pytest.raises(KeyboardInterrupt):
+            manager.add_plugin(Interrupted())
+        assert holder.pending is False  # delivered once
+        assert signal.getsignal(signal.SIGINT) is holder
+        # A handler that is not zoo's and swallows the Ctrl-C: the plugin loads.
+        signal.signal(signal.SIGINT, signal_handler_without_pending)
+        manager = ZooPlugins(strict=False, disabled=())
+        assert manager.add_plugin(Interrupted()).status == "loaded"
+    finally:
+        _interrupts.set_interrupt_handler(registered)
+        signal.signal(signal.SIGINT, original)

@@ -38,3 +38,12 @@ def test_a_failed_child_is_one_line_saying_how(code: str, reason: str) -> None:
     with pytest.raises(ChildFailed) as caught:
         run_json_child(_python(code), timeout=1 if "sleep" in code else 60)
     assert str(caught.value) == reason
+    assert caught.value.timed_out is ("sleep" in code)
+
+
+def test_a_child_failure_keeps_its_timed_out_through_pickling() -> None:
+    import pickle
+
+    failed = pickle.loads(pickle.dumps(ChildFailed("did not finish in 5 s", timed_out=True)))
+    assert (str(failed), failed.timed_out) == ("did not finish in 5 s", True)
+    assert ChildFailed("crashed (exit status 1): x").timed_out is False

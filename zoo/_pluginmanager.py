@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pluggy
 
 from zoo import hookspecs
+from zoo._interrupts import holding_handler
 from zoo._process import ChildFailed, run_json_child
 from zoo.datasets import DatasetEntry, DatasetRegistry
 from zoo.errors import InvalidSpecError, PluginError
@@ -244,16 +245,17 @@ class _InterruptWatch:
     def raise_if_swallowed(self) -> None:
         """Abort after a plugin during which the user pressed Ctrl-C and nothing was raised:
         the plugin caught the KeyboardInterrupt, or zoo's command-line handler held it while
-        the plugin imported."""
+        the plugin imported (that handler is found through :mod:`zoo._interrupts`)."""
         if not self.arrived:
             return
         previous = self._previous
         if previous is signal.default_int_handler:
             raise KeyboardInterrupt
-        if getattr(previous, "pending", None) is not None:
+        held = holding_handler(previous)
+        if held is not None:
             # zoo's command line handler: it raised (and the plugin swallowed it), or it holds
             # the interrupt of an import to deliver later; deliver it now, once.
-            previous.pending = False  # type: ignore[union-attr]
+            held.pending = False
             raise KeyboardInterrupt
 
 
@@ -530,9 +532,8 @@ def _probe_job(job: list[PluginRecord], group: str, timeout: float) -> list[Plug
         names = {f.name for f in fields(PluginRecord)}
         loaded = [PluginRecord(**{k: v for k, v in r.items() if k in names}) for r in reported]
     except ChildFailed as exc:
-        reason = str(exc)
-        status = "hung" if reason.startswith("did not finish") else "crashed"
-        return [_replace_status(r, status, reason) for r in job]
+        status = "hung" if exc.timed_out else "crashed"
+        return [_replace_status(r, status, str(exc)) for r in job]
     except (TypeError, AttributeError, ValueError) as exc:  # a child that printed nonsense
         return [_replace_status(r, "crashed", f"printed no result: {_describe(exc)}") for r in job]
     by_key = {(r.distribution, r.name): r for r in loaded}

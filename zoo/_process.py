@@ -14,7 +14,14 @@ __all__ = ["ChildFailed", "crash_reason", "run_json_child"]
 
 
 class ChildFailed(RuntimeError):
-    """A child process died, timed out, or printed no result; the message says which."""
+    """A child process died, timed out, or printed no result; the message says which, and
+    :attr:`timed_out` tells a child that did not finish in time from the others."""
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        #: The child did not finish in time (it was killed); otherwise it died or printed
+        #: no result.
+        self.timed_out = timed_out
 
 
 def run_json_child(
@@ -36,7 +43,7 @@ def run_json_child(
             timeout=timeout,
         )
     except subprocess.TimeoutExpired:
-        raise ChildFailed(f"did not finish in {timeout:.0f} s") from None
+        raise ChildFailed(f"did not finish in {timeout:.0f} s", timed_out=True) from None
     lines = child.stdout.strip().splitlines()
     if child.returncode != 0 or not lines:
         raise ChildFailed(crash_reason(child.returncode, child.stderr))

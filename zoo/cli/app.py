@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from zoo._interrupts import set_interrupt_handler
 from zoo._version import __version__
 from zoo.cli.interrupts import ImportSafeInterrupt
 from zoo.cli.output import single_line
@@ -45,9 +46,13 @@ class ZooGroup(click.Group):
             return super().main(args, prog_name, complete_var, False, **extra)
         interrupt = ImportSafeInterrupt()
         previous = previous_recheck = None
+        registered, registered_before = False, None
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGINT, interrupt)
             previous_recheck = signal.signal(interrupt.RECHECK, interrupt.recheck)
+            # The plugin manager delivers a Ctrl-C this handler holds once a plugin is loaded.
+            registered_before = set_interrupt_handler(interrupt)
+            registered = True
         try:
             code = super().main(args, prog_name, complete_var, False, **extra)
             if interrupt.pending:  # a Ctrl-C held through an import the command ended in
@@ -71,6 +76,8 @@ class ZooGroup(click.Group):
             sys.exit(1)
         finally:
             interrupt.close()
+            if registered:
+                set_interrupt_handler(registered_before)
             if previous is not None:  # called in-process (tests, scripts): as it was
                 signal.signal(signal.SIGINT, previous)
             if previous_recheck is not None:
