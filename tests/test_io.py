@@ -119,3 +119,56 @@ def test_an_atomic_write_replaces_a_symbolic_link_itself_never_its_target(
     atomic_write_text(link, "ours")
     assert not link.is_symlink() and link.read_text() == "ours"
     assert outside.read_text() == "theirs"
+
+
+def _proc_shows_the_umask() -> bool:
+    try:
+        return b"\nUmask:" in Path("/proc/self/status").read_bytes()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _proc_shows_the_umask(), reason="no Umask line in /proc/self/status")
+def test_the_usual_mode_reads_the_umask_without_setting_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from zoo._io import usual_mode
+
+    before = os.umask(0o027)
+    try:
+
+        def no_umask(mask: int) -> int:
+            raise AssertionError("os.umask changes the umask, which a thread creating a file sees")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(os, "umask", no_umask)
+            # Read when asked, not at import: the umask set after zoo._io was imported.
+            assert usual_mode(0o666) == 0o640
+            assert usual_mode(0o777) == 0o750
+    finally:
+        os.umask(before)
+    assert usual_mode(0o666) == 0o666 & ~before
+
+
+def test_the_usual_mode_without_proc_sets_the_umask_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import builtins
+
+    from zoo._io import usual_mode
+
+    real_open = builtins.open
+
+    def no_proc(file: object, *args: object, **kwargs: object) -> object:
+        if str(file).startswith("/proc/"):
+            raise FileNotFoundError(2, "no /proc here", str(file))
+        return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+
+    before = os.umask(0o077)
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(builtins, "open", no_proc)
+            assert usual_mode(0o666) == 0o600
+        assert os.umask(0o077) == 0o077  # and it is still the process's umask
+    finally:
+        os.umask(before)

@@ -30,13 +30,27 @@ __all__ = [
     "usual_mode",
 ]
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+
+def _umask() -> int:
+    """This process's umask now, read without changing it: Linux (4.7 and later) shows it as
+    the ``Umask:`` line of ``/proc/self/status``. Elsewhere it can only be read by setting
+    it (``os.umask``) and setting it back at once, which a thread creating a file in between
+    would see."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def usual_mode(mode: int) -> int:
     """``mode`` less this process's umask: what ``open``/``mkdir`` would have given."""
-    return mode & ~_UMASK
+    return mode & ~_umask()
 
 
 #: fsync errors that only say "directories cannot be fsynced here" (some network and FUSE
