@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn import metrics as skm
 
-from zoo.metrics import ClassificationMetrics, cohen_kappa
+from zoo.metrics import ClassificationMetrics, as_confusion_matrix, cohen_kappa
 
 NUM_CLASSES = 7
 SAMPLES = 500
@@ -252,3 +252,49 @@ def test_kappa_exact_for_large_counts() -> None:
     big = 3_000_000_000  # n^2 overflows int64; the integer arithmetic must not
     assert cohen_kappa([[big, 0], [0, big]]) == 1.0
     assert math.isclose(cohen_kappa([[big, big], [0, big]]), 0.4, rel_tol=1e-15)
+
+
+def test_kappa_rejects_a_matrix_without_classes() -> None:
+    with pytest.raises(ValueError, match="at least one class"):
+        cohen_kappa(np.zeros((0, 0), dtype=np.int64))
+    with pytest.raises(ValueError, match="at least one class"):
+        cohen_kappa(torch.zeros(0, 0, dtype=torch.int64))
+
+
+def test_the_confusion_check_takes_every_integer_dtype_and_copies() -> None:
+    expected = torch.tensor([[3, 1], [0, 2]], dtype=torch.int64)
+    for matrix in (
+        [[3, 1], [0, 2]],
+        np.array([[3, 1], [0, 2]], dtype=np.uint8),
+        np.array([[3, 1], [0, 2]], dtype=np.uint64),
+        torch.tensor([[3, 1], [0, 2]], dtype=torch.int32),
+        torch.tensor([[3, 1], [0, 2]], dtype=torch.uint16),
+    ):
+        checked = as_confusion_matrix(matrix)
+        assert checked.dtype == torch.int64 and checked.device.type == "cpu"
+        assert torch.equal(checked, expected)
+    original = torch.tensor([[3, 1], [0, 2]])
+    as_confusion_matrix(original)[0, 0] = 99
+    assert int(original[0, 0]) == 3
+
+
+@pytest.mark.parametrize(
+    ("matrix", "match"),
+    [
+        ([[1, 2, 3], [4, 5, 6]], "square, got shape \\(2, 3\\)"),
+        ([1, 2], "square, got shape \\(2,\\)"),
+        (None, "square"),
+        (np.zeros((0, 0), dtype=np.int64), "at least one class"),
+        (torch.eye(2), "integer counts, got dtype torch.float32"),
+        (torch.eye(2, dtype=torch.bfloat16), "integer counts"),
+        (torch.eye(2, dtype=torch.bool), "integer counts"),
+        (np.eye(2, dtype=bool), "integer counts"),
+        (np.array([[1, 2], [3, 4]], dtype=object), "integer counts"),
+        ([[1, -1], [0, 1]], "negative"),
+        (torch.tensor([[1, 0], [0, -2]]), "negative"),
+        (np.array([[2**64 - 1, 0], [0, 1]], dtype=np.uint64), "below 2\\*\\*63"),
+    ],
+)
+def test_the_confusion_check_refuses(matrix: object, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        as_confusion_matrix(matrix)  # type: ignore[arg-type]

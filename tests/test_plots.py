@@ -61,6 +61,25 @@ def test_confusion_matrix_png_rejects_bad_input(tmp_path: Path) -> None:
     assert _files(tmp_path) == []
 
 
+def test_confusion_matrix_png_checks_as_the_metrics_do(tmp_path: Path) -> None:
+    """One check of a confusion matrix (zoo.metrics'): negative counts and a matrix without
+    classes are refused here as for Cohen's kappa."""
+    from zoo.metrics import cohen_kappa
+
+    cases: list[tuple[list[list[int]] | np.ndarray | torch.Tensor, str]] = [
+        ([[1, -1], [0, 1]], "negative"),
+        (np.zeros((0, 0), dtype=np.int64), "at least one class"),
+        (torch.zeros(0, 0, dtype=torch.int64), "at least one class"),
+    ]
+    for matrix, match in cases:
+        with pytest.raises(ValueError, match=match):
+            save_confusion_matrix_png(matrix, [], tmp_path / "x.png")
+        with pytest.raises(ValueError, match=match):
+            cohen_kappa(matrix)
+    save_confusion_matrix_png(np.array([[3, 1], [0, 2]], np.uint16), ["a", "b"], tmp_path / "u")
+    assert _files(tmp_path) == ["u"]
+
+
 def test_failed_confusion_matrix_write_keeps_the_earlier_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["ClassificationMetrics", "cohen_kappa"]
+__all__ = ["ClassificationMetrics", "as_confusion_matrix", "cohen_kappa"]
 
 #: Batches are checked as they come but counted in together, once their logits hold this many
 #: values (and before any result is read): one vectorised pass instead of a dozen small tensor
@@ -21,18 +22,39 @@ __all__ = ["ClassificationMetrics", "cohen_kappa"]
 FLUSH_VALUES = 1 << 20
 
 
-def _as_confusion(confusion: Tensor | Sequence[Sequence[int]]) -> Tensor:
-    matrix = torch.as_tensor(confusion).detach().to("cpu")
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
-        raise ValueError(f"a confusion matrix must be square, got shape {tuple(matrix.shape)}")
-    if matrix.is_floating_point() or matrix.is_complex() or matrix.dtype == torch.bool:
-        raise ValueError(f"a confusion matrix holds integer counts, got dtype {matrix.dtype}")
+def as_confusion_matrix(confusion: Tensor | Sequence[Sequence[int]] | np.ndarray) -> Tensor:
+    """``confusion`` as a CPU int64 tensor, after the one check of a confusion matrix that
+    zoo makes (for Cohen's kappa and for the figure of :mod:`zoo.plots`): ValueError unless
+    it is square with at least one class and holds integer counts, none negative.
+
+    Takes a tensor, a NumPy array or nested sequences of ints; a tensor is not changed.
+    """
+    if isinstance(confusion, Tensor):
+        tensor = confusion.detach().to("cpu")
+        shape, dtype = tuple(tensor.shape), str(tensor.dtype)
+        integer = not (
+            tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool
+        )
+        # NumPy has every integer dtype of torch (and no bfloat16, which is no count).
+        matrix = tensor.numpy() if integer else None
+    else:
+        matrix = np.asarray(confusion)
+        shape, dtype = matrix.shape, str(matrix.dtype)
+        integer = np.issubdtype(matrix.dtype, np.integer)  # not bool, not object
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ValueError(f"a confusion matrix must be square, got shape {shape}")
+    if shape[0] == 0:
+        raise ValueError(f"a confusion matrix needs at least one class, got shape {shape}")
+    if not integer or matrix is None:
+        raise ValueError(f"a confusion matrix holds integer counts, got dtype {dtype}")
     if bool((matrix < 0).any()):
         raise ValueError("a confusion matrix cannot hold negative counts")
-    return matrix.to(torch.int64)
+    if bool((matrix > np.iinfo(np.int64).max).any()):  # uint64
+        raise ValueError("a confusion matrix holds counts below 2**63 only")
+    return torch.from_numpy(matrix.astype(np.int64))
 
 
-def cohen_kappa(confusion: Tensor | Sequence[Sequence[int]]) -> float:
+def cohen_kappa(confusion: Tensor | Sequence[Sequence[int]] | np.ndarray) -> float:
     """Cohen's kappa (p_o - p_e) / (1 - p_e) of a square confusion matrix of counts.
 
     Computed in exact integer arithmetic. The degenerate case p_e == 1 happens only when
@@ -40,7 +62,7 @@ def cohen_kappa(confusion: Tensor | Sequence[Sequence[int]]) -> float:
     agreement is perfect, so kappa is defined as 1.0 there (scikit-learn returns NaN, which
     is not valid JSON). Raises ValueError for an empty matrix (no samples).
     """
-    matrix = _as_confusion(confusion)
+    matrix = as_confusion_matrix(confusion)
     total = int(matrix.sum())
     if total == 0:
         raise ValueError("Cohen's kappa is undefined without samples (the confusion matrix is 0)")

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from zoo._io import atomic_path
+from zoo.metrics import as_confusion_matrix
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -27,17 +28,6 @@ __all__ = ["save_confusion_matrix_png", "save_image_grid_png", "save_reconstruct
 
 #: make_grid's padding in pixels, between images and around the grid
 _PADDING = 2
-
-
-def _confusion_array(confusion: Tensor | Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
-    if isinstance(confusion, Tensor):
-        confusion = confusion.detach().to("cpu").numpy()
-    matrix = np.asarray(confusion)
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] == 0:
-        raise ValueError(f"a confusion matrix must be square, got shape {matrix.shape}")
-    if not np.issubdtype(matrix.dtype, np.integer):
-        raise ValueError(f"a confusion matrix holds integer counts, got dtype {matrix.dtype}")
-    return matrix.astype(np.int64)
 
 
 def save_confusion_matrix_png(
@@ -52,7 +42,7 @@ def save_confusion_matrix_png(
     diagonal), so rare classes are as visible as common ones. The figure grows with the
     number of classes and the x labels are rotated, which keeps 2 to 20 classes readable.
     """
-    matrix = _confusion_array(confusion)
+    matrix = as_confusion_matrix(confusion).numpy()
     size = matrix.shape[0]
     names = [str(name) for name in class_names]
     if len(names) != size:
