@@ -1,7 +1,9 @@
 """Exceptions raised by zoo.
 
 Every error zoo raises on purpose derives from :class:`ZooError`, so a caller can catch
-them all at once; the CLI prints their message as one line instead of a traceback.
+them all at once; the CLI prints their message as one line instead of a traceback. Most are
+defined here; the others live beside the code that raises them, in the module named in
+brackets (import them from there).
 
 ```
 ZooError
@@ -15,16 +17,29 @@ ZooError
 │   │   └── UnknownTaskError
 │   ├── InvalidArgumentsError  a builder or task was given an option it does not take
 │   │                                                                        also TypeError
-│   └── DataMismatchError      the dataset does not fit the model (dtype, channels...)
+│   ├── DataMismatchError      the dataset does not fit the model (dtype, channels...)
+│   │                                                                       also ValueError
+│   └── DirectoryLocked        another zoo process is writing that directory   [zoo._lock]
 ├── RegistryError              a plugin's model, format, runtime, task or dataset could not be
 │   │                          registered
-│   ├── InvalidSpecError       the registered object itself is malformed
+│   ├── InvalidSpecError       the registered object itself is malformed    also ValueError
+│   │   └── OutputMismatchError
+│   │                          a model's real outputs differ from what its spec declares
+│   │                                                                     [zoo.spec_check]
 │   └── DuplicateNameError     the name is taken (names both plugins)
 │       └── DuplicateModelError
 ├── PluginError                a plugin failed to load (raised only with ZOO_STRICT_PLUGINS=1)
 ├── WeightsError               pretrained weights could not be found, downloaded or loaded
 ├── DataError                  a dataset could not be found, downloaded or read
-└── NoSpaceError               the disk (or quota) is full; what was there before is kept
+├── NoSpaceError               the disk (or quota) is full; what was there before is kept
+├── CheckpointError            a checkpoint is missing, unreadable, or does not fit the model
+│                                                                         [zoo.checkpoint]
+├── ArtifactError              an export directory is missing, corrupt, or fails its parity
+│                              check                                 [zoo.export.manifest]
+├── TrainingError              training cannot go on (the loss became NaN, say); the last
+│                              good checkpoint is kept                 [zoo.train.trainer]
+└── PeerFailed                 this rank stops because another one failed or stopped
+                               answering (read the other's error)  [zoo.train.distributed]
 ```
 """
 
