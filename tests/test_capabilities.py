@@ -81,3 +81,23 @@ def test_bare_model_capability(spec: ModelSpec, fmt: str, tmp_path: Path) -> Non
     else:  # any failure, to export or to match eager, confirms the record
         with pytest.raises((Exception, AssertionError)):
             export_and_compare()
+
+
+def test_a_record_is_read_only_as_a_regular_file_of_bounded_size(tmp_path: Path) -> None:
+    """Read as the manifest and the config are: a FIFO is refused before it is opened for a
+    read that would wait for a writer, and a file beyond the bound before it is read."""
+    import os
+
+    from zoo.capabilities import MAX_RECORD_BYTES, read_record
+
+    fifo = tmp_path / "record.json"
+    os.mkfifo(fifo)
+    with pytest.raises(
+        ValueError, match=r"record\.json is not a capability record: .* is not a regular file"
+    ):
+        read_record(fifo)
+    huge = tmp_path / "huge.json"
+    with open(huge, "wb") as handle:
+        handle.truncate(MAX_RECORD_BYTES + 1)  # sparse
+    with pytest.raises(ValueError, match="more than the 16,777,216 zoo reads"):
+        read_record(huge)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, final
 
+from zoo import _json as js
 from zoo._io import atomic_write_json
 from zoo.errors import InvalidSpecError
 
@@ -44,6 +45,8 @@ _STATUSES: Final = (OK, FAILED, NOT_MEASURED)
 #: The measured capabilities of zoo's own models (``make capabilities`` writes it).
 RECORD: Final = Path(__file__).resolve().parent / "capabilities.json"
 RECORD_VERSION: Final = 2
+#: A record is a few KB a model: zoo reads no more than this, and only a regular file.
+MAX_RECORD_BYTES = 16 << 20
 
 
 @final
@@ -140,10 +143,10 @@ def read_record(path: Path = RECORD) -> dict[str, Any]:
     outcome}}}``; an empty one where there is none. ValueError, naming the file, for a file
     that is not a record of this version."""
     try:
-        record: Any = json.loads(path.read_text(encoding="utf-8"))
+        record: Any = json.loads(js.read_text(path, str(path), MAX_RECORD_BYTES))
     except FileNotFoundError:
         return {"format_version": RECORD_VERSION, "measured_with": {}, "models": {}}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # not a regular file, too large, not UTF-8 or JSON
         raise ValueError(f"{path} is not a capability record: {exc}") from None
     if not isinstance(record, dict) or record.get("format_version") != RECORD_VERSION:
         version = record.get("format_version") if isinstance(record, dict) else None
