@@ -68,12 +68,14 @@ class TensorBoardLogger:
 
     def graph(self, model: nn.Module, example: torch.Tensor) -> str | None:
         """Add the model graph; returns why not where it does not trace."""
-        # add_graph traces with torch.jit.trace: its deprecation warning is TensorBoard's
-        # business here, and is silenced for that call alone.
+        # add_graph traces with torch.jit.trace (and torch.jit.trace_method for the forward):
+        # their deprecation warnings are TensorBoard's business here, silenced for this call.
         try:
             with warnings.catch_warnings(), _uncompiled(model):
                 warnings.filterwarnings(
-                    "ignore", message=r"`torch\.jit\.trace` is deprecated", category=FutureWarning
+                    "ignore",
+                    message=r"`torch\.jit\.trace(_method)?` is deprecated",
+                    category=FutureWarning,
                 )
                 self.writer.add_graph(model, example)
         except Exception as exc:
