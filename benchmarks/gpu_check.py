@@ -134,7 +134,7 @@ PROBE = """
 import importlib.metadata as md, json, sys
 import psutil, torch
 from zoo._pluginmanager import get_plugins
-from zoo.bench.runner import environment
+from zoo.bench.processes import environment
 
 device, names = sys.argv[1], sys.argv[2].split(",")
 versions = {}

@@ -25,7 +25,8 @@ import torch
 import zoo
 from benchmarks.targets import HARNESS_OVERHEAD_NS
 from zoo._pluginmanager import get_plugins
-from zoo.bench.runner import BenchSettings, _export_dir, formats_for
+from zoo.bench.artifacts import export_dir, formats_for
+from zoo.bench.settings import BenchSettings
 from zoo.bench.timing import harness_overhead_ns
 from zoo.bench.worker import _inputs, _source
 from zoo.export.manifest import read_manifest
@@ -45,7 +46,7 @@ THREADS = int(os.environ.get("ZOO_BENCH_THREADS", "0")) or None
 @pytest.fixture(scope="session")
 def exports() -> dict[str, Path]:
     settings = BenchSettings(models=MODELS)
-    return {m: _export_dir(m, settings, formats_for(RUNTIMES)) for m in MODELS}
+    return {m: export_dir(m, settings, formats_for(RUNTIMES)) for m in MODELS}
 
 
 def test_harness_overhead_is_under_5_microseconds(benchmark: Any) -> None:

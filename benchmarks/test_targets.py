@@ -18,7 +18,8 @@ import pytest
 
 from benchmarks.targets import TARGETS, Check, check_run, markdown
 from zoo.bench.results import BenchRun
-from zoo.bench.runner import BenchSettings, run_bench
+from zoo.bench.runner import run_bench
+from zoo.bench.settings import BenchSettings
 from zoo.bench.timing import TimingPolicy
 
 ORT = ("eager", "onnxruntime", "onnxruntime-default")

@@ -254,9 +254,10 @@ def no_benchmarks(monkeypatch: pytest.MonkeyPatch) -> None:
     """The benchmark is replaced by its own validation and a check of the settings it would
     run with."""
     from zoo.bench import runner
+    from zoo.bench import settings as bench_settings
 
     def run_bench(settings: Any, echo: Any = None) -> Any:
-        runner._validate(settings)  # what run_bench checks before anything else
+        bench_settings.validate(settings)  # what run_bench checks before anything else
         policy = settings.policy
         assert math.isfinite(policy.min_time_s) and policy.min_time_s >= 0
         assert policy.min_iters >= 1 and policy.warmup_iters >= 0 and settings.rounds >= 1

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 import zoo
-from zoo.bench import runner
+from zoo.bench import artifacts, runner, stability
+from zoo.bench.processes import physical_cores
 from zoo.bench.results import load_run
-from zoo.bench.runner import physical_cores
 from zoo.cli import cli
 from zoo.export.exporter import export_model
 from zoo.export.manifest import sha256
@@ -128,7 +128,7 @@ def test_compare_against_a_baseline(
     # Against itself: nothing regressed. Against a baseline twice as fast: everything did.
     # (--artifacts reuses the cached export, so this is quick.) Every round counts as quiet
     # and any tail passes: what is tested here is the comparison, whatever else runs.
-    monkeypatch.setattr(runner, "BUSY_SHARE", 1.0)
+    monkeypatch.setattr(stability, "BUSY_SHARE", 1.0)
     cache = next((out / "cache" / "bench-exports").iterdir())
     args = ["lenet", "--runtime", "onnxruntime", "--batch", "1", *QUICK, "--artifacts", str(cache)]
     args += ["--rounds", "1", "--max-rounds", "1", "--tail-bound", "1000"]
@@ -167,7 +167,7 @@ def test_compare_still_reads_a_schema_1_baseline(
     """A zoo-bench/1 file (zoo 0.1's --json: latency_ms, throughput, no scenario or
     stability) is still a baseline: its rows count as single-stream rows."""
     _, out = lenet_run
-    monkeypatch.setattr(runner, "BUSY_SHARE", 1.0)
+    monkeypatch.setattr(stability, "BUSY_SHARE", 1.0)
     document = json.loads((out / "run.json").read_text())
     document["schema"] = "zoo-bench/1"
     for row in document["results"]:
@@ -418,7 +418,7 @@ def test_scenario_and_stability_options_are_checked_before_anything_runs(
     args: list[str], message: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(runner, "_spawn", lambda *a, **k: pytest.fail("a worker ran"))
-    monkeypatch.setattr(runner, "export_model", lambda *a, **k: pytest.fail("an export ran"))
+    monkeypatch.setattr(artifacts, "export_model", lambda *a, **k: pytest.fail("an export ran"))
     result = CliRunner().invoke(cli, ["bench", "lenet", *args])
     assert result.exit_code == 2, result.output
     assert message in result.output and len(result.output.strip().splitlines()) == 1

@@ -16,34 +16,36 @@ from click.testing import CliRunner
 
 from zoo.bench.load import BUSY_SHARE, Others, OthersShare
 from zoo.bench.results import load_run
-from zoo.bench.runner import BenchSettings, _Entry, _Round, _row, _settled, _stability
+from zoo.bench.rows import single_stream_row
+from zoo.bench.settings import BenchSettings
+from zoo.bench.stability import Entry, Round, assess, settled
 from zoo.bench.worker import BatchTimes, JobResult
 from zoo.cli import cli
 
 QUICK = ["--min-time", "0.05", "--min-iters", "10", "--warmup", "2"]
-ENTRY = _Entry("eager", threads=2)
-SERVER = _Entry("eager", scenario="server", sessions=2, threads=1)
+ENTRY = Entry("eager", threads=2)
+SERVER = Entry("eager", scenario="server", sessions=2, threads=1)
 
 
-def _round(p50_ms: float, others: float = 0.0, tail: float = 1.1) -> _Round:
+def _round(p50_ms: float, others: float = 0.0, tail: float = 1.1) -> Round:
     """A round whose batch-1 calls have this p50 and p90 = ``tail`` x p50."""
     ns = int(p50_ms * 1e6)
     times = (ns,) * 60 + (int(ns * tail),) * 40  # p50 the lower, p90 the upper
     result = JobResult("ok", batches={1: BatchTimes(times_ns=times, faults_per_call=0.0)})
-    return _Round(result, OthersShare(others, 0.0, 1.0), load_avg=1.0)
+    return Round(result, OthersShare(others, 0.0, 1.0), load_avg=1.0)
 
 
-def _server_round(qps: float, note: str = "", others: float = 0.0) -> _Round:
+def _server_round(qps: float, note: str = "", others: float = 0.0) -> Round:
     level = {"achieved_qps": qps}
     result = JobResult("ok", scenario={"best": level if qps else None, "note": note})
-    return _Round(result, OthersShare(others, 0.0, 1.0), load_avg=1.0)
+    return Round(result, OthersShare(others, 0.0, 1.0), load_avg=1.0)
 
 
 def test_two_quiet_rounds_that_agree_settle_and_are_stable() -> None:
     settings = BenchSettings(models=["m"])
     rounds = [_round(1.00), _round(1.03)]
-    assert _settled(ENTRY, rounds, settings)
-    stability = _stability(ENTRY, rounds, "1", settings, False, 1.1)
+    assert settled(ENTRY, rounds, settings)
+    stability = assess(ENTRY, rounds, "1", settings, False, 1.1)
     assert stability.stable and stability.reasons == [] and stability.quiet_rounds == 2
     assert stability.agreement == pytest.approx(0.03, abs=0.005)
 
@@ -51,15 +53,15 @@ def test_two_quiet_rounds_that_agree_settle_and_are_stable() -> None:
 def test_rounds_that_disagree_run_on_and_then_say_so() -> None:
     settings = BenchSettings(models=["m"], max_rounds=3)
     rounds = [_round(1.0), _round(1.3)]
-    assert not _settled(ENTRY, rounds, settings)  # another round is wanted
+    assert not settled(ENTRY, rounds, settings)  # another round is wanted
     rounds.append(_round(1.6))
-    stability = _stability(ENTRY, rounds, "1", settings, False, 1.1)
+    stability = assess(ENTRY, rounds, "1", settings, False, 1.1)
     assert not stability.stable
     assert stability.reasons == [
         "the best two quiet rounds' p50s differ by 30% (over 5%) after 3 rounds"
     ]
     # The best two of three count: a third, disturbed round does not spoil two that agree.
-    assert _settled(ENTRY, [_round(1.0), _round(1.6), _round(1.02)], settings)
+    assert settled(ENTRY, [_round(1.0), _round(1.6), _round(1.02)], settings)
 
 
 def test_rounds_that_agree_beside_a_busy_process_are_not_stable() -> None:
@@ -67,15 +69,17 @@ def test_rounds_that_agree_beside_a_busy_process_are_not_stable() -> None:
     rounds agree. Agreement is not enough: the others' CPU share decides."""
     settings = BenchSettings(models=["m"])
     busy = [_round(90.0, others=0.5), _round(91.0, others=0.5)]
-    assert not _settled(ENTRY, busy, settings)
-    stability = _stability(ENTRY, busy, "1", settings, False, 1.1)
+    assert not settled(ENTRY, busy, settings)
+    stability = assess(ENTRY, busy, "1", settings, False, 1.1)
     assert not stability.stable and stability.quiet_rounds == 0
     assert stability.reasons == [
         "other processes used 50% of the CPUs (steal 0%, load average 1) during 2 of 2 rounds"
     ]
     assert stability.others_cpu_share == [0.5, 0.5] and stability.agreement is None
     # The row's figures come from the quiet round when there is one, even if it was slower.
-    row = _row("m", ENTRY, "cpu", 1, [_round(1.0), _round(0.5, others=0.5)], settings, False)
+    row = single_stream_row(
+        "m", ENTRY, "cpu", 1, [_round(1.0), _round(0.5, others=0.5)], settings, False
+    )
     assert row.batch_latency_ms is not None and row.batch_latency_ms.p50 == pytest.approx(1.0)
     assert row.stability is not None and not row.stability.stable  # one quiet round of two
 
@@ -83,27 +87,27 @@ def test_rounds_that_agree_beside_a_busy_process_are_not_stable() -> None:
 def test_a_long_tail_is_unstable() -> None:
     settings = BenchSettings(models=["m"], tail_bound=2.0)
     rounds = [_round(1.0, tail=3.0), _round(1.0, tail=3.0)]
-    row = _row("m", ENTRY, "cpu", 1, rounds, settings, False)
+    row = single_stream_row("m", ENTRY, "cpu", 1, rounds, settings, False)
     assert row.stability is not None and not row.stability.stable
     assert row.stability.reasons == ["p90 is 3.0x p50 (over 2x)"]
 
 
 def test_one_round_asked_for_is_judged_on_the_machine_and_the_tail_alone() -> None:
     settings = BenchSettings(models=["m"], rounds=1, max_rounds=1)
-    assert _settled(ENTRY, [_round(1.0)], settings)
-    assert _stability(ENTRY, [_round(1.0)], "1", settings, False, 1.1).stable
-    assert not _settled(ENTRY, [_round(1.0, others=0.3)], settings)
+    assert settled(ENTRY, [_round(1.0)], settings)
+    assert assess(ENTRY, [_round(1.0)], "1", settings, False, 1.1).stable
+    assert not settled(ENTRY, [_round(1.0, others=0.3)], settings)
 
 
 def test_a_server_round_settles_when_its_best_rate_repeated() -> None:
     settings = BenchSettings(models=["m"])
-    assert _settled(SERVER, [_server_round(5000.0)], settings)
+    assert settled(SERVER, [_server_round(5000.0)], settings)
     note = "the best rate, 5000/s, did not repeat: p99 12 ms over the 10 ms bound the second time"
-    assert not _settled(SERVER, [_server_round(5000.0, note)], settings)
+    assert not settled(SERVER, [_server_round(5000.0, note)], settings)
     rounds = [_server_round(5000.0, note)]
-    stability = _stability(SERVER, rounds, "max", settings, False, None, note)
+    stability = assess(SERVER, rounds, "max", settings, False, None, note)
     assert stability.reasons == [note]
-    assert not _settled(SERVER, [_server_round(5000.0, others=0.4)], settings)
+    assert not settled(SERVER, [_server_round(5000.0, others=0.4)], settings)
 
 
 # -- zoo bench, end to end -----------------------------------------------------------------------

@@ -5,8 +5,13 @@ AOTInductor, torch.compile, and any plugin's) on CPU and GPU.
 - ``timing.py``: warm-up, then per-call ``perf_counter_ns`` until a minimum count and time.
 - ``worker.py``: one runtime in a fresh process (thread pools never compete); its job and
   result records.
-- ``runner.py``: artifacts, workers, rounds until each row is stable, the matmul ceiling, the
-  environment.
+- ``runner.py``: the run: the matmul ceiling, then rounds of workers per (model, device)
+  until each entry settles, then its rows. Its parts:
+  ``settings.py`` (``BenchSettings`` and the bounds checked before anything runs),
+  ``artifacts.py`` (``--artifacts`` checked, or zoo's cached export),
+  ``processes.py`` (the worker processes and the record of the machine; ``bench-train``'s too),
+  ``stability.py`` (when rounds agree, and whether a row can be trusted),
+  ``rows.py`` (the rows of each scenario from the rounds).
 - ``scenarios.py``: the offline and server scenarios, on the sessions any runtime loads.
 - ``load.py``: what other processes took of the CPUs while a worker ran (the stability rule).
 - ``results.py``: rows and the JSON document (schema ``zoo-bench/2``, ``schema.json``).

@@ -40,7 +40,7 @@ from zoo._cpu import native_bf16
 from zoo._pluginmanager import get_plugins
 from zoo.bench.load import BUSY_SHARE, Others, load_average, wait_for_quiet
 from zoo.bench.outputs import write_output
-from zoo.bench.runner import environment, physical_cores, spawn_worker
+from zoo.bench.processes import environment, physical_cores, spawn_worker
 from zoo.bench.train_worker import HAND, TrainJob, TrainJobResult
 from zoo.errors import UsageError
 from zoo.train.speed import resolve_precision

@@ -268,8 +268,9 @@ def bench_cmd(
     from zoo.bench.plot import plot_run
     from zoo.bench.report import compare_runs, print_table
     from zoo.bench.results import load_run
-    from zoo.bench.runner import BenchSettings, run_bench
+    from zoo.bench.runner import run_bench
     from zoo.bench.scenarios import ServerPolicy
+    from zoo.bench.settings import BenchSettings
 
     if server_requests < 1:
         raise click.BadParameter(

@@ -202,7 +202,7 @@ def clean_leftovers(out: str | Path) -> list[str]:
 @dataclass(frozen=True)
 class ExportSettings:
     """How ``zoo export`` exports a model: every option of the command, as
-    :class:`~zoo.bench.runner.BenchSettings` is ``zoo bench``'s and
+    :class:`~zoo.bench.settings.BenchSettings` is ``zoo bench``'s and
     :class:`~zoo.train.config.TrainConfig` ``zoo train``'s."""
 
     #: Format names (None: the registry's defaults), each in every one of ``precisions``.
