@@ -204,3 +204,22 @@ def test_the_others_share_counts_a_busy_process_not_the_reaped_worker() -> None:
     # machine where nothing else runs; with more than 2 CPUs the bound is looser).
     assert measured.share >= 0.8 / cpus > BUSY_SHARE and 0 <= measured.steal <= 1
     assert measured.wall_s >= 1.0
+
+
+def test_every_row_of_a_series_says_whether_its_rounds_ran_in_tf32() -> None:
+    """The rows of one runtime at each batch size share its rounds, so each carries their
+    TF32 setting (it was the first row's alone); rounds that differ give None."""
+    from zoo.bench.runner import _Measured, _series_rows
+
+    settings = BenchSettings(models=["m"], batches=(1, 8), devices=("cuda",))
+    entry = Entry("eager", threads=2)
+
+    def on_gpu(tf32: bool) -> Round:
+        times = {b: BatchTimes(times_ns=(1_000_000,) * 20, faults_per_call=0.0) for b in (1, 8)}
+        return Round(JobResult("ok", batches=times, tf32=tf32), OthersShare(0.0, 0.0, 1.0), 1.0)
+
+    same = _Measured({entry: [on_gpu(True), on_gpu(True)]})
+    rows = _series_rows("m", "cuda", [entry], same, settings)
+    assert [(r.batch, r.tf32) for r in rows] == [(1, True), (8, True)]
+    mixed = _Measured({entry: [on_gpu(True), on_gpu(False)]})
+    assert [r.tf32 for r in _series_rows("m", "cuda", [entry], mixed, settings)] == [None, None]
