@@ -13,10 +13,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-__all__ = ["TensorBoardLogger", "progress"]
+__all__ = ["TensorBoardLogger", "progress_bar"]
 
 
-def progress(
+def progress_bar(
     batches: Iterable[Any], total: int, description: str, enabled: bool
 ) -> tuple[Iterator[Any], Callable[[Callable[[], dict[str, str]]], None], Callable[[], None]]:
     """Wrap ``batches`` in a tqdm bar on a terminal; elsewhere, iterate silently.

@@ -20,7 +20,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ from zoo.tasks import Task, TaskRun
 from zoo.train.batches import Batches
 from zoo.train.config import TrainConfig, check_checkpoint_config
 from zoo.train.distributed import Distributed, PeerFailed, peer_failure
-from zoo.train.loggers import TensorBoardLogger, progress
+from zoo.train.loggers import TensorBoardLogger, progress_bar
 from zoo.train.optim import Warmup, build_optimizer, build_scheduler, extend_schedule
 from zoo.train.reproducibility import (
     deterministic_algorithms,
@@ -60,7 +60,7 @@ from zoo.train.reproducibility import (
 )
 from zoo.train.speed import Speed, check_speed_options, given_speed_options
 
-__all__ = ["TrainResult", "Trainer", "TrainingError", "train"]
+__all__ = ["Progress", "TrainResult", "Trainer", "TrainingError", "train"]
 
 #: Options a resumed run may change; everything else comes from the checkpoint's config. The
 #: speed options (precision, channels_last, compile: zoo.train.speed) may change too, but only
@@ -131,6 +131,116 @@ class _StopRequest:
             if not self.shielded:
                 raise KeyboardInterrupt
         self.requested = True
+
+
+@dataclass
+class Progress:
+    """Where a run is: what each checkpoint's meta.json keeps under ``progress``, and what a
+    resumed run continues from."""
+
+    #: Epochs finished.
+    epoch: int = 0
+    #: Steps of the current epoch this process has taken (shown on resume).
+    batch: int = 0
+    #: Optimizer steps in all.
+    step: int = 0
+    #: The best monitored figure so far, and the epoch (from 1) that reached it.
+    best: float | None = None
+    best_epoch: int | None = None
+    #: Epochs since the best (early stopping counts them).
+    bad_epochs: int = 0
+    #: Each finished epoch's record (metrics.json ``history``).
+    history: list[dict[str, Any]] = field(default_factory=list)
+    #: Samples of the current epoch's order that every process together has trained.
+    position: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Take a checkpoint's progress (checked by ``zoo.checkpoint``); a field it lacks
+        (``position``, before zoo 0.2) keeps its value here."""
+        for name in self.__dataclass_fields__:
+            if name in saved:
+                setattr(self, name, saved[name])
+
+    def end_epoch(self, current: float, maximize: bool) -> bool:
+        """The epoch is finished with ``current`` as its monitored figure: whether it
+        improved on the best (then the best), else one more epoch without improvement."""
+        best = self.best
+        improved = best is None or (current > best if maximize else current < best)
+        self.epoch, self.batch, self.position = self.epoch + 1, 0, 0
+        if improved:
+            self.best, self.best_epoch, self.bad_epochs = current, self.epoch, 0
+        else:
+            self.bad_epochs += 1
+        return improved
+
+
+@dataclass
+class _Setup:
+    """What a run trains with, built before the first step."""
+
+    splits: DataSplits
+    #: The model itself (evaluated and saved); a data-parallel run trains a wrapper of it.
+    model: nn.Module
+    model_args: dict[str, Any]
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # a torch LRScheduler or ReduceLROnPlateau; None: a constant rate
+    scaler: torch.amp.GradScaler
+    batches: Batches
+    warmup: Warmup
+    run: TaskRun
+
+
+class _Checkpointer:
+    """Saves the run: every rank calls ``save`` (their RNG states are gathered); rank 0
+    writes, and a Ctrl-C during the write waits for it to complete."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        setup: _Setup,
+        meta: dict[str, Any],
+        dist: Distributed,
+        stop: _StopRequest,
+        echo: Callable[[str], None],
+    ) -> None:
+        self.run_dir, self.setup, self.meta = run_dir, setup, meta
+        self.dist, self.stop, self.echo = dist, stop, echo
+
+    def save(
+        self, progress: Progress, tags: tuple[str, ...], metrics: dict[str, Any] | None = None
+    ) -> Path:
+        dist, setup = self.dist, self.setup
+        rngs = dist.gathered(get_rng_state())
+        if not dist.is_main:
+            return self.run_dir / "last"
+        state = {
+            "optimizer": setup.optimizer.state_dict(),
+            "scheduler": setup.scheduler.state_dict() if setup.scheduler is not None else None,
+            "scaler": setup.scaler.state_dict(),  # empty unless fp16
+            "rng": rngs[0],
+            # Each rank's, in rank order: a run resumed with as many processes continues
+            # exactly; with another number, rank 0 and new seeds for the others.
+            "rng_ranks": rngs if dist.enabled else [],
+        }
+        meta = {
+            **self.meta,
+            "epoch": progress.epoch,
+            "step": progress.step,
+            "progress": progress.to_dict(),
+            "metrics": metrics or {},
+        }
+        with self.stop.shield():
+            path = save_checkpoint(self.run_dir, setup.model, state, meta, tags)
+        if self.stop.forced:  # a second Ctrl-C came during the save, which completed
+            self.echo(
+                f"interrupted during a checkpoint save, which completed: saved {path}; "
+                f"continue with --resume {self.run_dir}"
+            )
+            raise KeyboardInterrupt
+        return path
 
 
 class Trainer:
@@ -339,11 +449,38 @@ class Trainer:
             self.dist.close()
 
     def _fit(self) -> TrainResult:
-        cfg = self.config
-        spec = self.spec
-        dist = self.dist
-        seed_everything(cfg.seed)
-        device = self.device
+        """Set up, resume where asked, train epoch by epoch, then test the best checkpoint."""
+        seed_everything(self.config.seed)
+        setup = self._build()
+        progress = Progress()
+        if self.resume_from is not None:
+            self._resume(setup, progress)
+        net = self.dist.wrap(setup.model, self.device)  # trains; setup.model evaluates, is saved
+        if self.resume_from is not None:
+            self._resume_rng(self.checkpoint)
+        elif self.dist.rank > 0:  # other augmentations and dropout masks than rank 0's
+            seed_everything((self.config.seed + 7919 * self.dist.rank) % 2**32)
+        logger = self._open_logger(setup, progress)
+        checkpointer = self._checkpointer(setup)
+        self._announce(setup.splits)
+        try:
+            with self.stop.installed():
+                status = self._epochs(net, setup, progress, checkpointer, logger)
+        finally:
+            if logger is not None:
+                logger.close()
+        if status == "interrupted":
+            return TrainResult(self.run_dir, {}, status)
+        metrics = self._finish(setup.model, setup.splits, setup.run, progress)
+        metrics["status"] = status
+        if self.dist.is_main:
+            atomic_write_json(self.run_dir / "metrics.json", metrics)
+        return TrainResult(self.run_dir, metrics, status)
+
+    def _build(self) -> _Setup:
+        """The data, the model (its outputs checked against its spec), the optimizer, the
+        scheduler and the batches: everything a step needs, before the first one."""
+        cfg, spec, dist, device = self.config, self.spec, self.dist, self.device
         if not dist.is_local_main:  # one download per machine: local rank 0's
             dist.barrier()
         splits = load_dataset(
@@ -356,8 +493,7 @@ class Trainer:
         )
         if dist.is_local_main:
             dist.barrier()
-        info = splits.info
-        model_args = self._model_args(spec, info)
+        model_args = self._model_args(spec, splits.info)
         model = spec.build(**model_args)
         if cfg.freeze and "freeze" not in spec.builder_parameters():
             freeze_first(model, cfg.freeze)
@@ -366,14 +502,11 @@ class Trainer:
         self.speed.prepare(model, self.echo)
         # Before any work, the model's real outputs against its spec: a model that returns
         # [B, 7] under a spec of 10 classes would otherwise fail deep inside the loss.
-        probe = Batches(splits.val, 2, shuffle=False, collate_fn=splits.collate_fn)
-        x = next(iter(probe.epoch(0)))[0].to(device)
+        x = self._val_batch(splits)
         # A batch of another length on a dynamic axis may give outputs of other lengths.
         check_outputs(spec, model, model_args, x, exact=tuple(x.shape[1:]) == spec.input.shape)
         optimizer = build_optimizer(model, cfg)
-        scheduler = build_scheduler(optimizer, replace(cfg, monitor=self._monitor()))
-        scaler = self.speed.grad_scaler()
-        train_batches = Batches(
+        batches = Batches(
             splits.train,
             cfg.batch_size,
             shuffle=True,
@@ -384,197 +517,162 @@ class Trainer:
             world=dist.world,
             pin_memory=device.type == "cuda",
         )
-        steps_per_epoch = len(train_batches)
-        warmup = Warmup(optimizer, cfg.warmup_epochs * steps_per_epoch)
-        run = TaskRun(
-            spec=spec,
-            info=info,
-            run_dir=self.run_dir,
-            device=device,
-            seed=cfg.seed,
-            augment=cfg.augment,
-            sample=lambda dataset, n: self._sample(dataset, n, splits, device),
+        return _Setup(
+            splits=splits,
+            model=model,
+            model_args=model_args,
+            optimizer=optimizer,
+            scheduler=build_scheduler(optimizer, replace(cfg, monitor=self._monitor())),
+            scaler=self.speed.grad_scaler(),
+            batches=batches,
+            warmup=Warmup(optimizer, cfg.warmup_epochs * len(batches)),
+            run=TaskRun(
+                spec=spec,
+                info=splits.info,
+                run_dir=self.run_dir,
+                device=device,
+                seed=cfg.seed,
+                augment=cfg.augment,
+                sample=lambda dataset, n: self._sample(dataset, n, splits, device),
+            ),
         )
 
-        progress_state: dict[str, Any] = {
-            "epoch": 0,
-            "batch": 0,
-            "step": 0,
-            "best": None,
-            "best_epoch": None,
-            "bad_epochs": 0,
-            "history": [],
-            # Samples of the current epoch's order that every process together has trained.
-            "position": 0,
-        }
-        if self.resume_from is not None:
-            ckpt = self.checkpoint
-            ckpt.load_into(model, cfg.model)
-            state = ckpt.state
-            optimizer.load_state_dict(state["optimizer"])
-            if scheduler is not None and state.get("scheduler") is not None:
-                scheduler.load_state_dict(state["scheduler"])
-                planned = int(ckpt.meta["config"].get("epochs", cfg.epochs))
-                changed = extend_schedule(scheduler, optimizer, cfg, planned)
-                if changed:
-                    self.echo(f"note: {changed}")
-            if state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            progress_state.update(ckpt.meta["progress"])
-            self._resume_position(ckpt, progress_state, train_batches)
-            self.echo(
-                f"resuming {cfg.model} from {ckpt.path} at epoch {progress_state['epoch'] + 1}"
-                + (f", batch {progress_state['batch']}" if progress_state["batch"] else "")
-            )
-        net = dist.wrap(model, device)  # trains; `model` evaluates and is saved
-        if self.resume_from is not None:
-            self._resume_rng(self.checkpoint)
-        elif dist.rank > 0:  # other augmentations and dropout masks than rank 0's
-            seed_everything((cfg.seed + 7919 * dist.rank) % 2**32)
+    def _val_batch(self, splits: DataSplits) -> torch.Tensor:
+        """Two real inputs (the first of the validation split), on the device."""
+        probe = Batches(splits.val, 2, shuffle=False, collate_fn=splits.collate_fn)
+        x: torch.Tensor = next(iter(probe.epoch(0)))[0]
+        return x.to(self.device)
 
-        logger = None
-        if cfg.tensorboard and dist.is_main:
-            logger = TensorBoardLogger(self.run_dir / "tensorboard")
-            if progress_state["step"] == 0:
-                # A real batch: the spec's example may not fit the dataset's vocabulary.
-                sample = Batches(splits.val, 2, shuffle=False, collate_fn=splits.collate_fn)
-                why = logger.graph(model.eval(), next(iter(sample.epoch(0)))[0].to(device))
-                if why:
-                    self.echo(f"note: model graph not logged ({why})")
+    def _resume(self, setup: _Setup, progress: Progress) -> None:
+        """The checkpoint's weights, optimizer, scheduler (extended to more epochs where
+        asked), gradient scaler and progress, and where in its epoch it stopped."""
+        ckpt, cfg = self.checkpoint, self.config
+        ckpt.load_into(setup.model, cfg.model)
+        state = ckpt.state
+        setup.optimizer.load_state_dict(state["optimizer"])
+        if setup.scheduler is not None and state.get("scheduler") is not None:
+            setup.scheduler.load_state_dict(state["scheduler"])
+            planned = int(ckpt.meta["config"].get("epochs", cfg.epochs))
+            changed = extend_schedule(setup.scheduler, setup.optimizer, cfg, planned)
+            if changed:
+                self.echo(f"note: {changed}")
+        if state.get("scaler"):
+            setup.scaler.load_state_dict(state["scaler"])
+        progress.restore(ckpt.meta["progress"])
+        self._resume_position(ckpt, progress, setup.batches)
+        self.echo(
+            f"resuming {cfg.model} from {ckpt.path} at epoch {progress.epoch + 1}"
+            + (f", batch {progress.batch}" if progress.batch else "")
+        )
 
+    def _open_logger(self, setup: _Setup, progress: Progress) -> TensorBoardLogger | None:
+        """Rank 0's TensorBoard writer where asked, with the model graph on a fresh run."""
+        if not (self.config.tensorboard and self.dist.is_main):
+            return None
+        logger = TensorBoardLogger(self.run_dir / "tensorboard")
+        if progress.step == 0:
+            # A real batch: the spec's example may not fit the dataset's vocabulary.
+            why = logger.graph(setup.model.eval(), self._val_batch(setup.splits))
+            if why:
+                self.echo(f"note: model graph not logged ({why})")
+        return logger
+
+    def _checkpointer(self, setup: _Setup) -> _Checkpointer:
+        """What saves the run (config.json is written now, by rank 0)."""
+        cfg, dist = self.config, self.dist
         if dist.is_main:
             atomic_write_json(self.run_dir / "config.json", cfg.to_dict())
-        meta_base = {
+        meta = {
             "model": cfg.model,
-            "model_args": model_args,
-            "dataset": info.to_dict(),
+            "model_args": setup.model_args,
+            "dataset": setup.splits.info.to_dict(),
             "config": cfg.to_dict(),
             "versions": {"zoo": __version__, "torch": torch.__version__},
             "distributed": {"world_size": dist.world, "backend": dist.backend or None},
         }
+        return _Checkpointer(self.run_dir, setup, meta, dist, self.stop, self.echo)
 
-        def save(tags: tuple[str, ...], metrics: dict[str, Any] | None = None) -> Path:
-            """Every rank calls it (their RNG states are gathered); rank 0 writes."""
-            rngs = dist.gathered(get_rng_state())
-            if not dist.is_main:
-                return self.run_dir / "last"
-            state = {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "scaler": scaler.state_dict(),  # empty unless fp16
-                "rng": rngs[0],
-                # Each rank's, in rank order: a run resumed with as many processes continues
-                # exactly; with another number, rank 0 and new seeds for the others.
-                "rng_ranks": rngs if dist.enabled else [],
-            }
-            meta = {
-                **meta_base,
-                "epoch": progress_state["epoch"],
-                "step": progress_state["step"],
-                "progress": dict(progress_state),
-                "metrics": metrics or {},
-            }
-            with self.stop.shield():
-                path = save_checkpoint(self.run_dir, model, state, meta, tags)
-            if self.stop.forced:  # a second Ctrl-C came during the save, which completed
-                self.echo(
-                    f"interrupted during a checkpoint save, which completed: saved {path}; "
-                    f"continue with --resume {self.run_dir}"
-                )
-                raise KeyboardInterrupt
-            return path
-
-        status = "completed"
-        monitor = self._monitor()
-        maximize = self.task.metrics[monitor.removeprefix("val_")]
+    def _announce(self, splits: DataSplits) -> None:
+        cfg, dist = self.config, self.dist
         where = (
-            f"{dist.world} process{'es' if dist.world > 1 else ''} ({dist.backend}, {device})"
+            f"{dist.world} process{'es' if dist.world > 1 else ''} ({dist.backend}, {self.device})"
             if dist.enabled
             else ""
         )
         sizes = [len(part) for part in (splits.train, splits.val, splits.test)]  # type: ignore[arg-type]
         self.echo(
-            f"training {cfg.model} on {info.name} ({sizes[0]} train, {sizes[1]} val, "
-            f"{sizes[2]} test) on {where or device}; run dir {self.run_dir}"
+            f"training {cfg.model} on {splits.info.name} ({sizes[0]} train, {sizes[1]} val, "
+            f"{sizes[2]} test) on {where or self.device}; run dir {self.run_dir}"
         )
         if dist.world > 1:
             self.echo(
                 f"each step trains {cfg.batch_size} samples per process, "
                 f"{cfg.batch_size * dist.world} in all"
             )
-        try:
-            with self.stop.installed():
-                while progress_state["epoch"] < cfg.epochs:
-                    epoch = progress_state["epoch"]
-                    started = time.perf_counter()
-                    train_metrics, samples, stopped = self._train_epoch(
-                        net,
-                        optimizer,
-                        scaler,
-                        warmup,
-                        train_batches,
-                        device,
-                        progress_state,
-                        run,
-                        logger,
-                    )
-                    if stopped:
-                        path = save(("last",))
-                        self.echo(
-                            f"interrupted at epoch {epoch + 1}, batch {progress_state['batch']}: "
-                            f"saved {path}; continue with --resume {self.run_dir}"
-                        )
-                        status = "interrupted"
-                        break
-                    elapsed = time.perf_counter() - started
-                    lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
-                    val_metrics = self.evaluate(model, splits.val, splits.collate_fn, device, run)
-                    current = val_metrics[monitor.removeprefix("val_")]
-                    if scheduler is not None and not warmup.active(progress_state["step"]):
-                        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                            scheduler.step(current)
-                        else:
-                            scheduler.step()
-                    best = progress_state["best"]
-                    improved = best is None or (current > best if maximize else current < best)
-                    progress_state.update(epoch=epoch + 1, batch=0, position=0)
-                    if improved:
-                        progress_state.update(best=current, best_epoch=epoch + 1, bad_epochs=0)
-                    else:
-                        progress_state["bad_epochs"] += 1
-                    record = {
-                        "epoch": epoch + 1,
-                        "lr": lr,
-                        "seconds": round(elapsed, 3),
-                        "samples_per_second": round(samples / elapsed, 1) if elapsed else None,
-                        "train": _scalars(train_metrics),
-                        "val": _scalars(val_metrics),
-                    }
-                    progress_state["history"].append(record)
-                    save(("last", "best") if improved else ("last",), record)
-                    self._report(record, improved, monitor)
-                    if logger is not None:  # rank 0's only
-                        self._log_epoch(logger, model, splits.val, run, record)
-                    if cfg.early_stopping and progress_state["bad_epochs"] >= cfg.early_stopping:
-                        self.echo(
-                            f"early stopping: {monitor} did not improve for "
-                            f"{cfg.early_stopping} epochs (best {progress_state['best']:.4f} "
-                            f"at epoch {progress_state['best_epoch']})"
-                        )
-                        status = "early_stopping"
-                        break
-        finally:
-            if logger is not None:
-                logger.close()
-        if status == "interrupted":
-            return TrainResult(self.run_dir, {}, status)
-        metrics = self._finish(model, splits, run, progress_state)
-        metrics["status"] = status
-        if dist.is_main:
-            atomic_write_json(self.run_dir / "metrics.json", metrics)
-        return TrainResult(self.run_dir, metrics, status)
 
-    def _resume_position(self, ckpt: Any, progress_state: dict[str, Any], batches: Batches) -> None:
+    def _epochs(
+        self,
+        net: nn.Module,
+        setup: _Setup,
+        progress: Progress,
+        checkpointer: _Checkpointer,
+        logger: TensorBoardLogger | None,
+    ) -> str:
+        """Epochs until the last, early stopping or a stop request: how the run ended."""
+        cfg = self.config
+        monitor = self._monitor()
+        while progress.epoch < cfg.epochs:
+            started = time.perf_counter()
+            train_metrics, samples, stopped = self._train_epoch(net, setup, progress, logger)
+            if stopped:
+                path = checkpointer.save(progress, ("last",))
+                self.echo(
+                    f"interrupted at epoch {progress.epoch + 1}, batch {progress.batch}: "
+                    f"saved {path}; continue with --resume {self.run_dir}"
+                )
+                return "interrupted"
+            elapsed = time.perf_counter() - started
+            lr = setup.optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
+            splits = setup.splits
+            val_metrics = self.evaluate(
+                setup.model, splits.val, splits.collate_fn, self.device, setup.run
+            )
+            improved = self._end_epoch(setup, progress, val_metrics[monitor.removeprefix("val_")])
+            record = {
+                "epoch": progress.epoch,
+                "lr": lr,
+                "seconds": round(elapsed, 3),
+                "samples_per_second": round(samples / elapsed, 1) if elapsed else None,
+                "train": _scalars(train_metrics),
+                "val": _scalars(val_metrics),
+            }
+            progress.history.append(record)
+            checkpointer.save(progress, ("last", "best") if improved else ("last",), record)
+            self._report(record, improved, monitor)
+            if logger is not None:  # rank 0's only
+                self._log_epoch(logger, setup.model, splits.val, setup.run, record)
+            if cfg.early_stopping and progress.bad_epochs >= cfg.early_stopping:
+                self.echo(
+                    f"early stopping: {monitor} did not improve for "
+                    f"{cfg.early_stopping} epochs (best {progress.best:.4f} "
+                    f"at epoch {progress.best_epoch})"
+                )
+                return "early_stopping"
+        return "completed"
+
+    def _end_epoch(self, setup: _Setup, progress: Progress, current: float) -> bool:
+        """Step the scheduler on the epoch's monitored figure (after the warm-up) and move
+        the progress on; whether the figure improved on the best."""
+        scheduler = setup.scheduler
+        if scheduler is not None and not setup.warmup.active(progress.step):
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(current)
+            else:
+                scheduler.step()
+        maximize = self.task.metrics[self._monitor().removeprefix("val_")]
+        return progress.end_epoch(current, maximize)
+
+    def _resume_position(self, ckpt: Any, progress: Progress, batches: Batches) -> None:
         """Where in its epoch the checkpoint stopped, in samples of the epoch's order; with
         another number of processes than it was trained with, said in a note."""
         recorded = ckpt.meta.get("distributed")
@@ -586,7 +684,7 @@ class Trainer:
             )
         position = ckpt.meta["progress"].get("position")
         if position is None:  # written by zoo 0.1, one process
-            position = progress_state["batch"] * self.config.batch_size * old_world
+            position = progress.batch * self.config.batch_size * old_world
         if (
             isinstance(position, bool)
             or not isinstance(position, int)
@@ -596,16 +694,16 @@ class Trainer:
                 f"checkpoint {ckpt.path / 'meta.json'}: progress 'position' must be a count "
                 f"of at most {batches.size} samples"
             )
-        progress_state["position"] = position
+        progress.position = position
         world = self.dist.world
         if old_world != world:
             self.echo(
                 f"note: the run trained with {old_world} process(es) and resumes with {world}: "
                 f"each step now trains {batches.step_size} samples (--batch-size "
                 f"{self.config.batch_size} per process); it continues at sample {position} of "
-                f"epoch {progress_state['epoch'] + 1}, not bit for bit as it would have"
+                f"epoch {progress.epoch + 1}, not bit for bit as it would have"
             )
-            progress_state["batch"] = position // batches.step_size  # for the progress shown
+            progress.batch = position // batches.step_size  # for the progress shown
 
     def _resume_rng(self, ckpt: Any) -> None:
         """Each rank's RNG state where the checkpoint has it (as many processes as now);
@@ -635,80 +733,76 @@ class Trainer:
         return x.to(device)
 
     def _train_epoch(
-        self,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        scaler: torch.amp.GradScaler,
-        warmup: Warmup,
-        batches: Batches,
-        device: torch.device,
-        progress_state: dict[str, Any],
-        run: TaskRun,
-        logger: Any,
+        self, model: nn.Module, setup: _Setup, progress: Progress, logger: TensorBoardLogger | None
     ) -> tuple[dict[str, Any], int, bool]:
         """One epoch (the rest of one, when resumed): the training metrics (merged over the
         processes), the samples trained (by all), and whether a stop was asked for."""
-        cfg = self.config
-        dist = self.dist
+        cfg, dist, batches = self.config, self.dist, setup.batches
         model.train()
-        metrics = self.task.new_metrics(run)
-        epoch = progress_state["epoch"]
+        metrics = self.task.new_metrics(setup.run)
         samples = 0
         stopped = False
-        iterator, set_postfix, close = progress(
-            batches.epoch(epoch, progress_state["position"]),
-            batches.remaining(progress_state["position"]),
-            f"epoch {epoch + 1}/{cfg.epochs}",
+        iterator, set_postfix, close = progress_bar(
+            batches.epoch(progress.epoch, progress.position),
+            batches.remaining(progress.position),
+            f"epoch {progress.epoch + 1}/{cfg.epochs}",
             cfg.progress and dist.is_main,
         )
         started = time.perf_counter()
         try:
             for batch in iterator:
                 x, y = (
-                    batch[0].to(device, non_blocking=True),
-                    batch[1].to(device, non_blocking=True),
+                    batch[0].to(self.device, non_blocking=True),
+                    batch[1].to(self.device, non_blocking=True),
                 )
-                x = self.speed.inputs(self.task.augment(x, run))
-                warmup.apply(progress_state["step"])
-                with self.speed.autocast():
-                    outputs = model(x)
-                    loss = self.task.loss(outputs, x, y)
-                # Every process stops at the same step: one whose loss is not finite, or a
-                # Ctrl-C reaching one, stops them all (before the gradients are exchanged).
-                finite = bool(torch.isfinite(loss))
-                diverged, stopped = dist.any(not finite, self.stop.requested)
-                if diverged:
-                    when = f"at epoch {epoch + 1}, step {progress_state['step'] + 1}"
-                    if finite:  # another process's loss: its error is the job's
-                        raise PeerFailed(f"another process's loss was not finite {when}")
-                    raise TrainingError(
-                        f"the loss became {loss.item()} {when}; stopped. The last good "
-                        f"checkpoint is {self.run_dir / 'last'}. Lower --lr or set --grad-clip"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                progress_state["step"] += 1
-                progress_state["batch"] += 1
-                progress_state["position"] += batches.step_size
+                x = self.speed.inputs(self.task.augment(x, setup.run))
+                outputs, loss, stopped = self._step(model, setup, progress, x, y)
+                progress.step += 1
+                progress.batch += 1
+                progress.position += batches.step_size
                 samples += x.shape[0]
                 metrics.update(outputs, x, y, loss.detach())
-                if logger is not None and progress_state["step"] % 10 == 0:
-                    logger.scalars(
-                        {"step/loss": loss.item(), "step/lr": optimizer.param_groups[0]["lr"]},
-                        progress_state["step"],
-                    )
-                set_postfix(functools.partial(_postfix, loss, optimizer, samples, started))
+                lr = setup.optimizer.param_groups[0]["lr"]
+                if logger is not None and progress.step % 10 == 0:
+                    logger.scalars({"step/loss": loss.item(), "step/lr": lr}, progress.step)
+                set_postfix(functools.partial(_postfix, loss, setup.optimizer, samples, started))
                 if stopped:
                     break
         finally:
             close()
         samples = int(dist.total(samples))
         return self._reduced(metrics, samples), samples, stopped
+
+    def _step(
+        self, model: nn.Module, setup: _Setup, progress: Progress, x: torch.Tensor, y: Any
+    ) -> tuple[Any, torch.Tensor, bool]:
+        """One optimizer step on a batch: the outputs, the loss, and whether any process
+        was asked to stop (all then stop after this step)."""
+        optimizer, scaler, clip = setup.optimizer, setup.scaler, self.config.grad_clip
+        setup.warmup.apply(progress.step)
+        with self.speed.autocast():
+            outputs = model(x)
+            loss = self.task.loss(outputs, x, y)
+        # Every process stops at the same step: one whose loss is not finite, or a Ctrl-C
+        # reaching one, stops them all (before the gradients are exchanged).
+        finite = bool(torch.isfinite(loss))
+        diverged, stopped = self.dist.any(not finite, self.stop.requested)
+        if diverged:
+            when = f"at epoch {progress.epoch + 1}, step {progress.step + 1}"
+            if finite:  # another process's loss: its error is the job's
+                raise PeerFailed(f"another process's loss was not finite {when}")
+            raise TrainingError(
+                f"the loss became {loss.item()} {when}; stopped. The last good "
+                f"checkpoint is {self.run_dir / 'last'}. Lower --lr or set --grad-clip"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if clip is not None:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), clip)
+        scaler.step(optimizer)
+        scaler.update()
+        return outputs, loss, stopped
 
     def _reduced(self, metrics: Any, samples: int) -> dict[str, Any]:
         """A training accumulator's metrics over every process (rank 0's share where the
@@ -806,7 +900,7 @@ class Trainer:
         self.echo(line)
 
     def _finish(
-        self, model: nn.Module, splits: DataSplits, run: TaskRun, progress_state: dict[str, Any]
+        self, model: nn.Module, splits: DataSplits, run: TaskRun, progress: Progress
     ) -> dict[str, Any]:
         """Evaluate the best checkpoint on the test split; the task writes its figures."""
         if self.dist.is_main:  # the run directory is rank 0's; its weights reach the others
@@ -819,17 +913,17 @@ class Trainer:
             "model": self.config.model,
             "dataset": run.info.name,
             "task": self.task.name,
-            "best_epoch": progress_state["best_epoch"],
+            "best_epoch": progress.best_epoch,
             "monitor": self._monitor(),
-            "best": progress_state["best"],
+            "best": progress.best,
             "test": test,
-            "history": progress_state["history"],
+            "history": progress.history,
         }
         if self.dist.is_main:  # figures and files: the run directory is rank 0's
             metrics.update(self.task.finish(model, test, splits, run))
         summary = ", ".join(f"{k} {v:.4f}" for k, v in _scalars(test).items() if k != "samples")
         counted = f"{test['samples']} samples, " if "samples" in test else ""
-        self.echo(f"test ({counted}best epoch {progress_state['best_epoch']}): {summary}")
+        self.echo(f"test ({counted}best epoch {progress.best_epoch}): {summary}")
         return metrics
 
 
