@@ -46,7 +46,7 @@ from zoo import hookspecs
 from zoo._interrupts import holding_handler
 from zoo._process import ChildFailed, run_json_child
 from zoo.datasets import DatasetEntry, DatasetRegistry
-from zoo.errors import InvalidSpecError, PluginError
+from zoo.errors import InvalidSpecError, PluginError, one_line
 from zoo.formats import Format, FormatRegistry
 from zoo.registry import ModelRegistry, ModelSpec, Registry
 from zoo.runtimes import RuntimeRegistry
@@ -188,14 +188,8 @@ def _env_list(name: str) -> set[str]:
 
 
 def _describe(exc: BaseException) -> str:
-    """``ExceptionType: message`` on one line, whatever the exception (a plugin's may fail to
-    print itself)."""
-    try:
-        message = str(exc)
-    except Exception:
-        message = "(its message could not be printed)"
-    text = " ".join(f"{type(exc).__name__}: {message}".split()).removesuffix(":")
-    return text if len(text) <= 500 else text[:497] + "..."
+    """A plugin's error in one line, all of its message (up to 500 characters)."""
+    return one_line(exc, 500, first_line=False)
 
 
 class _InterruptWatch:

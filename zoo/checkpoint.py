@@ -50,7 +50,7 @@ from zoo._io import (
     is_no_space,
     no_space_message,
 )
-from zoo.errors import NoSpaceError, ZooError
+from zoo.errors import NoSpaceError, ZooError, one_line
 
 __all__ = [
     "FORMAT_VERSION",
@@ -396,10 +396,7 @@ def load_checkpoint(
             "written by `zoo train`"
         ) from None
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise CheckpointError(
-            f"cannot read checkpoint file {current}: {type(exc).__name__}: {first}"
-        ) from exc
+        raise CheckpointError(f"cannot read checkpoint file {current}: {one_line(exc)}") from exc
     if not isinstance(state, dict) or not isinstance(state.get("optimizer"), dict):
         raise CheckpointError(
             f"checkpoint file {found / 'state.pt'} is malformed: expected the optimizer and "

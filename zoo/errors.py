@@ -65,6 +65,8 @@ __all__ = [
     "WeightsError",
     "ZooError",
     "one_line",
+    "single_line",
+    "user_message",
 ]
 
 
@@ -173,12 +175,45 @@ class NoSpaceError(ZooError):
     the earlier checkpoint or export is intact."""
 
 
-def one_line(exc: BaseException, limit: int = 240) -> str:
-    """``Type: message`` of an error raised by a library reading a file, in one line: its
-    first line, cut after the first sentence when long (torch's and ORT's run on)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = lines[0] if lines else "no message"
-    if len(text) > limit and ". " in text[:limit]:
-        text = text[: text.index(". ") + 1]
+# One-line error text is made here alone: a message zoo prints (the CLI's error line, a plugin's
+# load record, a bench row's reason, a conformance check) names what went wrong on one line.
+
+_LINE_BREAKS = str.maketrans(
+    {c: c.encode("unicode_escape").decode() for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+)
+
+
+def single_line(message: str) -> str:
+    """``message`` on one line, whatever it quotes: a value typed with a newline, or with any
+    other character that ends a line (a record separator, a Unicode line separator), shows
+    as its escape."""
+    return message.translate(_LINE_BREAKS)
+
+
+def one_line(exc: BaseException, limit: int = 240, *, first_line: bool = True) -> str:
+    """``Type: message`` of an error raised by someone else's code (a library reading a file,
+    a plugin) in one line. With ``first_line``, the message's first line, cut after its first
+    sentence when long (torch's and ONNX Runtime's run on with advice); else all its lines,
+    joined. The message is at most ``limit`` characters; an exception that cannot print
+    itself says so."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = "(its message could not be printed)"
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if not first_line:
+        text = " ".join(" ".join(lines).split())
+    else:
+        text = lines[0] if lines else "no message"
+        if len(text) > limit and ". " in text[:limit]:
+            text = text[: text.index(". ") + 1]
     text = text if len(text) <= limit else text[: limit - 3] + "..."
-    return f"{type(exc).__name__}: {text}"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def user_message(exc: BaseException, limit: int = 240) -> str:
+    """What went wrong, in one line: zoo's own message as it is (written for users, it names
+    the fix), anyone else's as :func:`one_line`."""
+    if isinstance(exc, ZooError):
+        return " ".join(str(exc).split())
+    return one_line(exc, limit)

@@ -28,6 +28,7 @@ from zoo.errors import (
     InvalidSpecError,
     UnknownModelError,
     UnknownNameError,
+    one_line,
 )
 
 if TYPE_CHECKING:
@@ -250,7 +251,7 @@ class ModelSpec:
             if not kwargs:
                 raise  # the builder's own defaults fail: a bug of the plugin, not the caller's
             given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-            why = " ".join(f"{type(exc).__name__}: {exc}".split())
+            why = one_line(exc, 500, first_line=False)
             raise InvalidArgumentsError(
                 f"model {self.name!r} cannot be built with {given}: {why}"
             ) from exc

@@ -21,7 +21,7 @@ import numpy as np
 
 from zoo import _json as js
 from zoo.bench.outputs import write_output
-from zoo.errors import UsageError
+from zoo.errors import UsageError, one_line
 
 __all__ = ["SCENARIOS", "SCHEMA", "BenchRun", "Latency", "Row", "Stability", "load_run"]
 
@@ -326,7 +326,7 @@ def load_run(path: str | Path) -> BenchRun:
     try:
         return _run_of(data)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        what = f"lacks {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        what = f"lacks {exc}" if isinstance(exc, KeyError) else one_line(exc)
         raise UsageError(f"{path}: not a zoo bench JSON file ({what})") from None
 
 

@@ -16,8 +16,7 @@ import click
 from zoo._interrupts import set_interrupt_handler
 from zoo._version import __version__
 from zoo.cli.interrupts import ImportSafeInterrupt
-from zoo.cli.output import single_line
-from zoo.errors import UsageError, ZooError
+from zoo.errors import UsageError, ZooError, single_line
 
 __all__ = ["ZooGroup", "cli"]
 

@@ -8,17 +8,7 @@ from typing import Any
 
 import click
 
-__all__ = ["echo_json", "echo_listing", "single_line", "table"]
-
-_LINE_BREAKS = str.maketrans(
-    {c: c.encode("unicode_escape").decode() for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
-)
-
-
-def single_line(message: str) -> str:
-    """An error stays on one line, whatever it quotes (a value typed with a newline, or with
-    any other character that ends a line: a record separator, a Unicode line separator)."""
-    return message.translate(_LINE_BREAKS)
+__all__ = ["echo_json", "echo_listing", "table"]
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -9,8 +9,8 @@ from typing import Any
 import click
 
 from zoo.cli.app import cli
-from zoo.cli.output import single_line
 from zoo.cli.params import Checked, parse_args
+from zoo.errors import single_line
 from zoo.train.config import TrainConfig, load_config_file, options
 
 

@@ -25,7 +25,7 @@ from zoo.capabilities import Capabilities, CapabilityOutcome, read_record, write
 from zoo.checkpoint import load_checkpoint, save_checkpoint
 from zoo.data import load_dataset
 from zoo.datasets import DatasetEntry, DataSplits
-from zoo.errors import UsageError, ZooError, one_line
+from zoo.errors import UsageError, ZooError, one_line, user_message
 from zoo.export.bundle import run_eager
 from zoo.export.defaults import DEFAULT_ATOL, DEFAULT_RTOL
 from zoo.export.exporter import check_accuracy, check_export, export_model
@@ -190,12 +190,6 @@ def resolve_target(target: str, plugins: ZooPlugins | None = None) -> list[Plugi
     return found
 
 
-def _describe(exc: BaseException) -> str:
-    """What went wrong in one line: zoo's own message, or the exception type and message."""
-    text = str(exc) if isinstance(exc, ZooError) else f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split())
-
-
 class _Run:
     """Runs checks, timing each and turning what they raise into a result."""
 
@@ -211,7 +205,7 @@ class _Run:
         except Skipped as exc:
             status, detail = SKIP, str(exc)
         except Exception as exc:  # a plugin's bug: the kit reports it and goes on
-            status, detail = FAIL, _describe(exc)
+            status, detail = FAIL, user_message(exc, 500)
         return self.add(CheckResult(subject, name, status, detail, time.perf_counter() - started))
 
     def guard(self, subject: str, fn: Callable[[], None]) -> None:
@@ -221,7 +215,7 @@ class _Run:
             fn()
         except Exception as exc:
             seconds = time.perf_counter() - started
-            self.add(CheckResult(subject, "checks", FAIL, _describe(exc), seconds))
+            self.add(CheckResult(subject, "checks", FAIL, user_message(exc, 500), seconds))
 
     def add(self, result: CheckResult) -> CheckResult:
         self.report.results.append(result)
@@ -549,7 +543,7 @@ def _check_exports(
             eval_dataset=eval_dataset,
         )  # fmt: skip
     except Exception as exc:
-        why = str(exc) if isinstance(exc, ZooError) else f"{type(exc).__name__}: {exc}"
+        why = user_message(exc)
         for name in available:
             run.add(CheckResult(subject, f"export {name}", FAIL, why))
         return

@@ -19,7 +19,7 @@ from torchvision import datasets
 from zoo.data.images import ImageShaper, PILImageShaper
 from zoo.data.splits import LabelledSubset, stratified_split, to_label
 from zoo.datasets import IMAGE, DatasetInfo, DataSplits, LoadRequest
-from zoo.errors import DataError
+from zoo.errors import DataError, one_line
 
 __all__ = [
     "DOWNLOADS",
@@ -153,8 +153,7 @@ DOWNLOADS: Final[dict[str, Download]] = {
 
 def _failure(download: Download, root: Path, allowed: bool, error: BaseException) -> DataError:
     name = download.info.name
-    first_line = (str(error).strip().splitlines() or [""])[0]
-    reason = f"{type(error).__name__}: {first_line}".rstrip(": ")
+    reason = one_line(error)
     folder = root / download.folder
     if allowed:
         tried = f"zoo tried to download it from {download.info.source} and failed ({reason})"

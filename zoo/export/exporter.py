@@ -37,7 +37,7 @@ from zoo._lock import DirectoryLocked, lock_directory
 from zoo._pluginmanager import get_plugins
 from zoo._version import __version__
 from zoo.checkpoint import Checkpoint, load_checkpoint
-from zoo.errors import NoSpaceError, UsageError, ZooError, one_line
+from zoo.errors import NoSpaceError, UsageError, ZooError, one_line, user_message
 from zoo.export.accuracy import (
     DEFAULT_CALIBRATION_SAMPLES,
     DEFAULT_EVAL_SAMPLES,
@@ -437,7 +437,7 @@ def _read_gate_data(
             what = repr(data_source.name) if data_source is not None else "(not recorded)"
             gating.notes.append(
                 f"no accuracy gate: the checkpoint's dataset {what} cannot be used here "
-                f"({one_line(exc) if not isinstance(exc, ZooError) else exc}); give --eval "
+                f"({user_message(exc)}); give --eval "
                 "DATASET for one"
             )
             data_source = None
@@ -556,7 +556,7 @@ def _export_one(fmt: Format, request: ExportRequest, atol: float, rtol: float) -
         if is_no_space(exc):  # not this format's failure: the whole export stops
             raise
         _remove(request.directory, set(os.listdir(request.directory)) - before)
-        reason = str(exc) if isinstance(exc, RuntimeCrash) else f"{type(exc).__name__}: {exc}"
+        reason = str(exc) if isinstance(exc, RuntimeCrash) else one_line(exc, 1000)
         return FormatRecord(
             "failed", reason=reason, devices=fmt.devices, precision=fmt.precision,
             cpu_features=fmt.cpu_features,

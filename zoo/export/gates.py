@@ -26,6 +26,7 @@ from zoo import _json as js
 from zoo._io import atomic_path
 from zoo._pluginmanager import get_plugins
 from zoo._process import ChildFailed, run_json_child
+from zoo.errors import one_line
 from zoo.export.defaults import DEFAULT_ATOL, DEFAULT_RTOL
 from zoo.formats import Format, Runner
 from zoo.registry import InputSpec
@@ -200,7 +201,7 @@ def compare(
         try:
             got = run(x)
         except Exception as exc:
-            checks.append(InputCheck(shape, error=f"{type(exc).__name__}: {exc}"))
+            checks.append(InputCheck(shape, error=one_line(exc)))
             continue
         if len(got) != len(want):
             checks.append(InputCheck(shape, error=f"{len(got)} outputs, expected {len(want)}"))

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from zoo.errors import InvalidArgumentsError, WeightsError
+from zoo.errors import InvalidArgumentsError, WeightsError, one_line
 from zoo.registry import OutputSpec
 
 __all__ = [
@@ -44,7 +44,7 @@ def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise WeightsError(
-            f"could not read weights from {path}: {type(exc).__name__}: {exc}. zoo reads "
+            f"could not read weights from {path}: {one_line(exc)}. zoo reads "
             "safetensors files or torch files holding only tensors (weights_only=True)"
         ) from exc
     for key in ("state_dict", "model"):
@@ -81,7 +81,7 @@ def load_torchvision_weights(model: nn.Module, weights: str | os.PathLike[str], 
             filename = member.url.rsplit("/", 1)[-1]
             raise WeightsError(
                 f"could not download {enum.__name__}.{member.name} from {member.url} "
-                f"({type(exc).__name__}: {exc}). Offline, put {filename} in {hub_dir} "
+                f"({one_line(exc)}). Offline, put {filename} in {hub_dir} "
                 "or pass weights=PATH to a local state-dict file"
             ) from exc
         source = f"{enum.__name__}.{member.name}"

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from zoo import _json as js
-from zoo.errors import InvalidArgumentsError, UsageError
+from zoo.errors import InvalidArgumentsError, UsageError, one_line
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -380,8 +380,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     except UsageError:
         raise
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"cannot parse config file {path}: {first}") from None
+        raise UsageError(f"cannot parse config file {path}: {one_line(exc)}") from None
     if not isinstance(data, dict):
         raise UsageError(f"config file {path} must hold a table of options")
     data = _migrated(data, str(path))

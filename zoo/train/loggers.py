@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from zoo.errors import one_line
+
 __all__ = ["TensorBoardLogger", "progress_bar"]
 
 
@@ -79,7 +81,7 @@ class TensorBoardLogger:
                 )
                 self.writer.add_graph(model, example)
         except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"
+            return one_line(exc)
         return None
 
     def close(self) -> None:
