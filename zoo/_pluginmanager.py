@@ -13,7 +13,7 @@ Any failure, whatever the plugin raised (``KeyboardInterrupt``, ``SystemExit`` a
 ``BaseException`` included), is recorded (distribution, version, entry point, error) and the
 plugin is unregistered; with ``ZOO_STRICT_PLUGINS=1`` it raises
 :class:`~zoo.errors.PluginError`. A real Ctrl-C (a SIGINT that arrived while a plugin loaded)
-still aborts: :class:`_InterruptWatch` tells it from a plugin raising ``KeyboardInterrupt``.
+still aborts: :class:`PluginInterruptWatch` tells it from a plugin raising ``KeyboardInterrupt``.
 A plugin that defines no hook is ``empty``: a warning, a failure in strict mode.
 :func:`probe_plugins` loads each plugin in a child process instead, for the plugins that kill
 or hang the interpreter, which nothing in-process can catch.
@@ -31,19 +31,17 @@ import inspect
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
-from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 import pluggy
 
 from zoo import hookspecs
-from zoo._interrupts import holding_handler
+from zoo._interrupts import PluginInterruptWatch
 from zoo._process import ChildFailed, run_json_child
 from zoo.datasets import DatasetEntry, DatasetRegistry
 from zoo.errors import InvalidSpecError, PluginError, one_line
@@ -192,67 +190,6 @@ def _describe(exc: BaseException) -> str:
     return one_line(exc, 500, first_line=False)
 
 
-class _InterruptWatch:
-    """Tells a real Ctrl-C from a plugin raising ``KeyboardInterrupt`` itself.
-
-    Both reach zoo as the same exception. While a plugin loads, a SIGINT handler that notes
-    the signal and then calls the handler that was there before (Python's own raises
-    ``KeyboardInterrupt``) is installed: an exception escaping the plugin after a SIGINT
-    arrived is the user's interrupt and propagates (zoo aborts); any other is the plugin's
-    failure. A real SIGINT that the plugin swallowed still aborts once the plugin returns.
-    Only the main thread receives signals, so elsewhere nothing is installed and every
-    exception is the plugin's; where SIGINT is ignored or not handled by Python, likewise.
-    """
-
-    def __init__(self) -> None:
-        self.arrived = False
-        self._previous: Callable[[int, FrameType | None], Any] | None = None
-        self._handler = self._note  # one bound method, to recognise it later
-
-    def __enter__(self) -> _InterruptWatch:
-        if threading.current_thread() is threading.main_thread():
-            previous = signal.getsignal(signal.SIGINT)
-            if callable(previous):
-                self._previous = previous
-                signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def _note(self, signum: int, frame: FrameType | None) -> None:
-        self.arrived = True
-        assert self._previous is not None
-        self._previous(signum, frame)
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        # A plugin that installed a handler of its own keeps it.
-        if self._previous is not None and signal.getsignal(signal.SIGINT) == self._handler:
-            signal.signal(signal.SIGINT, self._previous)
-
-    def reraise_if_interrupted(self, exc: BaseException) -> None:
-        """Let ``exc`` propagate if the user interrupted: a SIGINT arrived while it loaded."""
-        if self.arrived:
-            if isinstance(exc, KeyboardInterrupt):
-                raise exc
-            raise KeyboardInterrupt from exc
-
-    def raise_if_swallowed(self) -> None:
-        """Abort after a plugin during which the user pressed Ctrl-C and nothing was raised:
-        the plugin caught the KeyboardInterrupt, or zoo's command-line handler held it while
-        the plugin imported (that handler is found through :mod:`zoo._interrupts`)."""
-        if not self.arrived:
-            return
-        previous = self._previous
-        if previous is signal.default_int_handler:
-            raise KeyboardInterrupt
-        held = holding_handler(previous)
-        if held is not None:
-            # zoo's command line handler: it raised (and the plugin swallowed it), or it holds
-            # the interrupt of an import to deliver later; deliver it now, once.
-            held.pending = False
-            raise KeyboardInterrupt
-
-
 class ZooPlugins:
     """A pluggy PluginManager, the registries it fills, and a record per plugin."""
 
@@ -314,7 +251,7 @@ class ZooPlugins:
         """Obtain the plugin (import it), register it and call its hooks; whatever it raises
         fails it alone, except the user's Ctrl-C."""
         # What a plugin prints goes to stderr: stdout is zoo's (`zoo list --json`).
-        with _InterruptWatch() as watch, contextlib.redirect_stdout(sys.stderr):
+        with PluginInterruptWatch() as watch, contextlib.redirect_stdout(sys.stderr):
             try:
                 plugin = obtain()
             except BaseException as exc:

@@ -10,8 +10,8 @@ import pytest
 
 from tests.faults.conftest import TRAIN, leftovers, run
 from tests.helpers import assert_identical, weights
+from zoo._interrupts import ImportSafeInterrupt
 from zoo.checkpoint import SIGNAL_ENV, load_checkpoint
-from zoo.cli.interrupts import ImportSafeInterrupt
 
 #: A schedule that does not depend on --epochs, so a resumed run equals a straight one.
 STEADY = [*TRAIN, "--scheduler", "step", "--step-size", "1"]

@@ -5,11 +5,11 @@ torch (the trainer, the exporter, the benchmark, the model card, the dataset loa
 imported by the subcommands that use them. Errors zoo raises on purpose print one line to
 stderr and exit 2 (usage) or 1 (runtime); ``zoo --debug ...`` shows the traceback instead.
 
-The group and its error handling are in :mod:`zoo.cli.app`, Ctrl-C during imports in
-:mod:`zoo.cli.interrupts`, the shared parameter types in :mod:`zoo.cli.params` and what is
-printed in :mod:`zoo.cli.output`; each command family has a module of its own (``listing``,
-``train``, ``export``, ``bench``, ``check_plugin``), imported here so that it registers its
-commands on :data:`cli`.
+The group and its error handling are in :mod:`zoo.cli.app` (its Ctrl-C handler, which holds
+a Ctrl-C landing in an import, is in :mod:`zoo._interrupts`), the shared parameter types in
+:mod:`zoo.cli.params` and what is printed in :mod:`zoo.cli.output`; each command family has
+a module of its own (``listing``, ``train``, ``export``, ``bench``, ``check_plugin``),
+imported here so that it registers its commands on :data:`cli`.
 """
 
 from __future__ import annotations

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from typing import Any
 
 import click
 
-from zoo._interrupts import set_interrupt_handler
+from zoo._interrupts import ImportSafeInterrupt, import_safe_interrupts
 from zoo._version import __version__
-from zoo.cli.interrupts import ImportSafeInterrupt
 from zoo.errors import UsageError, ZooError, single_line
 
 __all__ = ["ZooGroup", "cli"]
@@ -43,15 +40,17 @@ class ZooGroup(click.Group):
         self.argv = list(args) if args is not None else sys.argv[1:]
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
-        interrupt = ImportSafeInterrupt()
-        previous = previous_recheck = None
-        registered, registered_before = False, None
-        if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGINT, interrupt)
-            previous_recheck = signal.signal(interrupt.RECHECK, interrupt.recheck)
-            # The plugin manager delivers a Ctrl-C this handler holds once a plugin is loaded.
-            registered_before = set_interrupt_handler(interrupt)
-            registered = True
+        with import_safe_interrupts() as interrupt:
+            return self._main(interrupt, args, prog_name, complete_var, **extra)
+
+    def _main(
+        self,
+        interrupt: ImportSafeInterrupt,
+        args: Sequence[str] | None,
+        prog_name: str | None,
+        complete_var: str | None,
+        **extra: Any,
+    ) -> Any:
         try:
             code = super().main(args, prog_name, complete_var, False, **extra)
             if interrupt.pending:  # a Ctrl-C held through an import the command ended in
@@ -73,14 +72,6 @@ class ZooGroup(click.Group):
             # Python's documented recipe: point stdout at devnull so the exit flush is silent.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(1)
-        finally:
-            interrupt.close()
-            if registered:
-                set_interrupt_handler(registered_before)
-            if previous is not None:  # called in-process (tests, scripts): as it was
-                signal.signal(signal.SIGINT, previous)
-            if previous_recheck is not None:
-                signal.signal(interrupt.RECHECK, previous_recheck)
         sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:

@@ -13,13 +13,11 @@ Started by torchrun (or ``zoo train --nproc N``), the same loop trains data-para
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import shutil
-import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
+from zoo._interrupts import StopRequest
 from zoo._io import atomic_write_json, is_no_space, no_space_message
 from zoo._lock import DirectoryLock, lock_directory
 from zoo._pluginmanager import get_plugins
@@ -93,44 +92,6 @@ class TrainResult:
 def train(model: str, data: str = "", **options: Any) -> TrainResult:
     """Train ``model`` on ``data`` with ``TrainConfig`` options; see ``zoo train --help``."""
     return Trainer(TrainConfig(model=model, data=data, **options)).fit()
-
-
-class _StopRequest:
-    """First Ctrl-C asks the loop to stop at the next batch boundary; a second one forces,
-    except while a checkpoint is being committed: then it waits for the commit to finish."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.forced = False
-        self.shielded = False
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        try:
-            previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread: leave Ctrl-C alone
-            yield
-            return
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-    @contextlib.contextmanager
-    def shield(self) -> Iterator[None]:
-        """Defer a forcing Ctrl-C to the end of the block."""
-        self.shielded = True
-        try:
-            yield
-        finally:
-            self.shielded = False
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            self.forced = True
-            if not self.shielded:
-                raise KeyboardInterrupt
-        self.requested = True
 
 
 @dataclass
@@ -203,7 +164,7 @@ class _Checkpointer:
         setup: _Setup,
         meta: dict[str, Any],
         dist: Distributed,
-        stop: _StopRequest,
+        stop: StopRequest,
         echo: Callable[[str], None],
     ) -> None:
         self.run_dir, self.setup, self.meta = run_dir, setup, meta
@@ -252,7 +213,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, echo: Callable[[str], None] = print) -> None:
         self.dist = Distributed.from_env()
         self.echo = echo if self.dist.is_main else _quiet  # rank 0 speaks for the job
-        self.stop = _StopRequest()
+        self.stop = StopRequest()
         self.config = config
         self.speed = Speed()
         plugins = get_plugins()
