@@ -26,6 +26,7 @@ __all__ = [
     "fsync_dir",
     "is_no_space",
     "is_plain_name",
+    "json_text",
     "no_space_message",
     "usual_mode",
 ]
@@ -183,9 +184,15 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def json_text(data: Any) -> str:
+    """How zoo writes every JSON document, to a file or to stdout: indented, keys sorted (a
+    document diffs and compares line by line, whatever order the code built it in), paths and
+    other option values as their text, and a final newline."""
+    return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+
+
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
-    # default=str: paths (and other option values) are written as their text.
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write_text(path, json_text(data))
 
 
 def is_plain_name(name: object) -> bool:

@@ -80,7 +80,7 @@ class CapabilityOutcome:
         """True, False, or None when not measured."""
         return {OK: True, FAILED: False}.get(self.status)
 
-    def to_json(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, str]:
         data = {"status": self.status}
         if self.reason:
             data["reason"] = self.reason
@@ -89,7 +89,7 @@ class CapabilityOutcome:
         return data
 
     @classmethod
-    def from_json(cls, data: Any) -> CapabilityOutcome:
+    def from_dict(cls, data: Any) -> CapabilityOutcome:
         if not isinstance(data, Mapping) or not set(data) <= {"status", "reason", "method"}:
             raise ValueError(f"not a capability outcome: {data!r:.100}")
         values = {k: data[k] for k in ("status", "reason", "method") if k in data}
@@ -131,7 +131,7 @@ class Capabilities:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "formats": {fmt: o.to_json() for fmt, o in self.formats.items()},
+            "formats": {fmt: o.to_dict() for fmt, o in self.formats.items()},
             "dynamic_batch": self.dynamic_batch,
             "measured": self.measured,
             "notes": self.notes,
@@ -181,7 +181,7 @@ def recorded(name: str, record: str | Path = RECORD) -> Capabilities:
         _RECORDS[path] = read_record(path)
     data = _RECORDS[path]
     outcomes = {
-        fmt: CapabilityOutcome.from_json(outcome)
+        fmt: CapabilityOutcome.from_dict(outcome)
         for fmt, outcome in data["models"].get(name, {}).items()
     }
     if not outcomes:

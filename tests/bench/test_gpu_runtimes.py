@@ -191,10 +191,10 @@ def test_fp32_stays_fp32_unless_asked_and_the_job_says_which() -> None:
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
     job = Job("eager", "cuda", 2, "/x", (1,), tf32=True)
-    assert Job.from_json(json.loads(json.dumps(job.to_json()))).tf32 is True
-    older = job.to_json()
+    assert Job.from_dict(json.loads(json.dumps(job.to_dict()))).tf32 is True
+    older = job.to_dict()
     del older["tf32"]  # a job written before the setting existed: fp32 is fp32
-    assert Job.from_json(older).tf32 is False
+    assert Job.from_dict(older).tf32 is False
 
 
 def test_every_cuda_row_s_tf32_setting_is_in_the_table() -> None:

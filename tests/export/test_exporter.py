@@ -295,7 +295,7 @@ def test_artifacts_run_without_zoo(lenet_raw: Path, tmp_path: Path, file: str) -
 def test_bundles_take_raw_uint8_images(name: str, tmp_path: Path) -> None:
     report = export_model(name, tmp_path / name, seed=7)
     assert report.ok, report.manifest.failures()
-    manifest = report.manifest.to_json()
+    manifest = report.manifest.to_dict()
     spec = zoo.get_spec(name)
     channels, height, width = spec.input.shape
     assert manifest["inputs"][0]["dtype"] == "uint8"

@@ -456,7 +456,7 @@ def test_a_gate_that_could_not_run_is_written_as_valid_json() -> None:
         Classification(), data, broken, postprocess="none", precision="int8", max_drop=0.5
     )
     assert not result.passed and "RuntimeError: the runtime gave up" in result.why()
-    text = json.dumps(result.to_json(), allow_nan=False)  # no NaN/Infinity literals
+    text = json.dumps(result.to_dict(), allow_nan=False)  # no NaN/Infinity literals
     assert json.loads(text)["value"] is None
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from zoo import _json as js
+from zoo._io import json_text
 from zoo.bench.outputs import write_output
 from zoo.errors import UsageError, one_line
 
@@ -255,7 +256,7 @@ class BenchRun:
 
     def document(self) -> str:
         """The JSON document :meth:`save` writes."""
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str) + "\n"
+        return json_text(self.to_dict())
 
     def save(self, path: str | Path) -> Path:
         """Write the JSON document (through, to a character device or FIFO; see outputs)."""

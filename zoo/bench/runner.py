@@ -51,7 +51,7 @@ def _resolve_models(patterns: list[str]) -> list[str]:
 
 
 def _spawn(job: Job | CeilingJob, timeout: float) -> dict[str, Any]:
-    return spawn_worker(job.to_json(), job.threads, timeout)
+    return spawn_worker(job.to_dict(), job.threads, timeout)
 
 
 def _flops(manifest: Manifest) -> int:
@@ -143,7 +143,7 @@ def _measure_ceilings(
         for precision in dict.fromkeys(("fp32", *precisions)):  # fp32 rows always run
             echo(f"measuring the {precision} matmul ceiling on {device} ({threads} threads)")
             job = CeilingJob(device, threads, precision)
-            ceiling = CeilingResult.from_json(_spawn(job, 300))
+            ceiling = CeilingResult.from_dict(_spawn(job, 300))
             if ceiling.status != "ok":
                 echo(f"the {precision} ceiling on {device} could not be measured: {ceiling.reason}")
             elif precision == "fp32":
@@ -172,7 +172,7 @@ def _plan(
 
     def accuracy(fmt: str | None) -> dict[str, Any] | None:
         record = manifest.formats.get(fmt) if fmt is not None else None
-        return record.accuracy.to_json() if record and record.accuracy else None
+        return record.accuracy.to_dict() if record and record.accuracy else None
 
     entries = []
     for name in runtimes:
@@ -290,7 +290,7 @@ def _run_round(job: Job, settings: BenchSettings) -> Round | str:
     load = os.getloadavg()[0]
     others = Others()
     others.start()
-    result = JobResult.from_json(_spawn(job, settings.timeout_s))
+    result = JobResult.from_dict(_spawn(job, settings.timeout_s))
     machine = others.measure()
     if result.status != "ok":
         return result.reason

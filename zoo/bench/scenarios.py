@@ -65,7 +65,7 @@ class ServerPolicy:
     #: The search stops once the best passing and the lowest failing rate are this close.
     tolerance: float = 0.05
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -263,7 +263,7 @@ class ServerSearch:
         """Achieved requests/s at the highest rate whose p99 kept under the bound (0: none)."""
         return self.best.achieved_qps if self.best is not None else 0.0
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 

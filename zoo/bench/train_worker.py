@@ -54,13 +54,13 @@ class TrainJob:
     #: hand loop.
     options: Mapping[str, Any] | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["options"] = dict(self.options) if self.options is not None else None
         return data
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> TrainJob:
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainJob:
         options = data.get("options")
         return cls(
             variant=js.string(data.get("variant"), "variant"),
@@ -96,13 +96,13 @@ class TrainJobResult:
     def failure(cls, reason: str) -> TrainJobResult:
         return cls("failed", reason, pid=os.getpid())
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["samples_per_s"] = list(self.samples_per_s)
         return data
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> TrainJobResult:
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainJobResult:
         if js.string(data.get("status"), "status") != "ok":
             return cls("failed", js.string(data.get("reason", "no reason given"), "reason"))
         rates = js.seq(data.get("samples_per_s"), "samples_per_s")
@@ -199,12 +199,12 @@ def run_train_job(job: TrainJob) -> TrainJobResult:
 
 def main() -> None:
     try:
-        output = run_train_job(TrainJob.from_json(json.loads(sys.stdin.read())))
+        output = run_train_job(TrainJob.from_dict(json.loads(sys.stdin.read())))
     except Exception as exc:  # reported as a failed variant, not a crash of zoo bench-train
         from zoo.errors import one_line
 
         output = TrainJobResult.failure(one_line(exc))
-    sys.stdout.write(json.dumps(output.to_json()) + "\n")
+    sys.stdout.write(json.dumps(output.to_dict()) + "\n")
 
 
 if __name__ == "__main__":

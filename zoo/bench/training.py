@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import difflib
-import json
 import os
 import statistics
 import tempfile
@@ -37,6 +36,7 @@ from typing import Any
 import torch
 
 from zoo._cpu import native_bf16
+from zoo._io import json_text
 from zoo._pluginmanager import get_plugins
 from zoo.bench.load import BUSY_SHARE, Others, load_average, wait_for_quiet
 from zoo.bench.outputs import write_output
@@ -202,7 +202,7 @@ class TrainBenchRun:
 
     def document(self) -> str:
         """The JSON document :meth:`save` writes."""
-        return json.dumps(self.to_dict(), indent=2) + "\n"
+        return json_text(self.to_dict())
 
     def save(self, path: str | Path) -> Path:
         """Write the JSON document atomically (through, to a character device or FIFO)."""
@@ -263,10 +263,10 @@ def _run_worker(
     others.start()
     start_s = time.perf_counter() - since
     payload = spawn_worker(
-        job.to_json(), job.threads, settings.timeout_s, module="zoo.bench.train_worker"
+        job.to_dict(), job.threads, settings.timeout_s, module="zoo.bench.train_worker"
     )
     share, wall = others.share()
-    result = TrainJobResult.from_json(payload)
+    result = TrainJobResult.from_dict(payload)
     rates = list(result.samples_per_s) or [0.0]
     return result, Round(
         pid=result.pid,

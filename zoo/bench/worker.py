@@ -64,11 +64,11 @@ class Job:
     #: On CUDA: let fp32 convolutions and matrix products run in TF32 (off: fp32 is fp32).
     tf32: bool = False
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "kind": "bench", "batches": list(self.batches)}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Job:
+    def from_dict(cls, data: Mapping[str, Any]) -> Job:
         policy = js.obj(data.get("policy", {}), "policy")
         return cls(
             runtime=js.string(data.get("runtime"), "runtime"),
@@ -122,13 +122,13 @@ class JobResult:
     def failure(cls, reason: str) -> JobResult:
         return cls("failed", reason)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["batches"] = {str(b): asdict(t) for b, t in self.batches.items()}
         return data
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> JobResult:
+    def from_dict(cls, data: Mapping[str, Any]) -> JobResult:
         if js.string(data.get("status"), "status") != "ok":
             return cls.failure(js.string(data.get("reason", "no reason given"), "reason"))
         batches = {}
@@ -162,7 +162,7 @@ class CeilingJob:
     threads: int
     precision: str = "fp32"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "kind": "ceiling"}
 
 
@@ -179,11 +179,11 @@ class CeilingResult:
     def failure(cls, reason: str) -> CeilingResult:
         return cls("failed", reason)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> CeilingResult:
+    def from_dict(cls, data: Mapping[str, Any]) -> CeilingResult:
         if js.string(data.get("status"), "status") != "ok":
             return cls.failure(js.string(data.get("reason", "no reason given"), "reason"))
         measured = js.obj(data.get("measured"), "measured")
@@ -403,7 +403,7 @@ def _run_scenario(
             job.seed,
             alone_ms=float(np.median(alone)) / 1e6,
         )
-        result = search.to_json()
+        result = search.to_dict()
     rss_growth_mb = max(0.0, _rss_mb() - rss_before)
     for session in sessions:
         session.close()
@@ -551,12 +551,12 @@ def main() -> None:
                 data["device"], int(data["threads"]), precision=data.get("precision", "fp32")
             )
         else:
-            output = run_job(Job.from_json(data))
+            output = run_job(Job.from_dict(data))
     except Exception as exc:  # reported as a failed row, not a crash of zoo bench
         from zoo.errors import one_line  # here: the worker's imports are timed
 
         output = JobResult.failure(one_line(exc))
-    sys.stdout.write(json.dumps(output.to_json()) + "\n")
+    sys.stdout.write(json.dumps(output.to_dict()) + "\n")
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def check_plugin_cmd(
         echo=None if as_json else lambda result: click.echo(describe_result(result)),
     )
     if as_json:  # the report first: a failure to write the record must not lose it
-        echo_json(report.to_json())
+        echo_json(report.to_dict())
     else:
         click.echo(report.verdict())
     if record is not None and report.capabilities:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
+
+from zoo._io import json_text
 
 __all__ = ["echo_json", "echo_listing", "table"]
 
@@ -21,7 +22,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=False))
+    click.echo(json_text(data), nl=False)
 
 
 def echo_listing(

@@ -78,7 +78,7 @@ class CheckResult:
     detail: str = ""
     seconds: float = 0.0
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "subject": self.subject,
             "check": self.check,
@@ -121,14 +121,14 @@ class Report:
     def counts(self) -> dict[str, int]:
         return {s: sum(r.status == s for r in self.results) for s in (PASS, FAIL, SKIP)}
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
             "target": self.target,
             "plugins": list(self.plugins),
             "ok": self.ok,
             "counts": self.counts(),
-            "checks": [r.to_json() for r in self.results],
+            "checks": [r.to_dict() for r in self.results],
             "capabilities": {m: c.to_dict() for m, c in self.capabilities.items()},
         }
 
@@ -137,7 +137,7 @@ class Report:
         return {
             "measured_with": dict(versions),
             "models": {
-                model: {fmt: o.to_json() for fmt, o in caps.formats.items()}
+                model: {fmt: o.to_dict() for fmt, o in caps.formats.items()}
                 for model, caps in self.capabilities.items()
             },
         }

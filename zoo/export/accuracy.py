@@ -215,7 +215,7 @@ class AccuracyResult:
             f"{self.eager:.4f}, {self.drop:.2f} {unit} worse (at most {self.max_drop:g})"
         )
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         def finite(value: float | None) -> float | None:  # JSON has no NaN or Infinity
             return value if value is not None and math.isfinite(value) else None
 
@@ -240,7 +240,7 @@ class AccuracyResult:
         return data
 
     @classmethod
-    def from_json(cls, data: Any) -> AccuracyResult:
+    def from_dict(cls, data: Any) -> AccuracyResult:
         data = js.obj(data, "accuracy")
 
         def number(key: str, missing: float = math.nan) -> float:
@@ -517,7 +517,7 @@ def measure_artifact(
         command += [json.dumps(list(output_names)), postprocess, repr(max_drop), dataset]
         command += [task.name]
         try:
-            return AccuracyResult.from_json(run_json_child(command, timeout=timeout))
+            return AccuracyResult.from_dict(run_json_child(command, timeout=timeout))
         except ChildFailed as exc:
             why = f"the {fmt_name} runtime {exc}"
             return AccuracyResult.failure(task, dataset, 0, fmt.precision, max_drop, why)
@@ -548,7 +548,7 @@ def _main(argv: Sequence[str]) -> None:
         isolate=False,
         task_name=task_name,
     )
-    print(json.dumps(result.to_json()))
+    print(json.dumps(result.to_dict()))
 
 
 if __name__ == "__main__":

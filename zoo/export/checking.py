@@ -76,8 +76,8 @@ def check_bounded(
         kind = UsageError if document.get("usage") else ArtifactError
         raise kind(str(document["error"]))
     return (
-        {k: ParityResult.from_json(v) for k, v in document["parity"].items()},
-        {k: AccuracyResult.from_json(v) for k, v in document["accuracy"].items()},
+        {k: ParityResult.from_dict(v) for k, v in document["parity"].items()},
+        {k: AccuracyResult.from_dict(v) for k, v in document["accuracy"].items()},
     )
 
 
@@ -109,8 +109,8 @@ def _main(directory: str) -> None:
         print(json.dumps(error), flush=True)
         return
     document = {
-        "parity": {k: v.to_json() for k, v in parity.items()},
-        "accuracy": {k: v.to_json() for k, v in accuracy.items()},
+        "parity": {k: v.to_dict() for k, v in parity.items()},
+        "accuracy": {k: v.to_dict() for k, v in accuracy.items()},
     }
     print(json.dumps(document), flush=True)
 

@@ -60,7 +60,7 @@ class OutputCheck:
     #: Why there are no differences to show (a shape mismatch).
     error: str = ""
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"ok": self.ok}
         if self.error:
             data["error"] = self.error
@@ -69,7 +69,7 @@ class OutputCheck:
         return data
 
     @classmethod
-    def from_json(cls, data: Any) -> OutputCheck:
+    def from_dict(cls, data: Any) -> OutputCheck:
         data = js.obj(data, "an output check")
         diffs = [data.get(k) for k in ("max_abs", "max_rel")]
         max_abs, max_rel = (None if d is None else js.number(d, "a difference") for d in diffs)
@@ -93,22 +93,22 @@ class InputCheck:
     def ok(self) -> bool:
         return not self.error and all(o.ok for o in self.outputs.values())
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"input_shape": list(self.input_shape)}
         if self.error:
             data["error"] = self.error
         else:
-            data["outputs"] = {name: o.to_json() for name, o in self.outputs.items()}
+            data["outputs"] = {name: o.to_dict() for name, o in self.outputs.items()}
         return data
 
     @classmethod
-    def from_json(cls, data: Any) -> InputCheck:
+    def from_dict(cls, data: Any) -> InputCheck:
         data = js.obj(data, "a parity check")
         shape = js.seq(data.get("input_shape"), "input_shape")
         outputs = js.obj(data.get("outputs", {}), "outputs")
         return cls(
             input_shape=tuple(js.integer(d, "input_shape") for d in shape),
-            outputs={k: OutputCheck.from_json(v) for k, v in outputs.items()},
+            outputs={k: OutputCheck.from_dict(v) for k, v in outputs.items()},
             error=js.string(data.get("error", ""), "error"),
         )
 
@@ -144,27 +144,27 @@ class ParityResult:
                 return f"parity failed: {out} {what} at input {list(check.input_shape)}{where}"
         return "" if self.passed else "parity failed"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "passed": self.passed,
             "atol": self.atol,
             "rtol": self.rtol,
-            "checks": [c.to_json() for c in self.checks],
+            "checks": [c.to_dict() for c in self.checks],
         }
         if self.variants:
-            data["variants"] = {name: v.to_json() for name, v in self.variants.items()}
+            data["variants"] = {name: v.to_dict() for name, v in self.variants.items()}
         return data
 
     @classmethod
-    def from_json(cls, data: Any) -> ParityResult:
+    def from_dict(cls, data: Any) -> ParityResult:
         data = js.obj(data, "a parity result")
         variants = js.obj(data.get("variants", {}), "variants")
         return cls(
             passed=js.boolean(data.get("passed"), "passed"),
             atol=js.number(data.get("atol"), "atol"),
             rtol=js.number(data.get("rtol"), "rtol"),
-            checks=tuple(InputCheck.from_json(c) for c in js.seq(data.get("checks"), "checks")),
-            variants={k: cls.from_json(v) for k, v in variants.items()},
+            checks=tuple(InputCheck.from_dict(c) for c in js.seq(data.get("checks"), "checks")),
+            variants={k: cls.from_dict(v) for k, v in variants.items()},
         )
 
 
@@ -301,7 +301,7 @@ def _gate_in_child(
     command = [sys.executable, "-m", "zoo.export.gates", fmt.name, str(directory)]
     command += [json.dumps(list(names)), repr(atol), repr(rtol)]
     try:
-        return ParityResult.from_json(run_json_child(command, timeout=timeout))
+        return ParityResult.from_dict(run_json_child(command, timeout=timeout))
     except ChildFailed as exc:
         raise RuntimeCrash(f"the {fmt.name} runtime {exc}") from None
 
@@ -312,7 +312,7 @@ def _main(argv: Sequence[str]) -> None:
     fmt = get_plugins().formats.get(name)
     inputs, expected = load_fixture(Path(directory) / PARITY_FILE, names)
     result = _gate_here(fmt, Path(directory), inputs, expected, names, float(atol), float(rtol))
-    print(json.dumps(result.to_json()))
+    print(json.dumps(result.to_dict()))
 
 
 if __name__ == "__main__":

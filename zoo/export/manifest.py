@@ -3,7 +3,7 @@
 :class:`Manifest` is the one reader and writer of the file. A manifest is untrusted input
 (anyone can edit one): :func:`read_manifest` refuses a file that its declared schema,
 ``manifest.schema.json``, refuses (types, bounds, finite numbers), and
-:meth:`Manifest.from_json` one that is not exactly what zoo writes; every file name in it must
+:meth:`Manifest.from_dict` one that is not exactly what zoo writes; every file name in it must
 be a plain name inside the export directory and be listed with its sha256 and size, so a
 manifest can never point zoo at a file elsewhere.
 """
@@ -86,7 +86,7 @@ class TensorRecord:
     #: Inputs: the range of meaningful values.
     value_range: tuple[float, float] | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "name": self.name,
             "dtype": self.dtype,
@@ -98,7 +98,7 @@ class TensorRecord:
         return data
 
     @classmethod
-    def from_json(cls, data: Any) -> TensorRecord:
+    def from_dict(cls, data: Any) -> TensorRecord:
         data = js.obj(data, "a tensor")
         shape = js.seq(data.get("shape"), "shape")
         if not shape or shape[0] != "batch":
@@ -138,11 +138,11 @@ class FileRecord:
     def of(cls, path: Path) -> FileRecord:
         return cls(sha256(path), path.stat().st_size)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {"sha256": self.sha256, "bytes": self.bytes}
 
     @classmethod
-    def from_json(cls, data: Any) -> FileRecord:
+    def from_dict(cls, data: Any) -> FileRecord:
         data = js.obj(data, "a file entry")
         digest = js.string(data.get("sha256"), "sha256")
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
@@ -184,7 +184,7 @@ class FormatRecord:
         """The file a runtime loads, if the format succeeded."""
         return self.files[0] if self.ok and self.files else None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "status": self.status,
             "files": list(self.files),
@@ -194,10 +194,10 @@ class FormatRecord:
         if self.reason:
             data["reason"] = self.reason
         if self.parity is not None:
-            data["parity"] = self.parity.to_json()
+            data["parity"] = self.parity.to_dict()
         data["precision"] = self.precision
         if self.accuracy is not None:
-            data["accuracy"] = self.accuracy.to_json()
+            data["accuracy"] = self.accuracy.to_dict()
         if self.calibration is not None:
             data["calibration"] = dict(self.calibration)
         if self.cpu_features:
@@ -205,7 +205,7 @@ class FormatRecord:
         return data
 
     @classmethod
-    def from_json(cls, data: Any) -> FormatRecord:
+    def from_dict(cls, data: Any) -> FormatRecord:
         data = js.obj(data, "a format entry")
         status = data.get("status")
         if status not in ("ok", "failed"):
@@ -235,9 +235,9 @@ class FormatRecord:
             devices=tuple(
                 js.string(d, "device") for d in js.seq(data.get("devices", []), "devices")
             ),
-            parity=ParityResult.from_json(js.obj(parity, "parity")) if parity else None,
+            parity=ParityResult.from_dict(js.obj(parity, "parity")) if parity else None,
             precision=precision,
-            accuracy=AccuracyResult.from_json(accuracy) if accuracy is not None else None,
+            accuracy=AccuracyResult.from_dict(accuracy) if accuracy is not None else None,
             calibration=js.obj(calibration, "calibration") if calibration is not None else None,
             cpu_features=tuple(
                 js.string(f, "cpu feature")
@@ -284,7 +284,7 @@ class Manifest:
         """Format -> why it has no artifact."""
         return {f: r.reason for f, r in self.formats.items() if not r.ok}
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "format_version": self.format_version,
             "model": self.model,
@@ -295,18 +295,18 @@ class Manifest:
             "raw": self.raw,
             "postprocess": {"kind": self.postprocess, "k": self.top_k},
             "preprocessing": [dict(step) for step in self.preprocessing],
-            "inputs": [t.to_json() for t in self.inputs],
-            "outputs": [t.to_json() for t in self.outputs],
-            "formats": {name: f.to_json() for name, f in self.formats.items()},
-            "files": {name: f.to_json() for name, f in self.files.items()},
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+            "formats": {name: f.to_dict() for name, f in self.formats.items()},
+            "files": {name: f.to_dict() for name, f in self.files.items()},
         }
 
     def save(self, directory: Path) -> None:
-        atomic_write_json(directory / MANIFEST, self.to_json())
+        atomic_write_json(directory / MANIFEST, self.to_dict())
 
     @classmethod
-    def from_json(cls, data: Any) -> Manifest:
-        """Parse what :meth:`to_json` wrote; ValueError naming the first thing that is not."""
+    def from_dict(cls, data: Any) -> Manifest:
+        """Parse what :meth:`to_dict` wrote; ValueError naming the first thing that is not."""
         data = js.obj(data, "the manifest")
         version = data.get("format_version")
         if version != FORMAT_VERSION:
@@ -315,7 +315,7 @@ class Manifest:
                 "export the model again with this zoo"
             )
         files = {
-            name: FileRecord.from_json(entry)
+            name: FileRecord.from_dict(entry)
             for name, entry in js.obj(data.get("files"), "files").items()
         }
         _names(list(files), "files")
@@ -323,7 +323,7 @@ class Manifest:
         if weights.get("file") != WEIGHTS or WEIGHTS not in files:
             raise ValueError(f"the weights must be {WEIGHTS}, listed in files")
         formats = {
-            js.string(name, "format name"): FormatRecord.from_json(entry)
+            js.string(name, "format name"): FormatRecord.from_dict(entry)
             for name, entry in js.obj(data.get("formats"), "formats").items()
         }
         for name, record in formats.items():
@@ -352,9 +352,9 @@ class Manifest:
                 js.obj(step, "a preprocessing step")
                 for step in js.seq(data.get("preprocessing", []), "preprocessing")
             ),
-            inputs=tuple(TensorRecord.from_json(t) for t in js.seq(data.get("inputs"), "inputs")),
+            inputs=tuple(TensorRecord.from_dict(t) for t in js.seq(data.get("inputs"), "inputs")),
             outputs=tuple(
-                TensorRecord.from_json(t) for t in js.seq(data.get("outputs"), "outputs")
+                TensorRecord.from_dict(t) for t in js.seq(data.get("outputs"), "outputs")
             ),
             formats=formats,
             files=files,
@@ -392,7 +392,7 @@ def read_manifest(directory: Path) -> Manifest:
     if problem is not None:
         raise ArtifactError(f"{path} is not a zoo manifest: {problem}")
     try:
-        manifest = Manifest.from_json(data)
+        manifest = Manifest.from_dict(data)
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise ArtifactError(f"{path} is not a zoo manifest: {exc}") from None
     if len(manifest.inputs) != 1:

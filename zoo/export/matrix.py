@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             outcomes = measure(name, formats, Path(tmp))
             record["models"].setdefault(name, {}).update(
-                {fmt: o.to_json() for fmt, o in outcomes.items()}
+                {fmt: o.to_dict() for fmt, o in outcomes.items()}
             )
             cells = ", ".join(
                 f"{fmt} {o.status}" + (f": {o.reason}" if o.reason else "")
