@@ -122,7 +122,7 @@ VERSIONS = (
     "zoo", "torch", "torchvision", "triton", "numpy", "safetensors", "pluggy", "click",
     "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu", "torchao", "mlxtend", "faker",
     "jsonschema", "jsonschema-specifications", "referencing", "rpds-py", "attrs",
-    "scikit-learn", "psutil", "rich", "pyyaml", "tqdm", "tensorboard", "matplotlib",
+    "scikit-learn", "psutil", "pyyaml", "tqdm", "tensorboard", "matplotlib",
 )  # fmt: skip
 SINGLE_STREAM_RUNTIMES = (
     "eager", "torchscript", "pt2", "compile", "pt2-graphs", "aoti-cuda", "aoti-cuda-graphs",

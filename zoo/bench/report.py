@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
+from zoo._table import table
 from zoo.bench.results import OFFLINE, SERVER, SINGLE_STREAM, BenchRun, Row
 
 __all__ = [
@@ -355,31 +354,32 @@ def headers(run: BenchRun) -> list[str]:
 
 def print_table(run: BenchRun, file: Any = None) -> None:
     """One table per (model, device); ``*`` marks the fastest runtime at each batch size."""
-    console = Console(file=file)
-    if not console.is_terminal:
-        console.width = 200  # a pipe or a file: no terminal to fit
+
+    def say(line: str = "") -> None:
+        print(line, file=file)
+
     env = run.environment
-    console.print(
+    say(
         f"{env.get('cpu')} | {env.get('threads')} threads | torch {env.get('torch')} | "
         f"onnxruntime {env.get('onnxruntime')}"
         + (f" | {env['gpu']} (driver {env.get('gpu_driver')})" if env.get("gpu") else "")
     )
     if env.get("cpu_flags"):
-        console.print(f"cpu flags: {' '.join(env['cpu_flags'])}", highlight=False)
+        say(f"cpu flags: {' '.join(env['cpu_flags'])}")
     ceilings = ", ".join(
         f"{d} {g:.0f} GFLOP/s"
         + (f" ({run.ceiling_detail[d]['source']})" if d in run.ceiling_detail else "")
         for d, g in run.ceiling_gflops.items()
     )
     if ceilings:
-        console.print(f"fp32 matmul ceiling: {ceilings}")
+        say(f"fp32 matmul ceiling: {ceilings}")
     for device, by_precision in run.precision_ceilings.items():
         for precision, gflops in by_precision.items():
             unit = "GOP/s" if precision == "int8" else "GFLOP/s"
-            console.print(f"{precision} matmul ceiling: {device} {gflops:.0f} {unit}")
+            say(f"{precision} matmul ceiling: {device} {gflops:.0f} {unit}")
     tf32 = {r.tf32 for r in run.rows if r.device == "cuda" and r.tf32 is not None}
     if tf32:
-        console.print(
+        say(
             "cuda TF32: "
             + {
                 frozenset({False}): "off (fp32 convolutions and matrix products are fp32)",
@@ -393,11 +393,11 @@ def print_table(run: BenchRun, file: Any = None) -> None:
         )
         scenarios = dict.fromkeys(r.scenario for r in rows)
         if SINGLE_STREAM in scenarios:
-            _print_cells(console, f"{title}, single-stream", headers(run), 1,
+            _print_cells(say, f"{title}, single-stream", headers(run), 1,
                          summary_rows(run, model, device))  # fmt: skip
         if OFFLINE in scenarios:
             columns = [_vs(run, h) for h in OFFLINE_HEADERS]
-            _print_cells(console, f"{title}, offline", columns, 0,
+            _print_cells(say, f"{title}, offline", columns, 0,
                          offline_rows(run, model, device))  # fmt: skip
         if SERVER in scenarios:
             bound = next(
@@ -407,35 +407,33 @@ def print_table(run: BenchRun, file: Any = None) -> None:
             columns = [_vs(run, h) for h in SERVER_HEADERS]
             if bound is not None:
                 columns[1] = f"max QPS (p99 <= {bound:g} ms)"
-            _print_cells(console, f"{title}, server", columns, 0,
+            _print_cells(say, f"{title}, server", columns, 0,
                          server_rows(run, model, device))  # fmt: skip
         for runtime, why in not_measured(run, model, device).items():
-            console.print(f"  {runtime}: {why}", markup=False, highlight=False)
+            say(f"  {runtime}: {why}")
         for note in fault_notes(run, model, device):
-            console.print(note, markup=False, highlight=False)
+            say(note)
         for note in unstable_notes(run, model, device):
-            console.print(note, markup=False, highlight=False)
-    console.print(
+            say(note)
+    say(
         "* the fastest runtime measured at that batch size (single-stream: lowest p50; "
         "offline, server: most samples/s; a reduced-precision artifact only if it passed its "
         "accuracy gate)"
     )
-    console.print(
+    say(
         "ms/batch: per call of one batch; ms/sample: that over the batch size; ms/request: "
         "one sample from its arrival, queueing included; samples/s and QPS count samples"
     )
     if _has_rounds(run):
-        console.print("spread: (max - min) / median of the p50s of the rounds")
+        say("spread: (max - min) / median of the p50s of the rounds")
     if _has_stability(run):
-        console.print(
+        say(
             "stable: the best two quiet rounds agree (docs/benchmarks.md: Stability); "
             "? after a speed-up: one of its two rows is unstable, do not trust it"
         )
     for loss in peer_losses(run):
-        console.print(
+        say(
             f"note: a runtime lost to its plain peer: {loss.describe()}",
-            markup=False,
-            highlight=False,
         )
 
 
@@ -444,16 +442,14 @@ def _vs(run: BenchRun, header: str) -> str:
 
 
 def _print_cells(
-    console: Console, title: str, columns: list[str], left: int, rows: list[list[str]]
+    say: Callable[[str], None], title: str, columns: list[str], left: int, rows: list[list[str]]
 ) -> None:
+    """A table under its title: column ``left`` (the runtime) aligned left, figures right."""
     if not rows:
         return
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-    for i, header in enumerate(columns):
-        table.add_column(header, justify="left" if i == left else "right", no_wrap=True)
-    for cells in rows:
-        table.add_row(*cells)
-    console.print(table)
+    align = "".join("l" if i == left else "r" for i in range(len(columns)))
+    say("")
+    say(table(columns, rows, align=align, title=title, rules=True))
 
 
 @dataclass

@@ -38,6 +38,7 @@ import torch
 from zoo._cpu import native_bf16
 from zoo._io import json_text
 from zoo._pluginmanager import get_plugins
+from zoo._table import markdown_table as _markdown
 from zoo.bench.load import BUSY_SHARE, Others, load_average, wait_for_quiet
 from zoo.bench.outputs import write_output
 from zoo.bench.processes import environment, physical_cores, spawn_worker
@@ -366,30 +367,42 @@ def _rate(value: float | None) -> str:
 def markdown_table(run: TrainBenchRun) -> str:
     """The run as a Markdown table: one row per variant, fastest trainer variant in bold."""
     best = run.best()
-    lines = [
-        "| variant | samples/s | spread | vs hand loop | first epoch s | final loss "
-        "| load avg (1 min) | others' CPU | quiet rounds |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
+    rows = []
     for v in run.variants:
         name = f"**{v.name}**" if v is best else v.name
         if v.status != "ok":
-            lines.append(f"| {name} | failed: {v.reason} | | | | | | | |")
+            rows.append([name, f"failed: {v.reason}", *[""] * (len(TABLE_HEADERS) - 2)])
             continue
         used = [r for r in v.rounds if _quiet(r)] or v.rounds
         loads = [r.load_avg[0] for r in used]
         others = [r.others_cpu_share for r in used]
-        lines.append(
-            f"| {name} | {_rate(v.samples_per_s)} "
-            f"| {'-' if v.spread is None else f'{v.spread:.0%}'} "
-            f"| {'-' if v.vs_hand is None else f'{v.vs_hand:.2f}x'} "
-            f"| {statistics.median(r.first_epoch_s for r in used):.2f} "
-            f"| {used[-1].final_loss:.3f} "
-            f"| {min(loads):.2f}-{max(loads):.2f} "
-            f"| {max(others):.0%}{' (busy)' if v.disturbed else ''} "
-            f"| {v.quiet_rounds}/{len(v.rounds)} |"
+        rows.append(
+            [
+                name,
+                _rate(v.samples_per_s),
+                "-" if v.spread is None else f"{v.spread:.0%}",
+                "-" if v.vs_hand is None else f"{v.vs_hand:.2f}x",
+                f"{statistics.median(r.first_epoch_s for r in used):.2f}",
+                f"{used[-1].final_loss:.3f}",
+                f"{min(loads):.2f}-{max(loads):.2f}",
+                f"{max(others):.0%}{' (busy)' if v.disturbed else ''}",
+                f"{v.quiet_rounds}/{len(v.rounds)}",
+            ]
         )
-    return "\n".join(lines)
+    return _markdown(TABLE_HEADERS, rows, align="l" + "r" * (len(TABLE_HEADERS) - 1))
+
+
+TABLE_HEADERS = (
+    "variant",
+    "samples/s",
+    "spread",
+    "vs hand loop",
+    "first epoch s",
+    "final loss",
+    "load avg (1 min)",
+    "others' CPU",
+    "quiet rounds",
+)
 
 
 def describe(run: TrainBenchRun) -> list[str]:

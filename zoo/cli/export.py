@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from zoo._table import table
 from zoo.cli.app import cli
-from zoo.cli.output import table
 from zoo.cli.params import NON_NEGATIVE, Checked, csv_values, parse_args
 from zoo.export.defaults import (
     DEFAULT_ATOL,

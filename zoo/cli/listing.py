@@ -12,9 +12,10 @@ from typing import Any
 import click
 
 from zoo._pluginmanager import PROBE_TIMEOUT, get_plugins, get_spec, probe_plugins
+from zoo._table import table
 from zoo.capabilities import Capabilities
 from zoo.cli.app import cli
-from zoo.cli.output import echo_json, echo_listing, table
+from zoo.cli.output import echo_json, echo_listing
 from zoo.cli.params import parse_args
 from zoo.errors import PluginError, ZooError
 from zoo.registry import ModelSpec, json_value, options_of, suggest

@@ -1,24 +1,16 @@
-"""What the commands print: one-line messages, plain tables, JSON."""
+"""What the listing commands print: a table (zoo._table's), or with ``--json`` the entries."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from zoo._io import json_text
+from zoo._table import table
 
-__all__ = ["echo_json", "echo_listing", "table"]
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=True)]
-    lines = [
-        "  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-        for line in [headers, *rows]
-    ]
-    return "\n".join(lines)
+__all__ = ["echo_json", "echo_listing"]
 
 
 def echo_json(data: Any) -> None:
