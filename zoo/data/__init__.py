@@ -13,6 +13,6 @@ name lists) load with the first dataset that needs them.
 
 from __future__ import annotations
 
-from zoo.data.registry import default_dataset_registry, list_datasets, load_dataset
+from zoo.data.loading import default_dataset_registry, list_datasets, load_dataset
 
 __all__ = ["default_dataset_registry", "list_datasets", "load_dataset"]

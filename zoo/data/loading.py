@@ -1,5 +1,5 @@
 """The two calls everything else uses: :func:`list_datasets` and :func:`load_dataset`, over
-the datasets plugins registered (zoo's own through ``zoo.plugins.datasets``).
+the datasets plugins registered (zoo's own through ``zoo.plugins.builtin_datasets``).
 """
 
 from __future__ import annotations
