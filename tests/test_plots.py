@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from zoo.plots import (
+    confusion_figure,
     save_confusion_matrix_png,
     save_image_grid_png,
     save_reconstructions_png,
@@ -45,10 +46,24 @@ def test_confusion_matrix_png(tmp_path: Path, classes: int) -> None:
     assert matplotlib.get_backend() == backend  # no global backend switch
 
 
-def test_confusion_matrix_png_accepts_lists_and_arrays(tmp_path: Path) -> None:
+def test_confusion_matrix_from_lists_and_arrays_is_the_same_figure(tmp_path: Path) -> None:
+    """Nested lists, a NumPy array and a tensor draw the same matrix: counts in the cells,
+    row fractions as the colours, the class names on both axes, the title."""
+    for confusion in ([[3, 1], [0, 2]], np.array([[3, 1], [0, 2]]), torch.tensor([[3, 1], [0, 2]])):
+        figure = confusion_figure(confusion, ["a", "b"], title="T")
+        axes = figure.axes[0]
+        assert [t.get_text() for t in axes.texts] == ["3", "1", "0", "2"]
+        np.testing.assert_allclose(axes.images[0].get_array(), [[0.75, 0.25], [0.0, 1.0]])
+        assert [t.get_text() for t in axes.get_xticklabels()] == ["a", "b"]
+        assert [t.get_text() for t in axes.get_yticklabels()] == ["a", "b"]
+        assert (axes.get_xlabel(), axes.get_ylabel(), axes.get_title()) == (
+            "predicted",
+            "true",
+            "T",
+        )
     save_confusion_matrix_png([[3, 1], [0, 2]], ["a", "b"], tmp_path / "list.png", title="T")
-    save_confusion_matrix_png(np.array([[3, 1], [0, 2]]), ["a", "b"], tmp_path / "array.png")
-    assert _files(tmp_path) == ["array.png", "list.png"]
+    save_confusion_matrix_png(np.array([[3, 1], [0, 2]]), ["a", "b"], tmp_path / "array.png", "T")
+    assert (tmp_path / "list.png").read_bytes() == (tmp_path / "array.png").read_bytes()
 
 
 def test_confusion_matrix_png_rejects_bad_input(tmp_path: Path) -> None:

@@ -22,9 +22,15 @@ from zoo._io import atomic_path
 from zoo.metrics import as_confusion_matrix
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
     from PIL import Image
 
-__all__ = ["save_confusion_matrix_png", "save_image_grid_png", "save_reconstructions_png"]
+__all__ = [
+    "confusion_figure",
+    "save_confusion_matrix_png",
+    "save_image_grid_png",
+    "save_reconstructions_png",
+]
 
 #: make_grid's padding in pixels, between images and around the grid
 _PADDING = 2
@@ -36,7 +42,22 @@ def save_confusion_matrix_png(
     path: str | Path,
     title: str = "Confusion matrix",
 ) -> Path:
-    """Write the matrix (rows = true class, columns = predicted) as a PNG; return its path.
+    """Write the matrix (rows = true class, columns = predicted) as a PNG
+    (:func:`confusion_figure`); return its path."""
+    figure = confusion_figure(confusion, class_names, title)
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        figure.savefig(tmp, format="png")
+    return target
+
+
+def confusion_figure(
+    confusion: Tensor | Sequence[Sequence[int]] | np.ndarray,
+    class_names: Sequence[str],
+    title: str = "Confusion matrix",
+) -> Figure:
+    """The confusion matrix drawn on a figure of its own (rows = true class, columns =
+    predicted); ValueError for a matrix :func:`zoo.metrics.as_confusion_matrix` refuses.
 
     Cells show the counts; the colour is the row-normalised fraction (the recall for the
     diagonal), so rare classes are as visible as common ones. The figure grows with the
@@ -83,11 +104,7 @@ def save_confusion_matrix_png(
     axes.set_ylabel("true")
     axes.set_title(title)
     figure.tight_layout()
-
-    target = Path(path)
-    with atomic_path(target) as tmp:
-        figure.savefig(tmp, format="png")
-    return target
+    return figure
 
 
 def _check_images(images: Tensor, name: str) -> None:
