@@ -16,8 +16,10 @@ import difflib
 import fnmatch
 import inspect
 import re
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, final
 
 from zoo.capabilities import Capabilities
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "InputSpec",
+    "LegacyTask",
     "ModelRegistry",
     "ModelSpec",
     "OutputSpec",
@@ -483,3 +486,45 @@ def freeze_first(model: nn.Module, n: int) -> nn.Module:
     for p in params[:n]:
         p.requires_grad_(False)
     return model
+
+
+# --- zoo 0.1's Task enum, for plugins written against it (until zoo 0.3) --------------------
+
+
+class LegacyTask(str, Enum):
+    """zoo 0.1's ``Task`` enum, kept for plugins written against zoo 0.1 until zoo 0.3.
+
+    Each member is the name of the task that replaced it, a ``str`` that a ``ModelSpec``
+    takes as its ``task`` (``GENERATIVE`` is the VAE's ``vae``), with 0.1's ``.name`` and
+    ``.value``. Plugins reach it as ``zoo.Task.CLASSIFICATION``, ``zoo.Task("classification")``
+    or ``from zoo.registry import Task``, each with a DeprecationWarning (docs/plugins.md,
+    Deprecations).
+    """
+
+    CLASSIFICATION = "classification"
+    SEQUENCE_CLASSIFICATION = "sequence_classification"
+    GENERATIVE = "vae"
+    BLOCK = "block"
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+    @classmethod
+    def _missing_(cls, value: object) -> LegacyTask | None:
+        return cls.GENERATIVE if value == "generative" else None  # 0.1's value
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Task":  # zoo 0.1's ``from zoo.registry import Task``
+        warnings.warn(
+            "zoo.registry.Task is deprecated since zoo 0.2 and will be removed in 0.3: a "
+            'model\'s task is a name (task="classification"); zoo.Task is the class tasks '
+            "subclass",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return LegacyTask
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,8 +16,8 @@ A task's options are its ``__init__``'s keyword arguments (``zoo train --task-ar
 checked like a model builder's.
 
 zoo 0.1's ``zoo.Task`` was an enum of task names; its members still read as the names they
-became (``zoo.Task.CLASSIFICATION`` is ``"classification"``), with a ``DeprecationWarning``,
-until zoo 0.3 (:data:`DEPRECATED_NAMES`).
+became (``zoo.Task.CLASSIFICATION`` is ``"classification"``, ``zoo.Task("classification")``
+too), with a ``DeprecationWarning``, until zoo 0.3 (:class:`zoo.registry.LegacyTask`).
 
 Importing this module does not import torch.
 """
@@ -34,7 +34,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from zoo.errors import InvalidSpecError, UnknownTaskError, UsageError
-from zoo.registry import ModelSpec, Registry, check_options
+from zoo.registry import LegacyTask, ModelSpec, Registry, check_options
 
 if TYPE_CHECKING:
     import torch
@@ -90,38 +90,48 @@ class TaskRun:
 
 #: zoo 0.1's ``zoo.Task`` enum members -> the task names they became, each read as
 #: ``zoo.Task.MEMBER`` with a DeprecationWarning until zoo 0.3 (docs/plugins.md, Deprecations).
-DEPRECATED_NAMES: Mapping[str, str] = MappingProxyType(
-    {
-        "CLASSIFICATION": "classification",
-        "SEQUENCE_CLASSIFICATION": "sequence_classification",
-        "GENERATIVE": "vae",  # the VAE's task was ``generative`` in zoo 0.1
-        "BLOCK": "block",
-    }
-)
+DEPRECATED_NAMES: Mapping[str, str] = MappingProxyType({m.name: m.value for m in LegacyTask})
+
+
+def _deprecated(what: str, member: LegacyTask) -> None:
+    warnings.warn(
+        f'{what} is deprecated since zoo 0.2 and will be removed in 0.3: use task="{member.value}"',
+        DeprecationWarning,
+        stacklevel=3,
+    )
 
 
 class _TaskMeta(ABCMeta):
-    """Task's metaclass: ABCMeta, plus zoo 0.1's enum members read on ``Task`` itself."""
+    """Task's metaclass: ABCMeta, plus zoo 0.1's enum read on ``Task`` itself: its members
+    as attributes (``zoo.Task.CLASSIFICATION``) and its lookup by value
+    (``zoo.Task("classification")``), each a :class:`~zoo.registry.LegacyTask` member."""
 
     # Hidden from type checkers, which keep refusing attributes Task does not have: the
     # aliases are for 0.1 plugins at run time only.
     if not TYPE_CHECKING:
 
-        def __getattr__(cls, attr: str) -> str:
+        def __getattr__(cls, attr: str) -> LegacyTask:
             # Called only when normal lookup fails, so Task's own attributes (and a subclass's)
             # are untouched; only Task itself has the aliases, not its subclasses.
-            name = DEPRECATED_NAMES.get(attr) if cls is globals().get("Task") else None
-            if name is None:  # what type's own lookup says, "Did you mean" included
+            member = LegacyTask.__members__.get(attr) if cls is globals().get("Task") else None
+            if member is None:  # what type's own lookup says, "Did you mean" included
                 raise AttributeError(
                     f"type object {cls.__name__!r} has no attribute {attr!r}", name=attr, obj=cls
                 )
-            warnings.warn(
-                f"zoo.Task.{attr} is deprecated since zoo 0.2 and will be removed in 0.3: "
-                f'use task="{name}"',
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            return name
+            _deprecated(f"zoo.Task.{attr}", member)
+            return member
+
+        def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+            # Task itself is abstract: ``Task("classification")`` can only be 0.1's lookup.
+            if cls is globals().get("Task") and len(args) == 1 and not kwargs:
+                try:
+                    member = LegacyTask(args[0])
+                except ValueError:
+                    pass
+                else:
+                    _deprecated(f"zoo.Task({args[0]!r})", member)
+                    return member
+            return super().__call__(*args, **kwargs)
 
 
 class Task(ABC, metaclass=_TaskMeta):
