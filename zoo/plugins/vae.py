@@ -88,8 +88,8 @@ def vae_loss(
 ) -> VAELoss:
     """Reconstruction MSE (mean) + KLD, KLD = -0.5 * sum(1 + logvar - mu^2 - exp(logvar)).
 
-    ``reduction="notes"`` is the notes' loss exactly: the KLD summed over the batch and the
-    latent units, added to the per-element MSE. That KLD outweighs the MSE by thousands and
+    ``reduction="notes"`` (named so in zoo 0.1) is the loss common in VAE tutorials: the KLD
+    summed over the batch and the latent units, added to the per-element MSE. That KLD outweighs the MSE by thousands and
     collapses the posterior (mu = 0, reconstructions are the mean image). ``"elbo"`` divides
     the KLD by the number of elements of ``x``: the standard ELBO per element, independent of
     the batch size; the trainer uses it. ``VAELoss.kld`` is always the plain sum.
@@ -193,7 +193,7 @@ class _VAEAccumulator:
 class VAETask(Task):
     """Trains a VAE (outputs ``(reconstruction, mu, logvar)``) to reconstruct its input: the
     labels are not used. Options: ``kld_weight`` (the weight of the KLD term) and ``loss``:
-    ``elbo`` (the KLD per element, which trains well; the default) or ``notes`` (the notes'
+    ``elbo`` (the KLD per element, which trains well; the default) or ``notes`` (the tutorials'
     exact sum, which collapses the posterior)."""
 
     name = "vae"
