@@ -1,5 +1,5 @@
-"""Training throughput, measured with `zoo bench-train`: the hand-written loop of PyTorch's tutorials (a
-DataLoader over a TensorDataset, zero_grad, forward, CrossEntropyLoss, backward, step),
+"""Training throughput, measured with `zoo bench-train`: the hand-written loop of PyTorch's
+tutorials (a DataLoader over a TensorDataset, zero_grad, forward, CrossEntropyLoss, backward, step),
 zoo's trainer with its defaults, and the trainer with each speed option (bf16 autocast,
 channels-last, torch.compile and combinations), same model, data (mnist5k) and batch (64),
 every variant of every round in a process of its own.
