@@ -92,7 +92,8 @@ def vae_loss(
     summed over the batch and the latent units, added to the per-element MSE. That KLD
     outweighs the MSE by thousands and collapses the posterior (mu = 0, reconstructions are
     the mean image). ``"elbo"`` divides the KLD by the number of elements of ``x``: the
-    standard ELBO per element, independent of the batch size; the trainer uses it. ``VAELoss.kld`` is always the plain sum.
+    standard ELBO per element, independent of the batch size; the trainer uses it.
+    ``VAELoss.kld`` is always the plain sum.
     """
     if reduction not in VAE_REDUCTIONS:
         raise ValueError(f"reduction={reduction!r} is not one of {', '.join(VAE_REDUCTIONS)}")
