@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from zoo.bench.timing import TimingPolicy
 from zoo.cli.app import cli
 from zoo.cli.params import NON_NEGATIVE, WAIT_QUIET, csv_values
+
+if TYPE_CHECKING:
+    from zoo.bench.results import BenchRun
 
 
 def _save_results(run: Any, path: Path, option: str, failed: OSError | None = None) -> str | None:
@@ -265,8 +268,7 @@ def bench_cmd(
     the best samples/s and the highest QPS under --latency-bound, over thread splits.
     """
     from zoo.bench.outputs import check_output
-    from zoo.bench.plot import plot_run
-    from zoo.bench.report import compare_runs, print_table
+    from zoo.bench.report import print_table
     from zoo.bench.results import load_run
     from zoo.bench.runner import run_bench
     from zoo.bench.scenarios import ServerPolicy
@@ -311,43 +313,65 @@ def bench_cmd(
         [_save_results(run, json_path, "--json")] if json_path is not None else []
     )
     if not any(row.status == "ok" for row in run.rows):
-        failed = sorted({r.runtime for r in run.rows if r.status == "failed"})
-        skipped = sorted({r.runtime for r in run.rows if r.status == "skipped"})
-        what = [f"{len(failed)} failed ({', '.join(failed)})"] if failed else []
-        what += [f"{len(skipped)} skipped ({', '.join(skipped)})"] if skipped else []
-        click.echo(f"zoo: no runtime was measured: {'; '.join(what)}", err=True)
+        click.echo(f"zoo: no runtime was measured: {_unmeasured(run)}", err=True)
         _outputs_failed(lost)
         sys.exit(1)
     if plot_path is not None:
-        try:
-            plot_run(run, plot_path)
-            click.echo(f"wrote {plot_path}")
-        except OSError as exc:
-            why = f"cannot write --plot {plot_path} ({exc.strerror or exc})"
-            if json_path is None:  # the results are nowhere yet
-                lost.append(_save_results(run, plot_path, "--plot", exc))
-            elif not any(lost):
-                lost.append(f"{why}; the results are in {json_path}")
-            else:  # the --json line says where they are
-                lost.append(why)
+        lost += _plot(run, plot_path, json_path, lost)
     _outputs_failed(lost)
     if base is not None:
-        regressions, shared = compare_runs(run, base, threshold)
-        if not shared:
-            click.echo(f"zoo: {baseline} shares no measured cell with this run", err=True)
-            sys.exit(1)
-        confirmed = [r for r in regressions if r.confirmed]
-        for regression in regressions:
-            if not regression.confirmed:
-                click.echo(f"zoo: not counted (an unstable row): {regression.describe()}", err=True)
-        for regression in confirmed:
-            click.echo(f"zoo: regression: {regression.describe()}", err=True)
-        if confirmed:
-            sys.exit(1)
-        click.echo(
-            f"no regression beyond {threshold:.0%} in {shared} cells against {baseline}"
-            + (f" ({len(regressions)} more from unstable rows, not counted)" if regressions else "")
-        )
+        assert baseline is not None
+        _compare(run, base, baseline, threshold)
+
+
+def _unmeasured(run: BenchRun) -> str:
+    """Why no row was measured: the runtimes that failed and those skipped."""
+    failed = sorted({r.runtime for r in run.rows if r.status == "failed"})
+    skipped = sorted({r.runtime for r in run.rows if r.status == "skipped"})
+    what = [f"{len(failed)} failed ({', '.join(failed)})"] if failed else []
+    what += [f"{len(skipped)} skipped ({', '.join(skipped)})"] if skipped else []
+    return "; ".join(what)
+
+
+def _plot(
+    run: BenchRun, plot_path: Path, json_path: Path | None, lost: list[str | None]
+) -> list[str | None]:
+    """Write --plot; where it cannot be written, what to say (and where the results went)."""
+    from zoo.bench.plot import plot_run
+
+    try:
+        plot_run(run, plot_path)
+        click.echo(f"wrote {plot_path}")
+        return []
+    except OSError as exc:
+        why = f"cannot write --plot {plot_path} ({exc.strerror or exc})"
+        if json_path is None:  # the results are nowhere yet
+            return [_save_results(run, plot_path, "--plot", exc)]
+        if not any(lost):
+            return [f"{why}; the results are in {json_path}"]
+        return [why]  # the --json line says where they are
+
+
+def _compare(run: BenchRun, base: BenchRun, baseline: Path, threshold: float) -> None:
+    """--compare: the regressions against the baseline; exit 1 on a confirmed one."""
+    from zoo.bench.report import compare_runs
+
+    regressions, shared = compare_runs(run, base, threshold)
+    if not shared:
+        click.echo(f"zoo: {baseline} shares no measured cell with this run", err=True)
+        sys.exit(1)
+    confirmed = [r for r in regressions if r.confirmed]
+    for regression in regressions:
+        if not regression.confirmed:
+            click.echo(f"zoo: not counted (an unstable row): {regression.describe()}", err=True)
+    for regression in confirmed:
+        click.echo(f"zoo: regression: {regression.describe()}", err=True)
+    if confirmed:
+        sys.exit(1)
+    click.echo(
+        f"no regression beyond {threshold:.0%} in {shared} cells against {baseline}"
+        + (f" ({len(regressions)} more from unstable rows, not counted)" if regressions else "")
+    )
 
 
 @cli.command("bench-train")
