@@ -20,11 +20,12 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from zoo._io import atomic_path, free_bytes, no_space_message
+from zoo._io import atomic_path, free_bytes, json_text, no_space_message
 from zoo.errors import UsageError
 
-__all__ = ["OUTPUT_ROOM", "check_output", "keep_results", "write_output"]
+__all__ = ["OUTPUT_ROOM", "JsonDocument", "check_output", "keep_results", "write_output"]
 
 #: Free space an output's directory must have before a benchmark runs: a results document
 #: is tens of KB, a plot a few hundred.
@@ -108,3 +109,21 @@ def write_output(path: Path, write: Callable[[Path], object]) -> None:
         return
     with atomic_path(os.path.realpath(path)) as tmp:
         write(tmp)
+
+
+class JsonDocument:
+    """What a results record (``zoo bench``'s, ``zoo bench-train``'s) does with its JSON:
+    :meth:`document` is its text, :meth:`save` writes it as :func:`write_output` does."""
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def document(self) -> str:
+        """The JSON document :meth:`save` writes."""
+        return json_text(self.to_dict())
+
+    def save(self, path: str | Path) -> Path:
+        """Write the document (atomically; through, to a character device or FIFO)."""
+        text = self.document()
+        write_output(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        return Path(path)

@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 
 from zoo import _json as js
-from zoo._io import json_text
-from zoo.bench.outputs import write_output
+from zoo.bench.outputs import JsonDocument
 from zoo.errors import UsageError, one_line
 
 __all__ = ["SCENARIOS", "SCHEMA", "BenchRun", "Latency", "Row", "Stability", "load_run"]
@@ -202,7 +201,7 @@ class Row:
 
 
 @dataclass
-class BenchRun:
+class BenchRun(JsonDocument):
     environment: dict[str, Any]
     settings: dict[str, Any]
     #: device -> measured fp32 matmul GFLOP/s with the run's thread count.
@@ -253,16 +252,6 @@ class BenchRun:
                 if r.recommended
             ],
         }
-
-    def document(self) -> str:
-        """The JSON document :meth:`save` writes."""
-        return json_text(self.to_dict())
-
-    def save(self, path: str | Path) -> Path:
-        """Write the JSON document (through, to a character device or FIFO; see outputs)."""
-        text = self.document()
-        write_output(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        return Path(path)
 
     def finish(self) -> None:
         """Fill samples/s, speed-ups (and whether they can be trusted), GFLOP/s, ceiling

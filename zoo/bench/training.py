@@ -30,17 +30,15 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from zoo._cpu import native_bf16
-from zoo._io import json_text
 from zoo._pluginmanager import get_plugins
 from zoo._table import markdown_table as _markdown
 from zoo.bench.load import BUSY_SHARE, Others, load_average, wait_for_quiet
-from zoo.bench.outputs import write_output
+from zoo.bench.outputs import JsonDocument
 from zoo.bench.processes import environment, physical_cores, spawn_worker
 from zoo.bench.train_worker import HAND, TrainJob, TrainJobResult
 from zoo.errors import UsageError
@@ -176,7 +174,7 @@ class Variant:
 
 
 @dataclass
-class TrainBenchRun:
+class TrainBenchRun(JsonDocument):
     environment: dict[str, Any]
     settings: dict[str, Any]
     variants: list[Variant]
@@ -200,16 +198,6 @@ class TrainBenchRun:
             "variants": [asdict(v) for v in self.variants],
             "best": None if best is None else {"variant": best.name, "vs_hand": best.vs_hand},
         }
-
-    def document(self) -> str:
-        """The JSON document :meth:`save` writes."""
-        return json_text(self.to_dict())
-
-    def save(self, path: str | Path) -> Path:
-        """Write the JSON document atomically (through, to a character device or FIFO)."""
-        text = self.document()
-        write_output(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        return Path(path)
 
 
 def _validate(settings: TrainBenchSettings) -> tuple[str, list[str]]:
