@@ -20,7 +20,7 @@ from zoo.cli import cli
 from zoo.export import exporter
 from zoo.export.bundle import make_bundle
 from zoo.export.exporter import check_export, export_model
-from zoo.export.manifest import ArtifactError, sha256
+from zoo.export.manifest import ArtifactError, Labels, read_manifest, sha256
 from zoo.formats import Format, Runner
 from zoo.plugins import onnx as onnx_plugin
 from zoo.plugins.torchscript import load
@@ -198,6 +198,9 @@ def test_checkpoint_export_uses_the_trained_weights_and_refuses_other_models(
     )
     assert report.ok
     assert report.manifest.weights_source == str(load_checkpoint(run, tag="best").path)
+    # The labels of the dataset it was trained on travel with it: the digits, in index order.
+    assert report.manifest.labels == Labels("digits", tuple("0123456789"))
+    assert read_manifest(tmp_path / "exp").labels == report.manifest.labels
 
     loaded = load(tmp_path / "exp" / "model.ts")
     model = zoo.create_model("lenet").eval()

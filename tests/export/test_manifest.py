@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from zoo.cli import cli
 from zoo.export.exporter import check_export, export_model
-from zoo.export.manifest import ArtifactError, Manifest, read_manifest
+from zoo.export.manifest import ArtifactError, Labels, Manifest, labels_misfit, read_manifest
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +38,42 @@ def test_the_record_round_trips(export: Path) -> None:
     assert Manifest.from_dict(json.loads(json.dumps(manifest.to_dict()))) == manifest
     assert manifest.artifacts() == {"onnx": "model.onnx"}
     assert manifest.formats["onnx"].parity is not None
+
+
+def test_labels_round_trip_and_an_export_of_fresh_weights_has_none(export: Path) -> None:
+    assert read_manifest(export).labels is None
+    labels = Labels("names", ("Arabic", "Chinese"), ("<pad>", "<unk>", "a", "b"))
+    with_labels = _tampered(export, export.parent / "with", lambda m: None)
+    manifest = read_manifest(with_labels)
+    data = {**manifest.to_dict(), "labels": labels.to_dict()}
+    assert Manifest.from_dict(json.loads(json.dumps(data))).labels == labels
+
+
+def test_labels_come_from_a_checkpoints_dataset_when_it_says_them() -> None:
+    digits = {"name": "digits", "kind": "image", "class_names": list("0123456789")}
+    assert Labels.of_checkpoint({"dataset": digits}) == Labels("digits", tuple("0123456789"))
+    names = {"name": "names", "kind": "tokens", "class_names": ["Arabic", "Czech"]}
+    vocabulary = ["<pad>", "<unk>", "a"]
+    assert Labels.of_checkpoint({"dataset": {**names, "vocabulary": vocabulary}}) == Labels(
+        "names", ("Arabic", "Czech"), tuple(vocabulary)
+    )
+    # Without them: zoo 0.1's token checkpoints (no vocabulary), no dataset, malformed names.
+    assert Labels.of_checkpoint({"dataset": names}) is None
+    assert Labels.of_checkpoint({}) is None
+    assert Labels.of_checkpoint({"dataset": {**digits, "class_names": ["0", "0"]}}) is None
+    assert Labels.of_checkpoint({"dataset": {**digits, "class_names": [0, 1]}}) is None
+
+
+def test_labels_must_fit_the_outputs_they_name() -> None:
+    ten = Labels("digits", tuple("0123456789"))
+    assert labels_misfit(ten, "none", None, [(10,)]) is None
+    assert labels_misfit(ten, "softmax", None, [(7,)]) == (
+        "labels.classes lists 10 classes for 7 scores"
+    )
+    assert labels_misfit(ten, "topk", 5, [(5,), (5,)]) is None
+    assert labels_misfit(ten, "topk", 11, [(11,), (11,)]) == (
+        "labels.classes lists 10 classes, fewer than k=11"
+    )
 
 
 def _escape_file(data: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from zoo._pluginmanager import get_plugins
 from zoo.bench.worker import source_of
+from zoo.checkpoint import load_checkpoint
 from zoo.cli import cli
 from zoo.errors import UsageError, ZooError
 from zoo.export.accuracy import EVAL_FILE, EvalData, load_eval_data, measure
@@ -433,6 +434,14 @@ def test_a_trained_sequence_model_exports_within_its_vocabulary_and_is_gated(
         assert gate is not None and gate.dataset == "names" and gate.passed
         assert gate.eager == pytest.approx(test, abs=1e-6)
     assert report.manifest.inputs[0].value_range == (1.0, 110.0)
+    # The languages name the outputs; the characters, the input ids (zoo predict reads text so).
+    info = load_checkpoint(tmp_path / "run").meta["dataset"]
+    labels = report.manifest.labels
+    assert labels is not None and labels.dataset == "names"
+    assert list(labels.classes) == info["class_names"] and "English" in labels.classes
+    assert labels.vocabulary is not None and len(labels.vocabulary) == 111
+    assert labels.vocabulary[:2] == ("<pad>", "<unk>")
+    assert list(labels.vocabulary) == info["vocabulary"]
 
 
 def test_a_near_tie_that_rounding_flips_does_not_fail_an_fp32_artifact() -> None:

@@ -187,6 +187,14 @@ def int8_weights_elsewhere(d: Path, m: dict[str, Any]) -> None:
     relist(d, m, "model.int8.onnx")
 
 
+def labels_misfit(d: Path, m: dict[str, Any]) -> None:  # zoo predict would misname classes
+    m["labels"] = {"dataset": "digits", "classes": ["a", "b", "c"], "vocabulary": None}
+
+
+def labels_not_names(d: Path, m: dict[str, Any]) -> None:
+    m["labels"] = {"dataset": "digits", "classes": list(range(10))}
+
+
 CASES: list[tuple[Tamper, str, str]] = [
     # (the change, the entry the message names, what it says about it)
     (escaping_format_file, "'../outside/model.onnx'", "must be a plain file name inside"),
@@ -216,6 +224,8 @@ CASES: list[tuple[Tamper, str, str]] = [
     (manifest_a_list, "the manifest:", "must be an object, got [1, 2]"),
     (files_entry_wrong_type, "files.model.onnx.bytes:", "must be an integer, got 'many'"),
     (onnx_weights_elsewhere, "model.onnx", "weights of model.onnx only from model.onnx.data"),
+    (labels_misfit, "manifest.json", "labels.classes lists 3 classes for 10 scores"),
+    (labels_not_names, "labels.classes.0:", "must be a string, got 0"),
 ]
 IDS = [change.__name__ for change, _, _ in CASES]
 #: Found by zoo bench only: zoo export --check reads an int8 file after its gate data.

@@ -221,6 +221,10 @@ def export_cmd(
     for fmt, record in formats_done.items():
         if not record.ok:
             click.echo(f"zoo: {fmt}: failed: {record.reason}", err=True)
+    labels = report.manifest.labels
+    if labels is not None:
+        shown = ", ".join(labels.classes[:5]) + (", ..." if len(labels.classes) > 5 else "")
+        click.echo(f"labels: {len(labels.classes)} classes of {labels.dataset} ({shown})")
     written = [fmt for fmt, record in formats_done.items() if record.ok]
     click.echo(f"wrote {report.out} ({', '.join(written) or 'no artifact'})")
     if not report.ok:

@@ -72,8 +72,10 @@ from zoo.export.manifest import (
     ArtifactError,
     FileRecord,
     FormatRecord,
+    Labels,
     Manifest,
     TensorRecord,
+    labels_misfit,
     read_manifest,
     verify_export,
 )
@@ -332,6 +334,7 @@ def _export(
     inputs = parity_inputs(input_spec)
     expected = [[t.numpy() for t in run_eager(bundle, x)] for x in inputs]
     gating = _read_gate_data(model, bundle, input_spec, chosen, settings, task)
+    labels = _labels(model, outputs, settings, task, gating.notes)
     state = {k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()}
     weight_bytes = sum(t.numel() * t.element_size() for t in state.values())
     needs = int(weight_bytes * (1 + SPACE_PER_FORMAT * len(chosen))) + SPACE_MARGIN
@@ -355,6 +358,7 @@ def _export(
         )  # fmt: skip
         records = {fmt.name: _export_gated(fmt, request, model, settings, gating) for fmt in chosen}
         manifest = _manifest(model, bundle, input_spec, outputs, chosen, records, settings, staging)
+        manifest = replace(manifest, labels=labels)
         manifest.save(staging)
         _move_into_place(staging, out)
     except BaseException as exc:
@@ -524,6 +528,35 @@ def _manifest(
             if p.is_file() and p.name != MANIFEST
         },
     )
+
+
+def _labels(
+    model: _Model,
+    outputs: Sequence[Any],
+    settings: ExportSettings,
+    task: Task | None,
+    notes: list[str],
+) -> Labels | None:
+    """The class names (and a sequence model's vocabulary) of the dataset a classifier's
+    checkpoint was trained on, for the manifest; None, with a note saying the outputs are
+    indices, where the checkpoint has none or they do not fit the outputs. Fresh weights and
+    models that do not classify (a VAE, a block) have none, without a note."""
+    ckpt = model.checkpoint
+    if ckpt is None or task is None or not task.classifies:
+        return None
+    labels = Labels.of_checkpoint(ckpt.meta)
+    if labels is None:
+        notes.append(
+            f"the checkpoint {ckpt.path} names no classes (written before zoo 0.2?): the "
+            "export's outputs are class indices, not labels"
+        )
+        return None
+    shapes = [tuple(o.shape) for o in outputs]
+    why = labels_misfit(labels, settings.postprocess, settings.top_k, shapes)
+    if why is not None:
+        notes.append(f"the checkpoint's labels do not fit this export ({why}): none recorded")
+        return None
+    return labels
 
 
 def _fit_vocabulary(spec: ModelSpec, args: dict[str, Any]) -> ModelSpec:

@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -38,8 +38,10 @@ __all__ = [
     "ArtifactError",
     "FileRecord",
     "FormatRecord",
+    "Labels",
     "Manifest",
     "TensorRecord",
+    "labels_misfit",
     "manifest_schema",
     "read_manifest",
     "sha256",
@@ -247,6 +249,65 @@ class FormatRecord:
 
 
 @dataclass(frozen=True)
+class Labels:
+    """What a classifier's outputs mean, from the dataset it was trained on: the class of
+    each output index and, for a sequence model, the token of each input id. A checkpoint's
+    ``meta.json`` holds them (its ``dataset``) and an export copies them into its manifest."""
+
+    #: The dataset they come from (``mnist5k``, ``imagefolder:/data/pets``...).
+    dataset: str
+    #: Output index -> class name (the digits for MNIST, the folder names of an ImageFolder,
+    #: the languages of ``names``).
+    classes: tuple[str, ...]
+    #: Input id -> character, ``<pad>`` and ``<unk>`` first (sequence models), else None.
+    vocabulary: tuple[str, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "classes": list(self.classes),
+            "vocabulary": list(self.vocabulary) if self.vocabulary is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Labels:
+        data = js.obj(data, "labels")
+        classes = tuple(
+            js.string(c, "a class name") for c in js.seq(data.get("classes"), "classes")
+        )
+        if not classes or len(set(classes)) != len(classes):
+            raise ValueError("labels.classes must name each class once")
+        vocabulary = data.get("vocabulary")
+        if vocabulary is not None:
+            vocabulary = tuple(js.string(t, "a token") for t in js.seq(vocabulary, "vocabulary"))
+            if len(set(vocabulary)) != len(vocabulary):
+                raise ValueError("labels.vocabulary must list each token once")
+        return cls(js.string(data.get("dataset"), "labels.dataset"), classes, vocabulary)
+
+    @classmethod
+    def of_checkpoint(cls, meta: Mapping[str, Any]) -> Labels | None:
+        """The labels of the dataset a checkpoint was trained on; None where its
+        ``meta.json`` has none (zoo 0.1 wrote the class names but no vocabulary, which a
+        sequence model's labels need) or they are malformed."""
+        dataset = meta.get("dataset")
+        if not isinstance(dataset, Mapping):
+            return None
+        try:
+            labels = cls.from_dict(
+                {
+                    "dataset": dataset.get("name"),
+                    "classes": dataset.get("class_names"),
+                    "vocabulary": dataset.get("vocabulary"),
+                }
+            )
+        except (ValueError, TypeError):
+            return None
+        if dataset.get("kind") == "tokens" and labels.vocabulary is None:
+            return None
+        return labels
+
+
+@dataclass(frozen=True)
 class Manifest:
     """Everything ``manifest.json`` says."""
 
@@ -270,6 +331,9 @@ class Manifest:
     formats: Mapping[str, FormatRecord]
     #: Every file of the export but the manifest: plain names -> sha256 and size.
     files: Mapping[str, FileRecord]
+    #: What the outputs mean (class names, a sequence model's vocabulary); None: an export of
+    #: fresh weights, or of a checkpoint that does not say (its outputs are indices).
+    labels: Labels | None = None
     format_version: int = FORMAT_VERSION
 
     @property
@@ -299,6 +363,7 @@ class Manifest:
             "outputs": [t.to_dict() for t in self.outputs],
             "formats": {name: f.to_dict() for name, f in self.formats.items()},
             "files": {name: f.to_dict() for name, f in self.files.items()},
+            "labels": self.labels.to_dict() if self.labels is not None else None,
         }
 
     def save(self, directory: Path) -> None:
@@ -358,6 +423,7 @@ class Manifest:
             ),
             formats=formats,
             files=files,
+            labels=Labels.from_dict(labels) if (labels := data.get("labels")) is not None else None,
         )
 
 
@@ -399,7 +465,31 @@ def read_manifest(directory: Path) -> Manifest:
         raise ArtifactError(
             f"{path}: zoo exports have one input, this lists {len(manifest.inputs)}"
         )
+    problem = _labels_problem(manifest)
+    if problem is not None:
+        raise ArtifactError(f"{path} is not a zoo manifest: {problem}")
     return manifest
+
+
+def _labels_problem(manifest: Manifest) -> str | None:
+    if manifest.labels is None:
+        return None
+    shapes = [tuple(o.shape) for o in manifest.outputs]
+    return labels_misfit(manifest.labels, manifest.postprocess, manifest.top_k, shapes)
+
+
+def labels_misfit(
+    labels: Labels, postprocess: str, top_k: int | None, output_shapes: Sequence[tuple[int, ...]]
+) -> str | None:
+    """Why ``labels`` cannot name these outputs, or None: as many classes as a classifier's
+    one output of scores, at least k for top-k."""
+    n = len(labels.classes)
+    if postprocess == "topk":
+        k = top_k or 0
+        return f"labels.classes lists {n} classes, fewer than k={k}" if n < k else None
+    if len(output_shapes) == 1 and len(output_shapes[0]) == 1 and output_shapes[0][0] != n:
+        return f"labels.classes lists {n} classes for {output_shapes[0][0]} scores"
+    return None
 
 
 def verify_files(directory: Path, manifest: Manifest) -> list[str]:
