@@ -23,7 +23,7 @@ from zoo.export.manifest import (
     verify_files,
 )
 
-__all__ = ["cache_dir", "export_dir", "formats_for", "variants_for"]
+__all__ = ["cache_dir", "export_dir", "formats_for", "variants_for", "vet_export"]
 
 
 def formats_for(runtimes: tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -64,6 +64,26 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+def vet_export(directory: Path, manifest: Manifest) -> None:
+    """An export made elsewhere, before any of it runs: every file as its manifest says, the
+    weights those of its model (eager and torch.compile rebuild the model from them), and
+    every artifact clear of what its format refuses (``Format.check_artifact``: files it
+    would read, operators it would run); ArtifactError naming the first problem. An artifact
+    that does not even parse is left to its runtime, which fails on it in one line."""
+    verify_export(directory, manifest)
+    check_weights(directory, manifest)
+    registry = get_plugins().formats
+    for fmt, artifact in manifest.artifacts().items():
+        if fmt not in registry:
+            continue
+        try:
+            registry.get(fmt).check_artifact(directory)
+        except ValueError as exc:
+            raise ArtifactError(f"{directory / artifact}: {one_line(exc)}") from None
+        except Exception:  # a file that does not parse: its runtime says so
+            pass
+
+
 def export_dir(model: str, settings: BenchSettings, formats: tuple[str, ...]) -> Path:
     """The export to time: ``--artifacts`` (checked against its manifest), else a cached
     export of fresh weights (seeded), else a new one."""
@@ -75,18 +95,7 @@ def export_dir(model: str, settings: BenchSettings, formats: tuple[str, ...]) ->
                 manifest = read_manifest(directory)
                 if manifest.model != model:
                     continue
-                verify_export(directory, manifest)
-                check_weights(directory, manifest)  # eager and compile rebuild the model from them
-                registry = get_plugins().formats
-                for fmt, artifact in manifest.artifacts().items():
-                    if fmt not in registry:
-                        continue
-                    try:  # here, not in the worker: its load is timed
-                        registry.get(fmt).check_artifact(directory)
-                    except ValueError as exc:
-                        raise ArtifactError(f"{directory / artifact}: {one_line(exc)}") from None
-                    except Exception:  # a file that does not parse: its rows say so
-                        pass
+                vet_export(directory, manifest)  # here, not in the worker: its load is timed
                 return directory
         raise UsageError(
             f"--artifacts {base}: no export of {model!r} there (expected {base}/manifest.json "

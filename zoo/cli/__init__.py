@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from zoo.cli import bench, check_plugin, export, listing, train  # noqa: F401 (their commands)
+from zoo.cli import bench, check_plugin, deploy, export, listing, train  # noqa: F401 (their commands)
 from zoo.cli.app import cli
 
 __all__ = ["cli", "main"]
