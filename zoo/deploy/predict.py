@@ -11,6 +11,7 @@ export carries. The outputs become the top-k classes, named by the export's labe
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,10 +83,6 @@ class Predictor:
         self.directory = directory
         self.manifest = read_manifest(directory)
         self._check_classifies(self.manifest)
-        vet_export(directory, self.manifest)
-        source = source_of(directory, self.manifest)
-        self.runtime = self._runtime(runtime, source, device)
-        self.session: Session = self.runtime.load(source, device, threads)
         entry = self.manifest.inputs[0]
         self.tokens = entry.dtype in ("int64", "int32")
         self.channels = int(entry.shape[-1]) if not self.tokens else 0
@@ -103,6 +100,11 @@ class Predictor:
                 f"{directory} is a raw export (the bare model, no preprocessing inside): "
                 f"export {self.manifest.model} again without --raw to predict on image files"
             )
+        # Only now, with an export zoo can use, is any of it checked in full and loaded.
+        vet_export(directory, self.manifest)
+        source = source_of(directory, self.manifest)
+        self.runtime = self._runtime(runtime, source, device)
+        self.session: Session = self.runtime.load(source, device, threads)
 
     @staticmethod
     def _check_classifies(manifest: Manifest) -> None:
@@ -210,7 +212,10 @@ class Predictor:
         if path.stat().st_size == 0:
             raise InputError(f"{path}: an empty file, not an image")
         try:
-            with Image.open(path) as image:
+            with warnings.catch_warnings():  # zoo's own bound below says it, in one line
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(path)
+            with image:
                 width, height = image.size
                 if width * height > MAX_IMAGE_PIXELS:  # before decoding a single pixel
                     raise InputError(
