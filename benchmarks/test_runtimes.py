@@ -28,7 +28,7 @@ from zoo._pluginmanager import get_plugins
 from zoo.bench.artifacts import export_dir, formats_for
 from zoo.bench.settings import BenchSettings
 from zoo.bench.timing import harness_overhead_ns
-from zoo.bench.worker import _inputs, _source
+from zoo.bench.worker import inputs_of, source_of
 from zoo.export.manifest import read_manifest
 
 
@@ -67,14 +67,14 @@ def test_latency(
     threads = THREADS or torch.get_num_threads()
     torch.set_num_threads(threads)
     manifest = read_manifest(exports[model])
-    source = _source(exports[model], manifest)
+    source = source_of(exports[model], manifest)
     adapter = get_plugins().runtimes.get(runtime)
     why = adapter.unavailable(source, "cpu")
     if why:
         pytest.skip(why)  # reported as skipped with the reason, as zoo bench does
     with torch.inference_mode():
         session = adapter.load(source, "cpu", threads)
-        prepared = session.prepare(_inputs(manifest, (batch,), 0)[batch])
+        prepared = session.prepare(inputs_of(manifest, (batch,), 0)[batch])
         run, sync = session.run, session.sync
 
         def call() -> None:

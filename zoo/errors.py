@@ -211,9 +211,9 @@ def one_line(exc: BaseException, limit: int = 240, *, first_line: bool = True) -
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def user_message(exc: BaseException, limit: int = 240) -> str:
+def user_message(exc: BaseException, limit: int = 240, *, first_line: bool = True) -> str:
     """What went wrong, in one line: zoo's own message as it is (written for users, it names
     the fix), anyone else's as :func:`one_line`."""
     if isinstance(exc, ZooError):
         return " ".join(str(exc).split())
-    return one_line(exc, limit)
+    return one_line(exc, limit, first_line=first_line)

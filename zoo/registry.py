@@ -495,10 +495,10 @@ class LegacyTask(str, Enum):
     """zoo 0.1's ``Task`` enum, kept for plugins written against zoo 0.1 until zoo 0.3.
 
     Each member is the name of the task that replaced it, a ``str`` that a ``ModelSpec``
-    takes as its ``task`` (``GENERATIVE`` is the VAE's ``vae``), with 0.1's ``.name`` and
-    ``.value``. Plugins reach it as ``zoo.Task.CLASSIFICATION``, ``zoo.Task("classification")``
-    or ``from zoo.registry import Task``, each with a DeprecationWarning (docs/plugins.md,
-    Deprecations).
+    takes as its ``task`` (``GENERATIVE`` is the VAE's ``vae``), with 0.1's ``.name`` and a
+    ``.value`` that is the new name. Plugins reach it as ``zoo.Task.CLASSIFICATION``,
+    ``zoo.Task("classification")`` or ``from zoo.registry import Task``, each with a
+    DeprecationWarning (docs/plugins.md, Deprecations).
     """
 
     CLASSIFICATION = "classification"

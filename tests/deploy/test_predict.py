@@ -111,6 +111,12 @@ def _bomb(path: Path) -> Path:
     return path
 
 
+def _huge_bomb(path: Path) -> Path:
+    """180 MP: past PIL's own bound (2 x 89 MP), where PIL refuses it while opening."""
+    Image.new("1", (15000, 12000)).save(path)
+    return path
+
+
 @pytest.mark.parametrize(
     ("make", "problem"),
     [
@@ -121,12 +127,17 @@ def _bomb(path: Path) -> Path:
             "a colour image (RGB), and lenet takes grey images",
         ),
         (_bomb, "9000x8000 pixels, over the 67,108,864 zoo decodes"),
+        (_huge_bomb, "over the 67,108,864 pixels zoo decodes"),
+        (
+            lambda p: (Image.fromarray(np.full((28, 28), 60000, np.uint16)).save(p), p)[1],
+            "16-bit or float pixels",
+        ),
         (
             lambda p: (p.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40), p)[1],
             "not an image zoo can read",
         ),
     ],
-    ids=["text", "empty", "colour", "bomb", "truncated"],
+    ids=["text", "empty", "colour", "bomb", "pil-bomb", "16-bit", "truncated"],
 )
 def test_bad_images_are_one_line_and_exit_1(
     digits: Path, tmp_path: Path, make: object, problem: str
@@ -183,6 +194,22 @@ def test_text_lines_are_read_through_the_exports_vocabulary(names: Path, tmp_pat
             assert prediction.classes[0][1] == int(probabilities.argmax())
             assert prediction.classes[0][0] == manifest.labels.classes[prediction.classes[0][1]]
             assert prediction.classes[0][2] == pytest.approx(float(probabilities.max()), abs=1e-5)
+
+
+def test_a_byte_order_mark_is_not_text_and_fixed_lengths_pad(names: Path, tmp_path: Path) -> None:
+    from zoo.deploy.predict import _padded
+
+    marked = tmp_path / "bom.txt"
+    marked.write_bytes("\ufeffRossi\r\nNovák\r\n".encode())  # as Notepad saves it
+    plain = tmp_path / "plain.txt"
+    plain.write_text("Rossi\nNovák\n", encoding="utf-8")
+    predictor = Predictor(names)
+    assert [p.classes for p in predictor.predict([marked])] == [
+        p.classes for p in predictor.predict([plain])
+    ]
+    ids = [np.array([5, 6, 7]), np.array([8])]
+    np.testing.assert_array_equal(_padded(ids), [[5, 6, 7], [8, 0, 0]])
+    np.testing.assert_array_equal(_padded(ids, 5), [[5, 6, 7, 0, 0], [8, 0, 0, 0, 0]])
 
 
 def test_text_outside_the_vocabulary_and_no_text_are_refused(names: Path, tmp_path: Path) -> None:

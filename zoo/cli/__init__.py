@@ -8,7 +8,8 @@ stderr and exit 2 (usage) or 1 (runtime); ``zoo --debug ...`` shows the tracebac
 The group and its error handling are in :mod:`zoo.cli.app` (its Ctrl-C handler, which holds
 a Ctrl-C landing in an import, is in :mod:`zoo._interrupts`), the shared parameter types in
 :mod:`zoo.cli.params` and what is printed in :mod:`zoo.cli.output`; each command family has
-a module of its own (``listing``, ``train``, ``export``, ``bench``, ``check_plugin``),
+a module of its own (``listing``, ``train``, ``export``, ``deploy``, ``bench``,
+``check_plugin``),
 imported here so that it registers its commands on :data:`cli`.
 """
 

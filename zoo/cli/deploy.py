@@ -52,7 +52,7 @@ def predict_cmd(
     """Classify files with an export: images (PNG, JPEG...) for image models, text files
     (one input per line) for sequence models.
 
-    The export is checked as `zoo export --check` checks one (hashes, weights, what its
+    The export is vetted as `zoo bench --artifacts` vets one (hashes, weights, what its
     artifact would read or run), then one of zoo's runtimes runs its artifact, whose own
     preprocessing resizes and normalises the decoded images. Classes are named by the labels
     the export carries (the dataset it was trained on), else by their index.

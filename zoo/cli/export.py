@@ -11,6 +11,7 @@ import click
 from zoo._table import table
 from zoo.cli.app import cli
 from zoo.cli.params import NON_NEGATIVE, Checked, csv_values, parse_args
+from zoo.errors import single_line
 from zoo.export.defaults import (
     DEFAULT_ATOL,
     DEFAULT_CALIBRATION_SAMPLES,
@@ -224,7 +225,8 @@ def export_cmd(
     labels = report.manifest.labels
     if labels is not None:
         shown = ", ".join(labels.classes[:5]) + (", ..." if len(labels.classes) > 5 else "")
-        click.echo(f"labels: {len(labels.classes)} classes of {labels.dataset} ({shown})")
+        line = f"labels: {len(labels.classes)} classes of {labels.dataset} ({shown})"
+        click.echo(single_line(line))
     written = [fmt for fmt, record in formats_done.items() if record.ok]
     click.echo(f"wrote {report.out} ({', '.join(written) or 'no artifact'})")
     if not report.ok:

@@ -205,7 +205,7 @@ class _Run:
         except Skipped as exc:
             status, detail = SKIP, str(exc)
         except Exception as exc:  # a plugin's bug: the kit reports it and goes on
-            status, detail = FAIL, user_message(exc, 500)
+            status, detail = FAIL, user_message(exc, 500, first_line=False)
         return self.add(CheckResult(subject, name, status, detail, time.perf_counter() - started))
 
     def guard(self, subject: str, fn: Callable[[], None]) -> None:
@@ -215,7 +215,11 @@ class _Run:
             fn()
         except Exception as exc:
             seconds = time.perf_counter() - started
-            self.add(CheckResult(subject, "checks", FAIL, user_message(exc, 500), seconds))
+            self.add(
+                CheckResult(
+                    subject, "checks", FAIL, user_message(exc, 500, first_line=False), seconds
+                )
+            )
 
     def add(self, result: CheckResult) -> CheckResult:
         self.report.results.append(result)
@@ -543,7 +547,7 @@ def _check_exports(
             eval_dataset=eval_dataset,
         )  # fmt: skip
     except Exception as exc:
-        why = user_message(exc)
+        why = user_message(exc, 500, first_line=False)
         for name in available:
             run.add(CheckResult(subject, f"export {name}", FAIL, why))
         return

@@ -11,6 +11,7 @@ export carries. The outputs become the top-k classes, named by the export's labe
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -95,11 +96,19 @@ class Predictor:
                     "into its ids: export it again from a checkpoint trained with this zoo"
                 )
             self.index = {token: i for i, token in enumerate(labels.vocabulary) if i >= 2}
-        elif self.manifest.raw or entry.dtype != "uint8":
+        elif self.manifest.raw:
             raise UsageError(
                 f"{directory} is a raw export (the bare model, no preprocessing inside): "
                 f"export {self.manifest.model} again without --raw to predict on image files"
             )
+        elif entry.dtype != "uint8" or len(entry.shape) != 3:
+            raise UsageError(
+                f"{self.manifest.model}'s export takes {entry.dtype} {list(entry.shape)} "
+                "inputs: zoo predict reads image files and text lines"
+            )
+        #: A sequence model of fixed length (its time axis is not dynamic): every input is
+        #: padded to it, and a longer text is refused.
+        self.length = int(entry.shape[0]) if self.tokens and 1 not in entry.dynamic_axes else None
         # Only now, with an export zoo can use, is any of it checked in full and loaded.
         vet_export(directory, self.manifest)
         source = source_of(directory, self.manifest)
@@ -139,11 +148,11 @@ class Predictor:
     ) -> Iterator[Prediction]:
         """The predictions of every input (each text line for a sequence model), in order;
         InputError naming the file for the first input that cannot be fed."""
-        items = list(self._texts(paths) if self.tokens else self._images(paths))
+        items = self._texts(paths) if self.tokens else self._images(paths)
         classes = len(self.labels) if self.labels is not None else self._classes()
         k = max(1, min(topk, classes))
-        for start in range(0, len(items), batch_size):
-            yield from self._answer(items[start : start + batch_size], k)
+        while window := list(itertools.islice(items, batch_size)):  # decoded a batch at a time
+            yield from self._answer(window, k)
 
     def _classes(self) -> int:
         post = self.manifest
@@ -158,7 +167,9 @@ class Predictor:
         answers: dict[int, Prediction] = {}
         for indices in groups.values():
             arrays = [items[i][1] for i in indices]
-            batch = torch.from_numpy(_padded(arrays) if self.tokens else np.stack(arrays))
+            batch = torch.from_numpy(
+                _padded(arrays, self.length) if self.tokens else np.stack(arrays)
+            )
             scores, best = self._top(self._run(batch), k)
             for row, i in enumerate(indices):
                 answers[i] = Prediction(
@@ -205,7 +216,7 @@ class Predictor:
 
     def _image(self, path: Path) -> np.ndarray:
         """``path`` decoded as uint8 ``[H, W, C]`` with the model's channels."""
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image, ImageOps, UnidentifiedImageError
 
         if not path.is_file():
             raise InputError(f"{path}: not a file")
@@ -223,8 +234,12 @@ class Predictor:
                         "decodes (a decompression bomb?)"
                     )
                 image.load()
-                return self._shaped(path, image)
-        except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+                return self._shaped(path, ImageOps.exif_transpose(image))
+        except Image.DecompressionBombError:  # PIL's own bound, far above zoo's: zoo's words
+            raise InputError(
+                f"{path}: over the {MAX_IMAGE_PIXELS:,} pixels zoo decodes (a decompression bomb?)"
+            ) from None
+        except UnidentifiedImageError as exc:
             raise InputError(f"{path}: not an image zoo can read ({one_line(exc)})") from None
         except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data
             raise InputError(f"{path}: a damaged image ({one_line(exc)})") from None
@@ -232,8 +247,12 @@ class Predictor:
     def _shaped(self, path: Path, image: Any) -> np.ndarray:
         """The image in the model's channels: a colour image for a grey model is refused
         unless its channels are equal (grey saved as RGB); alpha is dropped."""
-        mode = "RGBA" if image.mode in ("P", "PA") else image.mode
-        colour = image.convert("RGB") if mode not in ("L", "LA", "1", "I", "I;16", "F") else None
+        if image.mode.startswith(("I", "F")):  # convert() would clamp, not scale, them to 8 bits
+            raise InputError(
+                f"{path}: a {image.mode} image (16-bit or float pixels); zoo predict reads 8-bit "
+                "images: convert it to 8 bits first"
+            )
+        colour = image.convert("RGB") if image.mode not in ("L", "LA", "1") else None
         if self.channels == 3:
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
         if self.channels != 1:
@@ -255,7 +274,7 @@ class Predictor:
             if size > MAX_TEXT_BYTES:
                 raise InputError(f"{path}: {size:,} bytes, over the {MAX_TEXT_BYTES:,} zoo reads")
             try:
-                lines = path.read_text(encoding="utf-8").splitlines()
+                lines = path.read_text(encoding="utf-8-sig").split("\n")  # as editors number them
             except UnicodeDecodeError as exc:
                 raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from None
             texts = [(n, line.strip()) for n, line in enumerate(lines, 1) if line.strip()]
@@ -274,14 +293,21 @@ class Predictor:
                 f"{path}:{line}: {''.join(unknown)!r} outside the model's vocabulary of "
                 f"{len(self.index)} characters (from {self.manifest.labels.dataset})"  # type: ignore[union-attr]
             )
+        if self.length is not None and len(text) > self.length:
+            raise InputError(
+                f"{path}:{line}: {len(text)} characters, over the model's fixed length of "
+                f"{self.length}"
+            )
         return np.array([self.index[ch] for ch in text], dtype=np.int64)
 
     def close(self) -> None:
         self.session.close()
 
 
-def _padded(arrays: list[np.ndarray]) -> np.ndarray:
-    width = max(len(a) for a in arrays)
+def _padded(arrays: list[np.ndarray], length: int | None = None) -> np.ndarray:
+    """Id sequences padded on the right with 0 (zoo's padding id, which the sequence models
+    read each sequence up to) to the longest, or to ``length``."""
+    width = length if length is not None else max(len(a) for a in arrays)
     out = np.zeros((len(arrays), width), dtype=np.int64)
     for row, a in enumerate(arrays):
         out[row, : len(a)] = a

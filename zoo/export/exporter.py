@@ -326,15 +326,16 @@ def _export(
     task: Task | None,
 ) -> ExportReport:
     model = _load_model(spec, settings)
+    model_outputs = check_outputs(model.spec, model.module, model.args)
     bundle, input_spec, outputs = make_bundle(
         model.spec, model.module, raw=settings.raw, postprocess=settings.postprocess,
-        top_k=settings.top_k, model_outputs=check_outputs(model.spec, model.module, model.args),
+        top_k=settings.top_k, model_outputs=model_outputs,
     )  # fmt: skip  # the outputs are checked before any work: the manifest says these
     output_names = tuple(o.name for o in outputs)
     inputs = parity_inputs(input_spec)
     expected = [[t.numpy() for t in run_eager(bundle, x)] for x in inputs]
     gating = _read_gate_data(model, bundle, input_spec, chosen, settings, task)
-    labels = _labels(model, outputs, settings, task, gating.notes)
+    labels = _labels(model, model_outputs, settings, task, gating.notes)
     state = {k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()}
     weight_bytes = sum(t.numel() * t.element_size() for t in state.values())
     needs = int(weight_bytes * (1 + SPACE_PER_FORMAT * len(chosen))) + SPACE_MARGIN
@@ -532,7 +533,7 @@ def _manifest(
 
 def _labels(
     model: _Model,
-    outputs: Sequence[Any],
+    model_outputs: Sequence[Any],
     settings: ExportSettings,
     task: Task | None,
     notes: list[str],
@@ -551,8 +552,9 @@ def _labels(
             "export's outputs are class indices, not labels"
         )
         return None
-    shapes = [tuple(o.shape) for o in outputs]
-    why = labels_misfit(labels, settings.postprocess, settings.top_k, shapes)
+    # Against the model's own scores (a top-k export's outputs have k columns, not classes).
+    shapes = [tuple(o.shape) for o in model_outputs]
+    why = labels_misfit(labels, "none", None, shapes)
     if why is not None:
         notes.append(f"the checkpoint's labels do not fit this export ({why}): none recorded")
         return None
