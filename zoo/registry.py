@@ -496,9 +496,9 @@ class LegacyTask(str, Enum):
 
     Each member is the name of the task that replaced it, a ``str`` that a ``ModelSpec``
     takes as its ``task`` (``GENERATIVE`` is the VAE's ``vae``), with 0.1's ``.name`` and a
-    ``.value`` that is the new name. Plugins reach it as ``zoo.Task.CLASSIFICATION``,
-    ``zoo.Task("classification")`` or ``from zoo.registry import Task``, each with a
-    DeprecationWarning (docs/plugins.md, Deprecations).
+    ``.value`` that is the new name. Plugins reach it as ``zoo.Task.CLASSIFICATION`` or
+    ``from zoo.registry import Task``, each with a DeprecationWarning (docs/plugins.md,
+    Deprecations); ``LegacyTask("generative")`` finds 0.1's values too.
     """
 
     CLASSIFICATION = "classification"

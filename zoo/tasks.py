@@ -16,8 +16,8 @@ A task's options are its ``__init__``'s keyword arguments (``zoo train --task-ar
 checked like a model builder's.
 
 zoo 0.1's ``zoo.Task`` was an enum of task names; its members still read as the names they
-became (``zoo.Task.CLASSIFICATION`` is ``"classification"``, ``zoo.Task("classification")``
-too), with a ``DeprecationWarning``, until zoo 0.3 (:class:`zoo.registry.LegacyTask`).
+became (``zoo.Task.CLASSIFICATION`` is ``"classification"``), with a ``DeprecationWarning``,
+until zoo 0.3 (:class:`zoo.registry.LegacyTask`).
 
 Importing this module does not import torch.
 """
@@ -102,9 +102,12 @@ def _deprecated(what: str, member: LegacyTask) -> None:
 
 
 class _TaskMeta(ABCMeta):
-    """Task's metaclass: ABCMeta, plus zoo 0.1's enum read on ``Task`` itself: its members
-    as attributes (``zoo.Task.CLASSIFICATION``) and its lookup by value
-    (``zoo.Task("classification")``), each a :class:`~zoo.registry.LegacyTask` member."""
+    """Task's metaclass: ABCMeta, plus zoo 0.1's enum members read as attributes of ``Task``
+    itself (``zoo.Task.CLASSIFICATION``), each a :class:`~zoo.registry.LegacyTask` member.
+
+    Not 0.1's lookup by value (``zoo.Task("classification")``): a ``__call__`` here would
+    hide every task class's ``__init__`` from ``inspect.signature``, which checks task
+    options."""
 
     # Hidden from type checkers, which keep refusing attributes Task does not have: the
     # aliases are for 0.1 plugins at run time only.
@@ -120,18 +123,6 @@ class _TaskMeta(ABCMeta):
                 )
             _deprecated(f"zoo.Task.{attr}", member)
             return member
-
-        def __call__(cls, *args: Any, **kwargs: Any) -> Any:
-            # Task itself is abstract: ``Task("classification")`` can only be 0.1's lookup.
-            if cls is globals().get("Task") and len(args) == 1 and not kwargs:
-                try:
-                    member = LegacyTask(args[0])
-                except ValueError:
-                    pass
-                else:
-                    _deprecated(f"zoo.Task({args[0]!r})", member)
-                    return member
-            return super().__call__(*args, **kwargs)
 
 
 class Task(ABC, metaclass=_TaskMeta):

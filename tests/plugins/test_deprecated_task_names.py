@@ -116,28 +116,14 @@ def test_each_0_1_member_is_its_task_name_with_a_warning_at_the_caller(member: s
     assert type(spec.task) is str and spec.task == ENUM_0_1[member]
 
 
-@pytest.mark.parametrize(
-    ("value", "member"), [("classification", "CLASSIFICATION"), ("generative", "GENERATIVE")]
-)
-def test_0_1s_lookup_by_value_gives_the_member_with_a_warning(value: str, member: str) -> None:
-    with pytest.warns(DeprecationWarning) as caught:
-        found = zoo.Task(value)  # type: ignore[abstract]
-    assert found == ENUM_0_1[member] and found.name == member
-    assert [str(w.message) for w in caught] == [
-        f"zoo.Task({value!r}) is deprecated since zoo 0.2 and will be removed in 0.3: "
-        f'use task="{ENUM_0_1[member]}"'
-    ]
-    assert caught[0].filename == __file__
-    with pytest.raises(TypeError):  # not a 0.1 task: Task is still not callable with it
-        zoo.Task("regression")  # type: ignore[abstract]
-
-
 def test_0_1s_import_from_zoo_registry_gives_the_enum_with_a_warning() -> None:
     with pytest.warns(DeprecationWarning, match=r"zoo\.registry\.Task is deprecated") as caught:
         from zoo.registry import Task as Legacy  # type: ignore[attr-defined]
     assert caught[0].filename == __file__
     assert [m.name for m in Legacy] == list(ENUM_0_1)
     assert {m.name: m.value for m in Legacy} == ENUM_0_1
+    assert Legacy("classification") is Legacy.CLASSIFICATION  # 0.1's lookup by value
+    assert Legacy("generative") is Legacy.GENERATIVE  # by its 0.1 value too
     with pytest.raises(AttributeError, match="has no attribute 'Nothing'"):
         import zoo.registry
 

@@ -36,7 +36,13 @@ from zoo.cli.output import echo_json
     show_default=True,
     help="Inputs per call.",
 )
-@click.option("--threads", type=click.IntRange(min=1, max=1024), default=1, show_default=True)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1, max=1024),
+    default=1,
+    show_default=True,
+    help="Threads the runtime computes with.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the predictions as JSON.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print input,rank,label,index,score rows.")
 def predict_cmd(
