@@ -92,6 +92,20 @@ class Session:
     #: with eager PyTorch.
     fetch: Callable[[Any], Any] | None = None
 
+    def outputs(self, x: torch.Tensor) -> list[Any]:
+        """One call on ``x``, untimed: prepared, run, waited for and fetched; the outputs as
+        NumPy arrays, in the export's output order (``zoo predict``, the conformance kit)."""
+        import numpy as np
+
+        got = self.run(self.prepare(x))
+        self.sync()
+        if self.fetch is not None:
+            got = self.fetch(got)
+        outputs = got if isinstance(got, (tuple, list)) else [got]
+        return [
+            np.asarray(o.detach().cpu()) if hasattr(o, "detach") else np.asarray(o) for o in outputs
+        ]
+
 
 class Runtime(ABC):
     """A way to run an export (or the PyTorch module) that ``zoo bench`` times."""

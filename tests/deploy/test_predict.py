@@ -197,7 +197,7 @@ def test_text_lines_are_read_through_the_exports_vocabulary(names: Path, tmp_pat
 
 
 def test_a_byte_order_mark_is_not_text_and_fixed_lengths_pad(names: Path, tmp_path: Path) -> None:
-    from zoo.deploy.predict import _padded
+    from zoo.data.tokens import pad_ids
 
     marked = tmp_path / "bom.txt"
     marked.write_bytes("\ufeffRossi\r\nNovák\r\n".encode())  # as Notepad saves it
@@ -207,9 +207,9 @@ def test_a_byte_order_mark_is_not_text_and_fixed_lengths_pad(names: Path, tmp_pa
     assert [p.classes for p in predictor.predict([marked])] == [
         p.classes for p in predictor.predict([plain])
     ]
-    ids = [np.array([5, 6, 7]), np.array([8])]
-    np.testing.assert_array_equal(_padded(ids), [[5, 6, 7], [8, 0, 0]])
-    np.testing.assert_array_equal(_padded(ids, 5), [[5, 6, 7, 0, 0], [8, 0, 0, 0, 0]])
+    ids = [torch.tensor([5, 6, 7]), torch.tensor([8])]
+    assert pad_ids(ids).tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert pad_ids(ids, 5).tolist() == [[5, 6, 7, 0, 0], [8, 0, 0, 0, 0]]
 
 
 def test_text_outside_the_vocabulary_and_no_text_are_refused(names: Path, tmp_path: Path) -> None:

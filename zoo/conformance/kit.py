@@ -734,15 +734,10 @@ def _runtime_matches(name: str, model: str, root: Path) -> str:
     try:
         for batch, x in inputs.items():
             want = [t.numpy() for t in run_eager(reference, x)]
-            got = session.run(session.prepare(x))
-            session.sync()
-            if session.fetch is not None:
-                got = session.fetch(got)
-            got_list = list(got) if isinstance(got, (tuple, list)) else [got]
-            if len(got_list) != len(want):
-                raise ZooError(f"batch {batch}: {len(got_list)} outputs, eager gives {len(want)}")
-            for g, w in zip(got_list, want, strict=True):
-                g = g.detach().cpu().numpy() if isinstance(g, torch.Tensor) else np.asarray(g)
+            got = session.outputs(x)
+            if len(got) != len(want):
+                raise ZooError(f"batch {batch}: {len(got)} outputs, eager gives {len(want)}")
+            for g, w in zip(got, want, strict=True):
                 if g.shape != w.shape:
                     raise ZooError(f"batch {batch}: output shape {g.shape}, eager {w.shape}")
                 if not np.allclose(g, w, atol=DEFAULT_ATOL, rtol=DEFAULT_RTOL):

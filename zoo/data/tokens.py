@@ -28,6 +28,7 @@ __all__ = [
     "clean_texts",
     "encode",
     "pad_collate",
+    "pad_ids",
     "text_splits",
 ]
 
@@ -84,18 +85,25 @@ class TokenDataset(Dataset[tuple[Tensor, Tensor]]):
         return self.sequences[index], self.labels[index]
 
 
+def pad_ids(sequences: Sequence[Tensor], length: int | None = None) -> Tensor:
+    """Id sequences as ``LongTensor[B, T]``, padded on the right with ``PAD`` to the longest
+    (or to ``length``): the sequence models read each up to its non-padding count."""
+    longest = max((len(ids) for ids in sequences), default=0)
+    width = longest if length is None else length
+    if longest > width:
+        raise DataError(f"a sequence of {longest} tokens does not fit the fixed length {width}")
+    tokens = torch.full((len(sequences), width), PAD, dtype=torch.int64)
+    for row, ids in enumerate(sequences):
+        tokens[row, : len(ids)] = ids
+    return tokens
+
+
 def pad_collate(
     batch: Sequence[tuple[Tensor, Tensor]], length: int | None = None
 ) -> tuple[Tensor, Tensor]:
     """Stack ``(ids, label)`` items into ``(LongTensor[B, T], LongTensor[B])``, padding on the
     right with 0 to the longest item (or to ``length``). Lengths are the non-zero counts."""
-    longest = max((len(ids) for ids, _ in batch), default=0)
-    width = longest if length is None else length
-    if longest > width:
-        raise DataError(f"a sequence of {longest} tokens does not fit the fixed length {width}")
-    tokens = torch.full((len(batch), width), PAD, dtype=torch.int64)
-    for row, (ids, _) in enumerate(batch):
-        tokens[row, : len(ids)] = ids
+    tokens = pad_ids([ids for ids, _ in batch], length)
     labels = torch.stack([label for _, label in batch]) if batch else torch.empty(0)
     return tokens, labels.to(torch.int64)
 

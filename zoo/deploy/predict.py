@@ -24,6 +24,7 @@ import torch
 from zoo._pluginmanager import get_plugins
 from zoo.bench.artifacts import vet_export
 from zoo.bench.worker import source_of
+from zoo.data.tokens import SPECIALS, pad_ids
 from zoo.errors import UsageError, ZooError, one_line
 from zoo.export.manifest import Manifest, read_manifest
 from zoo.runtimes import Runtime, Session
@@ -95,7 +96,8 @@ class Predictor:
                     f"{directory}: the export carries no vocabulary, so text cannot be turned "
                     "into its ids: export it again from a checkpoint trained with this zoo"
                 )
-            self.index = {token: i for i, token in enumerate(labels.vocabulary) if i >= 2}
+            specials = len(SPECIALS)  # <pad> and <unk> are no characters a text can hold
+            self.index = {t: i for i, t in enumerate(labels.vocabulary) if i >= specials}
         elif self.manifest.raw:
             raise UsageError(
                 f"{directory} is a raw export (the bare model, no preprocessing inside): "
@@ -167,10 +169,12 @@ class Predictor:
         answers: dict[int, Prediction] = {}
         for indices in groups.values():
             arrays = [items[i][1] for i in indices]
-            batch = torch.from_numpy(
-                _padded(arrays, self.length) if self.tokens else np.stack(arrays)
+            batch = (
+                pad_ids([torch.from_numpy(a) for a in arrays], self.length)
+                if self.tokens
+                else torch.from_numpy(np.stack(arrays))
             )
-            scores, best = self._top(self._run(batch), k)
+            scores, best = self._top(self.session.outputs(batch), k)
             for row, i in enumerate(indices):
                 answers[i] = Prediction(
                     items[i][0],
@@ -181,15 +185,6 @@ class Predictor:
                 )
         for i in range(len(items)):
             yield answers[i]
-
-    def _run(self, batch: torch.Tensor) -> list[np.ndarray]:
-        session = self.session
-        out = session.run(session.prepare(batch))
-        session.sync()
-        if session.fetch is not None:
-            out = session.fetch(out)
-        outputs = out if isinstance(out, (list, tuple)) else [out]
-        return [np.asarray(o.detach().cpu() if torch.is_tensor(o) else o) for o in outputs]
 
     def _top(self, outputs: list[np.ndarray], k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, class indices), each ``[B, k]`` best first: the artifact's own top-k, or
@@ -252,13 +247,12 @@ class Predictor:
                 f"{path}: a {image.mode} image (16-bit or float pixels); zoo predict reads 8-bit "
                 "images: convert it to 8 bits first"
             )
-        colour = image.convert("RGB") if image.mode not in ("L", "LA", "1") else None
         if self.channels == 3:
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
         if self.channels != 1:
             raise InputError(f"{path}: the model takes {self.channels} channels, not an image")
-        if colour is not None:
-            pixels = np.asarray(colour, dtype=np.int16)
+        if image.mode not in ("L", "LA", "1"):
+            pixels = np.asarray(image.convert("RGB"), dtype=np.int16)
             if np.abs(pixels - pixels[..., :1]).max() > 0:
                 raise InputError(
                     f"{path}: a colour image ({image.mode}), and {self.manifest.model} takes "
@@ -302,13 +296,3 @@ class Predictor:
 
     def close(self) -> None:
         self.session.close()
-
-
-def _padded(arrays: list[np.ndarray], length: int | None = None) -> np.ndarray:
-    """Id sequences padded on the right with 0 (zoo's padding id, which the sequence models
-    read each sequence up to) to the longest, or to ``length``."""
-    width = length if length is not None else max(len(a) for a in arrays)
-    out = np.zeros((len(arrays), width), dtype=np.int64)
-    for row, a in enumerate(arrays):
-        out[row, : len(a)] = a
-    return out

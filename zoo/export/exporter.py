@@ -358,8 +358,9 @@ def _export(
             gating.calibration,
         )  # fmt: skip
         records = {fmt.name: _export_gated(fmt, request, model, settings, gating) for fmt in chosen}
-        manifest = _manifest(model, bundle, input_spec, outputs, chosen, records, settings, staging)
-        manifest = replace(manifest, labels=labels)
+        manifest = _manifest(
+            model, bundle, input_spec, outputs, chosen, records, settings, staging, labels
+        )
         manifest.save(staging)
         _move_into_place(staging, out)
     except BaseException as exc:
@@ -496,6 +497,7 @@ def _manifest(
     records: dict[str, FormatRecord],
     settings: ExportSettings,
     staging: Path,
+    labels: Labels | None,
 ) -> Manifest:
     """What the staged export holds, every file in it listed with its hash and size."""
     versions = {"zoo": __version__, "torch": torch.__version__}
@@ -528,6 +530,7 @@ def _manifest(
             for p in sorted(staging.iterdir())
             if p.is_file() and p.name != MANIFEST
         },
+        labels=labels,
     )
 
 
