@@ -20,10 +20,11 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 install: $(STAMP)
 
 # One test worker per core (pytest-xdist): most tests wait on the zoo processes they start.
+# Tests marked with one xdist_group run in one worker (zoo serve's: one server for them all).
 # JOBS=0 runs them in this process (pytest's own -n 0), for debugging.
 JOBS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(JOBS) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(JOBS) --dist loadgroup $(PYTEST_ARGS)
 
 DEMO_RUN ?= runs/demo-lenet
 

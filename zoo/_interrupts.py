@@ -10,6 +10,7 @@
   :func:`holding_handler`, not by its attributes).
 - :class:`StopRequest`: the trainer's, while it trains. The first Ctrl-C stops at the next
   batch (with a checkpoint); a second one forces, except while a checkpoint is written.
+- :func:`stop_on_signals`: a server's (``zoo serve``): SIGINT and SIGTERM ask it to shut down.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "importing",
     "registered_handler",
     "set_interrupt_handler",
+    "stop_on_signals",
 ]
 
 
@@ -314,3 +316,28 @@ class StopRequest:
             if not self.shielded:
                 raise KeyboardInterrupt
         self.requested = True
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[threading.Event]:
+    """For the block, SIGINT (Ctrl-C) and SIGTERM set ``stop`` instead of raising: a server's
+    main thread waits on it and then shuts down in order (``zoo serve``); a second signal
+    while it shuts down ends the process at once (exit 130). The handlers go back after.
+    Outside the main thread, which receives no signals, nothing is installed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            os.write(2, b"\nzoo: stopped\n")
+            os._exit(128 + signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, before in previous.items():
+            if before is not None:
+                signal.signal(sig, before)

@@ -21,10 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from zoo._pluginmanager import get_plugins
-from zoo.bench.artifacts import vet_export
-from zoo.bench.worker import source_of
 from zoo.data.tokens import SPECIALS, pad_ids
+from zoo.deploy.loading import DEFAULT_RUNTIMES, open_export
 from zoo.errors import UsageError, ZooError, one_line
 from zoo.export.manifest import Manifest, read_manifest
 from zoo.runtimes import Runtime, Session
@@ -38,9 +36,6 @@ __all__ = [
     "Predictor",
 ]
 
-#: Tried in this order when ``--runtime`` is not given: the first whose artifact the export
-#: holds and that runs here.
-DEFAULT_RUNTIMES = ("onnxruntime", "torchscript", "pt2", "eager")
 #: An image of more pixels is refused before it is decoded (a decompression bomb: a few KB
 #: of PNG can declare gigapixels). 64 MP is a large photograph.
 MAX_IMAGE_PIXELS = 64 * 2**20
@@ -112,10 +107,11 @@ class Predictor:
         #: padded to it, and a longer text is refused.
         self.length = int(entry.shape[0]) if self.tokens and 1 not in entry.dynamic_axes else None
         # Only now, with an export zoo can use, is any of it checked in full and loaded.
-        vet_export(directory, self.manifest)
-        source = source_of(directory, self.manifest)
-        self.runtime = self._runtime(runtime, source, device)
-        self.session: Session = self.runtime.load(source, device, threads)
+        self.export = open_export(
+            directory, runtime, device=device, threads=threads, manifest=self.manifest
+        )
+        self.runtime: Runtime = self.export.runtime
+        self.session: Session = self.export.session
 
     @staticmethod
     def _check_classifies(manifest: Manifest) -> None:
@@ -127,23 +123,6 @@ class Predictor:
                 f"{manifest.model}'s export does not classify (its outputs are "
                 f"{', '.join(o.name for o in manifest.outputs)}): zoo predict names classes"
             )
-
-    def _runtime(self, name: str | None, source: Any, device: str) -> Runtime:
-        registry = get_plugins().runtimes
-        if name is not None:
-            runtime = registry.get(name)
-            why = runtime.unavailable(source, device)
-            if why is not None:
-                raise UsageError(f"--runtime {name}: {why}")
-            return runtime
-        tried = []
-        for candidate in (*DEFAULT_RUNTIMES, *registry.names()):
-            if candidate in registry and candidate not in tried:
-                tried.append(candidate)
-                runtime = registry.get(candidate)
-                if runtime.unavailable(source, device) is None:
-                    return runtime
-        raise UsageError(f"{self.directory}: no runtime here can run this export")
 
     def predict(
         self, paths: Sequence[Path], topk: int = 5, batch_size: int = 32

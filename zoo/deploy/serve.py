@@ -1,0 +1,259 @@
+"""``zoo serve EXPORT``: an export behind the Open Inference Protocol v2, on Ray Serve.
+
+Each replica (a Ray actor) opens the export as ``zoo predict`` does (vetted, then loaded in
+one of zoo's runtimes, :mod:`zoo.deploy.loading`) and answers v2 requests
+(:mod:`zoo.deploy.v2`). Requests that arrive together are run as one batch: Ray Serve's
+``@serve.batch`` gathers up to ``max_batch`` requests, waiting at most ``batch_wait_ms`` for
+more after the first, and the replica runs each group of equal sample shapes as one call of
+its runtime, in a worker thread (the replica's event loop goes on taking requests meanwhile).
+
+Locally (the default), ``zoo serve`` starts Ray on this machine and shuts it down when it
+stops; with ``--address`` it deploys to a running Ray cluster (KubeRay, ``ray start``),
+where each node must see the export at the same path. Ray is imported only here: the rest of
+zoo runs without the ``serve`` extra (the command line imports this module only for
+``zoo serve``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from zoo.deploy.v2 import HEADER_LENGTH, MAX_REQUEST_BYTES, ProtocolError, V2Model
+from zoo.errors import UsageError, one_line
+from zoo.export.manifest import read_manifest
+
+__all__ = ["ServeOptions", "V2Deployment", "application", "check_port", "serve_forever"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How ``zoo serve`` runs an export (the command's options)."""
+
+    runtime: str | None = None
+    precision: str = "fp32"
+    #: Threads each replica's runtime computes with (and the CPUs Ray reserves for it).
+    threads: int = 1
+    replicas: int = 1
+    #: Requests run as one batch at most, and how long the first waits for others.
+    max_batch: int = 8
+    batch_wait_ms: float = 2.0
+    max_request_bytes: int = MAX_REQUEST_BYTES
+    #: The model's name in URLs (default: the export's model).
+    name: str | None = None
+
+
+def _json(status: int, payload: Any) -> Any:
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(payload, status_code=status)
+
+
+class V2Deployment:
+    """One replica: the export loaded once, answering the v2 routes (Ray Serve calls it with
+    every HTTP request whose path starts with ``/``)."""
+
+    def __init__(self, directory: str, options: ServeOptions) -> None:
+        from zoo.deploy.loading import open_export
+
+        self.options = options
+        self.export = open_export(
+            Path(directory), options.runtime, threads=options.threads, precision=options.precision
+        )
+        platform = f"zoo_{self.export.runtime.name}"
+        if self.export.variant is not None:
+            platform += f"_{self.export.precision}"
+        self.model = V2Model(
+            self.export.manifest,
+            name=options.name,
+            platform=platform,
+            max_request_bytes=options.max_request_bytes,
+        )
+        # Ray Serve's batching wrapper has these; its type stub does not say so.
+        self.run_batch.set_max_batch_size(options.max_batch)  # type: ignore[attr-defined]
+        self.run_batch.set_batch_wait_timeout_s(options.batch_wait_ms / 1e3)  # type: ignore[attr-defined]
+        base = f"/v2/models/{self.model.name}"
+        self.model_paths = {base, f"{base}/versions/{self.model.version}"}
+
+    async def __call__(self, request: Any) -> Any:
+        try:
+            return await self._route(request)
+        except ProtocolError as exc:
+            from starlette.responses import Response
+
+            return Response(exc.body(), status_code=exc.status, media_type="application/json")
+
+    async def _route(self, request: Any) -> Any:
+        path = request.url.path.rstrip("/") or "/"
+        method = request.method
+        if path in ("/v2/health/live", "/v2/health/ready"):
+            return _json(200, {"live" if path.endswith("live") else "ready": True})
+        if path == "/v2":
+            return _json(200, V2Model.server_metadata())
+        for base in self.model_paths:
+            if path == base:
+                return _json(200, self.model.metadata())
+            if path == f"{base}/ready":
+                return _json(200, {"name": self.model.name, "ready": True})
+            if path == f"{base}/infer":
+                if method != "POST":
+                    raise ProtocolError(405, f"{path} takes POST, not {method}")
+                return await self._infer(request)
+        if path.startswith("/v2/models/"):
+            raise ProtocolError(404, f"no model at {path}: this server has {self.model.name!r}")
+        raise ProtocolError(404, f"no route {path} (the v2 protocol's routes are under /v2)")
+
+    async def _infer(self, request: Any) -> Any:
+        from starlette.responses import Response
+
+        if request.headers.get("content-encoding", "identity") != "identity":
+            raise ProtocolError(
+                415, f"Content-Encoding {request.headers['content-encoding']!r}: send it plain"
+            )
+        body = await self._body(request)
+        parsed = self.model.parse(body, request.headers.get(HEADER_LENGTH))
+        try:
+            outputs = await self.run_batch(parsed.array)
+        except Exception as exc:  # the model failed on a well-formed request: the server's fault
+            log.exception("inference failed")
+            raise ProtocolError(500, f"inference failed: {one_line(exc)}") from None
+        content, headers = self.model.response(parsed, outputs)
+        return Response(content, status_code=200, headers=headers)
+
+    async def _body(self, request: Any) -> bytes:
+        """The request's body, refused (413) past the bound before it is all read."""
+        limit = self.options.max_request_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise ProtocolError(413, f"request of {int(declared):,} bytes, over {limit:,}")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ProtocolError(413, f"request of over {limit:,} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.002)  # sizes set per replica
+    async def run_batch(self, arrays: list[np.ndarray]) -> list[list[np.ndarray]]:
+        """The outputs of each request's array: the requests Ray Serve gathered, run in a
+        worker thread (the replica's event loop goes on taking requests meanwhile)."""
+        return await asyncio.to_thread(self._compute, arrays)
+
+    def _compute(self, arrays: list[np.ndarray]) -> list[list[np.ndarray]]:
+        """The outputs of every request's array: those of one sample shape concatenated and
+        run as one call, then split back, each request's in the manifest's output order."""
+        import torch
+
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, array in enumerate(arrays):
+            groups.setdefault(tuple(array.shape[1:]), []).append(i)
+        answers: list[list[np.ndarray]] = [[] for _ in arrays]
+        with torch.inference_mode():
+            for members in groups.values():
+                batch = np.concatenate([arrays[i] for i in members])
+                outputs = self.export.session.outputs(torch.from_numpy(batch))
+                start = 0
+                for i in members:
+                    size = len(arrays[i])
+                    answers[i] = [o[start : start + size] for o in outputs]
+                    start += size
+        return answers
+
+
+def application(directory: Path, options: ServeOptions) -> Any:
+    """The Ray Serve application serving ``directory``."""
+    from ray.serve.schema import LoggingConfig
+
+    deployment = serve.deployment(
+        name="zoo",
+        num_replicas=options.replicas,
+        ray_actor_options={"num_cpus": options.threads},
+        # Enough requests in a replica to fill its batches while one runs.
+        max_ongoing_requests=max(16, 4 * options.max_batch),
+        logging_config=LoggingConfig(enable_access_log=False, log_level="WARNING"),
+    )(V2Deployment)
+    return deployment.bind(str(directory.resolve()), options)
+
+
+def check_port(host: str, port: int) -> None:
+    """UsageError when ``host:port`` cannot be listened on (in use, or not this machine's)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise UsageError(
+                f"--host {host} --port {port}: cannot listen there ({exc.strerror}); "
+                "choose another --port"
+            ) from None
+
+
+def serve_forever(
+    directory: Path,
+    options: ServeOptions,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    address: str | None = None,
+    ready: Callable[[str], None] = print,
+    stop: threading.Event | None = None,
+) -> None:
+    """Serve ``directory`` until SIGINT or SIGTERM (or ``stop``, set by another thread), then
+    shut the application, and a Ray started here, down: no process of it is left behind."""
+    import ray
+    from ray.serve.config import HTTPOptions
+    from ray.serve.schema import LoggingConfig
+
+    from zoo._interrupts import stop_on_signals
+
+    # Ray reports usage statistics unless told not to: a local server phones no one.
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    app_name = f"zoo-{options.name or read_manifest(directory).model}"
+    local = address is None
+    if local:
+        check_port(host, port)
+        cpus = os.cpu_count() or 1
+        if options.replicas * options.threads > cpus:
+            raise UsageError(
+                f"--replicas {options.replicas} x --threads {options.threads} needs "
+                f"{options.replicas * options.threads} CPUs, this machine has {cpus}"
+            )
+    ray.init(
+        address=address,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        namespace="zoo-serve",
+    )
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
+    # After ray.init, whose own SIGTERM handler (C++, in its core worker) would end the
+    # process at once and leave Ray's agents running.
+    with stop_on_signals(stop if stop is not None else threading.Event()) as stopping:
+        try:
+            serve.start(
+                http_options=HTTPOptions(host=host, port=port),
+                logging_config=LoggingConfig(enable_access_log=False, log_level="WARNING"),
+            )
+            serve.run(application(directory, options), name=app_name, route_prefix="/")
+            ready(f"http://{host}:{port}")
+            while not stopping.wait(0.5):
+                pass
+        finally:
+            if local:
+                serve.shutdown()
+            else:  # the cluster's Serve goes on with its other applications
+                serve.delete(app_name)
+            ray.shutdown()
