@@ -228,6 +228,33 @@ def test_bad_requests_get_4xx_and_the_server_keeps_serving(
     )
 
 
+def test_zoo_bench_runs_the_server_scenario_over_the_wire(
+    server: Server, digits: Path, tmp_path: Path
+) -> None:
+    """--endpoint: the in-process row and the row over HTTP in one run, the latter saying
+    what it kept of the former."""
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(
+        cli,
+        ["bench", "lenet", "--artifacts", str(digits), "--runtime", "onnxruntime",
+         "--scenario", "server", "--splits", "1x1", "--rounds", "1", "--max-rounds", "1",
+         "--min-time", "0.2", "--server-requests", "40", "--clients", "4",
+         "--endpoint", f"http://{server.url}", "--json", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = {r["runtime"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(rows) == {"onnxruntime", "v2-http"}
+    wire = rows["v2-http"]
+    assert wire["status"] == "ok" and wire["scenario"] == "server" and wire["sessions"] == 4
+    assert wire["detail"]["endpoint"] == f"http://{server.url}/v2/models/lenet"
+    kept = wire["detail"]["in_process"]
+    assert kept["runtime"] == "onnxruntime"
+    assert kept["qps_ratio"] == pytest.approx(
+        wire["samples_per_s"] / rows["onnxruntime"]["samples_per_s"]
+    )
+    assert kept["overhead_us"] > 0  # HTTP both ways costs something
+
+
 def test_sigterm_stops_it_within_seconds_leaving_no_process(server: Server) -> None:
     """Last in the module: it ends the server."""
     tree = psutil.Process(server.process.pid).children(recursive=True)

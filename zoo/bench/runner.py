@@ -226,6 +226,8 @@ def _job(entry: Entry, settings: BenchSettings, device: str, source: Source) -> 
         latency_bound_ms=settings.latency_bound_ms,
         server=settings.server,
         tf32=settings.tf32,
+        endpoint=entry.endpoint,
+        endpoint_model=entry.endpoint_model,
     )
 
 
@@ -239,9 +241,26 @@ def _bench_model_device(
     echo: Callable[[str], None],
     deadline: float,
 ) -> None:
-    """Rounds of workers until each entry settles (``stability.settled``), ``--max-rounds``
-    or ``--max-time``; then the rows, with their stability."""
+    """The rows of every entry (``_plan``), then, with ``--endpoint`` or ``--serve``, the
+    server scenario over the wire."""
     entries = _plan(settings, runtimes, device, source, manifest)
+    measured = _measure(entries, settings, device, source, echo, deadline)
+    rows = _rows(source.model, device, entries, measured, settings)
+    run.rows += rows
+    if settings.endpoint is not None or settings.serve:
+        run.rows += _bench_wire(settings, device, source, entries, rows, echo, deadline)
+
+
+def _measure(
+    entries: list[Entry],
+    settings: BenchSettings,
+    device: str,
+    source: Source,
+    echo: Callable[[str], None],
+    deadline: float,
+) -> _Measured:
+    """Rounds of workers until each entry settles (``stability.settled``), ``--max-rounds``
+    or ``--max-time``."""
     measured = _Measured({e: [] for e in entries if e.why is None})
     for round_ in range(settings.max_rounds):
         todo = [e for e, rounds in measured.rounds.items() if measured.wanted(e, settings)]
@@ -257,11 +276,94 @@ def _bench_model_device(
         for entry in todo if round_ % 2 == 0 else list(reversed(todo)):  # alternate the order
             echo(f"{source.model} on {device}: {entry.label} (round {round_ + 1})")
             measured.add(entry, _run_round(_job(entry, settings, device, source), settings))
+    return measured
+
+
+def _rows(
+    model: str, device: str, entries: list[Entry], measured: _Measured, settings: BenchSettings
+) -> list[Row]:
+    """The rows of the entries, with their stability: one per series."""
     series: dict[tuple[str, str | None, str], list[Entry]] = {}
     for entry in entries:
         series.setdefault(entry.series, []).append(entry)
+    rows = []
     for group in series.values():
-        run.rows += _series_rows(source.model, device, group, measured, settings)
+        rows += _series_rows(model, device, group, measured, settings)
+    return rows
+
+
+def _bench_wire(
+    settings: BenchSettings,
+    device: str,
+    source: Source,
+    entries: list[Entry],
+    in_process: list[Row],
+    echo: Callable[[str], None],
+    deadline: float,
+) -> list[Row]:
+    """The server scenario over the wire: against ``--endpoint``, or against zoo serve run
+    on the export with each in-process server row's runtime and precision (``--serve``), one
+    server at a time, after the in-process rows (they never share the CPUs). Each wire row
+    says what it kept of its in-process figure (``detail.in_process``)."""
+    from zoo.bench import wire
+
+    model = source.model
+    if settings.endpoint is not None:
+        endpoint = wire.parse_endpoint(settings.endpoint, model)
+        wire.check_endpoint(endpoint)
+        entry = Entry(
+            wire.WIRE, scenario=SERVER, sessions=settings.clients, threads=1,
+            endpoint=endpoint.address, endpoint_model=endpoint.model,
+        )  # fmt: skip
+        rows = _rows(model, device, [entry], _measure([entry], settings, device, source, echo,
+                                                      deadline), settings)  # fmt: skip
+        best = max(
+            (r for r in in_process if r.scenario == SERVER and r.status == "ok"),
+            key=lambda r: r.samples_per_s or 0.0,
+            default=None,
+        )
+        return [_compared(row, best, endpoint.url) for row in rows]
+    rows = []
+    for row in in_process:
+        if row.scenario != SERVER or row.status != "ok":
+            continue
+        served = next(
+            e for e in entries if e.scenario == SERVER and e.runtime == row.runtime
+            and e.precision == row.precision
+        )  # fmt: skip
+        serve_args = (*settings.serve_args, "--device", device)
+        with wire.served(source.directory, row.runtime, row.precision, model, serve_args) as at:
+            entry = replace(
+                served, runtime=f"{row.runtime} served", sessions=settings.clients, threads=1,
+                endpoint=at.address, endpoint_model=at.model,
+            )  # fmt: skip
+            measured = _measure([entry], settings, device, source, echo, deadline)
+        rows += [_compared(r, row, at.url) for r in _rows(model, device, [entry], measured,
+                                                          settings)]  # fmt: skip
+    return rows
+
+
+def _compared(row: Row, in_process: Row | None, url: str) -> Row:
+    """``row`` (over the wire) with its endpoint, and what it kept of ``in_process``'s QPS
+    and what the wire added to one request alone (microseconds)."""
+    if row.detail is None:
+        row.detail = {}
+    row.detail["endpoint"] = url
+    if in_process is None or row.status != "ok" or not in_process.samples_per_s:
+        return row
+
+    def alone_ms(r: Row) -> float:
+        splits = (r.detail or {}).get("splits") or [{}]
+        return min(float(s.get("alone_ms") or 0.0) for s in splits)
+
+    row.detail["in_process"] = {
+        "runtime": in_process.runtime,
+        "precision": in_process.precision,
+        "max_qps": in_process.samples_per_s,
+        "qps_ratio": (row.samples_per_s or 0.0) / in_process.samples_per_s,
+        "overhead_us": (alone_ms(row) - alone_ms(in_process)) * 1e3,
+    }
+    return row
 
 
 @dataclass

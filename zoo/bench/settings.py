@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zoo._pluginmanager import get_plugins
-from zoo.bench.results import SCENARIOS, SINGLE_STREAM
+from zoo.bench.results import SCENARIOS, SERVER, SINGLE_STREAM
 from zoo.bench.scenarios import ServerPolicy
 from zoo.bench.timing import TimingPolicy
 from zoo.errors import UsageError
@@ -67,6 +67,14 @@ class BenchSettings:
     server: ServerPolicy = field(default_factory=ServerPolicy)
     #: On CUDA: let fp32 convolutions and matrix products run in TF32 (recorded per row).
     tf32: bool = False
+    #: The server scenario over the wire too (``zoo.bench.wire``): against a live v2
+    #: endpoint (``http://HOST:PORT[/v2/models/NAME]``), or (``serve``) against zoo serve
+    #: started on the export, once per in-process server row; ``clients`` connections each,
+    #: ``serve_args`` passed to zoo serve (``--max-batch 16 --batch-wait-ms 2``).
+    endpoint: str | None = None
+    serve: bool = False
+    clients: int = 16
+    serve_args: tuple[str, ...] = ()
 
 
 def validate(settings: BenchSettings) -> tuple[str, ...]:
@@ -133,6 +141,7 @@ def validate(settings: BenchSettings) -> tuple[str, ...]:
                 f"--splits {sessions}x{per}: at most {MAX_SESSIONS} sessions (each loads the "
                 "model again in one process)"
             )
+    _validate_wire(settings)
     check_precisions(settings.precisions)
     for device in settings.devices or ():
         if device not in ("cpu", "cuda"):
@@ -142,6 +151,24 @@ def validate(settings: BenchSettings) -> tuple[str, ...]:
                 "--device cuda: no CUDA device here (torch sees none); use --device cpu"
             )
     return runtimes
+
+
+def _validate_wire(settings: BenchSettings) -> None:
+    if settings.endpoint is None and not settings.serve:
+        if settings.serve_args:
+            raise UsageError("--serve-args: only with --serve")
+        return
+    if settings.endpoint is not None and settings.serve:
+        raise UsageError("give --endpoint (a running server) or --serve (zoo bench starts one)")
+    if SERVER not in settings.scenarios:
+        raise UsageError(
+            f"--{'serve' if settings.serve else 'endpoint'} measures the server scenario: "
+            "add --scenario server"
+        )
+    if not 1 <= settings.clients <= MAX_SESSIONS:
+        raise UsageError(f"--clients {settings.clients}: from 1 to {MAX_SESSIONS}")
+    if settings.serve_args and not settings.serve:
+        raise UsageError("--serve-args: only with --serve")
 
 
 def thread_splits(settings: BenchSettings, threads: int) -> tuple[tuple[int, int], ...]:

@@ -45,10 +45,16 @@ class Entry:
     scenario: str = SINGLE_STREAM
     sessions: int = 1
     threads: int = 1
+    #: Over the wire: the v2 server (``HOST:PORT``) and the model's name there; the sessions
+    #: are its clients (``zoo.bench.wire``).
+    endpoint: str | None = None
+    endpoint_model: str | None = None
 
     @property
     def label(self) -> str:
         name = self.runtime if self.variant is None else f"{self.runtime} {self.precision}"
+        if self.endpoint is not None:
+            return f"{name} {self.scenario} over http://{self.endpoint} ({self.sessions} clients)"
         if self.scenario == SINGLE_STREAM:
             return name
         return f"{name} {self.scenario} {self.sessions}x{self.threads}"

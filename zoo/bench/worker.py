@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import torch
 
     from zoo.export.manifest import Manifest
-    from zoo.runtimes import Source
+    from zoo.runtimes import Runtime, Source
 
 __all__ = ["CeilingJob", "CeilingResult", "Job", "JobResult", "run_job"]
 
@@ -63,6 +63,10 @@ class Job:
     server: ServerPolicy = field(default_factory=ServerPolicy)
     #: On CUDA: let fp32 convolutions and matrix products run in TF32 (off: fp32 is fp32).
     tf32: bool = False
+    #: The server scenario over the wire: sessions are clients of this v2 server
+    #: (``HOST:PORT``) asking for ``endpoint_model`` (``zoo.bench.wire``); None: in-process.
+    endpoint: str | None = None
+    endpoint_model: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "kind": "bench", "batches": list(self.batches)}
@@ -84,6 +88,12 @@ class Job:
             latency_bound_ms=js.number(data.get("latency_bound_ms", 100.0), "latency_bound_ms"),
             server=ServerPolicy(**js.obj(data.get("server", {}), "server")),
             tf32=js.boolean(data.get("tf32", False), "tf32"),
+            endpoint=None
+            if data.get("endpoint") is None
+            else js.string(data["endpoint"], "endpoint"),
+            endpoint_model=None
+            if data.get("endpoint_model") is None
+            else js.string(data["endpoint_model"], "endpoint_model"),
         )
 
 
@@ -290,7 +300,13 @@ def _run_job(job: Job) -> JobResult:
     from zoo._pluginmanager import get_plugins
     from zoo.export.manifest import read_manifest
 
-    runtime = get_plugins().runtimes.get(job.runtime)
+    runtime: Runtime
+    if job.endpoint is not None:  # the sessions are clients of a v2 server
+        from zoo.bench.wire import Endpoint, WireRuntime
+
+        runtime = WireRuntime(Endpoint(job.endpoint, job.endpoint_model or ""))
+    else:
+        runtime = get_plugins().runtimes.get(job.runtime)
     directory = Path(job.artifacts)
     manifest = read_manifest(directory)  # checked against its files by the parent
     source = source_of(directory, manifest, job.variant)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -224,6 +225,32 @@ def _splits(value: str) -> tuple[tuple[int, int], ...]:
     help="On CUDA, let fp32 convolutions and matrix products run in TF32 (tensor cores, "
     "10-bit mantissas). Off by default: fp32 rows are fp32; every CUDA row records which.",
 )
+@click.option(
+    "--endpoint",
+    default=None,
+    metavar="URL",
+    help="server: also run the scenario over HTTP against this Open Inference Protocol v2 "
+    "server (http://HOST:PORT[/v2/models/NAME]: zoo serve, Triton, KServe), as its client.",
+)
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="server: also run it over HTTP against zoo serve, started on the export with each "
+    "in-process row's runtime and precision, after the in-process rows (needs zoo[serve]).",
+)
+@click.option(
+    "--clients",
+    type=click.IntRange(1, 64),
+    default=16,
+    show_default=True,
+    help="--endpoint/--serve: client connections sending the requests.",
+)
+@click.option(
+    "--serve-args",
+    default="",
+    metavar="ARGS",
+    help='--serve: options for zoo serve, e.g. "--max-batch 16 --batch-wait-ms 2".',
+)
 def bench_cmd(
     models: tuple[str, ...],
     runtimes: str,
@@ -253,6 +280,10 @@ def bench_cmd(
     precisions: str,
     eval_dataset: str | None,
     tf32: bool,
+    endpoint: str | None,
+    serve: bool,
+    clients: int,
+    serve_args: str,
 ) -> None:
     """Latency of models across runtimes: which runtime, at which batch size, on this machine.
 
@@ -265,7 +296,8 @@ def bench_cmd(
     Every row says whether it is stable: rounds (fresh workers) run until the best two quiet
     ones agree within --stability; a row measured while other processes used the CPUs, or
     whose rounds never agree, is marked unstable with why. --scenario offline and server add
-    the best samples/s and the highest QPS under --latency-bound, over thread splits.
+    the best samples/s and the highest QPS under --latency-bound, over thread splits;
+    --endpoint or --serve measure that QPS over HTTP too, beside the in-process figure.
     """
     from zoo.bench.outputs import check_output
     from zoo.bench.report import print_table
@@ -306,6 +338,10 @@ def bench_cmd(
         latency_bound_ms=latency_bound,
         server=ServerPolicy(min_requests=server_requests, min_time_s=min_time),
         tf32=tf32,
+        endpoint=endpoint,
+        serve=serve,
+        clients=clients,
+        serve_args=_serve_args(serve_args),
     )
     run = run_bench(settings, echo=lambda line: click.echo(line, err=True))
     print_table(run)
@@ -471,3 +507,11 @@ def bench_train_cmd(
         failed = "; ".join(f"{v.name}: {v.reason}" for v in run.variants)
         click.echo(f"zoo: no variant was measured ({failed})", err=True)
         sys.exit(1)
+
+
+def _serve_args(text: str) -> tuple[str, ...]:
+    """--serve-args split as a shell would."""
+    try:
+        return tuple(shlex.split(text))
+    except ValueError as exc:
+        raise click.BadParameter(f"{exc} in {text!r}", param_hint="--serve-args") from None

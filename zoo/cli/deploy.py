@@ -118,6 +118,12 @@ def predict_cmd(
     help="Serve the runtime format's variant in this precision (exported with --precision).",
 )
 @click.option(
+    "--device",
+    type=click.Choice(["cpu", "cuda"]),
+    default=None,
+    help="Where the replicas run the model (default: cuda where present, else cpu).",
+)
+@click.option(
     "--host",
     default="127.0.0.1",
     show_default=True,
@@ -170,6 +176,7 @@ def serve_cmd(
     export: Path,
     runtime: str | None,
     precision: str,
+    device: str | None,
     host: str,
     port: int,
     replicas: int,
@@ -200,9 +207,14 @@ def serve_cmd(
     from zoo.deploy.serve import ServeOptions, serve_forever
     from zoo.deploy.v2 import V2Model
 
+    if device is None:
+        from zoo.runtimes import cuda_present
+
+        device = "cuda" if cuda_present() else "cpu"
     options = ServeOptions(
         runtime=runtime,
         precision=precision,
+        device=device,
         threads=threads,
         replicas=replicas,
         max_batch=max_batch,
@@ -212,10 +224,12 @@ def serve_cmd(
     )
     # Vetted and loaded once here, before Ray starts: a bad export is one line, not a
     # replica that fails in a loop.
-    opened = open_export(export, runtime, threads=threads, precision=precision)
+    opened = open_export(export, runtime, device=device, threads=threads, precision=precision)
     try:
         model = V2Model(opened.manifest, name=name)
-        described = f"{opened.manifest.model} on {opened.runtime.name} ({opened.precision})"
+        described = (
+            f"{opened.manifest.model} on {opened.runtime.name} ({opened.precision}, {device})"
+        )
     finally:
         opened.close()
     if host not in ("127.0.0.1", "localhost", "::1"):

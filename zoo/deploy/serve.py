@@ -44,6 +44,8 @@ class ServeOptions:
 
     runtime: str | None = None
     precision: str = "fp32"
+    #: ``cpu`` or ``cuda`` (each replica then holds an equal share of one GPU).
+    device: str = "cpu"
     #: Threads each replica's runtime computes with (and the CPUs Ray reserves for it).
     threads: int = 1
     replicas: int = 1
@@ -70,7 +72,11 @@ class V2Deployment:
 
         self.options = options
         self.export = open_export(
-            Path(directory), options.runtime, threads=options.threads, precision=options.precision
+            Path(directory),
+            options.runtime,
+            device=options.device,
+            threads=options.threads,
+            precision=options.precision,
         )
         platform = f"zoo_{self.export.runtime.name}"
         if self.export.variant is not None:
@@ -180,7 +186,10 @@ def application(directory: Path, options: ServeOptions) -> Any:
     deployment = serve.deployment(
         name="zoo",
         num_replicas=options.replicas,
-        ray_actor_options={"num_cpus": options.threads},
+        ray_actor_options={
+            "num_cpus": options.threads,
+            "num_gpus": 1 / options.replicas if options.device == "cuda" else 0,
+        },
         # Enough requests in a replica to fill its batches while one runs.
         max_ongoing_requests=max(16, 4 * options.max_batch),
         logging_config=LoggingConfig(enable_access_log=False, log_level="WARNING"),

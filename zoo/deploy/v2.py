@@ -243,7 +243,10 @@ class V2Model:
             raise ProtocolError(
                 400, f"input {name!r}: {flat.size} values for shape {shape} ({count})"
             )
-        if flat.dtype.kind not in "iub" or (flat.size and not self._fits(flat)):
+        if self.dtype.kind == "f":
+            if flat.dtype.kind not in "iuf":
+                raise ProtocolError(400, f"input {name!r}: 'data' must be numbers")
+        elif flat.dtype.kind not in "iub" or (flat.size and not self._fits(flat)):
             raise ProtocolError(400, f"input {name!r}: 'data' must be integers that fit {datatype}")
         return self._check_values(flat.astype(self.dtype).reshape(shape))
 
