@@ -269,3 +269,37 @@ def test_sigterm_stops_it_within_seconds_leaving_no_process(server: Server) -> N
     assert took < STOP_S
     assert "zoo: stopped" in server.log.read_text()
     assert _status(f"http://{server.url}/v2/health/live") == 0  # nothing listens any more
+
+
+def test_build_app_takes_zoo_serves_options_as_arguments(digits: Path) -> None:
+    """``serve run zoo.deploy.serve:build_app export=DIR ...`` and a RayService's args."""
+    from zoo.deploy.serve import options_from_args
+
+    export, options = options_from_args(
+        {"export": str(digits), "runtime": "onnxruntime", "max_batch": "16",
+         "batch_wait_ms": "0.5", "max_request_mb": 2, "replicas": 2}
+    )  # fmt: skip
+    assert export == digits
+    assert (options.runtime, options.max_batch, options.batch_wait_ms) == ("onnxruntime", 16, 0.5)
+    assert (options.max_request_bytes, options.replicas) == (2 * 2**20, 2)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ({}, "give export=DIR"),
+        ({"export": "/nonexistent"}, "not a directory"),
+        ({"export": ".", "batch": 3}, "unknown argument 'batch'"),
+        ({"export": ".", "max_batch": "many"}, "not an integer"),
+        ({"export": ".", "max_batch": 0}, "at least 1"),
+        ({"export": ".", "precision": "int4"}, "choose fp32"),
+        ({"export": ".", "device": "tpu"}, "choose cpu or cuda"),
+        ({"export": ".", "batch_wait_ms": 5000}, "from 0 to 1000"),
+        ({"export": ".", "max_request_mb": 0}, "above 0"),
+    ],
+)
+def test_build_app_refuses_bad_arguments(args: dict, says: str) -> None:
+    from zoo.deploy.serve import options_from_args
+
+    with pytest.raises(ValueError, match=says):
+        options_from_args(args)

@@ -33,7 +33,15 @@ from zoo.deploy.v2 import HEADER_LENGTH, MAX_REQUEST_BYTES, ProtocolError, V2Mod
 from zoo.errors import UsageError, one_line
 from zoo.export.manifest import read_manifest
 
-__all__ = ["ServeOptions", "V2Deployment", "application", "check_port", "serve_forever"]
+__all__ = [
+    "ServeOptions",
+    "V2Deployment",
+    "application",
+    "build_app",
+    "check_port",
+    "options_from_args",
+    "serve_forever",
+]
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +203,69 @@ def application(directory: Path, options: ServeOptions) -> Any:
         logging_config=LoggingConfig(enable_access_log=False, log_level="WARNING"),
     )(V2Deployment)
     return deployment.bind(str(directory.resolve()), options)
+
+
+#: ``build_app``'s arguments, and the type each takes (as ``zoo serve``'s options).
+_ARGS: dict[str, type] = {
+    "export": str,
+    "runtime": str,
+    "precision": str,
+    "device": str,
+    "threads": int,
+    "replicas": int,
+    "max_batch": int,
+    "batch_wait_ms": float,
+    "max_request_mb": float,
+    "name": str,
+}
+
+
+def options_from_args(args: dict[str, Any]) -> tuple[Path, ServeOptions]:
+    """``build_app``'s arguments (strings from ``serve run``, or typed values from a
+    RayService's YAML) checked and turned into the export and its options; ValueError
+    naming the first one that is wrong."""
+    unknown = sorted(set(args) - set(_ARGS))
+    if unknown:
+        raise ValueError(f"unknown argument {unknown[0]!r}: zoo takes {', '.join(_ARGS)}")
+    if "export" not in args:
+        raise ValueError("give export=DIR, the export directory to serve")
+    values: dict[str, Any] = {}
+    for key, value in args.items():
+        kind = _ARGS[key]
+        try:
+            values[key] = kind(value)
+        except (TypeError, ValueError):
+            what = {int: "an integer", float: "a number"}.get(kind, "a string")
+            raise ValueError(f"{key}={value!r}: not {what}") from None
+    if values.get("precision", "fp32") not in ("fp32", "bf16", "fp16", "int8"):
+        raise ValueError(f"precision={values['precision']!r}: choose fp32, bf16, fp16 or int8")
+    if values.get("device", "cpu") not in ("cpu", "cuda"):
+        raise ValueError(f"device={values['device']!r}: choose cpu or cuda")
+    for key in ("threads", "replicas", "max_batch"):
+        if values.get(key, 1) < 1:
+            raise ValueError(f"{key}={values[key]}: at least 1")
+    if not 0 <= values.get("batch_wait_ms", 0.0) <= 1000:
+        raise ValueError(f"batch_wait_ms={values['batch_wait_ms']}: from 0 to 1000")
+    if not 0 < values.get("max_request_mb", 64.0) <= 4096:
+        raise ValueError(f"max_request_mb={values['max_request_mb']}: above 0, at most 4096")
+    export = Path(values.pop("export"))
+    if not export.is_dir():
+        raise ValueError(f"export={export}: not a directory")
+    megabytes = values.pop("max_request_mb", None)
+    if megabytes is not None:
+        values["max_request_bytes"] = int(megabytes * 2**20)
+    return export, ServeOptions(**values)
+
+
+def build_app(args: dict[str, Any]) -> Any:
+    """Ray Serve's application builder, for ``serve run`` and a RayService (KubeRay)::
+
+        serve run zoo.deploy.serve:build_app export=/models/lenet runtime=onnxruntime
+
+    ``args``: ``export`` and zoo serve's options by their Python names (``max_batch``,
+    ``batch_wait_ms``...)."""
+    export, options = options_from_args(args)
+    return application(export, options)
 
 
 def check_port(host: str, port: int) -> None:
