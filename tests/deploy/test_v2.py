@@ -128,3 +128,18 @@ def test_ids_outside_the_vocabulary_are_refused() -> None:
     assert model.parse(_json({**ids, "data": [1, 2, 9]}), None).array.tolist() == [[1, 2, 9]]
     with pytest.raises(ProtocolError, match="outside 0 to 9"):
         model.parse(_json({**ids, "data": [1, 2, 10]}), None)
+
+
+def test_json_nested_past_the_parsers_depth_is_refused() -> None:
+    with pytest.raises(ProtocolError, match="nests too deep") as caught:
+        _model().parse(b"[" * 100_000 + b"]" * 100_000, None)
+    assert caught.value.status == 400
+
+
+def test_a_float_input_takes_json_numbers() -> None:
+    """A --raw export's input is float32: JSON numbers, ints among them, are its data."""
+    model = _model(shape=(2,), dtype="float32")
+    tensor = {"name": "image", "datatype": "FP32", "shape": [1, 2], "data": [0.5, 2]}
+    assert model.parse(_json(tensor), None).array.tolist() == [[0.5, 2.0]]
+    with pytest.raises(ProtocolError, match="must be numbers"):
+        model.parse(_json({**tensor, "data": ["a", "b"]}), None)

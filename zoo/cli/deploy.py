@@ -161,7 +161,7 @@ def predict_cmd(
 @click.option(
     "--max-request-mb",
     type=click.FloatRange(0.001, 4096),
-    default=64.0,
+    default=16.0,
     show_default=True,
     help="A larger request body is refused (413) before it is read.",
 )

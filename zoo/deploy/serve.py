@@ -246,7 +246,7 @@ def options_from_args(args: dict[str, Any]) -> tuple[Path, ServeOptions]:
             raise ValueError(f"{key}={values[key]}: at least 1")
     if not 0 <= values.get("batch_wait_ms", 0.0) <= 1000:
         raise ValueError(f"batch_wait_ms={values['batch_wait_ms']}: from 0 to 1000")
-    if not 0 < values.get("max_request_mb", 64.0) <= 4096:
+    if not 0 < values.get("max_request_mb", 16.0) <= 4096:
         raise ValueError(f"max_request_mb={values['max_request_mb']}: above 0, at most 4096")
     export = Path(values.pop("export"))
     if not export.is_dir():

@@ -58,9 +58,10 @@ DATATYPES: dict[str, str] = {
 _DATATYPE_OF = {np.dtype(v).name: k for k, v in DATATYPES.items()}
 #: The binary tensor data extension's header: the length of the JSON part of the body.
 HEADER_LENGTH = "Inference-Header-Content-Length"
-#: A request body larger than this is refused unread (413): 64 MiB holds 64 RGB images of
-#: 512x512 as JSON numbers.
-MAX_REQUEST_BYTES = 64 * 2**20
+#: A request body larger than this is refused unread (413): 16 MiB holds 16 RGB images of
+#: 224x224 as JSON numbers, or a hundred in binary; a JSON body of it parses into a few
+#: hundred MB of Python lists at most.
+MAX_REQUEST_BYTES = 16 * 2**20
 #: Samples one request may carry (its batch axis); batching across requests is the server's.
 MAX_REQUEST_BATCH = 256
 
@@ -184,6 +185,8 @@ class V2Model:
             request = json.loads(head)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ProtocolError(400, f"the request is not JSON ({exc})") from None
+        except RecursionError:
+            raise ProtocolError(400, "the request's JSON nests too deep") from None
         if not isinstance(request, dict):
             raise ProtocolError(400, "the request must be a JSON object with 'inputs'")
         inputs = request.get("inputs")
