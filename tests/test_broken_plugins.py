@@ -356,6 +356,7 @@ def test_broken_registrations_are_recorded_and_skipped_whole(
         "aoti-cuda-bf16",
         "aoti-cuda-fp16",
         "torchscript",
+        "triton",
         "raising",
         "crashing",
     ]
@@ -541,7 +542,7 @@ def test_isolated_loading_finds_the_plugins_that_kill_or_hang_the_interpreter(
     assert (records["empty"]["status"], records["empty"]["error"]) == ("empty", None)
     assert (records["noisy"]["status"], records["noisy"]["models"]) == ("loaded", ["noisy"])
     assert found.stderr == (
-        "zoo: error: 3 of 19 plugins broken: exits (crashed), interrupts (failed), "
+        "zoo: error: 3 of 20 plugins broken: exits (crashed), interrupts (failed), "
         "killed (crashed); uninstall or fix them, or set "
         "ZOO_DISABLE_PLUGINS=exits,interrupts,killed to skip them\n"
     )

@@ -22,9 +22,9 @@ def test_list_shows_every_model_with_capability_columns() -> None:
     result = run("list")
     assert result.exit_code == 0, result.output
     header, *rows = result.output.strip().splitlines()
-    assert header.split()[:10] == [
+    assert header.split()[:11] == [
         *("NAME", "TASK", "INPUT", "CLASSES"),
-        *("ONNX", "PT2", "AOTI", "AOTI-CUDA", "TS", "DYN"),  # one column per fp32 format
+        *("ONNX", "PT2", "AOTI", "AOTI-CUDA", "TS", "TRITON", "DYN"),  # one per fp32 format
     ]
     # Compiled for a GPU, measured on none: not measured (?) for every model here.
     at = header.index(" AOTI-CUDA ") + 1
@@ -86,7 +86,7 @@ def test_info_says_which_precisions_each_format_can_write() -> None:
     lenet = run("info", "lenet").output
     line = next(x for x in lenet.splitlines() if x.startswith("  precisions"))
     assert line.split(None, 1)[1] == (
-        "onnx fp32/int8, pt2 fp32/bf16/fp16, aoti fp32/int8, torchscript fp32 "
+        "onnx fp32/int8, pt2 fp32/bf16/fp16, aoti fp32/int8, torchscript fp32, triton fp32 "
         "(reduced precision: from a checkpoint, gated on held-out accuracy)"
     )
     # A building block's task measures no accuracy: no reduced precision, and why.
@@ -192,6 +192,7 @@ def test_plugins_json_lists_builtins_with_what_they_register() -> None:
                 "aoti-cuda-bf16",
                 "aoti-cuda-fp16",
                 "torchscript",
+                "triton",
             ],
         ),
         ("runtimes", ["eager", "compile", "onnxruntime", "onnxruntime-default"]),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "MAX_EXPORT_DEPTH",
     "NotARegularFileError",
     "atomic_path",
     "atomic_write_json",
@@ -24,6 +25,7 @@ __all__ = [
     "exchange",
     "free_bytes",
     "fsync_dir",
+    "is_export_path",
     "is_no_space",
     "is_plain_name",
     "json_text",
@@ -211,6 +213,23 @@ def is_plain_name(name: object) -> bool:
         and "\0" not in name
         and name == name.strip()
     )
+
+
+#: The most parts the path of a file of an export may have (``triton/lenet/1/model.onnx``: 4).
+MAX_EXPORT_DEPTH = 4
+
+
+def is_export_path(name: object) -> bool:
+    """Whether ``name`` is a plain file name (:func:`is_plain_name`) or a relative path of
+    them, ``/``-separated, of at most :data:`MAX_EXPORT_DEPTH` parts: a file in a folder of an
+    export (a Triton model repository's ``triton/lenet/config.pbtxt``). No part is empty,
+    ``.``, ``..`` or hidden, and none holds a backslash, so the path always lies inside the
+    directory it is read from or written to (whether a folder on the way is a symbolic link
+    is for the reader to check: :func:`zoo.export.manifest.verify_files` does)."""
+    if not isinstance(name, str):
+        return False
+    parts = name.split("/")
+    return len(parts) <= MAX_EXPORT_DEPTH and all(map(is_plain_name, parts))
 
 
 #: The most a JSON member of an archive may inflate to (zoo's largest, a program's

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from zoo._io import is_plain_name
 from zoo.errors import InvalidSpecError, UnknownFormatError, UsageError
-from zoo.registry import InputSpec, Registry
+from zoo.registry import InputSpec, OutputSpec, Registry
 
 if TYPE_CHECKING:
     import numpy as np
@@ -131,6 +131,15 @@ class ExportRequest:
     #: Inputs of ``module`` from the model's training data, for a format that calibrates
     #: (:attr:`Format.calibrated`, static int8 quantization); None for the others.
     calibration: Tensor | None = None
+    #: The registered model's name (a serving format names the model after it: Triton's
+    #: repository folder); "" where the caller does not say.
+    model: str = ""
+    #: ``module``'s outputs as the manifest records them (name, per-sample shape, dtype), in
+    #: the order of :attr:`output_names`; empty where the caller does not say.
+    outputs: tuple[OutputSpec, ...] = ()
+    #: The class of each index of the scores, from the dataset the checkpoint was trained on
+    #: (the manifest's ``labels.classes``); None: fresh weights, or not a classifier.
+    labels: tuple[str, ...] | None = None
 
     def path(self, name: str) -> Path:
         """The path of declared file ``name`` in the export directory."""
@@ -155,7 +164,8 @@ class Format(ABC):
 
     #: ``zoo export --format NAME``: lowercase letters, digits, ``_.-``.
     name: ClassVar[str]
-    #: The files it may write, plain names; the first is the artifact a runtime loads.
+    #: The files it may write, plain names; the first is the artifact a runtime loads, or the
+    #: folder that holds it (a model repository: :meth:`artifact` says where in it).
     files: ClassVar[tuple[str, ...]]
     #: One line for ``zoo formats``.
     description: ClassVar[str] = ""
@@ -213,6 +223,16 @@ class Format(ABC):
     def load(self, directory: Path, variant: str = "") -> Runner:
         """Load the artifact from ``directory`` as a deployment would (``variant``: one of
         :attr:`variants`, or "" for the artifact as written)."""
+
+    def artifact(self, directory: Path) -> str:
+        """The artifact a runtime loads, as a path relative to ``directory`` (an export, or
+        the staging directory the format wrote into): the first of :attr:`files`. A format
+        whose first file is a folder (Triton's model repository, ``triton/``) says which file
+        in it (``triton/lenet/1/model.onnx``), raising ValueError where the folder does not
+        hold it as the format writes it. Cheap: it may list the folder, never load. The
+        manifest names this path first among the format's files, and reading an export checks
+        that it still does (:func:`zoo.export.manifest.verify_export`)."""
+        return self.files[0]
 
     def check_artifact(self, directory: Path) -> None:
         """Raise ValueError, naming what is wrong, if the artifact in ``directory`` would make

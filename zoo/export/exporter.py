@@ -25,10 +25,12 @@ import torch
 from safetensors.torch import save_file
 
 from zoo._io import (
+    MAX_EXPORT_DEPTH,
     atomic_path,
     exchange,
     free_bytes,
     fsync_dir,
+    is_export_path,
     is_no_space,
     no_space_message,
     usual_mode,
@@ -355,7 +357,8 @@ def _export(
         # batch 2: a batch of 1 gets specialised (pitfalls)
         request = ExportRequest(
             bundle, input_spec.example(2), input_spec, output_names, staging, options,
-            gating.calibration,
+            gating.calibration, model=model.spec.name, outputs=tuple(outputs),
+            labels=labels.classes if labels is not None else None,
         )  # fmt: skip
         records = {fmt.name: _export_gated(fmt, request, model, settings, gating) for fmt in chosen}
         manifest = _manifest(
@@ -526,9 +529,7 @@ def _manifest(
         outputs=tuple(TensorRecord(o.name, o.dtype, o.shape) for o in outputs),
         formats=records,
         files={
-            p.name: FileRecord.of(p)
-            for p in sorted(staging.iterdir())
-            if p.is_file() and p.name != MANIFEST
+            name: FileRecord.of(staging / name) for name in _files_in(staging) if name != MANIFEST
         },
         labels=labels,
     )
@@ -577,9 +578,28 @@ def _fit_vocabulary(spec: ModelSpec, args: dict[str, Any]) -> ModelSpec:
     return replace(spec, input=replace(spec.input, value_range=(low, float(vocab - 1))))
 
 
+def _files_in(directory: Path, names: Sequence[str] | None = None) -> list[str]:
+    """The regular files in ``directory`` (of its entries ``names`` only, in that order, if
+    given), as the manifest names them: plain names, and paths relative to ``directory`` for
+    those in its folders, sorted (a Triton repository's ``triton/lenet/config.pbtxt``).
+    Symbolic links are neither followed nor listed: zoo writes none."""
+    found = []
+    for name in sorted(os.listdir(directory)) if names is None else names:
+        path = directory / name
+        if path.is_symlink():
+            continue
+        if path.is_file():
+            found.append(name)
+        elif path.is_dir():
+            found += [f"{name}/{inner}" for inner in _files_in(path)]
+    return found
+
+
 def _export_one(fmt: Format, request: ExportRequest, atol: float, rtol: float) -> FormatRecord:
     """Export one format into the staging directory and gate it; on any failure its files are
-    removed and the record says why. A format may write only the files it declares."""
+    removed and the record says why. A format may write only the files it declares; one that
+    declares a folder (a model repository) has every file in it recorded, its artifact first
+    (:meth:`Format.artifact`)."""
     before = set(os.listdir(request.directory))
     try:
         details = fmt.export(request)
@@ -589,6 +609,16 @@ def _export_one(fmt: Format, request: ExportRequest, atol: float, rtol: float) -
             raise ArtifactError(f"the format wrote files it does not declare: {undeclared}")
         if fmt.files[0] not in written:
             raise ArtifactError(f"the format wrote no {fmt.files[0]}")
+        listed = _files_in(request.directory, [f for f in fmt.files if f in written])
+        artifact = fmt.artifact(request.directory)
+        if artifact not in listed:
+            raise ArtifactError(f"the format wrote no {artifact}")
+        deep = [f for f in listed if not is_export_path(f)]
+        if deep:
+            raise ArtifactError(
+                f"the format wrote {deep[0]!r:.200}, deeper than an export's files may lie "
+                f"({MAX_EXPORT_DEPTH} parts at most) or hidden"
+            )
         parity = gate(fmt, request.directory, request.output_names, atol, rtol)
     except Exception as exc:
         if is_no_space(exc):  # not this format's failure: the whole export stops
@@ -599,13 +629,14 @@ def _export_one(fmt: Format, request: ExportRequest, atol: float, rtol: float) -
             "failed", reason=reason, devices=fmt.devices, precision=fmt.precision,
             cpu_features=fmt.cpu_features,
         )  # fmt: skip
-    files = tuple(f for f in fmt.files if f in written)
+    # The artifact first, then the format's other files in its order, a folder's sorted.
+    files = (artifact, *(f for f in listed if f != artifact))
     common: dict[str, Any] = {"precision": fmt.precision, "cpu_features": fmt.cpu_features}
     # Never ship an fp32 artifact that differs from eager. A reduced-precision one differs by
     # design: its parity is recorded, and its accuracy on held-out data decides.
     broken = any(c.error for c in parity.checks)
     if not parity.passed and (fmt.precision == "fp32" or broken):
-        _remove(request.directory, set(files))
+        _remove(request.directory, set(written))
         return FormatRecord(
             "failed", reason=parity.why(), details=details, devices=fmt.devices, parity=parity,
             **common,
@@ -631,11 +662,12 @@ def _gate_accuracy(
     )  # fmt: skip
     if result.passed:
         return replace(record, accuracy=result)
-    _remove(directory, set(record.files))
+    _remove(directory, {f.split("/", 1)[0] for f in record.files})  # a folder whole
     return replace(record, status="failed", files=(), reason=result.why(), accuracy=result)
 
 
 def _remove(directory: Path, names: set[str]) -> None:
+    """Remove the entries ``names`` of ``directory``: files, and folders whole."""
     for name in names:
         path = directory / name
         if path.is_dir() and not path.is_symlink():

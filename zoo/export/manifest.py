@@ -4,8 +4,9 @@
 (anyone can edit one): :func:`read_manifest` refuses a file that its declared schema,
 ``manifest.schema.json``, refuses (types, bounds, finite numbers), and
 :meth:`Manifest.from_dict` one that is not exactly what zoo writes; every file name in it must
-be a plain name inside the export directory and be listed with its sha256 and size, so a
-manifest can never point zoo at a file elsewhere.
+be a plain name inside the export directory, or a relative path of plain names in a folder of
+it (a Triton model repository's ``triton/lenet/config.pbtxt``, :func:`zoo._io.is_export_path`),
+and be listed with its sha256 and size, so a manifest can never point zoo at a file elsewhere.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from zoo import _json as js
-from zoo._io import atomic_write_json, is_plain_name
+from zoo._io import MAX_EXPORT_DEPTH, atomic_write_json, is_export_path
 from zoo._pluginmanager import get_plugins
-from zoo.errors import ZooError
+from zoo.errors import ZooError, one_line
 from zoo.export.accuracy import AccuracyResult
 from zoo.export.gates import ParityResult
 from zoo.formats import PRECISIONS
@@ -329,7 +330,8 @@ class Manifest:
     inputs: tuple[TensorRecord, ...]
     outputs: tuple[TensorRecord, ...]
     formats: Mapping[str, FormatRecord]
-    #: Every file of the export but the manifest: plain names -> sha256 and size.
+    #: Every file of the export but the manifest: plain names (paths of them, for the files
+    #: in a folder: ``triton/lenet/config.pbtxt``) -> sha256 and size.
     files: Mapping[str, FileRecord]
     #: What the outputs mean (class names, a sequence model's vocabulary); None: an export of
     #: fresh weights, or of a checkpoint that does not say (its outputs are indices).
@@ -492,13 +494,37 @@ def labels_misfit(
     return None
 
 
+def _folder_problem(directory: Path, name: str) -> str | None:
+    """Why the folders on the way to listed file ``name`` (``triton`` and ``triton/lenet`` for
+    ``triton/lenet/config.pbtxt``) cannot be trusted, or None: each must be a real folder,
+    not a symbolic link (which would take the path out of the export)."""
+    parts = name.split("/")[:-1]
+    for depth in range(1, len(parts) + 1):
+        folder = "/".join(parts[:depth])
+        path = directory / folder
+        if path.is_symlink():
+            return f"its folder {folder} is a symbolic link (an export holds regular files only)"
+        if not path.exists():
+            return "missing"
+        if not path.is_dir():
+            return f"its folder {folder} is not a folder"
+    return None
+
+
 def verify_files(directory: Path, manifest: Manifest) -> list[str]:
     """Problems with the files the manifest lists (missing, not a regular file, a symbolic
-    link, a size or sha256 mismatch), and with any symbolic link in the directory: each
+    link, in a folder that is a symbolic link, a size or sha256 mismatch), and with any
+    symbolic link in the directory or in a folder of it that holds listed files: each
     ``name: why``. The size is compared first: a file of another size is not hashed."""
     problems = []
+    folders = {""}  # the directory, and every folder of it that holds a listed file
     for name, entry in manifest.files.items():
         path = directory / name
+        if (why := _folder_problem(directory, name)) is not None:
+            problems.append(f"{name}: {why}")
+            continue
+        parts = name.split("/")[:-1]
+        folders.update("/".join(parts[: i + 1]) for i in range(len(parts)))
         if path.is_symlink():
             problems.append(f"{name}: is a symbolic link (an export holds regular files only)")
         elif not path.exists():
@@ -511,24 +537,56 @@ def verify_files(directory: Path, manifest: Manifest) -> list[str]:
             )
         elif sha256(path) != entry.sha256:
             problems.append(f"{name}: sha256 does not match the manifest (modified or corrupt)")
-    try:
-        entries = sorted(os.scandir(directory), key=lambda e: e.name)
-    except OSError as exc:
-        return [*problems, f"cannot list the directory: {exc.strerror or exc}"]
-    for item in entries:
-        if item.is_symlink() and item.name not in manifest.files:
-            problems.append(
-                f"{item.name}: a symbolic link in the export directory (refused: an export "
-                "holds regular files only)"
-            )
+    for folder in sorted(folders):
+        try:
+            entries = sorted(os.scandir(directory / folder), key=lambda e: e.name)
+        except OSError as exc:
+            where = f"the folder {folder}" if folder else "the directory"
+            return [*problems, f"cannot list {where}: {exc.strerror or exc}"]
+        for item in entries:
+            name = f"{folder}/{item.name}" if folder else item.name
+            if item.is_symlink() and name not in manifest.files:
+                problems.append(
+                    f"{name}: a symbolic link in the export directory (refused: an export "
+                    "holds regular files only)"
+                )
     return problems
+
+
+#: The most entries a format's folder is listed for (a model repository holds a handful).
+MAX_FOLDER_ENTRIES: Final = 4096
+
+
+def _folder_contents(directory: Path, folder: str) -> list[str]:
+    """Every entry of ``folder`` (a path in ``directory``) and of its folders, as paths
+    relative to ``directory``, but the folders themselves: files, and anything else a runtime
+    might read (symbolic links, which are not followed, devices...). ValueError beyond
+    :data:`MAX_FOLDER_ENTRIES` entries or :data:`MAX_EXPORT_DEPTH` parts."""
+    found: list[str] = []
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        with os.scandir(directory / current) as entries:
+            for item in entries:
+                name = f"{current}/{item.name}"
+                if len(found) + len(pending) >= MAX_FOLDER_ENTRIES:
+                    raise ValueError(f"{folder} holds more than {MAX_FOLDER_ENTRIES} entries")
+                if item.is_dir(follow_symlinks=False):
+                    if name.count("/") + 1 >= MAX_EXPORT_DEPTH:
+                        raise ValueError(f"{name!r:.200} lies deeper than an export's files may")
+                    pending.append(name)
+                else:
+                    found.append(name)
+    return sorted(found)
 
 
 def verify_export(directory: Path, manifest: Manifest) -> None:
     """Refuse an export whose runtimes could read anything the manifest does not vouch for:
     ArtifactError, in one line naming the manifest and the entry, unless every listed file is
-    a regular file with its sha256, no symbolic link lies in the directory, and each format
-    registered here reads exactly the artifact its entry names and only listed files."""
+    a regular file with its sha256, no symbolic link lies in the directory (or in a folder of
+    it holding listed files), and each format registered here reads exactly the artifact its
+    entry names and only listed files: of a format that writes a folder (a Triton model
+    repository, which its server reads whole), every entry in it."""
     where = directory / MANIFEST
     problems = verify_files(directory, manifest)
     if problems:
@@ -538,14 +596,27 @@ def verify_export(directory: Path, manifest: Manifest) -> None:
         if not record.ok or name not in registry:
             continue
         fmt = registry.get(name)
-        if record.files[0] != fmt.files[0]:
+        try:
+            artifact = fmt.artifact(directory)
+            # The format reads its own file names, and whatever its folders hold: each present
+            # must be one the manifest checked.
+            present = []
+            for file in fmt.files:
+                path = directory / file
+                if path.is_dir() and not path.is_symlink():
+                    # an empty folder where a file belongs is no file the manifest checked
+                    present += _folder_contents(directory, file) or [file]
+                elif os.path.lexists(path):
+                    present.append(file)
+        except (ValueError, OSError) as exc:
+            why = str(exc) if isinstance(exc, ValueError) else one_line(exc)
+            raise ArtifactError(f"{where}: formats.{name}: {' '.join(why.split())[:400]}") from None
+        if record.files[0] != artifact:
             raise ArtifactError(
                 f"{where}: formats.{name}: names {record.files[0]!r} as its artifact, but the "
-                f"{name} format reads {fmt.files[0]!r}"
+                f"{name} format reads {artifact!r}"
             )
-        # The format reads its own file names: each present must be one the manifest checked.
-        unlisted = [f for f in fmt.files if os.path.lexists(directory / f)]
-        unlisted = [f for f in unlisted if f not in manifest.files]
+        unlisted = [f for f in present if f not in manifest.files]
         if unlisted:
             raise ArtifactError(
                 f"{where}: formats.{name}: the {name} format would read {unlisted[0]!r}, "
@@ -555,9 +626,10 @@ def verify_export(directory: Path, manifest: Manifest) -> None:
 
 def _names(values: Any, what: str) -> list[str]:
     names = js.seq(values, what)
-    bad = [n for n in names if not is_plain_name(n)]
+    bad = [n for n in names if not is_export_path(n)]
     if bad:
         raise ValueError(
-            f"{what} must be plain file names inside the export directory, got {bad[0]!r:.200}"
+            f"{what} must be plain file names inside the export directory (or paths of them in "
+            f"its folders, {MAX_EXPORT_DEPTH} parts at most), got {bad[0]!r:.200}"
         )
     return names

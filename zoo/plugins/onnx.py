@@ -41,6 +41,7 @@ __all__ = [
     "check_external_data",
     "check_onnx",
     "export_onnx",
+    "onnx_runner",
     "opset_range",
 ]
 
@@ -192,6 +193,22 @@ def _onnx_nodes(graph: Any) -> Any:
                     yield from _onnx_nodes(sub)
 
 
+def onnx_runner(path: Path, domains: Sequence[str] = ()) -> Runner:
+    """The parity gate's runner of the ONNX model at ``path``: checked first
+    (:func:`check_onnx`, with the extra operator ``domains`` a format declares), then run by
+    ONNX Runtime's CPU provider, as zoo's ONNX formats (``onnx``, ``triton``) are gated."""
+    import onnxruntime as ort
+
+    check_onnx(path, domains)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def run(x: torch.Tensor) -> tuple[np.ndarray, ...]:
+        return tuple(np.asarray(o) for o in session.run(None, {name: x.numpy()}))
+
+    return run
+
+
 class OnnxFormat(Format):
     """``model.onnx`` (+ ``model.onnx.data`` above 100 MB of weights), opset 18 and up,
     ``onnx.checker``'s full check, gated in ONNX Runtime's CPU provider."""
@@ -241,18 +258,7 @@ class OnnxFormat(Format):
         return None
 
     def load(self, directory: Path, variant: str = "") -> Runner:
-        import onnxruntime as ort
-
-        check_onnx(directory / self.files[0], self.operator_namespaces)
-        session = ort.InferenceSession(
-            str(directory / self.files[0]), providers=["CPUExecutionProvider"]
-        )
-        name = session.get_inputs()[0].name
-
-        def run(x: torch.Tensor) -> tuple[np.ndarray, ...]:
-            return tuple(np.asarray(o) for o in session.run(None, {name: x.numpy()}))
-
-        return run
+        return onnx_runner(directory / self.files[0], self.operator_namespaces)
 
 
 #: The operators int8 quantization converts: the convolutions and matrix products, where the
