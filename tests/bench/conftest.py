@@ -16,3 +16,8 @@ def _cache_in_tmp(bench_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     """On-the-fly exports go to a temporary cache shared by the bench tests, never ~/.cache."""
     monkeypatch.setenv("ZOO_CACHE_DIR", str(bench_cache))
     yield
+
+
+@pytest.fixture(autouse=True)
+def _ceiling_once(one_ceiling_a_session: None) -> None:
+    """The ceiling each run is measured against, measured once a session (tests/conftest.py)."""

@@ -116,6 +116,7 @@ def _unlisted_format_file(data: dict[str, Any]) -> None:
         "bad-status",
     ],
 )
+@pytest.mark.usefixtures("check_in_this_process")
 def test_a_manifest_zoo_did_not_write_is_refused_in_one_line(
     export: Path, tmp_path: Path, change: Callable[[dict[str, Any]], None], message: str
 ) -> None:

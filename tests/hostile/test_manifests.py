@@ -3,7 +3,12 @@
 the entry, with exit 1, and nothing outside the directory is read or written.
 
 "Not read" is checked with FIFOs: every outside file a hostile manifest points at is a named
-pipe without a writer, so a zoo that opened it would hang until the test's timeout."""
+pipe without a writer, so a zoo that opened it would hang until the test's timeout (the real
+``zoo``) or be found opening it (``zoo_here``, zoo's command line in this process).
+
+Each case runs through zoo's command line in this process, except those of ``END_TO_END``,
+which run the real ``zoo`` (and ``--check``'s child process): what costs the time of a case
+is starting the processes, and every refusal of a case happens in the same code either way."""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from typing import Any
 import onnx
 import pytest
 
-from tests.hostile.conftest import Tamper, one_error_line, relist, snapshot, zoo
+from tests.hostile.conftest import Tamper, Zoo, one_error_line, relist, snapshot, zoo
 
 
 def _outside(directory: Path, name: str = "model.onnx") -> Path:
@@ -233,15 +238,19 @@ BENCH_CASES = [
     *CASES,
     (int8_weights_elsewhere, "model.int8.onnx:", "weights of model.int8.onnx from the file only"),
 ]
+#: The cases run by the real ``zoo`` command: one refused as it reads the manifest (a FIFO in
+#: its place), one refused for an entry that points at a FIFO outside the directory.
+END_TO_END = (manifest_is_a_fifo, escaping_format_file)
 
 
 @pytest.mark.parametrize(("change", "entry", "problem"), CASES, ids=IDS)
 def test_export_check_refuses_it_in_one_line(
-    tampered: Callable[[Tamper], Path], change: Tamper, entry: str, problem: str
+    tampered: Callable[[Tamper], Path], zoo_here: Zoo, change: Tamper, entry: str, problem: str
 ) -> None:
     directory = tampered(change)
     before = snapshot(directory.parent)
-    result = zoo("export", "--check", str(directory))
+    run = zoo if change in END_TO_END else zoo_here
+    result = run("export", "--check", str(directory))
     assert result.returncode == 1, result.stdout + result.stderr
     line = one_error_line(result)
     assert str(directory) in line and entry in line and problem in line, line
@@ -253,11 +262,12 @@ def test_export_check_refuses_it_in_one_line(
     ("change", "entry", "problem"), BENCH_CASES, ids=[c.__name__ for c, _, _ in BENCH_CASES]
 )
 def test_bench_refuses_it_before_measuring_anything(
-    tampered: Callable[[Tamper], Path], change: Tamper, entry: str, problem: str
+    tampered: Callable[[Tamper], Path], zoo_here: Zoo, change: Tamper, entry: str, problem: str
 ) -> None:
     directory = tampered(change)
     before = snapshot(directory.parent)
-    result = zoo("bench", "lenet", "--artifacts", str(directory), "--runtime", "onnxruntime")
+    run = zoo if change in END_TO_END else zoo_here
+    result = run("bench", "lenet", "--artifacts", str(directory), "--runtime", "onnxruntime")
     assert result.returncode == 1, result.stdout + result.stderr
     line = one_error_line(result)
     assert entry in line and problem in line, line
@@ -286,21 +296,21 @@ GARBAGE = {
 
 @pytest.mark.parametrize("fmt", list(GARBAGE))
 def test_a_garbage_artifact_with_a_true_hash_is_one_line_naming_it(
-    tampered: Callable[[Tamper], Path], fmt: str
+    tampered: Callable[[Tamper], Path], zoo_here: Zoo, fmt: str
 ) -> None:
     name, why = GARBAGE[fmt]
     directory = tampered(_garbage(name))
-    result = zoo("export", "--check", str(directory))
+    result = zoo_here("export", "--check", str(directory))
     assert result.returncode == 1
     line = one_error_line(result)
     assert f"{directory / name}: does not load as {fmt}: " in line and why in line, line
 
 
 def test_a_garbage_parity_fixture_is_one_line_naming_it(
-    tampered: Callable[[Tamper], Path],
+    tampered: Callable[[Tamper], Path], zoo_here: Zoo
 ) -> None:
     directory = tampered(_garbage("parity.safetensors"))
-    line = one_error_line(zoo("export", "--check", str(directory)))
+    line = one_error_line(zoo_here("export", "--check", str(directory)))
     assert f"{directory / 'parity.safetensors'}: not this export's parity fixture" in line
 
 
@@ -412,16 +422,18 @@ def _pickling_pt2(part: str, marker: Path) -> Tamper:
     ],
 )
 def test_a_pt2_that_torch_would_unpickle_is_never_loaded(
-    tampered: Callable[[Tamper], Path], tmp_path: Path, part: str, why: str
+    tampered: Callable[[Tamper], Path], zoo_here: Zoo, tmp_path: Path, part: str, why: str
 ) -> None:
+    """In this process, whose benchmark's workers are processes of their own: the payload
+    would run in either, and the marker tells."""
     marker = tmp_path / "PWNED"
     directory = tampered(_pickling_pt2(part, marker))
-    result = zoo("export", "--check", str(directory))
+    result = zoo_here("export", "--check", str(directory))
     assert result.returncode == 1
     line = one_error_line(result)
     assert f"{directory / 'model.pt2'}: does not load as pt2: ValueError: " in line, line
     assert why in line, line
-    result = zoo(
+    result = zoo_here(
         "bench", "lenet", "--artifacts", str(directory), "--runtime", "pt2", "--batch", "1"
     )
     assert result.returncode == 1 and why in " ".join(result.stdout.split())  # table wraps

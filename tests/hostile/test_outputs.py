@@ -1,5 +1,7 @@
 """``zoo bench --json/--plot``: output paths are checked before the benchmark runs, and a
-FIFO or character device is written through, never replaced by a regular file."""
+FIFO or character device is written through, never replaced by a regular file. The bad
+paths are refused by zoo's command line in this process (``zoo_here``); the FIFO is written
+by the real ``zoo``."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.conftest import one_error_line, snapshot, zoo
+from tests.hostile.conftest import Zoo, one_error_line, snapshot, zoo
 from zoo.bench.outputs import write_output
 
 QUICK = [
@@ -38,7 +40,7 @@ QUICK += ["--max-rounds", "1"]
     ],
 )
 def test_a_bad_output_path_fails_before_the_benchmark(
-    lenet_export: Path, tmp_path: Path, where: str, why: str
+    lenet_export: Path, tmp_path: Path, zoo_here: Zoo, where: str, why: str
 ) -> None:
     (tmp_path / "dir").mkdir()
     if where == "socket":
@@ -48,7 +50,7 @@ def test_a_bad_output_path_fails_before_the_benchmark(
         server.bind(str(tmp_path / "socket"))
     before = snapshot(tmp_path)
     for option in ("--json", "--plot"):
-        result = zoo(
+        result = zoo_here(
             "bench",
             "lenet",
             "--artifacts",

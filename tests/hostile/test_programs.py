@@ -2,7 +2,11 @@
 export may come from anyone. Each case is built the way the attack was: the exported
 artifact wrapped or edited to call an operator that touches a file, the manifest rehashed so
 that every file matches it. zoo must refuse the program in one line before it runs, and the
-file outside the export directory must stay untouched."""
+file outside the export directory must stay untouched.
+
+The programs are refused by zoo's command line in this process (``zoo_here``; a benchmark's
+workers are processes of their own): a program that ran would touch the file all the same.
+The endless loop runs the real ``zoo``: only ``--check``'s child process bounds it."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import onnx
 import pytest
 import torch
 
-from tests.hostile.conftest import one_error_line, sha256, zoo
+from tests.hostile.conftest import Zoo, one_error_line, sha256, zoo
 from zoo.plugins.torchscript import quiet_deprecation
 
 
@@ -56,20 +60,20 @@ def _hostile_torchscript(target: Path, *, shared: bool) -> Callable[[Path, dict[
 
 @pytest.mark.parametrize("shared", [True, False], ids=["writes", "reads"])
 def test_a_torchscript_program_that_touches_a_file_is_refused_before_it_runs(
-    tampered: Callable[..., Path], tmp_path: Path, shared: bool
+    tampered: Callable[..., Path], zoo_here: Zoo, tmp_path: Path, shared: bool
 ) -> None:
     target = tmp_path / "outside.bin"
     if not shared:
         target.write_bytes(b"secret" * 4)
     before = target.read_bytes() if target.exists() else None
     directory = tampered(_hostile_torchscript(target, shared=shared))
-    checked = zoo("export", "--check", str(directory))
+    checked = zoo_here("export", "--check", str(directory))
     assert checked.returncode == 1
     line = one_error_line(checked)
     assert "model.ts: does not load as torchscript" in line
     assert "calls aten::from_file, which zoo does not run" in line
     record = tmp_path / "bench.json"
-    zoo("bench", "lenet", "--artifacts", str(directory), "--runtime", "torchscript",
+    zoo_here("bench", "lenet", "--artifacts", str(directory), "--runtime", "torchscript",
         "--batch", "1", "--rounds", "1", "--max-rounds", "1", "--min-time", "0.01",
         "--device", "cpu", "--json", str(record))  # fmt: skip
     (row,) = json.loads(record.read_text())["results"]
@@ -80,7 +84,7 @@ def test_a_torchscript_program_that_touches_a_file_is_refused_before_it_runs(
 
 
 def test_a_torchscript_archive_that_runs_code_as_it_loads_is_refused(
-    tampered: Callable[..., Path], tmp_path: Path
+    tampered: Callable[..., Path], zoo_here: Zoo, tmp_path: Path
 ) -> None:
     """__setstate__ runs inside torch.jit.load, before any graph can be looked at."""
     target = tmp_path / "outside.bin"
@@ -109,7 +113,7 @@ def test_a_torchscript_archive_that_runs_code_as_it_loads_is_refused(
         _rehash(directory, manifest, "model.ts")
 
     directory = tampered(change)
-    checked = zoo("export", "--check", str(directory))
+    checked = zoo_here("export", "--check", str(directory))
     assert checked.returncode == 1
     assert "defines __setstate__, code torch.jit.load runs as it loads" in one_error_line(checked)
     assert not target.exists()
@@ -127,7 +131,7 @@ def test_zoo_s_own_programs_pass_the_rule(lenet_export: Path) -> None:
 
 
 def test_a_pt2_program_that_calls_a_file_operator_is_refused(
-    tampered: Callable[..., Path], tmp_path: Path
+    tampered: Callable[..., Path], zoo_here: Zoo, tmp_path: Path
 ) -> None:
     """The ExportedProgram's graph edited to hold aten.from_file: the same rule as
     TorchScript's."""
@@ -151,7 +155,7 @@ def test_a_pt2_program_that_calls_a_file_operator_is_refused(
         _rehash(directory, manifest, "model.pt2")
 
     directory = tampered(change)
-    checked = zoo("export", "--check", str(directory))
+    checked = zoo_here("export", "--check", str(directory))
     assert checked.returncode == 1
     line = one_error_line(checked)
     assert "model.pt2: does not load as pt2" in line
@@ -160,7 +164,7 @@ def test_a_pt2_program_that_calls_a_file_operator_is_refused(
 
 
 def test_an_onnx_graph_with_an_operator_of_a_custom_domain_is_refused(
-    tampered: Callable[..., Path],
+    tampered: Callable[..., Path], zoo_here: Zoo
 ) -> None:
     """ONNX Runtime runs custom domains' operators from native libraries: only the standard
     domains zoo exports (and those a format plugin declares) are run, in every subgraph."""
@@ -174,7 +178,7 @@ def test_an_onnx_graph_with_an_operator_of_a_custom_domain_is_refused(
         _rehash(directory, manifest, "model.onnx")
 
     directory = tampered(change)
-    checked = zoo("export", "--check", str(directory))
+    checked = zoo_here("export", "--check", str(directory))
     assert checked.returncode == 1
     line = one_error_line(checked)
     assert "model.onnx: does not load as onnx" in line
@@ -230,7 +234,7 @@ def test_an_onnx_loop_that_never_ends_is_stopped_at_the_check_bound(
 
 @pytest.mark.parametrize("gate", [None, {}], ids=["removed", "empty"])
 def test_check_refuses_an_ok_artifact_without_its_gate_record(
-    tampered: Callable[..., Path], gate: dict[str, Any] | None
+    tampered: Callable[..., Path], zoo_here: Zoo, gate: dict[str, Any] | None
 ) -> None:
     """The attack: the fp32 format's parity record removed (or emptied), its artifact
     replaced with 7 bytes of garbage, the manifest rehashed. --check used to say "parity
@@ -245,13 +249,13 @@ def test_check_refuses_an_ok_artifact_without_its_gate_record(
         (directory / "model.onnx").write_bytes(b"garbage")
         _rehash(directory, manifest, "model.onnx")
 
-    checked = zoo("export", "--check", str(tampered(change)))
+    checked = zoo_here("export", "--check", str(tampered(change)))
     assert checked.returncode == 1
     assert "onnx is marked ok but records no parity gate" in one_error_line(checked)
 
 
 def test_a_sparse_initializer_that_reads_an_unlisted_file_is_refused(
-    tampered: Callable[..., Path],
+    tampered: Callable[..., Path], zoo_here: Zoo
 ) -> None:
     """The attack: a sparse initializer whose values live in ``other.bin``, a file in the
     export directory that the manifest does not list (a hard link to an outside file would
@@ -270,7 +274,7 @@ def test_a_sparse_initializer_that_reads_an_unlisted_file_is_refused(
         (directory / "other.bin").write_bytes(b"\0" * 16)
         _rehash(directory, manifest, "model.onnx")
 
-    checked = zoo("export", "--check", str(tampered(change)))
+    checked = zoo_here("export", "--check", str(tampered(change)))
     assert checked.returncode == 1
     line = one_error_line(checked)
     assert "tensor 'evil_values' is stored in 'other.bin'" in line
@@ -285,7 +289,7 @@ def test_a_sparse_initializer_that_reads_an_unlisted_file_is_refused(
     ids=["pt2-json", "torchscript-code"],
 )
 def test_a_zip_bomb_is_refused_before_anything_inflates_it(
-    tampered: Callable[..., Path], file: str, member: str
+    tampered: Callable[..., Path], zoo_here: Zoo, file: str, member: str
 ) -> None:
     """The attack: an archive member that inflates to 64 MiB of whitespace from a few tens
     of kilobytes (the probe's inflated to 400 MB; 1.5 GB peak while zoo parsed it)."""
@@ -306,7 +310,7 @@ def test_a_zip_bomb_is_refused_before_anything_inflates_it(
 
     directory = tampered(change)
     assert (directory / file).stat().st_size < 2 << 20
-    checked = zoo("export", "--check", str(directory))
+    checked = zoo_here("export", "--check", str(directory))
     assert checked.returncode == 1
     line = one_error_line(checked)
     assert f"{file}: does not load as" in line and "inflates" in line
