@@ -139,6 +139,12 @@ class Runtime(ABC):
             return f"no {self.format} artifact in {source.directory}" + (f": {why}" if why else "")
         return None
 
+    def serving(self) -> Runtime:
+        """This runtime as a server's replica runs it (``zoo serve``): the same by default. A
+        runtime whose threads wait for work by spinning returns a copy that sleeps instead, as
+        a server shares its CPUs with its own event loop between requests."""
+        return self
+
     @abstractmethod
     def load(self, source: Source, device: str, threads: int) -> Session:
         """Load (and for compilers, compile on first call); all of it counts as cold start.

@@ -2,12 +2,14 @@
 user starts it, spoken to with Triton's own client and plain HTTP, then stopped by SIGTERM.
 
 One server for the module (Ray starts in about ten seconds); its tests run in one xdist
-worker (``xdist_group``; ``make test`` distributes by group). The last test stops it.
+worker (``xdist_group``; ``make test`` distributes by group). The SIGTERM test stops it; the
+ones after it need no server, or start their own.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -269,6 +271,96 @@ def test_sigterm_stops_it_within_seconds_leaving_no_process(server: Server) -> N
     assert took < STOP_S
     assert "zoo: stopped" in server.log.read_text()
     assert _status(f"http://{server.url}/v2/health/live") == 0  # nothing listens any more
+
+
+def test_zoo_bench_serve_starts_zoo_serve_with_replicas_behind_rays_proxy(
+    digits: Path, tmp_path: Path
+) -> None:
+    """--serve: zoo bench starts zoo serve itself (here with two replicas, which Ray's proxy
+    puts in front of), measures it beside the in-process row, and stops it after."""
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(
+        cli,
+        ["bench", "lenet", "--artifacts", str(digits), "--runtime", "onnxruntime",
+         "--scenario", "server", "--splits", "1x1", "--rounds", "1", "--max-rounds", "1",
+         "--min-time", "0.2", "--server-requests", "40", "--clients", "4",
+         "--serve", "--serve-args", "--replicas 2 --threads 1", "--json", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = {r["runtime"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(rows) == {"onnxruntime", "onnxruntime served"}
+    served = rows["onnxruntime served"]
+    assert served["status"] == "ok" and served["sessions"] == 4, served
+    assert served["detail"]["endpoint"].startswith("http://127.0.0.1:")
+    assert served["detail"]["in_process"]["runtime"] == "onnxruntime"
+    assert served["samples_per_s"] > 0
+    left = [p.cmdline() for p in psutil.Process().children(recursive=True)]
+    assert not [c for c in left if "serve" in c], left  # the server and Ray's are gone
+
+
+def test_a_replica_does_not_spin_its_runtimes_threads(digits: Path, pictures: list[Path]) -> None:
+    """ONNX Runtime's threads spin between calls (what a benchmark's tight loop wants); a
+    replica's sleep instead, leaving the CPU to its event loop. Bench's own is unchanged."""
+    from zoo.deploy.loading import open_export
+    from zoo.plugins.onnx import OnnxRuntime
+
+    runtime = OnnxRuntime()
+    quiet = runtime.serving()
+    assert quiet is not runtime and runtime.spinning and not quiet.spinning
+    key = "session.intra_op.allow_spinning"
+    assert quiet.options(2).get_session_config_entry(key) == "0"
+    with pytest.raises(RuntimeError, match="does not have"):  # unset: ORT spins (its default)
+        runtime.options(2).get_session_config_entry(key)
+    opened = open_export(digits, "onnxruntime", serving=True)
+    assert opened.runtime.name == "onnxruntime"
+    import torch
+
+    (scores,) = opened.session.outputs(torch.from_numpy(_decoded(pictures)))
+    assert scores.shape[0] == len(pictures)
+
+
+def test_ray_settings_for_one_replica_last_only_while_ray_starts(
+    digits: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One local replica answers on --port itself (direct ingress: the range is that one
+    port), Ray's proxy on another; the settings are in the environment only while ray.init
+    starts Ray's processes. Two replicas keep Ray's proxy on --port."""
+    import ray
+
+    from zoo.deploy import serve as serving
+
+    seen: list[dict[str, str]] = []
+    proxy: list[int] = []
+
+    def init(**kwargs: object) -> None:
+        seen.append({k: v for k, v in os.environ.items() if k.startswith("RAY_SERVE_")})
+
+    class Stop(Exception):
+        pass
+
+    def start(http_options: object, **kwargs: object) -> None:
+        proxy.append(http_options.port)  # type: ignore[attr-defined]
+        raise Stop
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(serving.serve, "start", start)
+    monkeypatch.setattr(serving.serve, "shutdown", lambda: None)
+    before = {k: v for k, v in os.environ.items() if k.startswith("RAY_SERVE_")}
+    for replicas in (1, 2):
+        port = _free_port()
+        options = serving.ServeOptions(runtime="onnxruntime", replicas=replicas)
+        with pytest.raises(Stop):
+            serving.serve_forever(digits, options, port=port)
+        if replicas == 1:
+            assert seen[-1]["RAY_SERVE_ENABLE_DIRECT_INGRESS"] == "1"
+            assert seen[-1]["RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT"] == str(port)
+            assert seen[-1]["RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT"] == str(port + 1)
+            assert proxy[-1] != port
+        else:
+            assert "RAY_SERVE_ENABLE_DIRECT_INGRESS" not in seen[-1]
+            assert proxy[-1] == port
+        assert {k: v for k, v in os.environ.items() if k.startswith("RAY_SERVE_")} == before
 
 
 def test_build_app_takes_zoo_serves_options_as_arguments(digits: Path) -> None:

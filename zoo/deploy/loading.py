@@ -99,9 +99,11 @@ def open_export(
     threads: int = 1,
     precision: str = "fp32",
     manifest: Manifest | None = None,
+    serving: bool = False,
 ) -> OpenExport:
     """Vet the export in ``directory`` and load its artifact (of ``precision``) in ``runtime``
-    (or the first that runs it here); ArtifactError or UsageError in one line."""
+    (or the first that runs it here); ArtifactError or UsageError in one line. ``serving``:
+    load it as a server's replica runs it (:meth:`zoo.runtimes.Runtime.serving`)."""
     manifest = manifest if manifest is not None else read_manifest(directory)
     vet_export(directory, manifest)
     source = source_of(directory, manifest)
@@ -110,5 +112,6 @@ def open_export(
     if precision != "fp32":
         variant = _variant(manifest, chosen, precision)
         source = source_of(directory, manifest, variant)
-    session = chosen.load(source, device, threads)
+    loader = chosen.serving() if serving else chosen
+    session = loader.load(source, device, threads)
     return OpenExport(directory, manifest, chosen, session, variant)

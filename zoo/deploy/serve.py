@@ -12,16 +12,26 @@ stops; with ``--address`` it deploys to a running Ray cluster (KubeRay, ``ray st
 where each node must see the export at the same path. Ray is imported only here: the rest of
 zoo runs without the ``serve`` extra (the command line imports this module only for
 ``zoo serve``).
+
+One local replica answers on the port itself (Ray Serve's direct ingress,
+:func:`_direct_ingress`): without Ray's proxy in between, a request costs one process hop
+instead of three. Measured on 2 cores (resnet18, closed loop): the proxy took 6 ms of CPU per
+request, and the server answered 46 requests/s instead of 84 (the runtime in-process: 85).
+More replicas, or a cluster, go through Ray's proxy, which spreads requests among them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +95,7 @@ class V2Deployment:
             device=options.device,
             threads=options.threads,
             precision=options.precision,
+            serving=True,
         )
         platform = f"zoo_{self.export.runtime.name}"
         if self.export.variant is not None:
@@ -282,6 +293,77 @@ def check_port(host: str, port: int) -> None:
             ) from None
 
 
+#: Seconds the replica may take to answer on its port once Ray Serve says it is running.
+READY_S = 60.0
+
+
+def _direct_ingress(port: int) -> dict[str, str]:
+    """Ray Serve's settings for one local replica that answers HTTP on ``port`` itself (its
+    direct ingress: no proxy actor between client and replica). Ray reads them from the
+    environment of the processes it starts, and the port range is the one port (the upper
+    bound is exclusive). A replica Ray restarts takes the same port again at once (no
+    quarantine, no draining period: no other proxy routes to it)."""
+    return {
+        "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+        "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
+        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(port),
+        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(port + 1),
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0",
+        "RAY_SERVE_PORT_QUARANTINE_S": "0",
+    }
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """``values`` in this process's environment for the block (for the processes Ray starts
+    in it), and what was there before back after it."""
+    before = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _free_port(host: str) -> int:
+    """A port free on ``host`` now (for Ray's own proxy, when the replica has the given one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def _reachable(host: str) -> str:
+    """The address to reach a server listening on ``host`` from this machine (a wildcard
+    address is not one to connect to), bracketed for a URL when it is IPv6."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"[{host}]" if ":" in host else host
+
+
+def _wait_ready(url: str, limit_s: float = READY_S) -> None:
+    """Return once ``url`` answers 200; UsageError after ``limit_s`` seconds."""
+    import ray
+
+    deadline = time.monotonic() + limit_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise UsageError(
+                f"the replica did not answer at {url} within {limit_s:.0f} s (Ray {ray.__version__}"
+                "'s direct ingress); try --replicas 2, which serves through Ray's proxy"
+            )
+        time.sleep(0.2)
+
+
 def serve_forever(
     directory: Path,
     options: ServeOptions,
@@ -312,23 +394,31 @@ def serve_forever(
                 f"--replicas {options.replicas} x --threads {options.threads} needs "
                 f"{options.replicas * options.threads} CPUs, this machine has {cpus}"
             )
-    ray.init(
-        address=address,
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        namespace="zoo-serve",
-    )
+    # One local replica answers on the port itself; Ray's proxy (which it still starts) gets
+    # another, free one. Ray's processes take the settings when ray.init starts them.
+    direct = local and options.replicas == 1
+    proxy_port = _free_port(host) if direct else port
+    with _environment(_direct_ingress(port) if direct else {}):
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            namespace="zoo-serve",
+        )
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
     # After ray.init, whose own SIGTERM handler (C++, in its core worker) would end the
     # process at once and leave Ray's agents running.
     with stop_on_signals(stop if stop is not None else threading.Event()) as stopping:
         try:
             serve.start(
-                http_options=HTTPOptions(host=host, port=port),
+                http_options=HTTPOptions(host=host, port=proxy_port),
                 logging_config=LoggingConfig(enable_access_log=False, log_level="WARNING"),
             )
             serve.run(application(directory, options), name=app_name, route_prefix="/")
-            ready(f"http://{host}:{port}")
+            url = f"http://{_reachable(host)}:{port}"
+            if direct:  # Serve calls the app running before its replica listens on the port
+                _wait_ready(f"{url}/v2/health/ready")
+            ready(url)
             while not stopping.wait(0.5):
                 pass
         finally:
