@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import psutil
 import pytest
 from click.testing import CliRunner
 
-from zoo.bench.load import BUSY_SHARE, Others, OthersShare
+from zoo.bench.load import BUSY_SHARE, Others, OthersShare, process_tree_cpu
 from zoo.bench.results import load_run
 from zoo.bench.rows import single_stream_row
 from zoo.bench.settings import BenchSettings
@@ -204,6 +205,38 @@ def test_the_others_share_counts_a_busy_process_not_the_reaped_worker() -> None:
     # machine where nothing else runs; with more than 2 CPUs the bound is looser).
     assert measured.share >= 0.8 / cpus > BUSY_SHARE and 0 <= measured.steal <= 1
     assert measured.wall_s >= 1.0
+
+
+def test_a_server_measured_over_the_wire_counts_as_the_rounds_own() -> None:
+    """zoo bench --serve: the server (and the processes it started, as Ray starts its
+    replicas) works for the round, so its CPU is not the others' share; the same busy
+    process is the others' share for a round that does not measure it."""
+    spin = "while True: pass"
+    starter = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {spin!r}])"
+    server = subprocess.Popen([sys.executable, "-c", starter])  # busy in its child
+    try:
+        deadline = time.monotonic() + 30
+        while not psutil.Process(server.pid).children() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        clock = process_tree_cpu(server.pid)
+        plain, measuring = Others(), Others(also=clock)
+        plain.start()
+        measuring.start()
+        before = clock()
+        time.sleep(1.5)
+        apart, own = plain.measure(), measuring.measure()
+        used = clock() - before
+    finally:
+        for child in psutil.Process(server.pid).children(recursive=True):
+            child.kill()
+        server.kill()
+        server.wait()
+    cpus = psutil.cpu_count() or 1
+    assert used >= 0.5  # the grandchild's spin is on the server's clock
+    # The same interval, read twice: the server's seconds moved from the others' to the own.
+    assert apart.share - own.share >= 0.3 / cpus
+    assert apart.share >= 0.3 / cpus
+    assert process_tree_cpu(server.pid)() == 0.0  # gone: no clock to read
 
 
 def test_every_row_of_a_series_says_whether_its_rounds_ran_in_tf32() -> None:

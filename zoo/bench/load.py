@@ -8,6 +8,11 @@ children's CPU time. Measured on these 2-core machines: with one other busy proc
 OpenMP threads stall for whole scheduler slices and a worker runs 10 to 300 times slower, so a
 figure measured beside one is noise, however well its rounds agree.
 
+A server measured over the wire (``zoo bench --serve``) is part of the measurement, not
+another process: its CPU time counts as the round's own (``Others(also=...)``,
+:func:`process_tree_cpu`), so a server busy with the benchmark's requests does not mark the
+round disturbed.
+
 Used by ``zoo bench`` (each worker's round, and the stability rule) and ``zoo bench-train``.
 """
 
@@ -16,11 +21,19 @@ from __future__ import annotations
 import os
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psutil
 
-__all__ = ["BUSY_SHARE", "Others", "OthersShare", "load_average", "wait_for_quiet"]
+__all__ = [
+    "BUSY_SHARE",
+    "Others",
+    "OthersShare",
+    "load_average",
+    "process_tree_cpu",
+    "wait_for_quiet",
+]
 
 #: Other processes using more than this share of the CPUs during a round disturb it.
 BUSY_SHARE = 0.10
@@ -51,16 +64,48 @@ class OthersShare:
     wall_s: float
 
 
+def process_tree_cpu(pid: int) -> Callable[[], float]:
+    """A clock of the CPU seconds process ``pid`` and its descendants have used (their reaped
+    children's included): the server a benchmark measures, and the workers it started. A
+    process gone between two readings takes its seconds with it, so a reading may go down."""
+
+    def clock() -> float:
+        try:
+            root = psutil.Process(pid)
+            tree = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return 0.0
+        total = 0.0
+        for process in tree:
+            try:
+                t = process.cpu_times()
+            except psutil.Error:
+                continue
+            total += t.user + t.system + t.children_user + t.children_system
+        return total
+
+    return clock
+
+
 class Others:
     """The share of all CPUs other processes use between :meth:`start` and :meth:`share`.
-    Workers count as this process's own once they are reaped, so read it after ``wait``."""
+    Workers count as this process's own once they are reaped, so read it after ``wait``.
+    ``also``: a clock of more CPU seconds to count as this process's own (a server the
+    benchmark measures, :func:`process_tree_cpu`)."""
+
+    def __init__(self, also: Callable[[], float] | None = None) -> None:
+        self.also = also
+
+    def _readings(self) -> tuple[float, float, float]:
+        busy, steal, own = _cpu_seconds()
+        return busy, steal, own + (self.also() if self.also is not None else 0.0)
 
     def start(self) -> None:
-        self.busy, self.steal, self.own = _cpu_seconds()
+        self.busy, self.steal, self.own = self._readings()
         self.started = time.perf_counter()
 
     def measure(self) -> OthersShare:
-        busy, steal, own = _cpu_seconds()
+        busy, steal, own = self._readings()
         wall = time.perf_counter() - self.started
         capacity = wall * (psutil.cpu_count() or 1)
         if capacity <= 0:
@@ -81,11 +126,11 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
-def wait_for_quiet(limit_s: float) -> float:
+def wait_for_quiet(limit_s: float, also: Callable[[], float] | None = None) -> float:
     """Wait (up to ``limit_s``) until other processes use under :data:`BUSY_SHARE` of the
-    CPUs over a second; the seconds waited."""
+    CPUs over a second; the seconds waited. ``also``: as :class:`Others`'."""
     waited = 0.0
-    others = Others()
+    others = Others(also)
     while waited < limit_s:
         others.start()
         time.sleep(min(1.0, max(0.05, limit_s - waited)))

@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from zoo._pluginmanager import get_plugins
+from zoo.bench import wire
 from zoo.bench.artifacts import export_dir, formats_for, variants_for
-from zoo.bench.load import Others, wait_for_quiet
+from zoo.bench.load import Others, process_tree_cpu, wait_for_quiet
 from zoo.bench.processes import environment, physical_cores, spawn_worker
 from zoo.bench.results import OFFLINE, SERVER, SINGLE_STREAM, BenchRun, Row
 from zoo.bench.rows import offline_row, server_row, single_stream_row, unmeasured_rows
@@ -305,8 +306,6 @@ def _bench_wire(
     on the export with each in-process server row's runtime and precision (``--serve``), one
     server at a time, after the in-process rows (they never share the CPUs). Each wire row
     says what it kept of its in-process figure (``detail.in_process``)."""
-    from zoo.bench import wire
-
     model = source.model
     if settings.endpoint is not None:
         endpoint = wire.parse_endpoint(settings.endpoint, model)
@@ -387,10 +386,13 @@ class _Measured:
 
 def _run_round(job: Job, settings: BenchSettings) -> Round | str:
     """One worker, with what the rest of the machine did meanwhile; why, where it failed."""
+    # A server zoo bench started (--serve) works for this round: its CPU is the round's own.
+    server = wire.server_process(job.endpoint) if job.endpoint is not None else None
+    also = process_tree_cpu(server) if server is not None else None
     if settings.wait_quiet_s > 0:
-        wait_for_quiet(settings.wait_quiet_s)
+        wait_for_quiet(settings.wait_quiet_s, also)
     load = os.getloadavg()[0]
-    others = Others()
+    others = Others(also)
     others.start()
     result = JobResult.from_dict(_spawn(job, settings.timeout_s))
     machine = others.measure()

@@ -9,7 +9,10 @@ one sample and reads the answer back as a NumPy array.
 
 ``--serve`` starts ``zoo serve`` on the export being measured (on a free loopback port, with
 the runtime and precision of each in-process row) after the in-process rows are done, so the
-two never share the CPUs, and stops it before the next.
+two never share the CPUs, and stops it before the next. Such a server's CPU time is the
+measurement's own (:func:`server_process`): a round is not disturbed by the server it measures.
+A server given with ``--endpoint`` on this machine is another process: its work marks the
+rounds unstable, as it does take the CPUs from the clients.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ __all__ = [
     "WireRuntime",
     "parse_endpoint",
     "served",
+    "server_process",
 ]
 
 #: The runtime name of a row measured over the wire against ``--endpoint``.
@@ -162,6 +166,15 @@ class WireRuntime(Runtime):
         return Session(prepare=prepare, run=run, close=close)
 
 
+#: The servers ``served`` runs now: their address (``HOST:PORT``) and process id.
+_SERVERS: dict[str, int] = {}
+
+
+def server_process(address: str) -> int | None:
+    """The process id of the server ``served`` runs at ``address`` (None: not one of ours)."""
+    return _SERVERS.get(address)
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -190,6 +203,7 @@ def served(
             command, stdout=log, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
+        _SERVERS[endpoint.address] = process.pid
         try:
             deadline = time.monotonic() + SERVE_START_S
             while _status(f"{endpoint.url}/ready") != 200:
@@ -203,6 +217,7 @@ def served(
                 time.sleep(0.5)
             yield endpoint
         finally:
+            _SERVERS.pop(endpoint.address, None)
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 try:
