@@ -87,6 +87,26 @@ def test_the_search_finds_the_highest_rate_under_the_bound() -> None:
     assert two.max_qps > 1.4 * one.max_qps  # two sessions serve about twice the rate
 
 
+def test_clients_of_one_server_search_from_what_one_request_at_a_time_serves() -> None:
+    """Four clients of a server that answers one request at a time (a lock: 4 ms each, 250/s)
+    are not four servers: with ``parallel=1`` the search starts at half of 250/s and finds
+    the rate; taken as four servers, it starts at 500/s and halves down from there."""
+    lock = threading.Lock()
+
+    def served(x: Any) -> None:
+        with lock:
+            time.sleep(0.004)
+
+    clients = [Session(prepare=lambda x: x, run=served) for _ in range(4)]
+    search = search_server(clients, [None] * 4, 40.0, QUICK, seed=0, alone_ms=4.0, parallel=1)
+    assert search.levels[0].offered_qps == pytest.approx(125.0)
+    assert search.levels[0].passed
+    assert search.best is not None and 100 < search.max_qps <= 260
+    as_four = search_server(clients, [None] * 4, 40.0, QUICK, seed=0, alone_ms=4.0)
+    assert as_four.levels[0].offered_qps == pytest.approx(500.0)
+    assert not as_four.levels[0].passed
+
+
 def test_a_bound_no_rate_meets_says_why() -> None:
     search = search_server([sleeper(0.01)], [None], 2.0, QUICK, seed=0, alone_ms=10.0)
     assert search.best is None and search.max_qps == 0.0 and search.repeat is None

@@ -418,6 +418,8 @@ def _run_scenario(
             job.server,
             job.seed,
             alone_ms=float(np.median(alone)) / 1e6,
+            # Clients over the wire: the server's parallelism is its own (one to start from).
+            parallel=1 if job.endpoint is not None else None,
         )
         result = search.to_dict()
     rss_growth_mb = max(0.0, _rss_mb() - rss_before)
