@@ -241,7 +241,7 @@ def test_zoo_bench_runs_the_server_scenario_over_the_wire(
         ["bench", "lenet", "--artifacts", str(digits), "--runtime", "onnxruntime",
          "--scenario", "server", "--splits", "1x1", "--rounds", "1", "--max-rounds", "1",
          "--min-time", "0.2", "--server-requests", "40", "--clients", "4",
-         "--endpoint", f"http://{server.url}", "--json", str(out)],
+         "--latency-bound", "50", "--endpoint", f"http://{server.url}", "--json", str(out)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = {r["runtime"]: r for r in json.loads(out.read_text())["results"]}

@@ -135,7 +135,9 @@ def predict_cmd(
     type=click.IntRange(1, 1024),
     default=1,
     show_default=True,
-    help="Copies of the model, each in a process of its own.",
+    help="Copies of the model, each in a process of its own. One answers on --port itself; "
+    "more are reached through Ray's proxy, which spreads requests among them (and costs "
+    "milliseconds of CPU per request).",
 )
 @click.option(
     "--threads",
