@@ -405,3 +405,16 @@ def test_build_app_refuses_bad_arguments(args: dict, says: str) -> None:
 
     with pytest.raises(ValueError, match=says):
         options_from_args(args)
+
+
+def test_a_port_in_use_is_refused_before_ray_starts() -> None:
+    from zoo.deploy.serve import check_port
+    from zoo.errors import UsageError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(UsageError, match=f"--port {port}: cannot listen there"):
+            check_port("127.0.0.1", port)
+    check_port("127.0.0.1", port)  # free again

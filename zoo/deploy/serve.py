@@ -279,10 +279,14 @@ def build_app(args: dict[str, Any]) -> Any:
     return application(export, options)
 
 
+def _probe(host: str) -> socket.socket:
+    """A TCP socket of ``host``'s address family (IPv6 when it has a colon), to bind."""
+    return socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+
+
 def check_port(host: str, port: int) -> None:
     """UsageError when ``host:port`` cannot be listened on (in use, or not this machine's)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
+    with _probe(host) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
@@ -331,8 +335,7 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
 
 def _free_port(host: str) -> int:
     """A port free on ``host`` now (for Ray's own proxy, when the replica has the given one)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
+    with _probe(host) as probe:
         probe.bind((host, 0))
         return int(probe.getsockname()[1])
 
